@@ -1,0 +1,246 @@
+use std::ffi::CString;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use dpdk_sys::{rte_mbuf, rte_mempool};
+
+use crate::error::{Error, Result};
+
+/// Sizing of a packet-buffer pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MempoolConfig {
+    /// Unique name within the process (DPDK keys pools by name).
+    pub name: String,
+    /// Number of mbufs. DPDK's ring-backed pools are most memory-efficient at 2^n - 1.
+    pub mbufs: u32,
+    /// Per-lcore cache; at most 512 (RTE_MEMPOOL_CACHE_MAX_SIZE) and at most mbufs / 1.5.
+    pub cache_size: u32,
+    /// Data room per mbuf, headroom included (RTE_MBUF_DEFAULT_BUF_SIZE is 2176).
+    pub data_room_bytes: u16,
+    /// NUMA socket; `None` = any.
+    pub socket: Option<u32>,
+}
+
+/// A pool of packet buffers. Cloning shares the pool; it is freed when the last handle drops and every
+/// mbuf is back in it (otherwise it is leaked, which is safe, and a warning says so).
+#[derive(Debug, Clone)]
+pub struct Mempool {
+    inner: Arc<PoolInner>,
+}
+
+#[derive(Debug)]
+struct PoolInner {
+    ptr: NonNull<rte_mempool>,
+    name: String,
+}
+
+// SAFETY: DPDK mempools are multi-producer/multi-consumer safe (the default ring ops); the per-lcore
+// cache is indexed by the calling lcore, so any thread may get and put.
+unsafe impl Send for PoolInner {}
+// SAFETY: as above; the shared handle only calls thread-safe mempool functions.
+unsafe impl Sync for PoolInner {}
+
+impl Mempool {
+    pub fn new(cfg: &MempoolConfig) -> Result<Self> {
+        let name = CString::new(cfg.name.as_str())
+            .map_err(|_| Error::InvalidArgument(format!("mempool name {:?} contains NUL", cfg.name)))?;
+        let socket = cfg.socket.map_or(-1, |s| s as i32);
+        // SAFETY: `name` is a valid C string for the duration of the call (DPDK copies it); the sizes are
+        // plain integers that DPDK validates itself.
+        let ptr = unsafe {
+            dpdk_sys::rte_pktmbuf_pool_create(
+                name.as_ptr(),
+                cfg.mbufs,
+                cfg.cache_size,
+                0,
+                cfg.data_room_bytes,
+                socket,
+            )
+        };
+        let ptr = NonNull::new(ptr).ok_or_else(|| Error::from_rte_errno("rte_pktmbuf_pool_create"))?;
+        Ok(Self { inner: Arc::new(PoolInner { ptr, name: cfg.name.clone() }) })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Total mbufs in the pool.
+    pub fn capacity(&self) -> u32 {
+        // SAFETY: the pool lives as long as `self`; `size` is written once at creation.
+        unsafe { (*self.inner.ptr.as_ptr()).size }
+    }
+
+    /// Mbufs currently out of the pool (per-lcore caches count as available).
+    pub fn in_use(&self) -> u32 {
+        // SAFETY: the pool is valid; the count is a racy snapshot by design, never UB.
+        unsafe { dpdk_sys::rvs_mempool_in_use_count(self.inner.ptr.as_ptr()) }
+    }
+
+    pub fn available(&self) -> u32 {
+        // SAFETY: as for in_use.
+        unsafe { dpdk_sys::rvs_mempool_avail_count(self.inner.ptr.as_ptr()) }
+    }
+
+    /// Takes one mbuf, reset and empty; `None` when the pool is exhausted.
+    pub fn alloc(&self) -> Option<Mbuf> {
+        // SAFETY: the pool is a valid pktmbuf pool.
+        let m = unsafe { dpdk_sys::rvs_pktmbuf_alloc(self.inner.ptr.as_ptr()) };
+        NonNull::new(m).map(Mbuf)
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut rte_mempool {
+        self.inner.ptr.as_ptr()
+    }
+}
+
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        // SAFETY: the pool is valid until freed below.
+        let in_use = unsafe { dpdk_sys::rvs_mempool_in_use_count(self.ptr.as_ptr()) };
+        if in_use == 0 {
+            // SAFETY: no handle is left (we are the last Arc) and no mbuf is out, so nothing can touch
+            // the pool's memory after this.
+            unsafe { dpdk_sys::rte_mempool_free(self.ptr.as_ptr()) };
+        } else {
+            tracing::warn!(pool = %self.name, in_use, "mempool still has mbufs out; leaking it");
+        }
+    }
+}
+
+/// One owned packet buffer (a direct mbuf with reference count 1), freed on drop. Only the first
+/// segment's data is exposed: rvs configures ports without scatter, so received packets are one segment.
+#[derive(Debug)]
+#[repr(transparent)]
+pub struct Mbuf(NonNull<rte_mbuf>);
+
+// SAFETY: an Mbuf is the unique owner of its buffer, and freeing returns it to a thread-safe mempool, so
+// moving it to another thread is sound.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// Takes ownership of a raw mbuf.
+    ///
+    /// # Safety
+    /// `ptr` must be a valid, direct mbuf with reference count 1 that nobody else will use or free.
+    pub unsafe fn from_raw(ptr: NonNull<rte_mbuf>) -> Self {
+        Self(ptr)
+    }
+
+    /// Gives up ownership without freeing.
+    pub fn into_raw(self) -> NonNull<rte_mbuf> {
+        let p = self.0;
+        std::mem::forget(self);
+        p
+    }
+
+    pub fn as_ptr(&self) -> *mut rte_mbuf {
+        self.0.as_ptr()
+    }
+
+    /// Bytes of packet data in the first segment.
+    #[inline]
+    pub fn len(&self) -> usize {
+        // SAFETY: we own a valid mbuf.
+        usize::from(unsafe { dpdk_sys::rvs_pktmbuf_data_len(self.0.as_ptr()) })
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Total packet length over all segments.
+    pub fn pkt_len(&self) -> u32 {
+        // SAFETY: we own a valid mbuf.
+        unsafe { dpdk_sys::rvs_pktmbuf_pkt_len(self.0.as_ptr()) }
+    }
+
+    pub fn segments(&self) -> u16 {
+        // SAFETY: we own a valid mbuf.
+        unsafe { dpdk_sys::rvs_pktmbuf_nb_segs(self.0.as_ptr()) }
+    }
+
+    /// The port the packet arrived on.
+    pub fn port(&self) -> u16 {
+        // SAFETY: we own a valid mbuf.
+        unsafe { dpdk_sys::rvs_pktmbuf_port(self.0.as_ptr()) }
+    }
+
+    /// The NIC's RSS hash, when the port computed one.
+    pub fn rss_hash(&self) -> u32 {
+        // SAFETY: we own a valid mbuf.
+        unsafe { dpdk_sys::rvs_pktmbuf_rss_hash(self.0.as_ptr()) }
+    }
+
+    pub fn headroom(&self) -> usize {
+        // SAFETY: we own a valid mbuf.
+        usize::from(unsafe { dpdk_sys::rvs_pktmbuf_headroom(self.0.as_ptr()) })
+    }
+
+    pub fn tailroom(&self) -> usize {
+        // SAFETY: we own a valid mbuf.
+        usize::from(unsafe { dpdk_sys::rvs_pktmbuf_tailroom(self.0.as_ptr()) })
+    }
+
+    /// The packet bytes of the first segment.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        let len = self.len();
+        // SAFETY: mtod points at data_len initialised bytes inside the mbuf's buffer, which we own
+        // exclusively (refcnt 1) for at least the lifetime of &self.
+        unsafe { std::slice::from_raw_parts(dpdk_sys::rvs_pktmbuf_mtod(self.0.as_ptr()).cast::<u8>(), len) }
+    }
+
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        let len = self.len();
+        // SAFETY: as for data(); &mut self guarantees no other reference into the buffer.
+        unsafe { std::slice::from_raw_parts_mut(dpdk_sys::rvs_pktmbuf_mtod(self.0.as_ptr()).cast::<u8>(), len) }
+    }
+
+    /// Grows the packet at the tail by `len` bytes and returns them (uninitialised contents are zeroed);
+    /// `None` if the tailroom is too small.
+    pub fn append(&mut self, len: u16) -> Option<&mut [u8]> {
+        // SAFETY: we own a valid mbuf; DPDK returns NULL when there is not enough tailroom.
+        let p = unsafe { dpdk_sys::rvs_pktmbuf_append(self.0.as_ptr(), len) };
+        let p = NonNull::new(p.cast::<u8>())?;
+        // SAFETY: DPDK reserved `len` bytes at `p` inside our buffer; zeroing them makes them initialised.
+        unsafe {
+            std::ptr::write_bytes(p.as_ptr(), 0, usize::from(len));
+            Some(std::slice::from_raw_parts_mut(p.as_ptr(), usize::from(len)))
+        }
+    }
+
+    /// Grows the packet at the head by `len` bytes (e.g. for an outer header) and returns them, zeroed;
+    /// `None` if the headroom is too small.
+    pub fn prepend(&mut self, len: u16) -> Option<&mut [u8]> {
+        // SAFETY: we own a valid mbuf; DPDK returns NULL when there is not enough headroom.
+        let p = unsafe { dpdk_sys::rvs_pktmbuf_prepend(self.0.as_ptr(), len) };
+        let p = NonNull::new(p.cast::<u8>())?;
+        // SAFETY: DPDK moved data_off back by `len` bytes inside our buffer; we zero them.
+        unsafe {
+            std::ptr::write_bytes(p.as_ptr(), 0, usize::from(len));
+            Some(std::slice::from_raw_parts_mut(p.as_ptr(), usize::from(len)))
+        }
+    }
+
+    /// Removes `len` bytes from the head; false (and no change) if the packet is shorter.
+    pub fn adj(&mut self, len: u16) -> bool {
+        // SAFETY: we own a valid mbuf; DPDK checks the length and returns NULL without change.
+        !unsafe { dpdk_sys::rvs_pktmbuf_adj(self.0.as_ptr(), len) }.is_null()
+    }
+
+    /// Removes `len` bytes from the tail; false (and no change) if the last segment is shorter.
+    pub fn trim(&mut self, len: u16) -> bool {
+        // SAFETY: we own a valid mbuf; DPDK checks the length and returns -1 without change.
+        unsafe { dpdk_sys::rvs_pktmbuf_trim(self.0.as_ptr(), len) == 0 }
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we are the unique owner; the mbuf goes back to its pool and is never touched again.
+        unsafe { dpdk_sys::rvs_pktmbuf_free(self.0.as_ptr()) }
+    }
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs everything rvs needs on a fresh Debian 12 machine, idempotently: the DPDK library and tools,
+# libclang for bindgen, the independent decoders (scapy, tshark) and the network test-bed tools, then
+# reserves hugepages. Safe to run again; it skips work that is already done.
+set -euo pipefail
+
+PACKAGES=(
+  # build: DPDK headers + libs (pkg-config libdpdk), libclang for bindgen, a C compiler for the shim
+  libdpdk-dev pkg-config libclang-dev clang gcc make
+  # dpdk-testpmd (the baseline in perf/) and the vdev PMDs
+  dpdk dpdk-dev
+  # independent decoders and the namespace test bed
+  python3-scapy tshark iproute2 ethtool procps
+)
+
+need=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# DPDK wants hugepages; 2 MiB pages are what this kind of machine offers. 512 pages = 1 GiB, enough for
+# the daemon, testpmd and the tests running one after another.
+want_pages=${RVS_HUGEPAGES:-512}
+have_pages=$(cat /proc/sys/vm/nr_hugepages)
+if [ "$have_pages" -lt "$want_pages" ]; then
+  echo "$want_pages" > /proc/sys/vm/nr_hugepages || echo "setup: warning: could not reserve hugepages" >&2
+fi
+if ! mountpoint -q /dev/hugepages 2>/dev/null; then
+  mkdir -p /dev/hugepages
+  mount -t hugetlbfs nodev /dev/hugepages || echo "setup: warning: could not mount hugetlbfs" >&2
+fi
+echo "setup: ok (hugepages: $(cat /proc/sys/vm/nr_hugepages))"
