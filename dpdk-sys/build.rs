@@ -41,7 +41,10 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
 
     let mut cc = cc::Build::new();
-    cc.file("csrc/shim.c").include("csrc").opt_level(3).warnings(false);
+    cc.file("csrc/shim.c")
+        .include("csrc")
+        .opt_level(3)
+        .warnings(false);
     for f in &cflags {
         cc.flag(f);
     }
@@ -58,10 +61,15 @@ fn main() {
              |rte_socket_.*|rte_strerror|rte_get_.*_lcore|rte_get_tsc_hz|rte_exit|rte_version",
         )
         .allowlist_type("rte_eth_conf|rte_eth_dev_info|rte_eth_stats|rte_ether_addr|rte_mbuf")
-        .allowlist_var("RTE_ETH_.*|RTE_MBUF_.*|RTE_MAX_.*|RING_F_.*|RTE_PKTMBUF_HEADROOM|RTE_MEMPOOL_.*")
+        .allowlist_var(
+            "RTE_ETH_.*|RTE_MBUF_.*|RTE_MAX_.*|RING_F_.*|RTE_PKTMBUF_HEADROOM|RTE_MEMPOOL_.*",
+        )
         // Enums as newtype constants: several DPDK enums have no zero variant, and config structs are
         // zero-initialised, which would be undefined behaviour with Rust enums.
-        .default_enum_style(bindgen::EnumVariation::NewType { is_bitfield: false, is_global: false })
+        .default_enum_style(bindgen::EnumVariation::NewType {
+            is_bitfield: false,
+            is_global: false,
+        })
         .prepend_enum_name(false)
         .derive_default(true)
         .layout_tests(false)
@@ -82,7 +90,9 @@ fn raw_cflags() -> Vec<String> {
         .output()
         .unwrap_or_else(|e| fail(&format!("cannot run {pkg_config}: {e}\n{INSTALL_HINT}")));
     if !output.status.success() {
-        fail(&format!("pkg-config --cflags libdpdk failed\n{INSTALL_HINT}"));
+        fail(&format!(
+            "pkg-config --cflags libdpdk failed\n{INSTALL_HINT}"
+        ));
     }
     String::from_utf8_lossy(&output.stdout)
         .split_whitespace()
@@ -97,14 +107,18 @@ fn pin_libclang() {
     if env::var_os("LIBCLANG_PATH").is_some() {
         return;
     }
-    let Ok(dir) = std::fs::read_dir("/usr/lib") else { return };
+    let Ok(dir) = std::fs::read_dir("/usr/lib") else {
+        return;
+    };
     let mut candidates: Vec<(u32, PathBuf)> = dir
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             let ver: u32 = name.strip_prefix("llvm-")?.parse().ok()?;
             let lib = e.path().join("lib");
-            Path::new(&lib.join("libclang.so")).exists().then_some((ver, lib))
+            Path::new(&lib.join("libclang.so"))
+                .exists()
+                .then_some((ver, lib))
         })
         .collect();
     candidates.sort();

@@ -24,7 +24,10 @@ impl Default for PacketBurst {
 
 impl PacketBurst {
     pub fn new() -> Self {
-        Self { slots: [const { None }; BURST_SIZE], len: 0 }
+        Self {
+            slots: [const { None }; BURST_SIZE],
+            len: 0,
+        }
     }
 
     #[inline]
@@ -83,7 +86,9 @@ impl PacketBurst {
     pub fn retain(&mut self, mut keep: impl FnMut(&mut Mbuf) -> bool) -> usize {
         let mut w = 0;
         for r in 0..self.len {
-            let Some(mut m) = self.slots.get_mut(r).and_then(Option::take) else { continue };
+            let Some(mut m) = self.slots.get_mut(r).and_then(Option::take) else {
+                continue;
+            };
             if keep(&mut m) {
                 if let Some(slot) = self.slots.get_mut(w) {
                     *slot = Some(m);
@@ -106,7 +111,10 @@ impl PacketBurst {
 
     /// The filled slots as the raw array DPDK reads.
     pub(crate) fn raw_filled(&mut self) -> (*mut *mut rte_mbuf, u16) {
-        (self.slots.as_mut_ptr().cast::<*mut rte_mbuf>(), self.len as u16)
+        (
+            self.slots.as_mut_ptr().cast::<*mut rte_mbuf>(),
+            self.len as u16,
+        )
     }
 
     /// Records that DPDK wrote `n` mbuf pointers into the tail.

@@ -7,7 +7,11 @@ pub enum Error {
     #[error("the DPDK EAL is already initialised in this process")]
     AlreadyInitialized,
     #[error("{op} failed: {reason} (errno {errno})")]
-    Dpdk { op: &'static str, errno: i32, reason: String },
+    Dpdk {
+        op: &'static str,
+        errno: i32,
+        reason: String,
+    },
     #[error("no DPDK port named {0:?} (check the device arguments and that its PMD is installed)")]
     NoSuchPort(String),
     #[error("lcore {0} is not an enabled worker lcore")]

@@ -42,8 +42,9 @@ unsafe impl Sync for PoolInner {}
 
 impl Mempool {
     pub fn new(cfg: &MempoolConfig) -> Result<Self> {
-        let name = CString::new(cfg.name.as_str())
-            .map_err(|_| Error::InvalidArgument(format!("mempool name {:?} contains NUL", cfg.name)))?;
+        let name = CString::new(cfg.name.as_str()).map_err(|_| {
+            Error::InvalidArgument(format!("mempool name {:?} contains NUL", cfg.name))
+        })?;
         let socket = cfg.socket.map_or(-1, |s| s as i32);
         // SAFETY: `name` is a valid C string for the duration of the call (DPDK copies it); the sizes are
         // plain integers that DPDK validates itself.
@@ -57,8 +58,14 @@ impl Mempool {
                 socket,
             )
         };
-        let ptr = NonNull::new(ptr).ok_or_else(|| Error::from_rte_errno("rte_pktmbuf_pool_create"))?;
-        Ok(Self { inner: Arc::new(PoolInner { ptr, name: cfg.name.clone() }) })
+        let ptr =
+            NonNull::new(ptr).ok_or_else(|| Error::from_rte_errno("rte_pktmbuf_pool_create"))?;
+        Ok(Self {
+            inner: Arc::new(PoolInner {
+                ptr,
+                name: cfg.name.clone(),
+            }),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -189,14 +196,24 @@ impl Mbuf {
         let len = self.len();
         // SAFETY: mtod points at data_len initialised bytes inside the mbuf's buffer, which we own
         // exclusively (refcnt 1) for at least the lifetime of &self.
-        unsafe { std::slice::from_raw_parts(dpdk_sys::rvs_pktmbuf_mtod(self.0.as_ptr()).cast::<u8>(), len) }
+        unsafe {
+            std::slice::from_raw_parts(
+                dpdk_sys::rvs_pktmbuf_mtod(self.0.as_ptr()).cast::<u8>(),
+                len,
+            )
+        }
     }
 
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
         let len = self.len();
         // SAFETY: as for data(); &mut self guarantees no other reference into the buffer.
-        unsafe { std::slice::from_raw_parts_mut(dpdk_sys::rvs_pktmbuf_mtod(self.0.as_ptr()).cast::<u8>(), len) }
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                dpdk_sys::rvs_pktmbuf_mtod(self.0.as_ptr()).cast::<u8>(),
+                len,
+            )
+        }
     }
 
     /// Grows the packet at the tail by `len` bytes and returns them (uninitialised contents are zeroed);

@@ -92,7 +92,9 @@ impl Port<Stopped> {
             return Err(Error::from_ret("rte_eth_dev_info_get", ret));
         }
         if cfg.rx_queues == 0 || cfg.tx_queues == 0 {
-            return Err(Error::InvalidArgument("a port needs at least one RX and one TX queue".into()));
+            return Err(Error::InvalidArgument(
+                "a port needs at least one RX and one TX queue".into(),
+            ));
         }
         if cfg.rx_queues > info.max_rx_queues || cfg.tx_queues > info.max_tx_queues {
             return Err(Error::InvalidArgument(format!(
@@ -104,14 +106,16 @@ impl Port<Stopped> {
         // RSS arrives with the multi-worker issue.
         let conf = dpdk_sys::rte_eth_conf::default();
         // SAFETY: valid port id (info_get succeeded) and a valid, fully initialised conf.
-        let ret = unsafe { dpdk_sys::rte_eth_dev_configure(id.0, cfg.rx_queues, cfg.tx_queues, &conf) };
+        let ret =
+            unsafe { dpdk_sys::rte_eth_dev_configure(id.0, cfg.rx_queues, cfg.tx_queues, &conf) };
         if ret != 0 {
             return Err(Error::from_ret("rte_eth_dev_configure", ret));
         }
         let mut nb_rxd = cfg.rx_descriptors;
         let mut nb_txd = cfg.tx_descriptors;
         // SAFETY: valid port id and out-pointers; DPDK clamps the counts to the device's limits.
-        let ret = unsafe { dpdk_sys::rte_eth_dev_adjust_nb_rx_tx_desc(id.0, &mut nb_rxd, &mut nb_txd) };
+        let ret =
+            unsafe { dpdk_sys::rte_eth_dev_adjust_nb_rx_tx_desc(id.0, &mut nb_rxd, &mut nb_txd) };
         if ret != 0 {
             return Err(Error::from_ret("rte_eth_dev_adjust_nb_rx_tx_desc", ret));
         }
@@ -122,7 +126,14 @@ impl Port<Stopped> {
             // SAFETY: configured port, q < rx_queues; NULL rxconf means the PMD default; the pool is a
             // valid pktmbuf pool kept alive by the Port.
             let ret = unsafe {
-                dpdk_sys::rte_eth_rx_queue_setup(id.0, q, nb_rxd, socket, std::ptr::null(), pool.as_ptr())
+                dpdk_sys::rte_eth_rx_queue_setup(
+                    id.0,
+                    q,
+                    nb_rxd,
+                    socket,
+                    std::ptr::null(),
+                    pool.as_ptr(),
+                )
             };
             if ret != 0 {
                 return Err(Error::from_ret("rte_eth_rx_queue_setup", ret));
@@ -130,7 +141,9 @@ impl Port<Stopped> {
         }
         for q in 0..cfg.tx_queues {
             // SAFETY: configured port, q < tx_queues; NULL txconf means the PMD default.
-            let ret = unsafe { dpdk_sys::rte_eth_tx_queue_setup(id.0, q, nb_txd, socket, std::ptr::null()) };
+            let ret = unsafe {
+                dpdk_sys::rte_eth_tx_queue_setup(id.0, q, nb_txd, socket, std::ptr::null())
+            };
             if ret != 0 {
                 return Err(Error::from_ret("rte_eth_tx_queue_setup", ret));
             }
@@ -147,7 +160,9 @@ impl Port<Stopped> {
         let ret = unsafe { dpdk_sys::rte_eth_dev_get_name_by_port(id.0, name_buf.as_mut_ptr()) };
         let name = if ret == 0 {
             // SAFETY: on success DPDK wrote a NUL-terminated name into the buffer.
-            unsafe { std::ffi::CStr::from_ptr(name_buf.as_ptr()) }.to_string_lossy().into_owned()
+            unsafe { std::ffi::CStr::from_ptr(name_buf.as_ptr()) }
+                .to_string_lossy()
+                .into_owned()
         } else {
             format!("port{}", id.0)
         };
@@ -248,17 +263,29 @@ impl<S> Port<S> {
     /// Hands out RX queue `q`, once: the receiver is its only poller.
     pub fn take_rx_queue(&mut self, q: QueueId) -> Result<RxQueue> {
         take(&mut self.rx_taken, self.id, q, self.rx_queues)?;
-        Ok(RxQueue { port: self.id, queue: q, _user: Arc::clone(&self.users) })
+        Ok(RxQueue {
+            port: self.id,
+            queue: q,
+            _user: Arc::clone(&self.users),
+        })
     }
 
     /// Hands out TX queue `q`, once: the receiver is its only sender.
     pub fn take_tx_queue(&mut self, q: QueueId) -> Result<TxQueue> {
         take(&mut self.tx_taken, self.id, q, self.tx_queues)?;
-        Ok(TxQueue { port: self.id, queue: q, _user: Arc::clone(&self.users) })
+        Ok(TxQueue {
+            port: self.id,
+            queue: q,
+            _user: Arc::clone(&self.users),
+        })
     }
 
     fn ensure_no_users(&self) -> Result<()> {
-        if Arc::strong_count(&self.users) == 1 { Ok(()) } else { Err(Error::QueuesInUse(self.id.0)) }
+        if Arc::strong_count(&self.users) == 1 {
+            Ok(())
+        } else {
+            Err(Error::QueuesInUse(self.id.0))
+        }
     }
 
     fn into_state<T>(self) -> Port<T> {
@@ -285,7 +312,10 @@ impl<S> Port<S> {
 impl<S> Drop for Port<S> {
     fn drop(&mut self) {
         if self.ensure_no_users().is_err() {
-            tracing::warn!(port = self.id.0, "port dropped while queue handles are out; leaving it open");
+            tracing::warn!(
+                port = self.id.0,
+                "port dropped while queue handles are out; leaving it open"
+            );
             return;
         }
         if self.started {
@@ -304,11 +334,16 @@ impl<S> Drop for Port<S> {
 }
 
 fn take(taken: &mut [bool], port: PortId, q: QueueId, count: u16) -> Result<()> {
-    let slot = taken
-        .get_mut(usize::from(q.0))
-        .ok_or(Error::NoSuchQueue { port: port.0, queue: q.0, count })?;
+    let slot = taken.get_mut(usize::from(q.0)).ok_or(Error::NoSuchQueue {
+        port: port.0,
+        queue: q.0,
+        count,
+    })?;
     if *slot {
-        return Err(Error::QueueTaken { port: port.0, queue: q.0 });
+        return Err(Error::QueueTaken {
+            port: port.0,
+            queue: q.0,
+        });
     }
     *slot = true;
     Ok(())
@@ -390,8 +425,12 @@ impl TxQueue {
         let (ptr, len) = burst.raw_filled();
         // SAFETY: `ptr` points at `len` valid owned mbufs; this handle is the queue's only sender; the
         // queue id was range-checked. The PMD takes ownership of the first `sent` pointers only.
-        let sent = unsafe { dpdk_sys::rvs_eth_tx_burst(self.port.0, self.queue.0, ptr, len) }.min(len);
+        let sent =
+            unsafe { dpdk_sys::rvs_eth_tx_burst(self.port.0, self.queue.0, ptr, len) }.min(len);
         let dropped = burst.release_sent(usize::from(sent));
-        TxOutcome { sent, dropped: dropped as u16 }
+        TxOutcome {
+            sent,
+            dropped: dropped as u16,
+        }
     }
 }

@@ -1,0 +1,593 @@
+//! rvsd's configuration: TOML in, a validated [`Config`] out. The file format ([`RawConfig`]) rejects
+//! unknown keys and carries units in its names; validation then checks what the types cannot (lcores,
+//! names, references between sections) and names the offending key in every error.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use rvs_dataplane::ForwardMode;
+use rvs_dpdk::{EalConfig, MempoolConfig, PortConfig};
+use serde::Deserialize;
+
+/// A configuration problem, always naming the key and the reason.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{0}")]
+    Syntax(String),
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+// ---- the file format -------------------------------------------------------------------------------
+
+/// The configuration file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// DPDK environment: cores and memory.
+    pub eal: RawEal,
+    /// The packet-buffer pool.
+    #[serde(default)]
+    pub mempool: RawMempool,
+    /// The ports the data plane owns.
+    #[serde(rename = "port", default)]
+    pub ports: Vec<RawPort>,
+    /// What the workers do with packets.
+    pub forwarding: RawForwarding,
+    /// The management core.
+    #[serde(default)]
+    pub management: RawManagement,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEal {
+    /// The lcore of the management thread.
+    #[serde(default)]
+    pub main_lcore: u32,
+    /// Lcores that run poll-mode workers (one RX and one TX queue on every port each).
+    pub worker_lcores: Vec<u32>,
+    /// Memory reserved at start, in MiB; omitted = grow on demand.
+    pub memory_mib: Option<u32>,
+    /// Use hugepages (production); false runs on ordinary memory at about half the packet rate.
+    #[serde(default = "yes")]
+    pub hugepages: bool,
+    /// Prefix for DPDK's runtime files; must be unique per DPDK process on the machine.
+    #[serde(default = "default_prefix")]
+    pub file_prefix: String,
+    /// Extra EAL arguments, passed verbatim (e.g. ["--log-level", "pmd.net.af_packet:debug"]).
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMempool {
+    /// Number of packet buffers (2^n - 1 is the most compact).
+    #[serde(default = "default_mbufs")]
+    pub mbufs: u32,
+    /// Per-lcore cache of buffers.
+    #[serde(default = "default_cache")]
+    pub cache_size: u32,
+    /// Buffer data room including headroom, in bytes.
+    #[serde(default = "default_data_room")]
+    pub data_room_bytes: u16,
+}
+
+impl Default for RawMempool {
+    fn default() -> Self {
+        Self {
+            mbufs: default_mbufs(),
+            cache_size: default_cache(),
+            data_room_bytes: default_data_room(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPort {
+    /// Our name for the port, used by other sections and in statistics.
+    pub name: String,
+    /// A PCI address (`0000:03:00.0`) or a DPDK virtual device with its arguments
+    /// (`net_af_packet0,iface=veth0,qpairs=1`).
+    pub device: String,
+    /// RX descriptors per queue.
+    #[serde(default = "default_descriptors")]
+    pub rx_descriptors: u16,
+    /// TX descriptors per queue.
+    #[serde(default = "default_descriptors")]
+    pub tx_descriptors: u16,
+    /// Receive frames for every destination MAC.
+    #[serde(default = "yes")]
+    pub promiscuous: bool,
+    /// Port MTU in bytes; omitted = the device's default.
+    pub mtu_bytes: Option<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwarding {
+    /// `io` (frames untouched) or `macswap` (source and destination MAC swapped).
+    pub mode: RawMode,
+    /// The two ports cross-connected at L2: what arrives on one leaves on the other.
+    pub ports: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum RawMode {
+    Io,
+    Macswap,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawManagement {
+    /// How often to log port and worker statistics, in seconds; 0 = only at exit.
+    #[serde(default = "default_stats_interval")]
+    pub stats_interval_seconds: u32,
+}
+
+impl Default for RawManagement {
+    fn default() -> Self {
+        Self {
+            stats_interval_seconds: default_stats_interval(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_prefix() -> String {
+    "rvs".into()
+}
+fn default_mbufs() -> u32 {
+    16383
+}
+fn default_cache() -> u32 {
+    256
+}
+fn default_data_room() -> u16 {
+    2176
+}
+fn default_descriptors() -> u16 {
+    1024
+}
+fn default_stats_interval() -> u32 {
+    10
+}
+
+// ---- the validated form ----------------------------------------------------------------------------
+
+/// A port, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    pub name: String,
+    /// What DPDK calls the device once probed (vdev name or full PCI address).
+    pub dpdk_name: String,
+    pub device: Device,
+    pub config: PortConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Device {
+    Pci(String),
+    Vdev(String),
+}
+
+/// The validated configuration the daemon runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub eal: EalConfig,
+    pub mempool: MempoolConfig,
+    pub ports: Vec<PortSpec>,
+    pub mode: ForwardMode,
+    /// Indexes into `ports` of the cross-connected pair.
+    pub cross_connect: (usize, usize),
+    pub stats_interval_seconds: u32,
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_toml(&text)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        Self::validate(raw)
+    }
+
+    pub fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
+        let workers = &raw.eal.worker_lcores;
+        if workers.is_empty() {
+            return Err(invalid(
+                "eal.worker_lcores",
+                "at least one worker lcore is needed",
+            ));
+        }
+        let mut seen = HashSet::new();
+        for &w in workers {
+            if w == raw.eal.main_lcore {
+                return Err(invalid(
+                    "eal.worker_lcores",
+                    format!("lcore {w} is the main lcore; workers need lcores of their own"),
+                ));
+            }
+            if !seen.insert(w) {
+                return Err(invalid(
+                    "eal.worker_lcores",
+                    format!("lcore {w} is listed twice"),
+                ));
+            }
+        }
+        if raw.eal.file_prefix.is_empty() || raw.eal.file_prefix.contains('/') {
+            return Err(invalid(
+                "eal.file_prefix",
+                "must be a non-empty name without '/'",
+            ));
+        }
+        let nworkers = u16::try_from(workers.len())
+            .map_err(|_| invalid("eal.worker_lcores", "too many workers"))?;
+
+        let mut ports = Vec::new();
+        let mut names = HashSet::new();
+        for (i, p) in raw.ports.iter().enumerate() {
+            let key = |k: &str| format!("port[{i}].{k}");
+            if p.name.is_empty()
+                || !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?} must be letters, digits, '_' or '-'", p.name),
+                ));
+            }
+            if !names.insert(p.name.clone()) {
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?} is used by another port", p.name),
+                ));
+            }
+            let (device, dpdk_name) =
+                parse_device(&p.device).map_err(|r| invalid(key("device"), r))?;
+            if ports.iter().any(|q: &PortSpec| q.dpdk_name == dpdk_name) {
+                return Err(invalid(
+                    key("device"),
+                    format!("device {dpdk_name:?} is used by another port"),
+                ));
+            }
+            for (k, v) in [
+                ("rx_descriptors", p.rx_descriptors),
+                ("tx_descriptors", p.tx_descriptors),
+            ] {
+                if !(64..=16384).contains(&v) {
+                    return Err(invalid(key(k), format!("{v} is outside 64..=16384")));
+                }
+            }
+            if let Some(mtu) = p.mtu_bytes {
+                if !(68..=9600).contains(&mtu) {
+                    return Err(invalid(
+                        key("mtu_bytes"),
+                        format!("{mtu} is outside 68..=9600"),
+                    ));
+                }
+            }
+            ports.push(PortSpec {
+                name: p.name.clone(),
+                dpdk_name,
+                device,
+                config: PortConfig {
+                    rx_queues: nworkers,
+                    tx_queues: nworkers,
+                    rx_descriptors: p.rx_descriptors,
+                    tx_descriptors: p.tx_descriptors,
+                    promiscuous: p.promiscuous,
+                    mtu_bytes: p.mtu_bytes,
+                },
+            });
+        }
+
+        let f = &raw.forwarding;
+        let [a, b] = f.ports.as_slice() else {
+            return Err(invalid(
+                "forwarding.ports",
+                format!(
+                    "names {} ports; the L2 stage cross-connects exactly 2",
+                    f.ports.len()
+                ),
+            ));
+        };
+        let find = |n: &String| {
+            ports
+                .iter()
+                .position(|p| &p.name == n)
+                .ok_or_else(|| invalid("forwarding.ports", format!("no [[port]] is named {n:?}")))
+        };
+        let (ia, ib) = (find(a)?, find(b)?);
+        if ia == ib {
+            return Err(invalid("forwarding.ports", "the two ports must differ"));
+        }
+
+        let m = &raw.mempool;
+        if m.cache_size > 512 {
+            return Err(invalid(
+                "mempool.cache_size",
+                format!("{} exceeds DPDK's maximum of 512", m.cache_size),
+            ));
+        }
+        // Every RX descriptor may hold a buffer, every TX descriptor one in flight, each lcore's cache
+        // some more, and each worker a burst in hand; below that the ports starve at start.
+        let per_port: u32 = ports
+            .iter()
+            .map(|p| {
+                u32::from(nworkers)
+                    * (u32::from(p.config.rx_descriptors) + u32::from(p.config.tx_descriptors))
+            })
+            .sum();
+        let need = per_port + (u32::from(nworkers) + 1) * (m.cache_size + 32);
+        if m.mbufs < need {
+            return Err(invalid(
+                "mempool.mbufs",
+                format!(
+                    "{} is too few for these ports, queues and caches: at least {need} are needed",
+                    m.mbufs
+                ),
+            ));
+        }
+        if m.cache_size > 0 && f64::from(m.cache_size) * 1.5 > f64::from(m.mbufs) {
+            return Err(invalid("mempool.cache_size", "must be at most mbufs / 1.5"));
+        }
+        if usize::from(m.data_room_bytes) < 128 + 64 {
+            return Err(invalid(
+                "mempool.data_room_bytes",
+                "must hold the 128-byte headroom and a frame",
+            ));
+        }
+
+        let (vdevs, pci_allow) = ports.iter().fold((vec![], vec![]), |(mut v, mut p), s| {
+            match &s.device {
+                Device::Vdev(d) => v.push(d.clone()),
+                Device::Pci(a) => p.push(a.clone()),
+            }
+            (v, p)
+        });
+        Ok(Self {
+            eal: EalConfig {
+                main_lcore: raw.eal.main_lcore,
+                worker_lcores: workers.clone(),
+                memory_mib: raw.eal.memory_mib,
+                no_huge: !raw.eal.hugepages,
+                in_memory: false,
+                file_prefix: Some(raw.eal.file_prefix.clone()),
+                vdevs,
+                pci_allow,
+                extra_args: raw.eal.extra_args.clone(),
+            },
+            mempool: MempoolConfig {
+                name: "rvs_pkt".into(),
+                mbufs: m.mbufs,
+                cache_size: m.cache_size,
+                data_room_bytes: m.data_room_bytes,
+                socket: None,
+            },
+            ports,
+            mode: match f.mode {
+                RawMode::Io => ForwardMode::Io,
+                RawMode::Macswap => ForwardMode::MacSwap,
+            },
+            cross_connect: (ia, ib),
+            stats_interval_seconds: raw.management.stats_interval_seconds,
+        })
+    }
+}
+
+/// Splits a device string into its kind and the name DPDK gives the probed port.
+fn parse_device(dev: &str) -> Result<(Device, String), String> {
+    let dev = dev.trim();
+    if let Some(pci) = normalise_pci(dev) {
+        return Ok((Device::Pci(pci.clone()), pci));
+    }
+    let name = dev.split(',').next().unwrap_or_default();
+    if !name.starts_with("net_") || name.len() <= 4 {
+        return Err(format!(
+            "{dev:?} is neither a PCI address (0000:03:00.0) nor a network vdev (net_af_packet0,iface=eth0)"
+        ));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "vdev name {name:?} may only hold letters, digits and '_'"
+        ));
+    }
+    Ok((Device::Vdev(dev.to_owned()), name.to_owned()))
+}
+
+/// `0000:03:00.0` or `03:00.0` -> `0000:03:00.0`.
+fn normalise_pci(s: &str) -> Option<String> {
+    let hex = |p: &str, n: usize| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit());
+    let (dom, rest) = match s.matches(':').count() {
+        2 => s.split_once(':')?,
+        1 => ("0000", s),
+        _ => return None,
+    };
+    let (bus, rest) = rest.split_once(':')?;
+    let (dev, func) = rest.split_once('.')?;
+    (hex(dom, 4)
+        && hex(bus, 2)
+        && hex(dev, 2)
+        && func.len() == 1
+        && func.chars().all(|c| ('0'..='7').contains(&c)))
+    .then(|| {
+        format!(
+            "{}:{}:{}.{}",
+            dom.to_lowercase(),
+            bus.to_lowercase(),
+            dev.to_lowercase(),
+            func
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[eal]
+worker_lcores = [1]
+hugepages = false
+
+[[port]]
+name = "client"
+device = "net_af_packet0,iface=veth0"
+
+[[port]]
+name = "server"
+device = "03:00.1"
+rx_descriptors = 512
+
+[forwarding]
+mode = "macswap"
+ports = ["client", "server"]
+"#;
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_good_config_validates_into_eal_arguments() {
+        let c = Config::from_toml(GOOD).unwrap();
+        assert_eq!(c.ports[0].dpdk_name, "net_af_packet0");
+        assert_eq!(c.ports[1].dpdk_name, "0000:03:00.1");
+        assert_eq!(c.ports[1].config.rx_descriptors, 512);
+        assert_eq!(c.mode, ForwardMode::MacSwap);
+        assert_eq!(c.cross_connect, (0, 1));
+        let args = c.eal.to_args().join(" ");
+        assert!(args.contains("-l 0,1 --main-lcore 0"), "{args}");
+        assert!(args.contains("--no-huge"), "{args}");
+        assert!(args.contains("--vdev net_af_packet0,iface=veth0"), "{args}");
+        assert!(args.contains("-a 0000:03:00.1"), "{args}");
+        assert!(!args.contains("--no-pci"), "{args}");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = err(&GOOD.replace("hugepages = false", "hugepages = false\nworkers = 2"));
+        assert!(e.contains("unknown field `workers`"), "{e}");
+        let e = err(&GOOD.replace("rx_descriptors = 512", "rx_descriptors = 512\nrx_ring = 4"));
+        assert!(e.contains("unknown field `rx_ring`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_and_missing_sections_are_named() {
+        let e = err(&GOOD.replace("worker_lcores = [1]", "worker_lcores = \"1\""));
+        assert!(e.contains("worker_lcores"), "{e}");
+        let e = err(&GOOD.replace("mode = \"macswap\"", "mode = \"bridge\""));
+        assert!(e.contains("unknown variant `bridge`"), "{e}");
+        assert!(err("[eal]\nworker_lcores = [1]\n").contains("missing field `forwarding`"));
+    }
+
+    #[test]
+    fn semantic_errors_name_key_and_reason() {
+        let cases = [
+            (
+                "worker_lcores = [1]",
+                "worker_lcores = [0]",
+                "eal.worker_lcores: lcore 0 is the main lcore",
+            ),
+            (
+                "worker_lcores = [1]",
+                "worker_lcores = []",
+                "eal.worker_lcores: at least one",
+            ),
+            (
+                "worker_lcores = [1]",
+                "worker_lcores = [1, 1]",
+                "eal.worker_lcores: lcore 1 is listed twice",
+            ),
+            (
+                "name = \"server\"",
+                "name = \"client\"",
+                "port[1].name: \"client\" is used by another port",
+            ),
+            (
+                "device = \"03:00.1\"",
+                "device = \"eth0\"",
+                "port[1].device: \"eth0\" is neither",
+            ),
+            (
+                "device = \"03:00.1\"",
+                "device = \"net_af_packet0,iface=x\"",
+                "port[1].device: device \"net_af_packet0\"",
+            ),
+            (
+                "rx_descriptors = 512",
+                "rx_descriptors = 8",
+                "port[1].rx_descriptors: 8 is outside",
+            ),
+            (
+                "ports = [\"client\", \"server\"]",
+                "ports = [\"client\"]",
+                "forwarding.ports: names 1 ports",
+            ),
+            (
+                "ports = [\"client\", \"server\"]",
+                "ports = [\"client\", \"nope\"]",
+                "no [[port]] is named \"nope\"",
+            ),
+            (
+                "ports = [\"client\", \"server\"]",
+                "ports = [\"client\", \"client\"]",
+                "forwarding.ports: the two ports must differ",
+            ),
+        ];
+        for (from, to, want) in cases {
+            let e = err(&GOOD.replace(from, to));
+            assert!(e.contains(want), "{to:?}: got {e:?}, want {want:?}");
+        }
+        let e = err(&format!("{GOOD}\n[mempool]\nmbufs = 1000\n"));
+        assert!(e.starts_with("mempool.mbufs: 1000 is too few"), "{e}");
+        let e = err(&format!("{GOOD}\n[mempool]\ncache_size = 600\n"));
+        assert!(e.starts_with("mempool.cache_size"), "{e}");
+    }
+
+    #[test]
+    fn pci_addresses_are_normalised() {
+        assert_eq!(
+            normalise_pci("0000:3B:00.0").as_deref(),
+            Some("0000:3b:00.0")
+        );
+        assert_eq!(normalise_pci("af:00.7").as_deref(), Some("0000:af:00.7"));
+        for bad in ["af:00.8", "af:0.1", "net_null0", "1:2:3:4", "zz:00.0"] {
+            assert_eq!(normalise_pci(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_example_configs_validate() {
+        for f in ["demo.toml", "bare-metal.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../conf")
+                .join(f);
+            Config::from_file(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The daemon's lifecycle on the management lcore: bring up DPDK from a validated [`Config`], launch
+//! one worker per worker lcore, report statistics until asked to stop, then stop the workers, stop and
+//! close the ports, and check that every mbuf came back to the pool.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rvs_dataplane::{CounterSnapshot, L2Worker, Link, WorkerCounters};
+use rvs_dpdk::{Eal, LaunchHandle, Mempool, Port, PortStats, QueueId, Started};
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{context}: {source}")]
+    Dpdk {
+        context: String,
+        source: rvs_dpdk::Error,
+    },
+    #[error("worker on lcore {0} panicked")]
+    WorkerPanicked(u32),
+    #[error("{in_use} of {capacity} mbufs did not return to the pool after shutdown")]
+    MbufLeak { in_use: u32, capacity: u32 },
+}
+
+trait Context<T> {
+    fn context(self, f: impl FnOnce() -> String) -> Result<T, DaemonError>;
+}
+
+impl<T> Context<T> for Result<T, rvs_dpdk::Error> {
+    fn context(self, f: impl FnOnce() -> String) -> Result<T, DaemonError> {
+        self.map_err(|source| DaemonError::Dpdk {
+            context: f(),
+            source,
+        })
+    }
+}
+
+/// What a run did, for the caller to print or check.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub ports: Vec<(String, PortStats)>,
+    pub workers: Vec<(u32, CounterSnapshot)>,
+    pub mbufs_in_use: u32,
+    pub mbufs_capacity: u32,
+    pub tsc_hz: u64,
+}
+
+/// Runs the daemon until `shutdown` becomes true (set by the signal handler).
+pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<Summary, DaemonError> {
+    let eal = Eal::init(&cfg.eal.to_args()).context(|| "starting the DPDK EAL".into())?;
+    let pool = Mempool::new(&cfg.mempool)
+        .context(|| format!("creating mempool of {} mbufs", cfg.mempool.mbufs))?;
+    let mut summary = Summary {
+        mbufs_capacity: pool.capacity(),
+        tsc_hz: eal.tsc_hz(),
+        ..Summary::default()
+    };
+
+    let mut ports = Vec::with_capacity(cfg.ports.len());
+    for spec in &cfg.ports {
+        let id = Port::lookup(&eal, &spec.dpdk_name).context(|| format!("port {:?}", spec.name))?;
+        let port = Port::configure(&eal, id, &spec.config, &pool)
+            .and_then(Port::start)
+            .context(|| format!("port {:?} ({})", spec.name, spec.dpdk_name))?;
+        info!(port = %spec.name, device = %spec.dpdk_name, mac = %fmt_mac(port.mac()), queues = spec.config.rx_queues, "port started");
+        ports.push(port);
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let lcores = eal.worker_lcores();
+    let (ia, ib) = cfg.cross_connect;
+    let mut workers: Vec<(LaunchHandle, Arc<WorkerCounters>)> = Vec::new();
+    let launched = (|| {
+        for (w, &lcore) in lcores.iter().enumerate() {
+            let q = QueueId(w as u16);
+            let mut link = |from: usize, to: usize| -> Result<Link, DaemonError> {
+                Ok(Link {
+                    rx: ports[from]
+                        .take_rx_queue(q)
+                        .context(|| format!("port {:?} rx queue {}", cfg.ports[from].name, q.0))?,
+                    tx: ports[to]
+                        .take_tx_queue(q)
+                        .context(|| format!("port {:?} tx queue {}", cfg.ports[to].name, q.0))?,
+                })
+            };
+            let links = vec![link(ia, ib)?, link(ib, ia)?];
+            let counters = Arc::new(WorkerCounters::default());
+            let worker = L2Worker {
+                links,
+                mode: cfg.mode,
+                counters: Arc::clone(&counters),
+                stop: Arc::clone(&stop),
+            };
+            let handle = eal
+                .launch(lcore, move || worker.run())
+                .context(|| format!("launching worker on lcore {lcore}"))?;
+            workers.push((handle, counters));
+        }
+        Ok::<(), DaemonError>(())
+    })();
+    if let Err(e) = launched {
+        stop.store(true, Ordering::Relaxed);
+        drop(workers);
+        return Err(e);
+    }
+    info!(
+        workers = lcores.len(),
+        mode = ?cfg.mode,
+        ports = %format!("{} <-> {}", cfg.ports[ia].name, cfg.ports[ib].name),
+        "forwarding"
+    );
+
+    let interval = Duration::from_secs(u64::from(cfg.stats_interval_seconds));
+    let mut next_report = Instant::now() + interval;
+    while !shutdown.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if cfg.stats_interval_seconds > 0 && Instant::now() >= next_report {
+            next_report += interval;
+            report(cfg, &ports, &workers, "stats");
+        }
+    }
+
+    info!("stopping");
+    stop.store(true, Ordering::Relaxed);
+    let mut panicked = None;
+    for (handle, counters) in workers {
+        let lcore = handle.lcore().0;
+        if handle.join().is_err() {
+            panicked = Some(lcore);
+        }
+        summary.workers.push((lcore, counters.snapshot()));
+    }
+    for (spec, port) in cfg.ports.iter().zip(&ports) {
+        summary
+            .ports
+            .push((spec.name.clone(), port.stats().unwrap_or_default()));
+    }
+    log_summary(&summary);
+    // Ports are stopped and closed by drop; close releases the mbufs parked in RX rings.
+    for port in ports {
+        stop_port(port);
+    }
+    summary.mbufs_in_use = pool.in_use();
+    info!(
+        pool = pool.name(),
+        in_use = summary.mbufs_in_use,
+        capacity = summary.mbufs_capacity,
+        "mempool after shutdown"
+    );
+    drop(pool);
+    drop(eal);
+    if let Some(lcore) = panicked {
+        return Err(DaemonError::WorkerPanicked(lcore));
+    }
+    if summary.mbufs_in_use != 0 {
+        return Err(DaemonError::MbufLeak {
+            in_use: summary.mbufs_in_use,
+            capacity: summary.mbufs_capacity,
+        });
+    }
+    Ok(summary)
+}
+
+fn stop_port(port: Port<Started>) {
+    match port.stop() {
+        Ok(stopped) => drop(stopped),
+        Err((port, e)) => {
+            warn!(port = port.name(), error = %e, "stopping port");
+        }
+    }
+}
+
+fn report(
+    cfg: &Config,
+    ports: &[Port<Started>],
+    workers: &[(LaunchHandle, Arc<WorkerCounters>)],
+    what: &str,
+) {
+    for (spec, port) in cfg.ports.iter().zip(ports) {
+        if let Ok(s) = port.stats() {
+            info!(port = %spec.name, rx_packets = s.rx_packets, tx_packets = s.tx_packets, rx_missed = s.rx_missed, rx_nombuf = s.rx_nombuf, "{what}");
+        }
+    }
+    for (h, c) in workers {
+        let s = c.snapshot();
+        info!(lcore = h.lcore().0, rx_packets = s.rx_packets, tx_packets = s.tx_packets, drop_tx_full = s.drop_tx_full, busy = %format!("{:.1}%", 100.0 * s.busy_ratio()), "{what}");
+    }
+}
+
+fn log_summary(s: &Summary) {
+    for (name, p) in &s.ports {
+        info!(port = %name, rx_packets = p.rx_packets, tx_packets = p.tx_packets, rx_bytes = p.rx_bytes, tx_bytes = p.tx_bytes, rx_missed = p.rx_missed, "port totals");
+    }
+    for (lcore, w) in &s.workers {
+        info!(lcore, rx_packets = w.rx_packets, tx_packets = w.tx_packets, drop_tx_full = w.drop_tx_full, busy = %format!("{:.1}%", 100.0 * w.busy_ratio()), "worker totals");
+    }
+}
+
+fn fmt_mac(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

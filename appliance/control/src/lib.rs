@@ -1,0 +1,10 @@
+//! The rvs management core: it reads and validates the configuration, brings up DPDK, launches the
+//! workers, reports statistics, and shuts everything down cleanly. It never sits on the packet path.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod daemon;
+
+pub use config::{Config, ConfigError};
+pub use daemon::{DaemonError, Summary, run};

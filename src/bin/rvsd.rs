@@ -1,0 +1,75 @@
+//! rvsd: the rvs director daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use clap::Parser;
+use rvs_control::Config;
+
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("RVS_GIT_REVISION"),
+    ", DPDK ",
+    env!("RVS_DPDK_VERSION"),
+    ")"
+);
+
+/// The rvs director: an LVS-style load balancer on a DPDK data plane.
+#[derive(Debug, Parser)]
+#[command(name = "rvsd", version = LONG_VERSION)]
+struct Args {
+    /// The configuration file (TOML).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: PathBuf,
+    /// Validate the configuration, print the DPDK arguments it implies, and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RVS_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+
+    let cfg = match Config::from_file(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rvsd: {}: {e}", args.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!("{}: ok", args.config.display());
+        println!("eal arguments: {}", cfg.eal.to_args().join(" "));
+        return ExitCode::SUCCESS;
+    }
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&shutdown)) {
+            eprintln!("rvsd: cannot install the handler for signal {sig}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    tracing::info!(version = LONG_VERSION, config = %args.config.display(), "rvsd starting");
+    match rvs_control::run(&cfg, &shutdown) {
+        Ok(_) => {
+            tracing::info!("rvsd stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("rvsd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
