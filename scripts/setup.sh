@@ -10,7 +10,7 @@ PACKAGES=(
   # dpdk-testpmd (the baseline in perf/) and the vdev PMDs
   dpdk dpdk-dev
   # independent decoders and the namespace test bed
-  python3-scapy tshark iproute2 ethtool procps
+  python3-scapy tshark iproute2 ethtool procps iputils-ping curl
 )
 
 need=()
