@@ -7,10 +7,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
     // Keep in step with dpdk-sys/build.rs.
-    let dpdk = match pkg_config::Config::new()
-        .atleast_version("21.11")
-        .cargo_metadata(false)
-        .probe("libdpdk")
+    let dpdk = match pkg_config::Config::new().atleast_version("21.11").cargo_metadata(false).probe("libdpdk")
     {
         Ok(lib) => lib.version,
         Err(e) => {
@@ -32,12 +29,8 @@ fn main() {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
     let rev = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty =
-        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    println!(
-        "cargo:rustc-env=RVS_GIT_REVISION={rev}{}",
-        if dirty { "-dirty" } else { "" }
-    );
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    println!("cargo:rustc-env=RVS_GIT_REVISION={rev}{}", if dirty { "-dirty" } else { "" });
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
         println!("cargo:rerun-if-changed={dir}/HEAD");
         println!("cargo:rerun-if-changed={dir}/index");

@@ -18,10 +18,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBCLANG_PATH");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
-    let lib = match pkg_config::Config::new()
-        .atleast_version(MIN_DPDK)
-        .cargo_metadata(true)
-        .probe("libdpdk")
+    let lib = match pkg_config::Config::new().atleast_version(MIN_DPDK).cargo_metadata(true).probe("libdpdk")
     {
         Ok(lib) => lib,
         Err(e) => fail(&format!(
@@ -41,10 +38,7 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
 
     let mut cc = cc::Build::new();
-    cc.file("csrc/shim.c")
-        .include("csrc")
-        .opt_level(3)
-        .warnings(false);
+    cc.file("csrc/shim.c").include("csrc").opt_level(3).warnings(false);
     for f in &cflags {
         cc.flag(f);
     }
@@ -61,15 +55,10 @@ fn main() {
              |rte_socket_.*|rte_strerror|rte_get_.*_lcore|rte_get_tsc_hz|rte_exit|rte_version",
         )
         .allowlist_type("rte_eth_conf|rte_eth_dev_info|rte_eth_stats|rte_ether_addr|rte_mbuf")
-        .allowlist_var(
-            "RTE_ETH_.*|RTE_MBUF_.*|RTE_MAX_.*|RING_F_.*|RTE_PKTMBUF_HEADROOM|RTE_MEMPOOL_.*",
-        )
+        .allowlist_var("RTE_ETH_.*|RTE_MBUF_.*|RTE_MAX_.*|RING_F_.*|RTE_PKTMBUF_HEADROOM|RTE_MEMPOOL_.*")
         // Enums as newtype constants: several DPDK enums have no zero variant, and config structs are
         // zero-initialised, which would be undefined behaviour with Rust enums.
-        .default_enum_style(bindgen::EnumVariation::NewType {
-            is_bitfield: false,
-            is_global: false,
-        })
+        .default_enum_style(bindgen::EnumVariation::NewType { is_bitfield: false, is_global: false })
         .prepend_enum_name(false)
         .derive_default(true)
         .layout_tests(false)
@@ -90,14 +79,9 @@ fn raw_cflags() -> Vec<String> {
         .output()
         .unwrap_or_else(|e| fail(&format!("cannot run {pkg_config}: {e}\n{INSTALL_HINT}")));
     if !output.status.success() {
-        fail(&format!(
-            "pkg-config --cflags libdpdk failed\n{INSTALL_HINT}"
-        ));
+        fail(&format!("pkg-config --cflags libdpdk failed\n{INSTALL_HINT}"));
     }
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
+    String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_owned).collect()
 }
 
 /// With several libclang versions installed, clang-sys may pick one whose headers do not match the
@@ -116,9 +100,7 @@ fn pin_libclang() {
             let name = e.file_name().into_string().ok()?;
             let ver: u32 = name.strip_prefix("llvm-")?.parse().ok()?;
             let lib = e.path().join("lib");
-            Path::new(&lib.join("libclang.so"))
-                .exists()
-                .then_some((ver, lib))
+            Path::new(&lib.join("libclang.so")).exists().then_some((ver, lib))
         })
         .collect();
     candidates.sort();

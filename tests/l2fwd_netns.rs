@@ -16,14 +16,7 @@ const VLAN_FRAMES: usize = 50;
 
 #[test]
 fn rvsd_forwards_real_traffic_between_namespaces() {
-    require_root_and_tools(&[
-        "ip",
-        "ethtool",
-        "tshark",
-        "/usr/bin/python3",
-        "curl",
-        "ping",
-    ]);
+    require_root_and_tools(&["ip", "ethtool", "tshark", "/usr/bin/python3", "curl", "ping"]);
     let mut bed = TestBed::new("l2");
     bed.add_ns("c");
     bed.add_ns("d");
@@ -79,10 +72,7 @@ stats_interval_seconds = 1
     rvsd.wait_for_log("forwarding", Duration::from_secs(30));
 
     // Real kernels through the director: ARP resolution and ICMP both ways.
-    bed.exec(
-        "c",
-        &["ping", "-c", "3", "-i", "0.2", "-W", "2", "192.0.2.2"],
-    );
+    bed.exec("c", &["ping", "-c", "3", "-i", "0.2", "-W", "2", "192.0.2.2"]);
 
     // A real TCP download (1 MiB) through it.
     let www = bed.dir.join("www");
@@ -109,16 +99,7 @@ stats_interval_seconds = 1
         let mut last = None;
         for _ in 0..50 {
             let out = bed
-                .cmd(
-                    "c",
-                    &[
-                        "curl",
-                        "-sS",
-                        "--max-time",
-                        "10",
-                        "http://192.0.2.2:8080/blob",
-                    ],
-                )
+                .cmd("c", &["curl", "-sS", "--max-time", "10", "http://192.0.2.2:8080/blob"])
                 .output()
                 .expect("curl");
             if out.status.success() {
@@ -129,11 +110,7 @@ stats_interval_seconds = 1
         }
         last.expect("the download through rvsd succeeds")
     };
-    assert!(
-        got == body,
-        "the 1 MiB body arrived intact ({} bytes)",
-        got.len()
-    );
+    assert!(got == body, "the 1 MiB body arrived intact ({} bytes)", got.len());
 
     // scapy sends, tshark captures on the far side: both independent of our code.
     let pcap = bed.dir.join("server.pcap");
@@ -161,24 +138,12 @@ stats_interval_seconds = 1
     std::thread::sleep(Duration::from_millis(300));
     let s_mac = bed.mac("s", &s0);
     let send = bed.dir.join("send_udp.py");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scapy/send_udp.py"),
-        &send,
-    )
-    .expect("copy script");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scapy/send_udp.py"), &send)
+        .expect("copy script");
     let send = send.to_str().expect("utf-8");
     bed.exec(
         "c",
-        &[
-            "/usr/bin/python3",
-            send,
-            &c0,
-            &s_mac,
-            "192.0.2.1",
-            "192.0.2.2",
-            "9999",
-            &FRAMES.to_string(),
-        ],
+        &["/usr/bin/python3", send, &c0, &s_mac, "192.0.2.1", "192.0.2.2", "9999", &FRAMES.to_string()],
     );
     bed.exec(
         "c",
@@ -234,22 +199,14 @@ stats_interval_seconds = 1
     for line in text.lines() {
         let f: Vec<&str> = line.split(';').collect();
         assert_eq!(f.len(), 9, "{line}");
-        assert_eq!(
-            (f[1], f[2], f[5]),
-            ("192.0.2.1", "192.0.2.2", "9999"),
-            "{line}"
-        );
+        assert_eq!((f[1], f[2], f[5]), ("192.0.2.1", "192.0.2.2", "9999"), "{line}");
         // tshark checksum status: 1 = Good, 0 = Bad, 2 = Unverified.
         assert_eq!(f[3], "1", "IPv4 header checksum good per tshark: {line}");
         assert_eq!(f[6], "1", "UDP checksum good per tshark: {line}");
         let i: usize = f[4].parse::<usize>().expect("port") - 20000;
         let payload = hex(f[8]);
         assert_eq!(&payload[..9], format!("rvs-{i:05}").as_bytes(), "{line}");
-        assert_eq!(
-            payload.len(),
-            18 + (i * 37) % 1400,
-            "payload length of frame {i}"
-        );
+        assert_eq!(payload.len(), 18 + (i * 37) % 1400, "payload length of frame {i}");
         assert_eq!(f[7].parse::<usize>().expect("len"), payload.len() + 8);
         let fresh = match f[0] {
             "" => plain.insert(i),
@@ -259,31 +216,18 @@ stats_interval_seconds = 1
         assert!(fresh, "frame {i} (vlan {:?}) arrived twice", f[0]);
     }
     assert_eq!(plain.len(), FRAMES, "every plain frame arrived once");
-    assert_eq!(
-        tagged.len(),
-        VLAN_FRAMES,
-        "every VLAN-tagged frame arrived once"
-    );
+    assert_eq!(tagged.len(), VLAN_FRAMES, "every VLAN-tagged frame arrived once");
 
     // Clean stop: exit 0, counters account for the traffic, every mbuf back in the pool.
     rvsd.signal("-TERM");
     let st = rvsd.wait(Duration::from_secs(20));
     let log = rvsd.log_text();
     assert!(st.success(), "rvsd exit {st}:\n{log}");
-    assert_eq!(
-        log_field(&log, "mempool after shutdown", "in_use"),
-        Some(0),
-        "{log}"
-    );
+    assert_eq!(log_field(&log, "mempool after shutdown", "in_use"), Some(0), "{log}");
     let fwd = log_field(&log, "worker totals", "tx_packets").expect("worker totals");
-    assert!(
-        fwd >= (FRAMES + VLAN_FRAMES) as u64 + 700,
-        "forwarded {fwd} frames (UDP + 1 MiB of TCP + ping)"
-    );
-    let client_rx =
-        log_field(&log, "port totals port=client", "rx_packets").expect("client totals");
-    let server_tx =
-        log_field(&log, "port totals port=server", "tx_packets").expect("server totals");
+    assert!(fwd >= (FRAMES + VLAN_FRAMES) as u64 + 700, "forwarded {fwd} frames (UDP + 1 MiB of TCP + ping)");
+    let client_rx = log_field(&log, "port totals port=client", "rx_packets").expect("client totals");
+    let server_tx = log_field(&log, "port totals port=server", "tx_packets").expect("server totals");
     assert!(
         client_rx >= (FRAMES + VLAN_FRAMES) as u64 && server_tx >= (FRAMES + VLAN_FRAMES) as u64,
         "{log}"
@@ -292,7 +236,5 @@ stats_interval_seconds = 1
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
-        .collect()
+    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex")).collect()
 }

@@ -5,12 +5,7 @@
 
 use std::process::ExitCode;
 
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (git ",
-    env!("RVS_GIT_REVISION"),
-    ")"
-);
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("RVS_GIT_REVISION"), ")");
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,8 +13,6 @@ fn main() -> ExitCode {
         println!("rvsadm {VERSION}");
         return ExitCode::SUCCESS;
     }
-    eprintln!(
-        "rvsadm: the rvsd control socket is not available in this build yet; no change was made"
-    );
+    eprintln!("rvsadm: the rvsd control socket is not available in this build yet; no change was made");
     ExitCode::from(2)
 }

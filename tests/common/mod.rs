@@ -33,14 +33,9 @@ pub fn require_root_and_tools(tools: &[&str]) {
         "the namespace test bed needs root (run scripts/test.sh as root)"
     );
     for t in tools {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {t}")])
-            .output()
-            .map(|o| o.status.success());
-        assert!(
-            matches!(found, Ok(true)),
-            "{t} is missing: run scripts/setup.sh"
-        );
+        let found =
+            Command::new("sh").args(["-c", &format!("command -v {t}")]).output().map(|o| o.status.success());
+        assert!(matches!(found, Ok(true)), "{t} is missing: run scripts/setup.sh");
     }
 }
 
@@ -56,18 +51,11 @@ impl TestBed {
     /// characters.
     pub fn new(tag: &str) -> Self {
         let prefix = format!("rv{}{}", std::process::id() % 100_000, tag);
-        assert!(
-            prefix.len() <= 12,
-            "prefix {prefix} too long for interface names"
-        );
+        assert!(prefix.len() <= 12, "prefix {prefix} too long for interface names");
         let dir = std::env::temp_dir().join(format!("rvs-test-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
-        Self {
-            prefix,
-            namespaces: Vec::new(),
-            dir,
-        }
+        Self { prefix, namespaces: Vec::new(), dir }
     }
 
     pub fn ns(&self, name: &str) -> String {
@@ -82,10 +70,7 @@ impl TestBed {
         self.exec(name, &["ip", "link", "set", "lo", "up"]);
         // Keep IPv6 autoconfiguration chatter off the wire: the tests count frames.
         self.exec(name, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-        self.exec(
-            name,
-            &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
-        );
+        self.exec(name, &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
         ns
     }
 
@@ -136,14 +121,11 @@ impl Drop for TestBed {
     fn drop(&mut self) {
         for ns in self.namespaces.iter().rev() {
             // Kill anything left in the namespace, then delete it (its veths go with it).
-            let _ = Command::new("ip")
-                .args(["netns", "pids", ns])
-                .output()
-                .map(|o| {
-                    for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                        let _ = Command::new("kill").args(["-9", pid]).output();
-                    }
-                });
+            let _ = Command::new("ip").args(["netns", "pids", ns]).output().map(|o| {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).output();
+                }
+            });
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
         if std::env::var_os("RVS_KEEP_TEST_DIR").is_none() {
@@ -161,16 +143,9 @@ pub struct Daemon {
 impl Daemon {
     pub fn spawn(mut cmd: Command, log: &Path) -> Self {
         let f = std::fs::File::create(log).expect("log file");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().expect("dup"))
-            .stderr(f)
-            .spawn()
-            .expect("spawn");
-        Self {
-            child,
-            log: log.to_owned(),
-        }
+        let child =
+            cmd.stdin(Stdio::null()).stdout(f.try_clone().expect("dup")).stderr(f).spawn().expect("spawn");
+        Self { child, log: log.to_owned() }
     }
 
     pub fn log_text(&self) -> String {
@@ -187,24 +162,15 @@ impl Daemon {
                 return;
             }
             if let Ok(Some(st)) = self.child.try_wait() {
-                panic!(
-                    "process exited ({st}) before logging {needle:?}:\n{}",
-                    self.log_text()
-                );
+                panic!("process exited ({st}) before logging {needle:?}:\n{}", self.log_text());
             }
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} within {within:?}:\n{}",
-                self.log_text()
-            );
+            assert!(Instant::now() < deadline, "no {needle:?} within {within:?}:\n{}", self.log_text());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .output();
+        let _ = Command::new("kill").args([sig, &self.child.id().to_string()]).output();
     }
 
     /// Waits for exit, bounded.
@@ -238,8 +204,5 @@ pub fn log_field(log: &str, line_has: &str, key: &str) -> Option<u64> {
     let line = log.lines().find(|l| l.contains(line_has))?;
     let pat = format!("{key}=");
     let rest = &line[line.find(&pat)? + pat.len()..];
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }

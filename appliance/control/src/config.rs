@@ -21,10 +21,7 @@ pub enum ConfigError {
 }
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        reason: reason.into(),
-    }
+    ConfigError::Invalid { key: key.into(), reason: reason.into() }
 }
 
 // ---- the file format -------------------------------------------------------------------------------
@@ -85,11 +82,7 @@ pub struct RawMempool {
 
 impl Default for RawMempool {
     fn default() -> Self {
-        Self {
-            mbufs: default_mbufs(),
-            cache_size: default_cache(),
-            data_room_bytes: default_data_room(),
-        }
+        Self { mbufs: default_mbufs(), cache_size: default_cache(), data_room_bytes: default_data_room() }
     }
 }
 
@@ -140,9 +133,7 @@ pub struct RawManagement {
 
 impl Default for RawManagement {
     fn default() -> Self {
-        Self {
-            stats_interval_seconds: default_stats_interval(),
-        }
+        Self { stats_interval_seconds: default_stats_interval() }
     }
 }
 
@@ -200,26 +191,20 @@ pub struct Config {
 
 impl Config {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
         Self::from_toml(&text)
     }
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig =
-            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
         Self::validate(raw)
     }
 
     pub fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
         let workers = &raw.eal.worker_lcores;
         if workers.is_empty() {
-            return Err(invalid(
-                "eal.worker_lcores",
-                "at least one worker lcore is needed",
-            ));
+            return Err(invalid("eal.worker_lcores", "at least one worker lcore is needed"));
         }
         let mut seen = HashSet::new();
         for &w in workers {
@@ -230,30 +215,20 @@ impl Config {
                 ));
             }
             if !seen.insert(w) {
-                return Err(invalid(
-                    "eal.worker_lcores",
-                    format!("lcore {w} is listed twice"),
-                ));
+                return Err(invalid("eal.worker_lcores", format!("lcore {w} is listed twice")));
             }
         }
         if raw.eal.file_prefix.is_empty() || raw.eal.file_prefix.contains('/') {
-            return Err(invalid(
-                "eal.file_prefix",
-                "must be a non-empty name without '/'",
-            ));
+            return Err(invalid("eal.file_prefix", "must be a non-empty name without '/'"));
         }
-        let nworkers = u16::try_from(workers.len())
-            .map_err(|_| invalid("eal.worker_lcores", "too many workers"))?;
+        let nworkers =
+            u16::try_from(workers.len()).map_err(|_| invalid("eal.worker_lcores", "too many workers"))?;
 
         let mut ports = Vec::new();
         let mut names = HashSet::new();
         for (i, p) in raw.ports.iter().enumerate() {
             let key = |k: &str| format!("port[{i}].{k}");
-            if p.name.is_empty()
-                || !p
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
                 return Err(invalid(
                     key("name"),
@@ -261,33 +236,20 @@ impl Config {
                 ));
             }
             if !names.insert(p.name.clone()) {
-                return Err(invalid(
-                    key("name"),
-                    format!("{:?} is used by another port", p.name),
-                ));
+                return Err(invalid(key("name"), format!("{:?} is used by another port", p.name)));
             }
-            let (device, dpdk_name) =
-                parse_device(&p.device).map_err(|r| invalid(key("device"), r))?;
+            let (device, dpdk_name) = parse_device(&p.device).map_err(|r| invalid(key("device"), r))?;
             if ports.iter().any(|q: &PortSpec| q.dpdk_name == dpdk_name) {
-                return Err(invalid(
-                    key("device"),
-                    format!("device {dpdk_name:?} is used by another port"),
-                ));
+                return Err(invalid(key("device"), format!("device {dpdk_name:?} is used by another port")));
             }
-            for (k, v) in [
-                ("rx_descriptors", p.rx_descriptors),
-                ("tx_descriptors", p.tx_descriptors),
-            ] {
+            for (k, v) in [("rx_descriptors", p.rx_descriptors), ("tx_descriptors", p.tx_descriptors)] {
                 if !(64..=16384).contains(&v) {
                     return Err(invalid(key(k), format!("{v} is outside 64..=16384")));
                 }
             }
             if let Some(mtu) = p.mtu_bytes {
                 if !(68..=9600).contains(&mtu) {
-                    return Err(invalid(
-                        key("mtu_bytes"),
-                        format!("{mtu} is outside 68..=9600"),
-                    ));
+                    return Err(invalid(key("mtu_bytes"), format!("{mtu} is outside 68..=9600")));
                 }
             }
             ports.push(PortSpec {
@@ -309,10 +271,7 @@ impl Config {
         let [a, b] = f.ports.as_slice() else {
             return Err(invalid(
                 "forwarding.ports",
-                format!(
-                    "names {} ports; the L2 stage cross-connects exactly 2",
-                    f.ports.len()
-                ),
+                format!("names {} ports; the L2 stage cross-connects exactly 2", f.ports.len()),
             ));
         };
         let find = |n: &String| {
@@ -356,10 +315,7 @@ impl Config {
             return Err(invalid("mempool.cache_size", "must be at most mbufs / 1.5"));
         }
         if usize::from(m.data_room_bytes) < 128 + 64 {
-            return Err(invalid(
-                "mempool.data_room_bytes",
-                "must hold the 128-byte headroom and a frame",
-            ));
+            return Err(invalid("mempool.data_room_bytes", "must hold the 128-byte headroom and a frame"));
         }
 
         let (vdevs, pci_allow) = ports.iter().fold((vec![], vec![]), |(mut v, mut p), s| {
@@ -412,9 +368,7 @@ fn parse_device(dev: &str) -> Result<(Device, String), String> {
         ));
     }
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!(
-            "vdev name {name:?} may only hold letters, digits and '_'"
-        ));
+        return Err(format!("vdev name {name:?} may only hold letters, digits and '_'"));
     }
     Ok((Device::Vdev(dev.to_owned()), name.to_owned()))
 }
@@ -434,15 +388,7 @@ fn normalise_pci(s: &str) -> Option<String> {
         && hex(dev, 2)
         && func.len() == 1
         && func.chars().all(|c| ('0'..='7').contains(&c)))
-    .then(|| {
-        format!(
-            "{}:{}:{}.{}",
-            dom.to_lowercase(),
-            bus.to_lowercase(),
-            dev.to_lowercase(),
-            func
-        )
-    })
+    .then(|| format!("{}:{}:{}.{}", dom.to_lowercase(), bus.to_lowercase(), dev.to_lowercase(), func))
 }
 
 #[cfg(test)]
@@ -508,46 +454,18 @@ ports = ["client", "server"]
     #[test]
     fn semantic_errors_name_key_and_reason() {
         let cases = [
-            (
-                "worker_lcores = [1]",
-                "worker_lcores = [0]",
-                "eal.worker_lcores: lcore 0 is the main lcore",
-            ),
-            (
-                "worker_lcores = [1]",
-                "worker_lcores = []",
-                "eal.worker_lcores: at least one",
-            ),
-            (
-                "worker_lcores = [1]",
-                "worker_lcores = [1, 1]",
-                "eal.worker_lcores: lcore 1 is listed twice",
-            ),
-            (
-                "name = \"server\"",
-                "name = \"client\"",
-                "port[1].name: \"client\" is used by another port",
-            ),
-            (
-                "device = \"03:00.1\"",
-                "device = \"eth0\"",
-                "port[1].device: \"eth0\" is neither",
-            ),
+            ("worker_lcores = [1]", "worker_lcores = [0]", "eal.worker_lcores: lcore 0 is the main lcore"),
+            ("worker_lcores = [1]", "worker_lcores = []", "eal.worker_lcores: at least one"),
+            ("worker_lcores = [1]", "worker_lcores = [1, 1]", "eal.worker_lcores: lcore 1 is listed twice"),
+            ("name = \"server\"", "name = \"client\"", "port[1].name: \"client\" is used by another port"),
+            ("device = \"03:00.1\"", "device = \"eth0\"", "port[1].device: \"eth0\" is neither"),
             (
                 "device = \"03:00.1\"",
                 "device = \"net_af_packet0,iface=x\"",
                 "port[1].device: device \"net_af_packet0\"",
             ),
-            (
-                "rx_descriptors = 512",
-                "rx_descriptors = 8",
-                "port[1].rx_descriptors: 8 is outside",
-            ),
-            (
-                "ports = [\"client\", \"server\"]",
-                "ports = [\"client\"]",
-                "forwarding.ports: names 1 ports",
-            ),
+            ("rx_descriptors = 512", "rx_descriptors = 8", "port[1].rx_descriptors: 8 is outside"),
+            ("ports = [\"client\", \"server\"]", "ports = [\"client\"]", "forwarding.ports: names 1 ports"),
             (
                 "ports = [\"client\", \"server\"]",
                 "ports = [\"client\", \"nope\"]",
@@ -571,10 +489,7 @@ ports = ["client", "server"]
 
     #[test]
     fn pci_addresses_are_normalised() {
-        assert_eq!(
-            normalise_pci("0000:3B:00.0").as_deref(),
-            Some("0000:3b:00.0")
-        );
+        assert_eq!(normalise_pci("0000:3B:00.0").as_deref(), Some("0000:3b:00.0"));
         assert_eq!(normalise_pci("af:00.7").as_deref(), Some("0000:af:00.7"));
         for bad in ["af:00.8", "af:0.1", "net_null0", "1:2:3:4", "zz:00.0"] {
             assert_eq!(normalise_pci(bad), None, "{bad}");
@@ -584,9 +499,7 @@ ports = ["client", "server"]
     #[test]
     fn the_shipped_example_configs_validate() {
         for f in ["demo.toml", "bare-metal.toml"] {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../conf")
-                .join(f);
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conf").join(f);
             Config::from_file(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
         }
     }

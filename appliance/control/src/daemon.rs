@@ -15,10 +15,7 @@ use crate::config::Config;
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("{context}: {source}")]
-    Dpdk {
-        context: String,
-        source: rvs_dpdk::Error,
-    },
+    Dpdk { context: String, source: rvs_dpdk::Error },
     #[error("worker on lcore {0} panicked")]
     WorkerPanicked(u32),
     #[error("{in_use} of {capacity} mbufs did not return to the pool after shutdown")]
@@ -31,10 +28,7 @@ trait Context<T> {
 
 impl<T> Context<T> for Result<T, rvs_dpdk::Error> {
     fn context(self, f: impl FnOnce() -> String) -> Result<T, DaemonError> {
-        self.map_err(|source| DaemonError::Dpdk {
-            context: f(),
-            source,
-        })
+        self.map_err(|source| DaemonError::Dpdk { context: f(), source })
     }
 }
 
@@ -51,13 +45,9 @@ pub struct Summary {
 /// Runs the daemon until `shutdown` becomes true (set by the signal handler).
 pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<Summary, DaemonError> {
     let eal = Eal::init(&cfg.eal.to_args()).context(|| "starting the DPDK EAL".into())?;
-    let pool = Mempool::new(&cfg.mempool)
-        .context(|| format!("creating mempool of {} mbufs", cfg.mempool.mbufs))?;
-    let mut summary = Summary {
-        mbufs_capacity: pool.capacity(),
-        tsc_hz: eal.tsc_hz(),
-        ..Summary::default()
-    };
+    let pool =
+        Mempool::new(&cfg.mempool).context(|| format!("creating mempool of {} mbufs", cfg.mempool.mbufs))?;
+    let mut summary = Summary { mbufs_capacity: pool.capacity(), tsc_hz: eal.tsc_hz(), ..Summary::default() };
 
     let mut ports = Vec::with_capacity(cfg.ports.len());
     for spec in &cfg.ports {
@@ -88,12 +78,8 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<Summary, DaemonError> 
             };
             let links = vec![link(ia, ib)?, link(ib, ia)?];
             let counters = Arc::new(WorkerCounters::default());
-            let worker = L2Worker {
-                links,
-                mode: cfg.mode,
-                counters: Arc::clone(&counters),
-                stop: Arc::clone(&stop),
-            };
+            let worker =
+                L2Worker { links, mode: cfg.mode, counters: Arc::clone(&counters), stop: Arc::clone(&stop) };
             let handle = eal
                 .launch(lcore, move || worker.run())
                 .context(|| format!("launching worker on lcore {lcore}"))?;
@@ -109,6 +95,7 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<Summary, DaemonError> 
     info!(
         workers = lcores.len(),
         mode = ?cfg.mode,
+        tsc_hz = summary.tsc_hz,
         ports = %format!("{} <-> {}", cfg.ports[ia].name, cfg.ports[ib].name),
         "forwarding"
     );
@@ -134,9 +121,7 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<Summary, DaemonError> 
         summary.workers.push((lcore, counters.snapshot()));
     }
     for (spec, port) in cfg.ports.iter().zip(&ports) {
-        summary
-            .ports
-            .push((spec.name.clone(), port.stats().unwrap_or_default()));
+        summary.ports.push((spec.name.clone(), port.stats().unwrap_or_default()));
     }
     log_summary(&summary);
     // Ports are stopped and closed by drop; close releases the mbufs parked in RX rings.
@@ -156,10 +141,7 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<Summary, DaemonError> 
         return Err(DaemonError::WorkerPanicked(lcore));
     }
     if summary.mbufs_in_use != 0 {
-        return Err(DaemonError::MbufLeak {
-            in_use: summary.mbufs_in_use,
-            capacity: summary.mbufs_capacity,
-        });
+        return Err(DaemonError::MbufLeak { in_use: summary.mbufs_in_use, capacity: summary.mbufs_capacity });
     }
     Ok(summary)
 }
@@ -186,7 +168,16 @@ fn report(
     }
     for (h, c) in workers {
         let s = c.snapshot();
-        info!(lcore = h.lcore().0, rx_packets = s.rx_packets, tx_packets = s.tx_packets, drop_tx_full = s.drop_tx_full, busy = %format!("{:.1}%", 100.0 * s.busy_ratio()), "{what}");
+        info!(
+            lcore = h.lcore().0,
+            rx_packets = s.rx_packets,
+            tx_packets = s.tx_packets,
+            drop_tx_full = s.drop_tx_full,
+            busy = %format!("{:.1}%", 100.0 * s.busy_ratio()),
+            loop_cycles = s.loop_cycles,
+            busy_cycles = s.busy_cycles,
+            "{what}"
+        );
     }
 }
 
@@ -200,8 +191,5 @@ fn log_summary(s: &Summary) {
 }
 
 fn fmt_mac(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }

@@ -32,34 +32,26 @@ pub struct CounterSnapshot {
 impl CounterSnapshot {
     /// Share of the loop's time spent moving packets, 0.0..=1.0.
     pub fn busy_ratio(&self) -> f64 {
-        if self.loop_cycles == 0 {
-            0.0
-        } else {
-            self.busy_cycles as f64 / self.loop_cycles as f64
-        }
+        if self.loop_cycles == 0 { 0.0 } else { self.busy_cycles as f64 / self.loop_cycles as f64 }
     }
 
     /// Sum of several workers' snapshots.
     pub fn sum<'a>(it: impl IntoIterator<Item = &'a CounterSnapshot>) -> CounterSnapshot {
-        it.into_iter()
-            .fold(CounterSnapshot::default(), |a, b| CounterSnapshot {
-                rx_packets: a.rx_packets + b.rx_packets,
-                tx_packets: a.tx_packets + b.tx_packets,
-                drop_tx_full: a.drop_tx_full + b.drop_tx_full,
-                polls: a.polls + b.polls,
-                busy_cycles: a.busy_cycles + b.busy_cycles,
-                loop_cycles: a.loop_cycles + b.loop_cycles,
-            })
+        it.into_iter().fold(CounterSnapshot::default(), |a, b| CounterSnapshot {
+            rx_packets: a.rx_packets + b.rx_packets,
+            tx_packets: a.tx_packets + b.tx_packets,
+            drop_tx_full: a.drop_tx_full + b.drop_tx_full,
+            polls: a.polls + b.polls,
+            busy_cycles: a.busy_cycles + b.busy_cycles,
+            loop_cycles: a.loop_cycles + b.loop_cycles,
+        })
     }
 }
 
 #[inline]
 fn bump(c: &AtomicU64, by: u64) {
     // Single writer: a plain add, published with a relaxed store.
-    c.store(
-        c.load(Ordering::Relaxed).wrapping_add(by),
-        Ordering::Relaxed,
-    );
+    c.store(c.load(Ordering::Relaxed).wrapping_add(by), Ordering::Relaxed);
 }
 
 impl WorkerCounters {
@@ -102,10 +94,7 @@ mod tests {
         c.add_burst(5, 5, 0);
         c.add_loop(10, 250, 1000);
         let s = c.snapshot();
-        assert_eq!(
-            (s.rx_packets, s.tx_packets, s.drop_tx_full, s.polls),
-            (37, 35, 2, 10)
-        );
+        assert_eq!((s.rx_packets, s.tx_packets, s.drop_tx_full, s.polls), (37, 35, 2, 10));
         assert_eq!(s.busy_ratio(), 0.25);
         let total = CounterSnapshot::sum([&s, &s]);
         assert_eq!(total.rx_packets, 74);

@@ -52,8 +52,7 @@ impl L2Worker {
                     burst.iter_mut().for_each(swap_macs);
                 }
                 let out = link.tx.tx_burst(&mut burst);
-                self.counters
-                    .add_burst(n as u64, u64::from(out.sent), u64::from(out.dropped));
+                self.counters.add_burst(n as u64, u64::from(out.sent), u64::from(out.dropped));
             }
             polls += 1;
             if moved {
@@ -65,8 +64,7 @@ impl L2Worker {
                 (polls, busy, start) = (0, 0, now);
             }
         }
-        self.counters
-            .add_loop(polls, busy, rdtsc().wrapping_sub(start));
+        self.counters.add_loop(polls, busy, rdtsc().wrapping_sub(start));
         0
     }
 }

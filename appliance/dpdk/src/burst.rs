@@ -24,10 +24,7 @@ impl Default for PacketBurst {
 
 impl PacketBurst {
     pub fn new() -> Self {
-        Self {
-            slots: [const { None }; BURST_SIZE],
-            len: 0,
-        }
+        Self { slots: [const { None }; BURST_SIZE], len: 0 }
     }
 
     #[inline]
@@ -111,10 +108,7 @@ impl PacketBurst {
 
     /// The filled slots as the raw array DPDK reads.
     pub(crate) fn raw_filled(&mut self) -> (*mut *mut rte_mbuf, u16) {
-        (
-            self.slots.as_mut_ptr().cast::<*mut rte_mbuf>(),
-            self.len as u16,
-        )
+        (self.slots.as_mut_ptr().cast::<*mut rte_mbuf>(), self.len as u16)
     }
 
     /// Records that DPDK wrote `n` mbuf pointers into the tail.

@@ -45,17 +45,8 @@ impl EalConfig {
     pub fn to_args(&self) -> Vec<String> {
         let mut lcores = vec![self.main_lcore];
         lcores.extend(self.worker_lcores.iter().copied());
-        let list = lcores
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut args = vec![
-            "-l".to_string(),
-            list,
-            "--main-lcore".to_string(),
-            self.main_lcore.to_string(),
-        ];
+        let list = lcores.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        let mut args = vec!["-l".to_string(), list, "--main-lcore".to_string(), self.main_lcore.to_string()];
         if let Some(m) = self.memory_mib {
             args.extend(["-m".to_string(), m.to_string()]);
         }
@@ -101,20 +92,15 @@ impl Eal {
         for a in args {
             let a = a.as_ref();
             owned.push(
-                CString::new(a).map_err(|_| {
-                    Error::InvalidArgument(format!("EAL argument {a:?} contains NUL"))
-                })?,
+                CString::new(a)
+                    .map_err(|_| Error::InvalidArgument(format!("EAL argument {a:?} contains NUL")))?,
             );
         }
         // rte_eal_init permutes argv and may keep pointers into it for the life of the process, so the
         // strings are leaked on purpose: a few bytes, once.
         let owned: &'static [CString] = Vec::leak(owned);
-        let argv: &'static mut [*mut c_char] = Vec::leak(
-            owned
-                .iter()
-                .map(|s| s.as_ptr().cast_mut())
-                .collect::<Vec<_>>(),
-        );
+        let argv: &'static mut [*mut c_char] =
+            Vec::leak(owned.iter().map(|s| s.as_ptr().cast_mut()).collect::<Vec<_>>());
         let argc = c_int::try_from(argv.len())
             .map_err(|_| Error::InvalidArgument("too many EAL arguments".into()))?;
         // SAFETY: argv points to argc valid NUL-terminated strings that live for the rest of the process;
@@ -123,9 +109,7 @@ impl Eal {
         if ret < 0 {
             return Err(Error::from_rte_errno("rte_eal_init"));
         }
-        Ok(Self {
-            _main_thread: PhantomData,
-        })
+        Ok(Self { _main_thread: PhantomData })
     }
 
     /// The worker lcores the EAL enabled (all but the main one), in order.
@@ -168,10 +152,7 @@ impl Eal {
             return Err(Error::NotAWorker(lcore.0));
         }
         let state = Arc::new(AtomicU8::new(RUNNING));
-        let job = Box::new(Job {
-            f: Box::new(f),
-            state: Arc::clone(&state),
-        });
+        let job = Box::new(Job { f: Box::new(f), state: Arc::clone(&state) });
         let arg = Box::into_raw(job).cast::<c_void>();
         // SAFETY: `trampoline` has the lcore_function_t signature and takes back ownership of `arg`, a
         // leaked Box<Job>, exactly once. `lcore` is an enabled worker lcore.
@@ -181,11 +162,7 @@ impl Eal {
             drop(unsafe { Box::from_raw(arg.cast::<Job>()) });
             return Err(Error::from_ret("rte_eal_remote_launch", ret));
         }
-        Ok(LaunchHandle {
-            lcore,
-            state,
-            joined: false,
-        })
+        Ok(LaunchHandle { lcore, state, joined: false })
     }
 }
 

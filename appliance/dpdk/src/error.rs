@@ -7,11 +7,7 @@ pub enum Error {
     #[error("the DPDK EAL is already initialised in this process")]
     AlreadyInitialized,
     #[error("{op} failed: {reason} (errno {errno})")]
-    Dpdk {
-        op: &'static str,
-        errno: i32,
-        reason: String,
-    },
+    Dpdk { op: &'static str, errno: i32, reason: String },
     #[error("no DPDK port named {0:?} (check the device arguments and that its PMD is installed)")]
     NoSuchPort(String),
     #[error("lcore {0} is not an enabled worker lcore")]
@@ -46,9 +42,9 @@ impl Error {
     fn from_errno(op: &'static str, errno: i32) -> Self {
         // SAFETY: rte_strerror accepts any integer and returns a pointer to a static or thread-local
         // NUL-terminated string, valid at least until the next call on this thread; we copy it at once.
-        let reason = unsafe { CStr::from_ptr(dpdk_sys::rte_strerror(errno)) }
-            .to_string_lossy()
-            .into_owned();
+        let text = unsafe { dpdk_sys::rte_strerror(errno) };
+        // SAFETY: `text` is the non-NULL, NUL-terminated string rte_strerror just returned.
+        let reason = unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned();
         Self::Dpdk { op, errno, reason }
     }
 }

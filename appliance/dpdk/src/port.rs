@@ -54,6 +54,14 @@ pub struct PortStats {
 /// left running and a warning is logged: stopping it under a polling worker would race).
 #[derive(Debug)]
 pub struct Port<S> {
+    inner: PortInner,
+    _state: PhantomData<S>,
+}
+
+/// The state shared by every typestate; it owns the port and closes it on drop, so state transitions
+/// just move it into a new `Port<T>`.
+#[derive(Debug)]
+struct PortInner {
     id: PortId,
     name: String,
     rx_queues: u16,
@@ -65,7 +73,6 @@ pub struct Port<S> {
     started: bool,
     // Kept alive for as long as the RX queues may allocate from it.
     _pool: Mempool,
-    _state: PhantomData<S>,
 }
 
 impl Port<Stopped> {
@@ -92,9 +99,7 @@ impl Port<Stopped> {
             return Err(Error::from_ret("rte_eth_dev_info_get", ret));
         }
         if cfg.rx_queues == 0 || cfg.tx_queues == 0 {
-            return Err(Error::InvalidArgument(
-                "a port needs at least one RX and one TX queue".into(),
-            ));
+            return Err(Error::InvalidArgument("a port needs at least one RX and one TX queue".into()));
         }
         if cfg.rx_queues > info.max_rx_queues || cfg.tx_queues > info.max_tx_queues {
             return Err(Error::InvalidArgument(format!(
@@ -106,16 +111,14 @@ impl Port<Stopped> {
         // RSS arrives with the multi-worker issue.
         let conf = dpdk_sys::rte_eth_conf::default();
         // SAFETY: valid port id (info_get succeeded) and a valid, fully initialised conf.
-        let ret =
-            unsafe { dpdk_sys::rte_eth_dev_configure(id.0, cfg.rx_queues, cfg.tx_queues, &conf) };
+        let ret = unsafe { dpdk_sys::rte_eth_dev_configure(id.0, cfg.rx_queues, cfg.tx_queues, &conf) };
         if ret != 0 {
             return Err(Error::from_ret("rte_eth_dev_configure", ret));
         }
         let mut nb_rxd = cfg.rx_descriptors;
         let mut nb_txd = cfg.tx_descriptors;
         // SAFETY: valid port id and out-pointers; DPDK clamps the counts to the device's limits.
-        let ret =
-            unsafe { dpdk_sys::rte_eth_dev_adjust_nb_rx_tx_desc(id.0, &mut nb_rxd, &mut nb_txd) };
+        let ret = unsafe { dpdk_sys::rte_eth_dev_adjust_nb_rx_tx_desc(id.0, &mut nb_rxd, &mut nb_txd) };
         if ret != 0 {
             return Err(Error::from_ret("rte_eth_dev_adjust_nb_rx_tx_desc", ret));
         }
@@ -126,14 +129,7 @@ impl Port<Stopped> {
             // SAFETY: configured port, q < rx_queues; NULL rxconf means the PMD default; the pool is a
             // valid pktmbuf pool kept alive by the Port.
             let ret = unsafe {
-                dpdk_sys::rte_eth_rx_queue_setup(
-                    id.0,
-                    q,
-                    nb_rxd,
-                    socket,
-                    std::ptr::null(),
-                    pool.as_ptr(),
-                )
+                dpdk_sys::rte_eth_rx_queue_setup(id.0, q, nb_rxd, socket, std::ptr::null(), pool.as_ptr())
             };
             if ret != 0 {
                 return Err(Error::from_ret("rte_eth_rx_queue_setup", ret));
@@ -141,9 +137,7 @@ impl Port<Stopped> {
         }
         for q in 0..cfg.tx_queues {
             // SAFETY: configured port, q < tx_queues; NULL txconf means the PMD default.
-            let ret = unsafe {
-                dpdk_sys::rte_eth_tx_queue_setup(id.0, q, nb_txd, socket, std::ptr::null())
-            };
+            let ret = unsafe { dpdk_sys::rte_eth_tx_queue_setup(id.0, q, nb_txd, socket, std::ptr::null()) };
             if ret != 0 {
                 return Err(Error::from_ret("rte_eth_tx_queue_setup", ret));
             }
@@ -160,22 +154,22 @@ impl Port<Stopped> {
         let ret = unsafe { dpdk_sys::rte_eth_dev_get_name_by_port(id.0, name_buf.as_mut_ptr()) };
         let name = if ret == 0 {
             // SAFETY: on success DPDK wrote a NUL-terminated name into the buffer.
-            unsafe { std::ffi::CStr::from_ptr(name_buf.as_ptr()) }
-                .to_string_lossy()
-                .into_owned()
+            unsafe { std::ffi::CStr::from_ptr(name_buf.as_ptr()) }.to_string_lossy().into_owned()
         } else {
             format!("port{}", id.0)
         };
         let port = Self {
-            id,
-            name,
-            rx_queues: cfg.rx_queues,
-            tx_queues: cfg.tx_queues,
-            rx_taken: vec![false; usize::from(cfg.rx_queues)],
-            tx_taken: vec![false; usize::from(cfg.tx_queues)],
-            users: Arc::new(()),
-            started: false,
-            _pool: pool.clone(),
+            inner: PortInner {
+                id,
+                name,
+                rx_queues: cfg.rx_queues,
+                tx_queues: cfg.tx_queues,
+                rx_taken: vec![false; usize::from(cfg.rx_queues)],
+                tx_taken: vec![false; usize::from(cfg.tx_queues)],
+                users: Arc::new(()),
+                started: false,
+                _pool: pool.clone(),
+            },
             _state: PhantomData,
         };
         if cfg.promiscuous {
@@ -190,11 +184,11 @@ impl Port<Stopped> {
 
     pub fn start(mut self) -> Result<Port<Started>> {
         // SAFETY: the port is configured with all its queues set up.
-        let ret = unsafe { dpdk_sys::rte_eth_dev_start(self.id.0) };
+        let ret = unsafe { dpdk_sys::rte_eth_dev_start(self.inner.id.0) };
         if ret != 0 {
             return Err(Error::from_ret("rte_eth_dev_start", ret));
         }
-        self.started = true;
+        self.inner.started = true;
         Ok(self.into_state())
     }
 }
@@ -207,44 +201,44 @@ impl Port<Started> {
             return Err((self, e));
         }
         // SAFETY: a started port with no queue handle left, so no thread is polling it.
-        let ret = unsafe { dpdk_sys::rte_eth_dev_stop(self.id.0) };
+        let ret = unsafe { dpdk_sys::rte_eth_dev_stop(self.inner.id.0) };
         if ret != 0 {
             return Err((self, Error::from_ret("rte_eth_dev_stop", ret)));
         }
-        self.started = false;
+        self.inner.started = false;
         Ok(self.into_state())
     }
 }
 
 impl<S> Port<S> {
     pub fn id(&self) -> PortId {
-        self.id
+        self.inner.id
     }
 
     /// The DPDK device name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.inner.name
     }
 
     pub fn rx_queue_count(&self) -> u16 {
-        self.rx_queues
+        self.inner.rx_queues
     }
 
     pub fn tx_queue_count(&self) -> u16 {
-        self.tx_queues
+        self.inner.tx_queues
     }
 
     pub fn mac(&self) -> [u8; 6] {
         let mut addr = dpdk_sys::rte_ether_addr::default();
         // SAFETY: valid port id and out-pointer.
-        let ret = unsafe { dpdk_sys::rte_eth_macaddr_get(self.id.0, &mut addr) };
+        let ret = unsafe { dpdk_sys::rte_eth_macaddr_get(self.inner.id.0, &mut addr) };
         if ret == 0 { addr.addr_bytes } else { [0; 6] }
     }
 
     pub fn stats(&self) -> Result<PortStats> {
         let mut s = dpdk_sys::rte_eth_stats::default();
         // SAFETY: valid port id and out-pointer.
-        let ret = unsafe { dpdk_sys::rte_eth_stats_get(self.id.0, &mut s) };
+        let ret = unsafe { dpdk_sys::rte_eth_stats_get(self.inner.id.0, &mut s) };
         if ret != 0 {
             return Err(Error::from_ret("rte_eth_stats_get", ret));
         }
@@ -262,60 +256,30 @@ impl<S> Port<S> {
 
     /// Hands out RX queue `q`, once: the receiver is its only poller.
     pub fn take_rx_queue(&mut self, q: QueueId) -> Result<RxQueue> {
-        take(&mut self.rx_taken, self.id, q, self.rx_queues)?;
-        Ok(RxQueue {
-            port: self.id,
-            queue: q,
-            _user: Arc::clone(&self.users),
-        })
+        take(&mut self.inner.rx_taken, self.inner.id, q, self.inner.rx_queues)?;
+        Ok(RxQueue { port: self.inner.id, queue: q, _user: Arc::clone(&self.inner.users) })
     }
 
     /// Hands out TX queue `q`, once: the receiver is its only sender.
     pub fn take_tx_queue(&mut self, q: QueueId) -> Result<TxQueue> {
-        take(&mut self.tx_taken, self.id, q, self.tx_queues)?;
-        Ok(TxQueue {
-            port: self.id,
-            queue: q,
-            _user: Arc::clone(&self.users),
-        })
+        take(&mut self.inner.tx_taken, self.inner.id, q, self.inner.tx_queues)?;
+        Ok(TxQueue { port: self.inner.id, queue: q, _user: Arc::clone(&self.inner.users) })
     }
 
     fn ensure_no_users(&self) -> Result<()> {
-        if Arc::strong_count(&self.users) == 1 {
-            Ok(())
-        } else {
-            Err(Error::QueuesInUse(self.id.0))
-        }
+        let busy = Arc::strong_count(&self.inner.users) != 1;
+        if busy { Err(Error::QueuesInUse(self.inner.id.0)) } else { Ok(()) }
     }
 
     fn into_state<T>(self) -> Port<T> {
-        let me = std::mem::ManuallyDrop::new(self);
-        // SAFETY: every field is moved out exactly once from a value whose Drop will not run
-        // (ManuallyDrop), so nothing is dropped twice or leaked.
-        unsafe {
-            Port {
-                id: me.id,
-                name: std::ptr::read(&me.name),
-                rx_queues: me.rx_queues,
-                tx_queues: me.tx_queues,
-                rx_taken: std::ptr::read(&me.rx_taken),
-                tx_taken: std::ptr::read(&me.tx_taken),
-                users: std::ptr::read(&me.users),
-                started: me.started,
-                _pool: std::ptr::read(&me._pool),
-                _state: PhantomData,
-            }
-        }
+        Port { inner: self.inner, _state: PhantomData }
     }
 }
 
-impl<S> Drop for Port<S> {
+impl Drop for PortInner {
     fn drop(&mut self) {
-        if self.ensure_no_users().is_err() {
-            tracing::warn!(
-                port = self.id.0,
-                "port dropped while queue handles are out; leaving it open"
-            );
+        if Arc::strong_count(&self.users) != 1 {
+            tracing::warn!(port = self.id.0, "port dropped while queue handles are out; leaving it open");
             return;
         }
         if self.started {
@@ -334,16 +298,10 @@ impl<S> Drop for Port<S> {
 }
 
 fn take(taken: &mut [bool], port: PortId, q: QueueId, count: u16) -> Result<()> {
-    let slot = taken.get_mut(usize::from(q.0)).ok_or(Error::NoSuchQueue {
-        port: port.0,
-        queue: q.0,
-        count,
-    })?;
+    let slot =
+        taken.get_mut(usize::from(q.0)).ok_or(Error::NoSuchQueue { port: port.0, queue: q.0, count })?;
     if *slot {
-        return Err(Error::QueueTaken {
-            port: port.0,
-            queue: q.0,
-        });
+        return Err(Error::QueueTaken { port: port.0, queue: q.0 });
     }
     *slot = true;
     Ok(())
@@ -425,12 +383,8 @@ impl TxQueue {
         let (ptr, len) = burst.raw_filled();
         // SAFETY: `ptr` points at `len` valid owned mbufs; this handle is the queue's only sender; the
         // queue id was range-checked. The PMD takes ownership of the first `sent` pointers only.
-        let sent =
-            unsafe { dpdk_sys::rvs_eth_tx_burst(self.port.0, self.queue.0, ptr, len) }.min(len);
+        let sent = unsafe { dpdk_sys::rvs_eth_tx_burst(self.port.0, self.queue.0, ptr, len) }.min(len);
         let dropped = burst.release_sent(usize::from(sent));
-        TxOutcome {
-            sent,
-            dropped: dropped as u16,
-        }
+        TxOutcome { sent, dropped: dropped as u16 }
     }
 }

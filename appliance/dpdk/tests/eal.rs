@@ -3,8 +3,8 @@
 //! every property in order.
 
 use rvs_dpdk::{
-    BURST_SIZE, Eal, EalConfig, Error, LcoreId, Mempool, MempoolConfig, PacketBurst, Port,
-    PortConfig, QueueId,
+    BURST_SIZE, Eal, EalConfig, Error, LcoreId, Mempool, MempoolConfig, PacketBurst, Port, PortConfig,
+    QueueId,
 };
 
 fn one_queue() -> PortConfig {
@@ -31,10 +31,7 @@ fn safe_layer_on_a_real_eal() {
         ..EalConfig::default()
     };
     let eal = Eal::init(&cfg.to_args()).expect("EAL init");
-    assert_eq!(
-        Eal::init(&cfg.to_args()).unwrap_err(),
-        Error::AlreadyInitialized
-    );
+    assert_eq!(Eal::init(&cfg.to_args()).unwrap_err(), Error::AlreadyInitialized);
     assert_eq!(eal.worker_lcores(), vec![LcoreId(1)]);
     assert!(eal.tsc_hz() > 100_000_000, "TSC calibrated");
 
@@ -61,11 +58,7 @@ fn mbuf_editing(pool: &Mempool) {
     assert!(m.is_empty());
     assert_eq!(pool.in_use(), 1);
     let headroom = m.headroom();
-    m.append(60)
-        .expect("tailroom")
-        .iter_mut()
-        .enumerate()
-        .for_each(|(i, b)| *b = i as u8);
+    m.append(60).expect("tailroom").iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
     assert_eq!(m.len(), 60);
     let hdr = m.prepend(20).expect("headroom");
     assert!(hdr.iter().all(|b| *b == 0), "prepended bytes are zeroed");
@@ -88,24 +81,12 @@ fn mbuf_editing(pool: &Mempool) {
 
 fn exact_tx_ownership_on_a_full_ring(eal: &Eal, pool: &Mempool) {
     let id = Port::lookup(eal, "net_ring0").expect("net_ring0 exists");
-    assert!(matches!(
-        Port::lookup(eal, "net_nothing9"),
-        Err(Error::NoSuchPort(_))
-    ));
-    let mut port = Port::configure(eal, id, &one_queue(), pool)
-        .expect("configure")
-        .start()
-        .expect("start");
+    assert!(matches!(Port::lookup(eal, "net_nothing9"), Err(Error::NoSuchPort(_))));
+    let mut port = Port::configure(eal, id, &one_queue(), pool).expect("configure").start().expect("start");
     let mut rx = port.take_rx_queue(QueueId(0)).expect("rx queue");
     let mut tx = port.take_tx_queue(QueueId(0)).expect("tx queue");
-    assert!(matches!(
-        port.take_rx_queue(QueueId(0)),
-        Err(Error::QueueTaken { .. })
-    ));
-    assert!(matches!(
-        port.take_tx_queue(QueueId(1)),
-        Err(Error::NoSuchQueue { .. })
-    ));
+    assert!(matches!(port.take_rx_queue(QueueId(0)), Err(Error::QueueTaken { .. })));
+    assert!(matches!(port.take_tx_queue(QueueId(1)), Err(Error::NoSuchQueue { .. })));
 
     // net_ring loops TX back to RX through one rte_ring. Fill it past capacity without receiving: the
     // refused packets must be freed at once (not leaked, not double-freed), the accepted ones held.
@@ -125,11 +106,7 @@ fn exact_tx_ownership_on_a_full_ring(eal: &Eal, pool: &Mempool) {
         assert_eq!(usize::from(out.sent + out.dropped), BURST_SIZE);
         sent += u32::from(out.sent);
         dropped += u32::from(out.dropped);
-        assert_eq!(
-            pool.in_use(),
-            sent,
-            "exactly the accepted mbufs are out of the pool"
-        );
+        assert_eq!(pool.in_use(), sent, "exactly the accepted mbufs are out of the pool");
         if dropped > 2 * BURST_SIZE as u32 {
             break;
         }
@@ -167,27 +144,13 @@ fn exact_tx_ownership_on_a_full_ring(eal: &Eal, pool: &Mempool) {
 
 fn lcore_launch_and_panics(eal: &Eal, pool: &Mempool) {
     assert_eq!(eal.launch(LcoreId(1), || 7).expect("launch").join(), Ok(7));
-    let h = eal
-        .launch(LcoreId(1), || {
-            panic!("deliberate test panic on a worker lcore")
-        })
-        .expect("launch");
-    assert_eq!(
-        h.join(),
-        Err(Error::Panicked(1)),
-        "a panic is caught on the lcore and reported"
-    );
-    assert!(matches!(
-        eal.launch(eal.main_lcore(), || 0),
-        Err(Error::NotAWorker(0))
-    ));
+    let h = eal.launch(LcoreId(1), || panic!("deliberate test panic on a worker lcore")).expect("launch");
+    assert_eq!(h.join(), Err(Error::Panicked(1)), "a panic is caught on the lcore and reported");
+    assert!(matches!(eal.launch(eal.main_lcore(), || 0), Err(Error::NotAWorker(0))));
 
     // A worker owns its queues: receive from net_null on lcore 1 and send everything back to it.
     let id = Port::lookup(eal, "net_null0").expect("net_null0");
-    let mut port = Port::configure(eal, id, &one_queue(), pool)
-        .expect("configure")
-        .start()
-        .expect("start");
+    let mut port = Port::configure(eal, id, &one_queue(), pool).expect("configure").start().expect("start");
     let mut rx = port.take_rx_queue(QueueId(0)).expect("rx");
     let mut tx = port.take_tx_queue(QueueId(0)).expect("tx");
     let h = eal
@@ -204,14 +167,8 @@ fn lcore_launch_and_panics(eal: &Eal, pool: &Mempool) {
         .expect("launch");
     assert!(h.join().expect("no panic") >= 100_000);
     let stats = port.stats().expect("stats");
-    assert!(
-        stats.rx_packets >= 100_000 && stats.tx_packets == stats.rx_packets,
-        "{stats:?}"
-    );
-    let port = port
-        .stop()
-        .map_err(|(_, e)| e)
-        .expect("queues were dropped with the closure");
+    assert!(stats.rx_packets >= 100_000 && stats.tx_packets == stats.rx_packets, "{stats:?}");
+    let port = port.stop().map_err(|(_, e)| e).expect("queues were dropped with the closure");
     drop(port);
     assert_eq!(pool.in_use(), 0);
 }

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The baseline benchmark: rvsd's forwarding loop and dpdk-testpmd through the same net_null ports in
+# the same run; prints Mpps, cycles/packet and the ratio. Arguments go to `rvs-perf baseline`
+# (e.g. --seconds 10 --rounds 5 --csv out.csv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo build --release --locked --bin rvsd --bin rvs-perf
+exec ./target/release/rvs-perf baseline "$@"
