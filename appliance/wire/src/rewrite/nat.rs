@@ -1,0 +1,324 @@
+//! NAT ("masquerading"): the director rewrites the virtual endpoint to the real one on the way in and
+//! back on the way out, as IPVS's `ip_vs_nat_xmit` and SNAT handler do; the client's endpoint is never
+//! touched. Checksums are updated incrementally (RFC 1624): the IPv4 header checksum for the address
+//! and TTL, the TCP/UDP checksum for the address (through the pseudo-header) and the port.
+//!
+//! ICMP errors about a NATed flow are translated too, outer and quoted headers alike, so that path MTU
+//! discovery and port-unreachable work through the director (IPVS `ip_vs_nat_icmp`).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::{Egress, IpInfo, Verdict, apply_ttl, parse_ip, preflight, set_l2};
+use crate::buffer::PacketBuffer;
+use crate::checksum;
+use crate::ethernet::ethertype;
+use crate::icmpv4::{self, Icmpv4Packet};
+use crate::ip_proto;
+use crate::ipv4::{self, Ipv4Packet};
+use crate::ipv6;
+use crate::tcp::{self, TcpSegment};
+use crate::udp::{self, UdpDatagram};
+use crate::{Error, Result, be};
+
+/// One NATed connection's two endpoints that differ: what the client addressed, and where it went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatMapping {
+    /// VIP and virtual port.
+    pub virt: (IpAddr, u16),
+    /// Real server address and port.
+    pub real: (IpAddr, u16),
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Src,
+    Dst,
+}
+
+/// Client -> real server: destination virt -> real.
+pub fn nat_in<B: PacketBuffer>(buf: &mut B, egress: &Egress, m: &NatMapping) -> Result<Verdict> {
+    translate(buf, egress, Side::Dst, m.virt, m.real)
+}
+
+/// Real server -> client: source real -> virt.
+pub fn nat_out<B: PacketBuffer>(buf: &mut B, egress: &Egress, m: &NatMapping) -> Result<Verdict> {
+    translate(buf, egress, Side::Src, m.real, m.virt)
+}
+
+fn translate<B: PacketBuffer>(
+    buf: &mut B,
+    egress: &Egress,
+    side: Side,
+    from: (IpAddr, u16),
+    to: (IpAddr, u16),
+) -> Result<Verdict> {
+    let info = parse_ip(buf.bytes())?;
+    if info.fragment {
+        return Err(Error::Unsupported("IP fragment"));
+    }
+    if info.protocol != ip_proto::TCP && info.protocol != ip_proto::UDP {
+        return Err(Error::Unsupported("NAT of other than TCP/UDP"));
+    }
+    let (addr, port) = match side {
+        Side::Src => (info.src, l4_ports(buf.bytes(), &info)?.0),
+        Side::Dst => (info.dst, l4_ports(buf.bytes(), &info)?.1),
+    };
+    if (addr, port) != from {
+        return Err(Error::Unsupported("packet does not match the NAT mapping"));
+    }
+    if info.v6 != from.0.is_ipv6() || info.v6 != to.0.is_ipv6() {
+        return Err(Error::Unsupported("NAT between address families"));
+    }
+    if let Some(v) = preflight(&info, egress, 0) {
+        return Ok(v);
+    }
+    rewrite_l3_l4(buf.bytes_mut(), &info, side, to)?;
+    apply_ttl(buf.bytes_mut(), info.l2_len, info.v6, egress.ttl);
+    let et = if info.v6 { ethertype::IPV6 } else { ethertype::IPV4 };
+    set_l2(buf, info.l2_len, egress, et)?;
+    Ok(Verdict::Forward)
+}
+
+/// Source and destination port of the checked TCP or UDP header.
+fn l4_ports(frame: &[u8], info: &IpInfo) -> Result<(u16, u16)> {
+    let seg = frame.get(info.l4_offset..info.l2_len + info.ip_len).ok_or(Error::Truncated)?;
+    match info.protocol {
+        ip_proto::TCP => {
+            let t = TcpSegment::new_checked(seg)?;
+            Ok((t.src_port(), t.dst_port()))
+        }
+        _ => {
+            let u = UdpDatagram::new_checked(seg)?;
+            Ok((u.src_port(), u.dst_port()))
+        }
+    }
+}
+
+fn ip_bytes(a: &IpAddr) -> ([u8; 16], usize) {
+    let mut out = [0u8; 16];
+    match a {
+        IpAddr::V4(v) => {
+            out[..4].copy_from_slice(&v.octets());
+            (out, 4)
+        }
+        IpAddr::V6(v) => (v.octets(), 16),
+    }
+}
+
+/// Writes the new address and port on `side`, with incremental checksum updates.
+fn rewrite_l3_l4(frame: &mut [u8], info: &IpInfo, side: Side, to: (IpAddr, u16)) -> Result<()> {
+    let old_addr = match side {
+        Side::Src => info.src,
+        Side::Dst => info.dst,
+    };
+    let (old_a, n) = ip_bytes(&old_addr);
+    let (new_a, _) = ip_bytes(&to.0);
+    let (old_a, new_a) = (old_a.get(..n).unwrap_or_default(), new_a.get(..n).unwrap_or_default());
+
+    // L3: the address (and, for IPv4, the header checksum).
+    let l3 = info.l2_len;
+    let addr_at = match (info.v6, side) {
+        (false, Side::Src) => l3 + ipv4::SRC_OFFSET,
+        (false, Side::Dst) => l3 + ipv4::DST_OFFSET,
+        (true, Side::Src) => l3 + ipv6::SRC_OFFSET,
+        (true, Side::Dst) => l3 + ipv6::DST_OFFSET,
+    };
+    if !info.v6 {
+        let at = l3 + ipv4::CHECKSUM_OFFSET;
+        let c = checksum::update(be::u16_at(frame, at), old_a, new_a);
+        be::set_u16(frame, at, c);
+    }
+    be::set_bytes(frame, addr_at, new_a);
+
+    // L4: the port, and the checksum over pseudo-header address + port.
+    let port_at = info.l4_offset + if matches!(side, Side::Src) { 0 } else { 2 };
+    let old_port = be::u16_at(frame, port_at);
+    let (csum_at, udp) = match info.protocol {
+        ip_proto::TCP => (info.l4_offset + tcp::CHECKSUM_OFFSET, false),
+        _ => (info.l4_offset + udp::CHECKSUM_OFFSET, true),
+    };
+    let old_c = be::u16_at(frame, csum_at);
+    let c = if udp && !info.v6 {
+        // Over IPv4 a zero UDP checksum means "none" and stays that way.
+        let c = checksum::update_udp(old_c, old_a, new_a);
+        checksum::update_udp(c, &old_port.to_be_bytes(), &to.1.to_be_bytes())
+    } else {
+        let c = checksum::update(old_c, old_a, new_a);
+        let c = checksum::update(c, &old_port.to_be_bytes(), &to.1.to_be_bytes());
+        // IPv6 UDP: a computed 0 must be sent as 0xffff (RFC 8200 §8.1).
+        if udp && c == 0 { 0xffff } else { c }
+    };
+    be::set_u16(frame, csum_at, c);
+    be::set_u16(frame, port_at, to.1);
+    Ok(())
+}
+
+/// The flow an ICMPv4 error is about: protocol, source and destination of the quoted datagram's
+/// header, as the sender of that datagram saw them. For looking up the connection.
+pub fn icmp_error_inner(frame: &[u8]) -> Result<(u8, (Ipv4Addr, u16), (Ipv4Addr, u16))> {
+    let q = quoted(frame)?;
+    Ok((q.protocol, (q.src, q.sport), (q.dst, q.dport)))
+}
+
+/// Writes `new` at `at` and folds the change into the running ICMP checksum `icmp_c` (every byte of
+/// the quoted datagram is covered by it). `new` is at most 4 bytes at an even offset of the message.
+fn put(f: &mut [u8], at: usize, new: &[u8], icmp_c: &mut u16) {
+    let mut old = [0u8; 4];
+    if let (Some(o), Some(src)) = (old.get_mut(..new.len()), f.get(at..at + new.len())) {
+        o.copy_from_slice(src);
+    }
+    *icmp_c = checksum::update(*icmp_c, old.get(..new.len()).unwrap_or_default(), new);
+    be::set_bytes(f, at, new);
+}
+
+/// An ICMPv4 error's quoted datagram, located.
+struct Quoted {
+    /// Offset of the ICMP header in the frame.
+    icmp: usize,
+    /// Offset of the quoted IP header in the frame.
+    ip: usize,
+    /// Offset of the quoted transport header in the frame.
+    l4: usize,
+    /// Bytes of quoted transport header present.
+    l4_len: usize,
+    protocol: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    outer: IpInfo,
+}
+
+fn quoted(frame: &[u8]) -> Result<Quoted> {
+    let outer = parse_ip(frame)?;
+    if outer.v6 || outer.protocol != ip_proto::ICMP || outer.fragment {
+        return Err(Error::Unsupported("not an unfragmented ICMPv4 message"));
+    }
+    let msg = frame.get(outer.l4_offset..outer.l2_len + outer.ip_len).ok_or(Error::Truncated)?;
+    let icmp = Icmpv4Packet::new_checked(msg)?;
+    if !matches!(
+        icmp.msg_type(),
+        icmpv4::kind::DEST_UNREACH
+            | icmpv4::kind::SOURCE_QUENCH
+            | icmpv4::kind::TIME_EXCEEDED
+            | icmpv4::kind::PARAM_PROBLEM
+    ) {
+        return Err(Error::Unsupported("not an ICMP error about a datagram"));
+    }
+    let inner = Ipv4Packet::new_checked_header(icmp.data())?;
+    let protocol = inner.protocol();
+    if protocol != ip_proto::TCP && protocol != ip_proto::UDP {
+        return Err(Error::Unsupported("ICMP error about other than TCP/UDP"));
+    }
+    let l4_data = icmp.data().get(inner.header_len()..).unwrap_or_default();
+    // RFC 792: at least 8 bytes of the original transport header are quoted; the ports are the
+    // first 4.
+    if l4_data.len() < 8 {
+        return Err(Error::Truncated);
+    }
+    let ip = outer.l4_offset + icmpv4::HEADER_LEN;
+    Ok(Quoted {
+        icmp: outer.l4_offset,
+        ip,
+        l4: ip + inner.header_len(),
+        l4_len: l4_data.len(),
+        protocol,
+        src: inner.src(),
+        dst: inner.dst(),
+        sport: be::u16_at(l4_data, 0),
+        dport: be::u16_at(l4_data, 2),
+        outer,
+    })
+}
+
+/// An ICMP error arriving from the client side about a reply the director sent (virt -> client):
+/// the outer destination becomes the real server, and the quoted source virt -> real, so the real
+/// server learns about its own packet (e.g. a smaller path MTU).
+pub fn icmp_nat_in<B: PacketBuffer>(buf: &mut B, egress: &Egress, m: &NatMapping) -> Result<Verdict> {
+    translate_icmp(buf, egress, m, Side::Src)
+}
+
+/// An ICMP error arriving from the real-server side about a client packet (client -> real): the
+/// outer source becomes the VIP, and the quoted destination real -> virt, so the client sees an error
+/// about the packet it sent.
+pub fn icmp_nat_out<B: PacketBuffer>(buf: &mut B, egress: &Egress, m: &NatMapping) -> Result<Verdict> {
+    translate_icmp(buf, egress, m, Side::Dst)
+}
+
+fn translate_icmp<B: PacketBuffer>(
+    buf: &mut B,
+    egress: &Egress,
+    m: &NatMapping,
+    quoted_side: Side,
+) -> Result<Verdict> {
+    let q = quoted(buf.bytes())?;
+    let (IpAddr::V4(virt), IpAddr::V4(real)) = (m.virt.0, m.real.0) else {
+        return Err(Error::Unsupported("ICMP NAT for IPv6 mappings"));
+    };
+    // Which quoted endpoint is translated, from what to what; and which outer address.
+    let (q_from, q_to, outer_side, outer_to) = match quoted_side {
+        Side::Src => (((virt, m.virt.1)), (real, m.real.1), Side::Dst, real),
+        Side::Dst => (((real, m.real.1)), (virt, m.virt.1), Side::Src, virt),
+    };
+    let q_have = match quoted_side {
+        Side::Src => (q.src, q.sport),
+        Side::Dst => (q.dst, q.dport),
+    };
+    if q_have != q_from {
+        return Err(Error::Unsupported("ICMP error does not match the NAT mapping"));
+    }
+    if let Some(v) = preflight(&q.outer, egress, 0) {
+        return Ok(v);
+    }
+    let f = buf.bytes_mut();
+    let icmp_csum_at = q.icmp + icmpv4::CHECKSUM_OFFSET;
+    // Each change inside the ICMP message is folded into the ICMP checksum as it is made (put()).
+    let mut icmp_c = be::u16_at(f, icmp_csum_at);
+    // Quoted IP header: address and its header checksum.
+    let (q_addr_at, q_port_at) = match quoted_side {
+        Side::Src => (q.ip + ipv4::SRC_OFFSET, q.l4),
+        Side::Dst => (q.ip + ipv4::DST_OFFSET, q.l4 + 2),
+    };
+    let (old_a, new_a) = (q_from.0.octets(), q_to.0.octets());
+    let q_ip_c = checksum::update(be::u16_at(f, q.ip + ipv4::CHECKSUM_OFFSET), &old_a, &new_a);
+    put(f, q_addr_at, &new_a, &mut icmp_c);
+    put(f, q.ip + ipv4::CHECKSUM_OFFSET, &q_ip_c.to_be_bytes(), &mut icmp_c);
+
+    // Quoted transport header: the port, and its checksum when the quote carries it (always for UDP,
+    // for TCP only if more than 8 bytes were quoted). IPVS leaves these alone; updating them keeps
+    // the quote consistent for receivers that check.
+    let (old_p, new_p) = (q_from.1.to_be_bytes(), q_to.1.to_be_bytes());
+    let l4_csum = match q.protocol {
+        ip_proto::UDP => Some(udp::CHECKSUM_OFFSET),
+        _ if q.l4_len >= tcp::CHECKSUM_OFFSET + 2 => Some(tcp::CHECKSUM_OFFSET),
+        _ => None,
+    };
+    if let Some(off) = l4_csum {
+        let at = q.l4 + off;
+        let old_c = be::u16_at(f, at);
+        let c = if q.protocol == ip_proto::UDP {
+            checksum::update_udp(checksum::update_udp(old_c, &old_a, &new_a), &old_p, &new_p)
+        } else {
+            checksum::update(checksum::update(old_c, &old_a, &new_a), &old_p, &new_p)
+        };
+        put(f, at, &c.to_be_bytes(), &mut icmp_c);
+    }
+    put(f, q_port_at, &new_p, &mut icmp_c);
+    be::set_u16(f, icmp_csum_at, icmp_c);
+
+    // Outer header: one address (ICMPv4 has no pseudo-header, so the ICMP checksum is unaffected).
+    let l3 = q.outer.l2_len;
+    let (outer_at, outer_old) = match outer_side {
+        Side::Src => (l3 + ipv4::SRC_OFFSET, q.outer.src),
+        Side::Dst => (l3 + ipv4::DST_OFFSET, q.outer.dst),
+    };
+    let IpAddr::V4(outer_old) = outer_old else { return Err(Error::Unsupported("IPv6")) };
+    let c =
+        checksum::update(be::u16_at(f, l3 + ipv4::CHECKSUM_OFFSET), &outer_old.octets(), &outer_to.octets());
+    be::set_u16(f, l3 + ipv4::CHECKSUM_OFFSET, c);
+    be::set_bytes(f, outer_at, &outer_to.octets());
+
+    apply_ttl(buf.bytes_mut(), q.outer.l2_len, false, egress.ttl);
+    set_l2(buf, q.outer.l2_len, egress, ethertype::IPV4)?;
+    Ok(Verdict::Forward)
+}
