@@ -202,3 +202,6 @@ pub fn dr<B: PacketBuffer>(buf: &mut B, egress: &Egress) -> Result<Verdict> {
     set_l2(buf, info.l2_len, egress, et)?;
     Ok(Verdict::Forward)
 }
+
+#[cfg(test)]
+mod tests;
