@@ -24,6 +24,12 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# cargo-fuzz for the fuzz targets (scripts/fuzz.sh), from crates.io.
+if ! command -v cargo-fuzz >/dev/null 2>&1 && ! [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-fuzz" ]; then
+  echo "setup: installing cargo-fuzz"
+  cargo install cargo-fuzz --locked --quiet
+fi
+
 # DPDK wants hugepages; 2 MiB pages are what this kind of machine offers. 512 pages = 1 GiB, enough for
 # the daemon, testpmd and the tests running one after another.
 want_pages=${RVS_HUGEPAGES:-512}

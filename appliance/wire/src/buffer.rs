@@ -49,6 +49,20 @@ impl VecBuffer {
         Self { storage, start: headroom, end: headroom + data.len() }
     }
 
+    /// Replaces the contents with `data` at the default headroom, reusing the storage when it is big
+    /// enough (benchmarks reset a packet per iteration without allocating).
+    pub fn refill(&mut self, data: &[u8]) {
+        let start = Self::DEFAULT_HEADROOM;
+        if self.storage.len() < start + data.len() + 64 {
+            self.storage.resize(start + data.len() + 64, 0);
+        }
+        if let Some(dst) = self.storage.get_mut(start..start + data.len()) {
+            dst.copy_from_slice(data);
+        }
+        self.start = start;
+        self.end = start + data.len();
+    }
+
     pub fn headroom(&self) -> usize {
         self.start
     }

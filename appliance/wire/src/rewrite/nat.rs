@@ -153,9 +153,12 @@ fn rewrite_l3_l4(frame: &mut [u8], info: &IpInfo, side: Side, to: (IpAddr, u16))
     Ok(())
 }
 
+/// An IPv4 address and port.
+pub type Endpoint4 = (Ipv4Addr, u16);
+
 /// The flow an ICMPv4 error is about: protocol, source and destination of the quoted datagram's
 /// header, as the sender of that datagram saw them. For looking up the connection.
-pub fn icmp_error_inner(frame: &[u8]) -> Result<(u8, (Ipv4Addr, u16), (Ipv4Addr, u16))> {
+pub fn icmp_error_inner(frame: &[u8]) -> Result<(u8, Endpoint4, Endpoint4)> {
     let q = quoted(frame)?;
     Ok((q.protocol, (q.src, q.sport), (q.dst, q.dport)))
 }
@@ -257,8 +260,8 @@ fn translate_icmp<B: PacketBuffer>(
     };
     // Which quoted endpoint is translated, from what to what; and which outer address.
     let (q_from, q_to, outer_side, outer_to) = match quoted_side {
-        Side::Src => (((virt, m.virt.1)), (real, m.real.1), Side::Dst, real),
-        Side::Dst => (((real, m.real.1)), (virt, m.virt.1), Side::Src, virt),
+        Side::Src => ((virt, m.virt.1), (real, m.real.1), Side::Dst, real),
+        Side::Dst => ((real, m.real.1), (virt, m.virt.1), Side::Src, virt),
     };
     let q_have = match quoted_side {
         Side::Src => (q.src, q.sport),
