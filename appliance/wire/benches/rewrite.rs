@@ -37,6 +37,7 @@ fn bench(c: &mut Criterion) {
         dst_mac: [2, 0, 0, 0, 0, 4],
         mtu: 1500,
         ttl: TtlPolicy::Preserve,
+        offload: Default::default(),
     };
     let m = NatMapping { virt: (VIP.into(), 80), real: (RIP.into(), 8080) };
     let back = NatMapping { virt: m.real, real: m.virt };

@@ -19,7 +19,7 @@ const RS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
 const ME_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 
 fn egress(ttl: TtlPolicy) -> Egress {
-    Egress { src_mac: ME, dst_mac: RS_MAC, mtu: 1500, ttl }
+    Egress { src_mac: ME, dst_mac: RS_MAC, mtu: 1500, ttl, offload: Default::default() }
 }
 
 fn hex(s: &str) -> Vec<u8> {

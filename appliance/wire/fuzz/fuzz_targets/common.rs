@@ -14,6 +14,7 @@ fn egress(sel: u8) -> Egress {
         dst_mac: [2, 0, 0, 0, 0, 2],
         mtu: if sel & 1 == 0 { 1500 } else { 576 },
         ttl: if sel & 2 == 0 { TtlPolicy::Decrement } else { TtlPolicy::Preserve },
+        offload: Default::default(),
     }
 }
 

@@ -56,6 +56,23 @@ pub struct Egress {
     /// The egress link's IP MTU in bytes.
     pub mtu: u16,
     pub ttl: TtlPolicy,
+    /// Checksums the egress NIC completes (DPDK TX checksum offload); none by default.
+    pub offload: Offload,
+}
+
+/// Checksums left to the NIC. When the port offers TX checksum offload, the rewrite does the part
+/// the NIC cannot: with `ipv4`, the IPv4 header checksum is zeroed for the NIC to fill
+/// (RTE_MBUF_F_TX_IP_CKSUM); with `l4`, the TCP/UDP checksum field is set to the pseudo-header sum,
+/// which the NIC completes over the segment (RTE_MBUF_F_TX_TCP_CKSUM / _UDP_CKSUM, the contract of
+/// `rte_ipv4_phdr_cksum`). The caller sets the mbuf flags and l2/l3 lengths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Offload {
+    pub ipv4: bool,
+    pub l4: bool,
+}
+
+impl Offload {
+    pub const NONE: Self = Self { ipv4: false, l4: false };
 }
 
 /// The decision a forwarding rewrite took. Anything but `Forward` leaves the packet unchanged.

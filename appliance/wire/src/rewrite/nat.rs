@@ -74,9 +74,38 @@ fn translate<B: PacketBuffer>(
     }
     rewrite_l3_l4(buf.bytes_mut(), &info, side, to)?;
     apply_ttl(buf.bytes_mut(), info.l2_len, info.v6, egress.ttl);
+    prepare_offload(buf.bytes_mut(), &info, egress.offload);
     let et = if info.v6 { ethertype::IPV6 } else { ethertype::IPV4 };
     set_l2(buf, info.l2_len, egress, et)?;
     Ok(Verdict::Forward)
+}
+
+/// Hands checksums to the NIC per `offload` (see [`super::Offload`]); a no-op without offload.
+fn prepare_offload(frame: &mut [u8], info: &IpInfo, offload: super::Offload) {
+    let l3 = info.l2_len;
+    if offload.ipv4 && !info.v6 {
+        be::set_u16(frame, l3 + ipv4::CHECKSUM_OFFSET, 0);
+    }
+    if offload.l4 {
+        let udp = info.protocol == ip_proto::UDP;
+        let csum_at = info.l4_offset + if udp { udp::CHECKSUM_OFFSET } else { tcp::CHECKSUM_OFFSET };
+        if udp && !info.v6 && be::u16_at(frame, csum_at) == 0 {
+            return; // no UDP checksum stays no checksum
+        }
+        let l4_len = info.ip_len - (info.l4_offset - l3);
+        let phdr = match (info.v6, frame.get(l3..)) {
+            (false, Some(ip)) => {
+                let p = Ipv4Packet::new_unchecked(ip);
+                checksum::pseudo_header_v4(p.src(), p.dst(), info.protocol, l4_len as u16)
+            }
+            (true, Some(ip)) => {
+                let p = crate::ipv6::Ipv6Packet::new_unchecked(ip);
+                checksum::pseudo_header_v6(&p.src(), &p.dst(), info.protocol, l4_len as u32)
+            }
+            _ => return,
+        };
+        be::set_u16(frame, csum_at, checksum::fold(phdr));
+    }
 }
 
 /// Source and destination port of the checked TCP or UDP header.

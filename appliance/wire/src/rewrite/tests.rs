@@ -21,7 +21,7 @@ const ME: [u8; 6] = [0x02, 0, 0, 0, 0, 0xd1];
 const RS_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
 
 fn egress(ttl: TtlPolicy) -> Egress {
-    Egress { src_mac: ME, dst_mac: RS_MAC, mtu: 1500, ttl }
+    Egress { src_mac: ME, dst_mac: RS_MAC, mtu: 1500, ttl, offload: Offload::NONE }
 }
 
 fn mapping() -> NatMapping {
@@ -118,6 +118,32 @@ fn udp_without_checksum_stays_without() {
     let mut b = VecBuffer::new(&f);
     assert_eq!(nat_in(&mut b, &egress(TtlPolicy::Decrement), &mapping()), Ok(Verdict::Forward));
     assert_eq!(&b.bytes()[40..42], &[0, 0]);
+}
+
+#[test]
+fn with_offload_the_nic_completes_the_checksums() {
+    for proto in [ip_proto::TCP, ip_proto::UDP] {
+        let f = v4_frame(proto, (CLIENT, 40000), (VIP, 80), b"offloaded payload", 64, false);
+        let mut b = VecBuffer::new(&f);
+        let eg = Egress { offload: Offload { ipv4: true, l4: true }, ..egress(TtlPolicy::Decrement) };
+        assert_eq!(nat_in(&mut b, &eg, &mapping()), Ok(Verdict::Forward));
+        let mut out = b.into_vec();
+        assert_eq!(&out[24..26], &[0, 0], "IPv4 checksum left to the NIC");
+        let seg_len = out.len() - 34;
+        let phdr = checksum::pseudo_header_v4(CLIENT, RIP, proto, seg_len as u16);
+        let at = 34 + if proto == ip_proto::TCP { 16 } else { 6 };
+        assert_eq!(u16::from_be_bytes([out[at], out[at + 1]]), checksum::fold(phdr), "pseudo-header sum");
+        // What the NIC does: the IP checksum over the header; the L4 checksum over the segment,
+        // starting from the pseudo-header sum already in the field.
+        let ip = checksum::checksum(&out[14..34]);
+        out[24..26].copy_from_slice(&ip.to_be_bytes());
+        let l4 = checksum::checksum(&out[34..]);
+        out[at..at + 2].copy_from_slice(&l4.to_be_bytes());
+        assert_v4_checksums(&out);
+        let mut soft = VecBuffer::new(&f);
+        assert_eq!(nat_in(&mut soft, &egress(TtlPolicy::Decrement), &mapping()), Ok(Verdict::Forward));
+        assert_eq!(out, soft.into_vec(), "the NIC's result equals the software one");
+    }
 }
 
 #[test]
