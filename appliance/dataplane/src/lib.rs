@@ -16,6 +16,8 @@
 
 mod counters;
 mod l2;
+mod pkt;
 
 pub use counters::{CounterSnapshot, WorkerCounters};
 pub use l2::{ForwardMode, L2Worker, Link};
+pub use pkt::MbufPacket;

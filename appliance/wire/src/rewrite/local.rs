@@ -25,7 +25,7 @@ fn swap_macs(frame: &mut [u8]) -> Result<()> {
 /// Turns an ICMPv4 echo request frame into its reply in place: MACs and IP addresses swapped, TTL
 /// reset, type 8 -> 0; the IP checksum recomputed, the ICMP one updated incrementally. VLAN tags stay
 /// (the reply leaves where the request came in).
-pub fn echo_reply_v4<B: PacketBuffer>(buf: &mut B) -> Result<()> {
+pub fn echo_reply_v4<B: PacketBuffer + ?Sized>(buf: &mut B) -> Result<()> {
     let info = super::parse_ip(buf.bytes())?;
     if info.v6 || info.protocol != ip_proto::ICMP || info.fragment {
         return Err(Error::Unsupported("not an unfragmented ICMPv4 message"));
@@ -54,7 +54,7 @@ pub fn echo_reply_v4<B: PacketBuffer>(buf: &mut B) -> Result<()> {
 
 /// Turns an ICMPv6 echo request frame into its reply in place. Swapping the addresses leaves the
 /// pseudo-header sum unchanged, so only the type change enters the checksum.
-pub fn echo_reply_v6<B: PacketBuffer>(buf: &mut B) -> Result<()> {
+pub fn echo_reply_v6<B: PacketBuffer + ?Sized>(buf: &mut B) -> Result<()> {
     let info = super::parse_ip(buf.bytes())?;
     if !info.v6 || info.protocol != ip_proto::ICMPV6 || info.fragment {
         return Err(Error::Unsupported("not an unfragmented ICMPv6 message"));

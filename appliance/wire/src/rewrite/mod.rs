@@ -193,7 +193,7 @@ pub(crate) fn apply_ttl(frame: &mut [u8], l3: usize, v6: bool, policy: TtlPolicy
 }
 
 /// Replaces the frame's L2 header (of `l2_len` bytes) with a plain Ethernet II header.
-pub(crate) fn set_l2<B: PacketBuffer>(
+pub(crate) fn set_l2<B: PacketBuffer + ?Sized>(
     buf: &mut B,
     l2_len: usize,
     egress: &Egress,
@@ -209,7 +209,7 @@ pub(crate) fn set_l2<B: PacketBuffer>(
 /// DR (direct routing, "gatewaying"): the frame goes to the real server's MAC; with
 /// [`TtlPolicy::Preserve`] the IP packet is untouched, with `Decrement` only its TTL (and IPv4
 /// checksum) change.
-pub fn dr<B: PacketBuffer>(buf: &mut B, egress: &Egress) -> Result<Verdict> {
+pub fn dr<B: PacketBuffer + ?Sized>(buf: &mut B, egress: &Egress) -> Result<Verdict> {
     let info = parse_ip(buf.bytes())?;
     if let Some(v) = preflight(&info, egress, 0) {
         return Ok(v);

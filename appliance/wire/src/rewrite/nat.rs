@@ -36,16 +36,16 @@ enum Side {
 }
 
 /// Client -> real server: destination virt -> real.
-pub fn nat_in<B: PacketBuffer>(buf: &mut B, egress: &Egress, m: &NatMapping) -> Result<Verdict> {
+pub fn nat_in<B: PacketBuffer + ?Sized>(buf: &mut B, egress: &Egress, m: &NatMapping) -> Result<Verdict> {
     translate(buf, egress, Side::Dst, m.virt, m.real)
 }
 
 /// Real server -> client: source real -> virt.
-pub fn nat_out<B: PacketBuffer>(buf: &mut B, egress: &Egress, m: &NatMapping) -> Result<Verdict> {
+pub fn nat_out<B: PacketBuffer + ?Sized>(buf: &mut B, egress: &Egress, m: &NatMapping) -> Result<Verdict> {
     translate(buf, egress, Side::Src, m.real, m.virt)
 }
 
-fn translate<B: PacketBuffer>(
+fn translate<B: PacketBuffer + ?Sized>(
     buf: &mut B,
     egress: &Egress,
     side: Side,
@@ -266,18 +266,26 @@ fn quoted(frame: &[u8]) -> Result<Quoted> {
 /// An ICMP error arriving from the client side about a reply the director sent (virt -> client):
 /// the outer destination becomes the real server, and the quoted source virt -> real, so the real
 /// server learns about its own packet (e.g. a smaller path MTU).
-pub fn icmp_nat_in<B: PacketBuffer>(buf: &mut B, egress: &Egress, m: &NatMapping) -> Result<Verdict> {
+pub fn icmp_nat_in<B: PacketBuffer + ?Sized>(
+    buf: &mut B,
+    egress: &Egress,
+    m: &NatMapping,
+) -> Result<Verdict> {
     translate_icmp(buf, egress, m, Side::Src)
 }
 
 /// An ICMP error arriving from the real-server side about a client packet (client -> real): the
 /// outer source becomes the VIP, and the quoted destination real -> virt, so the client sees an error
 /// about the packet it sent.
-pub fn icmp_nat_out<B: PacketBuffer>(buf: &mut B, egress: &Egress, m: &NatMapping) -> Result<Verdict> {
+pub fn icmp_nat_out<B: PacketBuffer + ?Sized>(
+    buf: &mut B,
+    egress: &Egress,
+    m: &NatMapping,
+) -> Result<Verdict> {
     translate_icmp(buf, egress, m, Side::Dst)
 }
 
-fn translate_icmp<B: PacketBuffer>(
+fn translate_icmp<B: PacketBuffer + ?Sized>(
     buf: &mut B,
     egress: &Egress,
     m: &NatMapping,

@@ -29,7 +29,7 @@ pub struct TunOuter {
 /// traffic class and, for IPv4 inner packets, DF (as IPVS does with PMTU discovery on); packets that
 /// would exceed the egress MTU with the outer header get [`Verdict::FragNeeded`] with the MTU that
 /// leaves room for it.
-pub fn tun<B: PacketBuffer>(buf: &mut B, egress: &Egress, outer: &TunOuter) -> Result<Verdict> {
+pub fn tun<B: PacketBuffer + ?Sized>(buf: &mut B, egress: &Egress, outer: &TunOuter) -> Result<Verdict> {
     let info = parse_ip(buf.bytes())?;
     let outer_len = match (outer.src, outer.dst) {
         (IpAddr::V4(_), IpAddr::V4(_)) => ipv4::MIN_HEADER_LEN,
