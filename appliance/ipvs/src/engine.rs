@@ -1,0 +1,934 @@
+//! One worker's IPVS: services and destinations with their counters, the connection tables, and the
+//! per-packet decisions (ip_vs_in / ip_vs_out / ip_vs_schedule / ip_vs_sched_persist).
+
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+
+use crate::conn::{Addr, ConnInfo, ConnKey, ConnTable, Expiry, NewEntry, flag};
+use crate::sched::{SchedCtx, Scheduler};
+use crate::service::{
+    Dest, DestConfig, DestId, Fwd, ServiceConfig, ServiceId, ServiceKey, Stats, fwmark_addr, mask_addr,
+};
+use crate::state::{self, Direction, TcpState, Timeouts, tcp_flags};
+use crate::{Error, Time, proto};
+
+const NONE: u32 = u32::MAX;
+
+/// The sysctls of /proc/sys/net/ipv4/vs that change these decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sysctl {
+    /// Connections to a removed server: false = their packets are dropped until they expire; true =
+    /// they are expired at once and the packet is scheduled afresh.
+    pub expire_nodest_conn: bool,
+    /// Templates pointing at a quiesced (weight 0) server are dropped when next used.
+    pub expire_quiescent_template: bool,
+    /// 1 (default): a SYN reusing the ports of a closing connection gets a new one, rescheduled.
+    pub conn_reuse_mode: u8,
+    /// Schedule TCP connections on any segment, not only on SYN.
+    pub sloppy_tcp: bool,
+}
+
+impl Default for Sysctl {
+    fn default() -> Self {
+        Self {
+            expire_nodest_conn: false,
+            expire_quiescent_template: false,
+            conn_reuse_mode: 1,
+            sloppy_tcp: false,
+        }
+    }
+}
+
+/// The parts of a packet IPVS decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketMeta {
+    pub protocol: u8,
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+    /// TCP flags (0 for UDP).
+    pub tcp_flags: u8,
+    /// The firewall mark the classifier gave the packet, if any.
+    pub fwmark: Option<u32>,
+    /// Bytes, for the statistics.
+    pub len: u32,
+}
+
+/// Why a packet addressed to a service is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The scheduler found no available server.
+    NoDestination,
+    /// No free connection slot.
+    TableFull,
+    /// Its connection's server was removed (expire_nodest_conn = 0).
+    DestUnavailable,
+    /// A TCP segment other than SYN with no connection.
+    NotSyn,
+}
+
+/// Drops per reason, for the exported counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounters {
+    pub no_destination: u64,
+    pub table_full: u64,
+    pub dest_unavailable: u64,
+    pub not_syn: u64,
+}
+
+/// Where a client packet goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InVerdict {
+    Forward {
+        /// (IPv6 table?, entry index); `None` for one-packet scheduling, which keeps no entry.
+        conn: Option<(bool, u32)>,
+        dest: DestId,
+        daddr: IpAddr,
+        dport: u16,
+        fwd: Fwd,
+        /// A connection was created for this packet.
+        new: bool,
+    },
+    /// No service and no connection: not IPVS traffic.
+    NotOurs,
+    Drop(DropReason),
+}
+
+/// Where a reply from a real server goes (NAT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutVerdict {
+    /// Rewrite the source to the virtual address and port.
+    Reply {
+        conn: (bool, u32),
+        vaddr: IpAddr,
+        vport: u16,
+    },
+    NotOurs,
+}
+
+#[derive(Debug, Clone)]
+struct ServiceEntry {
+    cfg: ServiceConfig,
+    sched: Scheduler,
+    /// Live destinations in insertion order (removed ones leave the list).
+    dests: Vec<DestId>,
+    stats: Stats,
+    /// Deleted, but destinations still refer to it.
+    removed: bool,
+}
+
+fn fwd_code(f: Fwd) -> u8 {
+    match f {
+        Fwd::Masq => 0,
+        Fwd::Route => 1,
+        Fwd::Tunnel(_) => 2,
+        Fwd::Local => 3,
+    }
+}
+
+/// One worker's IPVS shard.
+#[derive(Debug)]
+pub struct Ipvs {
+    services: Vec<Option<ServiceEntry>>,
+    by_key: HashMap<ServiceKey, ServiceId>,
+    dests: Vec<Option<Dest>>,
+    /// Connections and templates bound to each destination (its reference count).
+    dest_refs: Vec<u32>,
+    v4: ConnTable<[u8; 4]>,
+    v6: ConnTable<[u8; 16]>,
+    pub timeouts: Timeouts,
+    pub sysctl: Sysctl,
+    pub drops: DropCounters,
+    seed: u64,
+    /// Entries removed by one expiry run, kept between runs so expiry does not allocate.
+    scratch: Vec<ConnInfo>,
+}
+
+/// Applies `f` to the table of the right family.
+macro_rules! with_table {
+    ($self:ident, $v6:expr, $t:ident => $body:expr) => {
+        if $v6 {
+            let $t = &mut $self.v6;
+            $body
+        } else {
+            let $t = &mut $self.v4;
+            $body
+        }
+    };
+}
+
+impl Ipvs {
+    /// A shard with room for `capacity` IPv4 and `capacity_v6` IPv6 connections (templates included).
+    pub fn new(capacity: usize, capacity_v6: usize, seed: u64) -> Self {
+        Self {
+            services: Vec::new(),
+            by_key: HashMap::new(),
+            dests: Vec::new(),
+            dest_refs: Vec::new(),
+            v4: ConnTable::new(capacity, seed),
+            v6: ConnTable::new(capacity_v6, seed.rotate_left(17)),
+            timeouts: Timeouts::default(),
+            sysctl: Sysctl::default(),
+            drops: DropCounters::default(),
+            seed,
+            scratch: Vec::new(),
+        }
+    }
+
+    // ---- configuration ----------------------------------------------------------------------------
+
+    pub fn add_service(&mut self, cfg: ServiceConfig) -> Result<ServiceId, Error> {
+        cfg.validate()?;
+        if self.by_key.contains_key(&cfg.key) {
+            return Err(Error::ServiceExists);
+        }
+        let sched = Scheduler::new(cfg.scheduler, cfg.mh_table_size, self.seed);
+        let entry = ServiceEntry {
+            cfg: cfg.clone(),
+            sched,
+            dests: Vec::new(),
+            stats: Stats::default(),
+            removed: false,
+        };
+        let id = match self.services.iter().position(Option::is_none) {
+            Some(i) => {
+                self.services[i] = Some(entry);
+                ServiceId(i as u32)
+            }
+            None => {
+                self.services.push(Some(entry));
+                ServiceId(self.services.len() as u32 - 1)
+            }
+        };
+        self.by_key.insert(cfg.key, id);
+        Ok(id)
+    }
+
+    pub fn edit_service(&mut self, cfg: ServiceConfig) -> Result<(), Error> {
+        cfg.validate()?;
+        let id = *self.by_key.get(&cfg.key).ok_or(Error::NoService)?;
+        let seed = self.seed;
+        let svc = self.svc_mut(id).ok_or(Error::NoService)?;
+        if svc.cfg.scheduler != cfg.scheduler || svc.cfg.mh_table_size != cfg.mh_table_size {
+            svc.sched = Scheduler::new(cfg.scheduler, cfg.mh_table_size, seed);
+        }
+        svc.cfg = cfg;
+        self.resched(id);
+        Ok(())
+    }
+
+    pub fn del_service(&mut self, key: &ServiceKey) -> Result<(), Error> {
+        let id = self.by_key.remove(key).ok_or(Error::NoService)?;
+        let dests = self.svc(id).map(|s| s.dests.clone()).unwrap_or_default();
+        for d in dests {
+            self.unlink_dest(id, d);
+        }
+        if let Some(s) = self.svc_mut(id) {
+            s.removed = true;
+        }
+        self.gc_service(id);
+        Ok(())
+    }
+
+    /// ipvsadm -C.
+    pub fn clear(&mut self) {
+        let keys: Vec<ServiceKey> = self.by_key.keys().copied().collect();
+        for k in keys {
+            let _ = self.del_service(&k);
+        }
+    }
+
+    pub fn add_dest(&mut self, key: &ServiceKey, mut cfg: DestConfig) -> Result<DestId, Error> {
+        let id = *self.by_key.get(key).ok_or(Error::NoService)?;
+        if cfg.addr.is_ipv6() != key.is_v6() {
+            return Err(Error::FamilyMismatch);
+        }
+        if cfg.weight > 65535 {
+            return Err(Error::BadWeight);
+        }
+        if !matches!(cfg.fwd, Fwd::Masq) {
+            // DR and TUN cannot map ports: the packet reaches the server unchanged (ipvsadm).
+            cfg.port = key.port();
+        }
+        let svc = self.svc(id).ok_or(Error::NoService)?;
+        if svc
+            .dests
+            .iter()
+            .any(|&d| self.dest(d).is_some_and(|x| x.cfg.addr == cfg.addr && x.cfg.port == cfg.port))
+        {
+            return Err(Error::DestExists);
+        }
+        // A removed destination with the same address comes back from the trash, connections and all.
+        let trashed = self.dests.iter().position(|d| {
+            d.as_ref().is_some_and(|x| {
+                x.removed && x.service == id && x.cfg.addr == cfg.addr && x.cfg.port == cfg.port
+            })
+        });
+        let did = match trashed {
+            Some(i) => {
+                if let Some(Some(d)) = self.dests.get_mut(i) {
+                    d.removed = false;
+                    d.cfg = cfg;
+                    if cfg.weight > 0 {
+                        d.last_weight = cfg.weight;
+                    }
+                }
+                DestId(i as u32)
+            }
+            None => {
+                let d = Dest::new(cfg, id);
+                match self.dests.iter().position(Option::is_none) {
+                    Some(i) => {
+                        self.dests[i] = Some(d);
+                        self.dest_refs[i] = 0;
+                        DestId(i as u32)
+                    }
+                    None => {
+                        self.dests.push(Some(d));
+                        self.dest_refs.push(0);
+                        DestId(self.dests.len() as u32 - 1)
+                    }
+                }
+            }
+        };
+        if let Some(s) = self.svc_mut(id) {
+            s.dests.push(did);
+        }
+        self.resched(id);
+        Ok(did)
+    }
+
+    pub fn edit_dest(&mut self, key: &ServiceKey, mut cfg: DestConfig) -> Result<(), Error> {
+        let id = *self.by_key.get(key).ok_or(Error::NoService)?;
+        if cfg.weight > 65535 {
+            return Err(Error::BadWeight);
+        }
+        if !matches!(cfg.fwd, Fwd::Masq) {
+            cfg.port = key.port();
+        }
+        let did = self.find_dest(id, cfg.addr, cfg.port).ok_or(Error::NoDest)?;
+        if let Some(d) = self.dest_mut(did) {
+            d.cfg = cfg;
+            if cfg.weight > 0 {
+                d.last_weight = cfg.weight;
+            }
+            // New thresholds take effect now, as __ip_vs_update_dest re-evaluates the flag.
+            d.overloaded = false;
+            d.check_overload_after_bind();
+        }
+        self.resched(id);
+        Ok(())
+    }
+
+    pub fn del_dest(&mut self, key: &ServiceKey, addr: IpAddr, port: u16) -> Result<(), Error> {
+        let id = *self.by_key.get(key).ok_or(Error::NoService)?;
+        let port = if self.svc(id).is_some_and(|s| {
+            s.dests
+                .iter()
+                .any(|&d| self.dest(d).is_some_and(|x| x.cfg.addr == addr && !matches!(x.cfg.fwd, Fwd::Masq)))
+        }) {
+            key.port()
+        } else {
+            port
+        };
+        let did = self.find_dest(id, addr, port).ok_or(Error::NoDest)?;
+        self.unlink_dest(id, did);
+        Ok(())
+    }
+
+    /// ipvsadm -Z: zero the counters of one service (and its servers) or of all.
+    pub fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), Error> {
+        let ids: Vec<ServiceId> = match key {
+            Some(k) => vec![*self.by_key.get(k).ok_or(Error::NoService)?],
+            None => self.by_key.values().copied().collect(),
+        };
+        for id in ids {
+            let dests = self.svc(id).map(|s| s.dests.clone()).unwrap_or_default();
+            if let Some(s) = self.svc_mut(id) {
+                s.stats = Stats::default();
+            }
+            for d in dests {
+                if let Some(d) = self.dest_mut(d) {
+                    d.stats = Stats::default();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn find_dest(&self, id: ServiceId, addr: IpAddr, port: u16) -> Option<DestId> {
+        self.svc(id)?
+            .dests
+            .iter()
+            .copied()
+            .find(|&d| self.dest(d).is_some_and(|x| x.cfg.addr == addr && x.cfg.port == port))
+    }
+
+    fn unlink_dest(&mut self, id: ServiceId, did: DestId) {
+        if let Some(s) = self.svc_mut(id) {
+            s.dests.retain(|&d| d != did);
+        }
+        if let Some(d) = self.dest_mut(did) {
+            d.removed = true;
+        }
+        self.resched(id);
+        self.gc_dest(did);
+    }
+
+    /// Frees a removed destination nothing refers to any more.
+    fn gc_dest(&mut self, did: DestId) {
+        let i = did.0 as usize;
+        let free = self.dests.get(i).and_then(Option::as_ref).is_some_and(|d| d.removed)
+            && self.dest_refs.get(i).copied().unwrap_or(0) == 0;
+        if free {
+            let svc = self.dests.get(i).and_then(Option::as_ref).map(|d| d.service);
+            self.dests[i] = None;
+            if let Some(s) = svc {
+                self.gc_service(s);
+            }
+        }
+    }
+
+    fn gc_service(&mut self, id: ServiceId) {
+        let i = id.0 as usize;
+        let in_use = self.dests.iter().flatten().any(|d| d.service == id);
+        if !in_use && self.services.get(i).and_then(Option::as_ref).is_some_and(|s| s.removed) {
+            self.services[i] = None;
+        }
+    }
+
+    fn resched(&mut self, id: ServiceId) {
+        let Some(Some(svc)) = self.services.get_mut(id.0 as usize) else { return };
+        let ctx = SchedCtx {
+            arena: &self.dests,
+            ids: &svc.dests,
+            src: IpAddr::from([0u8; 4]),
+            sport: 0,
+            dst: IpAddr::from([0u8; 4]),
+            now: 0,
+            flags: svc.cfg.flags,
+        };
+        svc.sched.update(&ctx);
+    }
+
+    fn svc(&self, id: ServiceId) -> Option<&ServiceEntry> {
+        self.services.get(id.0 as usize).and_then(Option::as_ref)
+    }
+    fn svc_mut(&mut self, id: ServiceId) -> Option<&mut ServiceEntry> {
+        self.services.get_mut(id.0 as usize).and_then(Option::as_mut)
+    }
+    pub fn dest(&self, id: DestId) -> Option<&Dest> {
+        self.dests.get(id.0 as usize).and_then(Option::as_ref)
+    }
+    fn dest_mut(&mut self, id: DestId) -> Option<&mut Dest> {
+        self.dests.get_mut(id.0 as usize).and_then(Option::as_mut)
+    }
+
+    // ---- inspection (listings) ----------------------------------------------------------------------
+
+    /// Services in insertion order of their slots, with their destinations in list order.
+    pub fn services(
+        &self,
+    ) -> impl Iterator<Item = (ServiceId, &ServiceConfig, &Stats, Vec<(DestId, &Dest)>)> + '_ {
+        self.services.iter().enumerate().filter_map(move |(i, s)| {
+            let s = s.as_ref().filter(|s| !s.removed)?;
+            let dests = s.dests.iter().filter_map(|&d| self.dest(d).map(|x| (d, x))).collect();
+            Some((ServiceId(i as u32), &s.cfg, &s.stats, dests))
+        })
+    }
+
+    pub fn service_id(&self, key: &ServiceKey) -> Option<ServiceId> {
+        self.by_key.get(key).copied()
+    }
+
+    /// Live connections and templates.
+    pub fn connections(&self) -> impl Iterator<Item = ConnInfo> + '_ {
+        self.v4.iter().map(|(_, c)| c).chain(self.v6.iter().map(|(_, c)| c))
+    }
+
+    pub fn connection(&self, conn: (bool, u32)) -> Option<ConnInfo> {
+        if conn.0 { self.v6.get(conn.1) } else { self.v4.get(conn.1) }
+    }
+
+    /// (live entries, capacity) of both tables together.
+    pub fn occupancy(&self) -> (usize, usize) {
+        (self.v4.len() + self.v6.len(), self.v4.capacity() + self.v6.capacity())
+    }
+
+    // ---- the packet path --------------------------------------------------------------------------
+
+    fn find_service(&self, p: &PacketMeta) -> Option<ServiceId> {
+        if let Some(mark) = p.fwmark {
+            if let Some(&id) = self.by_key.get(&ServiceKey::Fwmark { mark, v6: p.dst.is_ipv6() }) {
+                return Some(id);
+            }
+        }
+        let exact = ServiceKey::Addr { protocol: p.protocol, addr: p.dst, port: p.dport };
+        if let Some(&id) = self.by_key.get(&exact) {
+            return Some(id);
+        }
+        self.by_key.get(&ServiceKey::Addr { protocol: p.protocol, addr: p.dst, port: 0 }).copied()
+    }
+
+    /// A client -> virtual service packet (ip_vs_in): its connection, or a new one.
+    pub fn in_packet(&mut self, p: &PacketMeta, now: Time) -> InVerdict {
+        let v6 = p.src.is_ipv6();
+        let existing = if v6 { self.lookup_in::<[u8; 16]>(p) } else { self.lookup_in::<[u8; 4]>(p) };
+        if let Some(i) = existing {
+            match self.existing(v6, i, p, now) {
+                Some(v) => return v,
+                None => {} // expired to make way for a new connection: schedule below
+            }
+        }
+        self.schedule(p, now)
+    }
+
+    fn lookup_in<A: Addr>(&self, p: &PacketMeta) -> Option<u32>
+    where
+        Self: TableOf<A>,
+    {
+        let key = ConnKey {
+            proto: p.protocol,
+            caddr: A::from_ip(p.src)?,
+            cport: p.sport,
+            vaddr: A::from_ip(p.dst)?,
+            vport: p.dport,
+        };
+        self.table().lookup(&key, false)
+    }
+
+    /// A packet of a known connection. `None` when the connection was ended to schedule anew.
+    fn existing(&mut self, v6: bool, i: u32, p: &PacketMeta, now: Time) -> Option<InVerdict> {
+        let c = self.connection((v6, i))?;
+        let did = DestId(c.dest);
+        let dest_removed = self.dest(did).is_none_or(|d| d.removed);
+        if dest_removed {
+            if self.sysctl.expire_nodest_conn {
+                self.end_connection(v6, i);
+                return None;
+            }
+            self.drops.dest_unavailable += 1;
+            return Some(InVerdict::Drop(DropReason::DestUnavailable));
+        }
+        if p.protocol == proto::TCP
+            && self.sysctl.conn_reuse_mode != 0
+            && p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN
+            && self.new_conn_expected(&c)
+        {
+            self.end_connection(v6, i);
+            return None;
+        }
+        self.transition(v6, i, &c, p, Direction::Input, now);
+        let d = self.dest_mut(did)?;
+        d.stats.in_pkts += 1;
+        d.stats.in_bytes += u64::from(p.len);
+        let (daddr, fwd, service) = (d.cfg.addr, d.cfg.fwd, d.service);
+        if let Some(s) = self.svc_mut(service) {
+            s.stats.in_pkts += 1;
+            s.stats.in_bytes += u64::from(p.len);
+        }
+        Some(InVerdict::Forward { conn: Some((v6, i)), dest: did, daddr, dport: c.rport, fwd, new: false })
+    }
+
+    /// is_new_conn_expected (conn_reuse_mode): a SYN may replace a connection that is closing.
+    fn new_conn_expected(&self, c: &ConnInfo) -> bool {
+        if c.control != NONE {
+            return false;
+        }
+        let s = TcpState::from_u8(c.state);
+        s == TcpState::TimeWait
+            || s == TcpState::Close
+            || (self.sysctl.conn_reuse_mode & 2 != 0
+                && s == TcpState::FinWait
+                && c.flags & flag::NOOUTPUT != 0)
+    }
+
+    /// A reply from a real server (ip_vs_out), for NAT connections.
+    pub fn out_packet(&mut self, p: &PacketMeta, now: Time) -> OutVerdict {
+        let v6 = p.src.is_ipv6();
+        let found = if v6 { self.lookup_out::<[u8; 16]>(p) } else { self.lookup_out::<[u8; 4]>(p) };
+        let Some(i) = found else { return OutVerdict::NotOurs };
+        let Some(c) = self.connection((v6, i)) else { return OutVerdict::NotOurs };
+        self.transition(v6, i, &c, p, Direction::Output, now);
+        if let Some(d) = self.dest_mut(DestId(c.dest)) {
+            d.stats.out_pkts += 1;
+            d.stats.out_bytes += u64::from(p.len);
+            let service = d.service;
+            if let Some(s) = self.svc_mut(service) {
+                s.stats.out_pkts += 1;
+                s.stats.out_bytes += u64::from(p.len);
+            }
+        }
+        OutVerdict::Reply { conn: (v6, i), vaddr: c.vaddr, vport: c.vport }
+    }
+
+    fn lookup_out<A: Addr>(&self, p: &PacketMeta) -> Option<u32>
+    where
+        Self: TableOf<A>,
+    {
+        self.table().lookup_reply(p.protocol, &A::from_ip(p.src)?, p.sport, &A::from_ip(p.dst)?, p.dport)
+    }
+
+    /// The TCP state machine step and the timer refresh for one packet (set_tcp_state).
+    fn transition(&mut self, v6: bool, i: u32, c: &ConnInfo, p: &PacketMeta, dir: Direction, now: Time) {
+        let mut flags = c.flags;
+        let timeout = if c.proto == proto::TCP {
+            let dir = match dir {
+                Direction::Output => {
+                    flags &= !flag::NOOUTPUT;
+                    Direction::Output
+                }
+                d if flags & flag::NOOUTPUT != 0 => {
+                    let _ = d;
+                    Direction::InputOnly
+                }
+                d => d,
+            };
+            let old = TcpState::from_u8(c.state);
+            let new = state::next_state(dir, old, p.tcp_flags).unwrap_or(old);
+            if new != old {
+                let was_inactive = flags & flag::INACTIVE != 0;
+                if let Some(d) = self.dest_mut(DestId(c.dest)) {
+                    if !was_inactive && !new.is_active() {
+                        d.active = d.active.saturating_sub(1);
+                        d.inactive += 1;
+                        flags |= flag::INACTIVE;
+                    } else if was_inactive && new.is_active() {
+                        d.active += 1;
+                        d.inactive = d.inactive.saturating_sub(1);
+                        flags &= !flag::INACTIVE;
+                    }
+                }
+            }
+            with_table!(self, v6, t => t.set_state(i, new as u8, flags));
+            self.timeouts.tcp(new)
+        } else {
+            if flags != c.flags {
+                with_table!(self, v6, t => t.set_state(i, c.state, flags));
+            }
+            self.timeouts.udp
+        };
+        let at = now + u64::from(timeout) * 1000;
+        with_table!(self, v6, t => t.set_expiry(i, at));
+    }
+
+    fn schedule(&mut self, p: &PacketMeta, now: Time) -> InVerdict {
+        let Some(sid) = self.find_service(p) else { return InVerdict::NotOurs };
+        if p.protocol == proto::TCP
+            && !self.sysctl.sloppy_tcp
+            && !(p.tcp_flags & tcp_flags::SYN != 0 && p.tcp_flags & tcp_flags::RST == 0)
+        {
+            self.drops.not_syn += 1;
+            return InVerdict::Drop(DropReason::NotSyn);
+        }
+        let Some(svc) = self.svc(sid) else { return InVerdict::NotOurs };
+        let (cfg, v6) = (svc.cfg.clone(), p.src.is_ipv6());
+        let template = match cfg.persistence {
+            Some(per) => match self.persist(sid, &cfg, per.prefix_len, per.timeout_seconds, p, now) {
+                Ok(t) => Some(t),
+                Err(r) => return self.drop(r),
+            },
+            None => None,
+        };
+        let did = match template {
+            Some((_, d)) => d,
+            None => match self.pick(sid, p, now) {
+                Some(d) => d,
+                None => return self.drop(DropReason::NoDestination),
+            },
+        };
+        let Some(dest) = self.dest(did) else { return self.drop(DropReason::NoDestination) };
+        let (daddr, fwd) = (dest.cfg.addr, dest.cfg.fwd);
+        let dport = if dest.cfg.port != 0 { dest.cfg.port } else { p.dport };
+
+        if cfg.one_packet && p.protocol == proto::UDP {
+            // -o: no entry is kept; each datagram is scheduled on its own (a template, if any, stays).
+            self.count_new(sid, did, p);
+            return InVerdict::Forward { conn: None, dest: did, daddr, dport, fwd, new: true };
+        }
+
+        let mut flags = flag::INACTIVE;
+        if !matches!(fwd, Fwd::Masq) {
+            flags |= flag::NOOUTPUT;
+        }
+        let inserted = if v6 {
+            insert_conn(&mut self.v6, p, daddr, dport, fwd, did, template.map(|t| t.0), flags, now)
+        } else {
+            insert_conn(&mut self.v4, p, daddr, dport, fwd, did, template.map(|t| t.0), flags, now)
+        };
+        let Some(i) = inserted else { return self.drop(DropReason::TableFull) };
+        if let Some((t, _)) = template {
+            with_table!(self, v6, tb => tb.adjust_control(t, 1));
+        }
+        // ip_vs_bind_dest: a new connection starts inactive.
+        if let Some(d) = self.dest_mut(did) {
+            d.inactive += 1;
+            d.check_overload_after_bind();
+        }
+        if let Some(r) = self.dest_refs.get_mut(did.0 as usize) {
+            *r += 1;
+        }
+        self.count_new(sid, did, p);
+        if let Some(c) = self.connection((v6, i)) {
+            self.transition(v6, i, &c, p, Direction::Input, now);
+        }
+        InVerdict::Forward { conn: Some((v6, i)), dest: did, daddr, dport, fwd, new: true }
+    }
+
+    fn count_new(&mut self, sid: ServiceId, did: DestId, p: &PacketMeta) {
+        if let Some(d) = self.dest_mut(did) {
+            d.stats.conns += 1;
+            d.stats.in_pkts += 1;
+            d.stats.in_bytes += u64::from(p.len);
+        }
+        if let Some(s) = self.svc_mut(sid) {
+            s.stats.conns += 1;
+            s.stats.in_pkts += 1;
+            s.stats.in_bytes += u64::from(p.len);
+        }
+    }
+
+    fn drop(&mut self, r: DropReason) -> InVerdict {
+        match r {
+            DropReason::NoDestination => self.drops.no_destination += 1,
+            DropReason::TableFull => self.drops.table_full += 1,
+            DropReason::DestUnavailable => self.drops.dest_unavailable += 1,
+            DropReason::NotSyn => self.drops.not_syn += 1,
+        }
+        InVerdict::Drop(r)
+    }
+
+    fn pick(&mut self, sid: ServiceId, p: &PacketMeta, now: Time) -> Option<DestId> {
+        let Some(Some(svc)) = self.services.get_mut(sid.0 as usize) else { return None };
+        let ctx = SchedCtx {
+            arena: &self.dests,
+            ids: &svc.dests,
+            src: p.src,
+            sport: p.sport,
+            dst: p.dst,
+            now,
+            flags: svc.cfg.flags,
+        };
+        svc.sched.schedule(&ctx)
+    }
+
+    /// ip_vs_sched_persist: find or make the client's template; returns (template, destination).
+    fn persist(
+        &mut self,
+        sid: ServiceId,
+        cfg: &ServiceConfig,
+        prefix: u8,
+        timeout_s: u32,
+        p: &PacketMeta,
+        now: Time,
+    ) -> Result<(u32, DestId), DropReason> {
+        let v6 = p.src.is_ipv6();
+        let snet = mask_addr(p.src, prefix);
+        let (tproto, tvaddr, tvport) = match cfg.key {
+            ServiceKey::Fwmark { mark, v6 } => (proto::IP, fwmark_addr(mark, v6), 0),
+            ServiceKey::Addr { port: 0, .. } => (p.protocol, p.dst, 0),
+            ServiceKey::Addr { port, .. } => (p.protocol, p.dst, port),
+        };
+        let found = if v6 {
+            template_lookup::<[u8; 16]>(&self.v6, tproto, snet, tvaddr, tvport)
+        } else {
+            template_lookup::<[u8; 4]>(&self.v4, tproto, snet, tvaddr, tvport)
+        };
+        let expires = now + u64::from(timeout_s) * 1000;
+        if let Some(t) = found {
+            if let Some(c) = self.connection((v6, t)) {
+                let d = DestId(c.dest);
+                let valid = self.dest(d).is_some_and(|x| {
+                    !x.removed
+                        && x.service == sid
+                        && !(self.sysctl.expire_quiescent_template && x.weight() == 0)
+                });
+                if valid {
+                    with_table!(self, v6, tb => tb.set_expiry(t, expires));
+                    return Ok((t, d));
+                }
+                // ip_vs_check_template: the template is invalidated; connections it controls go on.
+                with_table!(self, v6, tb => tb.invalidate(t));
+            }
+        }
+        let did = self.pick(sid, p, now).ok_or(DropReason::NoDestination)?;
+        let daddr = self.dest(did).map(|d| d.cfg.addr).ok_or(DropReason::NoDestination)?;
+        let k = ConnKeyAny { proto: tproto, caddr: snet, vaddr: tvaddr, vport: tvport };
+        let t = if v6 {
+            insert_template(&mut self.v6, &k, daddr, did, expires)
+        } else {
+            insert_template(&mut self.v4, &k, daddr, did, expires)
+        }
+        .ok_or(DropReason::TableFull)?;
+        if let Some(d) = self.dest_mut(did) {
+            d.persistent += 1;
+        }
+        if let Some(r) = self.dest_refs.get_mut(did.0 as usize) {
+            *r += 1;
+        }
+        Ok((t, did))
+    }
+
+    /// Ends a connection now (ip_vs_conn_expire_now + the unbind of ip_vs_conn_expire).
+    fn end_connection(&mut self, v6: bool, i: u32) {
+        let removed = with_table!(self, v6, t => t.remove(i));
+        if let Some(c) = removed {
+            self.unbind(v6, &c);
+        }
+    }
+
+    /// The bookkeeping of a connection or template that goes (ip_vs_unbind_dest and friends).
+    fn unbind(&mut self, v6: bool, c: &ConnInfo) {
+        let did = DestId(c.dest);
+        if let Some(d) = self.dest_mut(did) {
+            if c.is_template() {
+                d.persistent = d.persistent.saturating_sub(1);
+            } else if c.flags & flag::INACTIVE != 0 {
+                d.inactive = d.inactive.saturating_sub(1);
+            } else {
+                d.active = d.active.saturating_sub(1);
+            }
+            d.check_overload_after_unbind();
+        }
+        if !c.is_template() && c.control != NONE {
+            with_table!(self, v6, t => t.adjust_control(c.control, -1));
+        }
+        if let Some(r) = self.dest_refs.get_mut(did.0 as usize) {
+            *r = r.saturating_sub(1);
+        }
+        self.gc_dest(did);
+    }
+
+    /// Expires connections and templates whose time has come, examining at most `budget` entries
+    /// per table. Returns how many went. Allocation-free once `scratch` has grown to the budget.
+    pub fn expire(&mut self, now: Time, budget: usize) -> usize {
+        let mut n = 0;
+        for v6 in [false, true] {
+            let mut gone = std::mem::take(&mut self.scratch);
+            gone.clear();
+            let (dests, services) = (&self.dests, &self.services);
+            let decide = |_: u32, c: &ConnInfo| {
+                if c.is_template() && c.control > 0 && c.control != NONE {
+                    // A template lives while it controls connections (ip_vs_conn_expire).
+                    let timeout = dests
+                        .get(c.dest as usize)
+                        .and_then(Option::as_ref)
+                        .and_then(|d| services.get(d.service.0 as usize)?.as_ref()?.cfg.persistence)
+                        .map_or(360, |p| p.timeout_seconds);
+                    return Expiry::Rearm(now + u64::from(timeout) * 1000);
+                }
+                gone.push(*c);
+                Expiry::Remove
+            };
+            n += if v6 { self.v6.expire(now, budget, decide) } else { self.v4.expire(now, budget, decide) };
+            for c in &gone {
+                self.unbind(v6, c);
+            }
+            self.scratch = gone;
+        }
+        for s in self.services.iter_mut().flatten() {
+            s.sched.tick(now);
+        }
+        n
+    }
+}
+
+/// A template key before it is bound to an address family.
+struct ConnKeyAny {
+    proto: u8,
+    caddr: IpAddr,
+    vaddr: IpAddr,
+    vport: u16,
+}
+
+fn template_lookup<A: Addr>(
+    t: &ConnTable<A>,
+    proto_: u8,
+    snet: IpAddr,
+    vaddr: IpAddr,
+    vport: u16,
+) -> Option<u32> {
+    let key = ConnKey { proto: proto_, caddr: A::from_ip(snet)?, cport: 0, vaddr: A::from_ip(vaddr)?, vport };
+    t.lookup(&key, true)
+}
+
+fn insert_template<A: Addr>(
+    t: &mut ConnTable<A>,
+    k: &ConnKeyAny,
+    raddr: IpAddr,
+    dest: DestId,
+    expires: Time,
+) -> Option<u32> {
+    let key = ConnKey {
+        proto: k.proto,
+        caddr: A::from_ip(k.caddr)?,
+        cport: 0,
+        vaddr: A::from_ip(k.vaddr)?,
+        vport: k.vport,
+    };
+    t.insert(&NewEntry {
+        key,
+        raddr: A::from_ip(raddr)?,
+        rport: 0,
+        flags: flag::TEMPLATE,
+        state: TcpState::None as u8,
+        fwd: 0,
+        dest: dest.0,
+        control: 0,
+        expires,
+        reply: false,
+    })
+    .ok()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert_conn<A: Addr>(
+    t: &mut ConnTable<A>,
+    p: &PacketMeta,
+    daddr: IpAddr,
+    dport: u16,
+    fwd: Fwd,
+    dest: DestId,
+    template: Option<u32>,
+    flags: u8,
+    now: Time,
+) -> Option<u32> {
+    let key = ConnKey {
+        proto: p.protocol,
+        caddr: A::from_ip(p.src)?,
+        cport: p.sport,
+        vaddr: A::from_ip(p.dst)?,
+        vport: p.dport,
+    };
+    t.insert(&NewEntry {
+        key,
+        raddr: A::from_ip(daddr)?,
+        rport: dport,
+        flags,
+        state: TcpState::None as u8,
+        fwd: fwd_code(fwd),
+        dest: dest.0,
+        control: template.unwrap_or(NONE),
+        // A new entry's first timeout is replaced by its state's at once (ip_vs_conn_new uses 3 s).
+        expires: now + 3000,
+        reply: matches!(fwd, Fwd::Masq),
+    })
+    .ok()
+}
+
+/// The table of one family, for generic lookups.
+trait TableOf<A> {
+    fn table(&self) -> &ConnTable<A>;
+}
+impl TableOf<[u8; 4]> for Ipvs {
+    fn table(&self) -> &ConnTable<[u8; 4]> {
+        &self.v4
+    }
+}
+impl TableOf<[u8; 16]> for Ipvs {
+    fn table(&self) -> &ConnTable<[u8; 16]> {
+        &self.v6
+    }
+}

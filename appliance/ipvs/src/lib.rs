@@ -1,0 +1,66 @@
+//! The IPVS model for rvs: services, real servers ("destinations"), the schedulers, the connection
+//! table with IPVS's TCP state machine and timeouts, and persistence — everything that decides where
+//! a packet goes, and nothing that moves it.
+//!
+//! Sans-I/O (like quinn-proto): no DPDK, no sockets, no clock. Time is an argument ([`Time`], in
+//! milliseconds from any fixed origin), so tests drive simulated time and the data plane passes its
+//! TSC-derived clock.
+//!
+//! One [`Ipvs`] is one worker's shard: its own copy of the services and their counters, and its own
+//! connection table. The control plane applies the same configuration operations to every shard.
+//! Where Linux behaviour is matched, the kernel function is named in the docs.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod conn;
+mod engine;
+pub mod sched;
+pub mod service;
+pub mod state;
+
+pub use conn::{ConnInfo, ConnTable};
+pub use engine::{DropReason, InVerdict, Ipvs, OutVerdict, PacketMeta, Sysctl};
+pub use sched::SchedulerKind;
+pub use service::{
+    Dest, DestConfig, DestId, Fwd, Persistence, SchedFlags, ServiceConfig, ServiceId, ServiceKey, Stats,
+    TunnelType,
+};
+pub use state::{TcpState, Timeouts};
+
+/// Milliseconds since an origin the caller picks (the data plane: its start).
+pub type Time = u64;
+
+/// IP protocol numbers IPVS services use.
+pub mod proto {
+    /// Templates of firewall-mark services carry protocol 0 (IPPROTO_IP), as in IPVS.
+    pub const IP: u8 = 0;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const SCTP: u8 = 132;
+}
+
+/// Configuration errors, with ipvsadm's wording where it has one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("Service already exists")]
+    ServiceExists,
+    #[error("No such service")]
+    NoService,
+    #[error("Destination already exists")]
+    DestExists,
+    #[error("No such destination")]
+    NoDest,
+    #[error("Zero port specified for non-persistent service")]
+    ZeroPortNonPersistent,
+    #[error("Illegal weight specified")]
+    BadWeight,
+    #[error("Invalid scheduler flags: {0}")]
+    BadSchedFlags(&'static str),
+    #[error("Invalid netmask / prefix length")]
+    BadNetmask,
+    #[error("Address family of the destination differs from the service's")]
+    FamilyMismatch,
+    #[error("Maglev table size must be a prime of at least 11")]
+    BadTableSize,
+}
