@@ -4,13 +4,17 @@
 //!
 //! # Memory per connection
 //!
-//! An IPv4 entry is exactly 64 bytes, one cache line (`#[repr(C, align(64))]`; 52 bytes of fields):
-//! the three addresses (12), three ports (6), protocol/state/flags/forwarding (4), and seven u32s —
-//! destination, template link (or, in a template, its count of controlled connections), expiry second,
-//! two timer-wheel links, two hash-chain links (28). The alignment costs 12 bytes but makes every
-//! lookup touch exactly one line of the entry. Each index (forward and reply) has one u32 bucket head
-//! per power-of-two bucket, at least one bucket per entry: 8 to 16 bytes per connection. So 10 M IPv4
-//! connections take 640 MB of entries plus 128 MB of index (16 M buckets × 2 × 4 bytes) = 768 MB.
+//! An IPv4 entry is exactly 64 bytes, one cache line (`#[repr(C, align(64))]`; 50 bytes of fields):
+//! the three addresses (12), three ports (6), protocol/state/flags/forwarding (4), destination,
+//! template link (or, in a template, its count of controlled connections), expiry second, two
+//! timer-wheel links and a free-list link (24), and the wheel slot (2). The alignment makes every
+//! lookup touch exactly one line of the entry.
+//!
+//! Each index (forward tuple, and reply tuple for NAT) is an open-addressing table of 8-byte slots —
+//! a 32-bit hash signature and the entry's index — with at least 1.25 slots per entry (a power of two,
+//! so load <= 0.8). A lookup reads one index line, compares signatures there, and touches only the
+//! entry whose signature matches: two cache misses per hit, one per miss, and in a burst all of them
+//! overlap. 10 M IPv4 connections: 640 MB of entries + 2 × 16 M slots × 8 B = 896 MB.
 //! IPv6 entries are 128 bytes (three 16-byte addresses do not fit a line).
 //!
 //! # Expiry
@@ -116,8 +120,8 @@ pub(crate) struct Entry<A> {
     pub expires: u32,
     wheel_next: u32,
     wheel_prev: u32,
-    fwd_next: u32,
-    rev_next: u32,
+    /// The next free slot, while the entry is free.
+    free_next: u32,
     /// The wheel slot the entry is linked in (its expiry may have moved on since).
     wheel_slot: u16,
 }
@@ -177,13 +181,147 @@ pub struct NewEntry<A> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
+/// The table's keyed hash of a tuple (two addresses, two ports, a protocol).
+#[inline]
+fn hash_tuple<A: Addr>(seed: u64, proto: u8, a: &A, ap: u16, b: &A, bp: u16) -> u64 {
+    let x = a.fold() ^ b.fold().rotate_left(32) ^ seed;
+    let y = (u64::from(proto) << 32) | (u64::from(ap) << 16) | u64::from(bp);
+    let mut h = x.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ y.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    h ^= h >> 31;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 29)
+}
+
+/// The hash of an entry's forward tuple, or of its reply tuple.
+fn entry_hash<A: Addr>(seed: u64, e: &Entry<A>, reply: bool) -> u64 {
+    if reply {
+        hash_tuple(seed, e.proto, &e.raddr, e.rport, &e.caddr, e.cport)
+    } else {
+        hash_tuple(seed, e.proto, &e.caddr, e.cport, &e.vaddr, e.vport)
+    }
+}
+
+/// An open-addressing index (linear probing) from a 64-bit hash to entry indexes. A slot holds the
+/// hash's upper 32 bits as a signature and the entry index; its home position is the hash's lower
+/// bits. Deletion shifts the following cluster back (no tombstones), asking the table for the home
+/// of the entries it moves.
+#[derive(Debug)]
+struct Index {
+    slots: Vec<u64>,
+    mask: usize,
+}
+
+const EMPTY: u64 = u64::MAX;
+
+#[inline]
+fn slot(sig: u32, idx: u32) -> u64 {
+    (u64::from(sig) << 32) | u64::from(idx)
+}
+
+impl Index {
+    fn new(entries: usize) -> Self {
+        let n = (entries + entries / 4).next_power_of_two().max(16);
+        Self { slots: vec![EMPTY; n], mask: n - 1 }
+    }
+
+    #[inline]
+    fn home(&self, h: u64) -> usize {
+        (h as usize) & self.mask
+    }
+
+    /// Loads the home slot of `h` (the burst's first pass).
+    #[inline]
+    fn touch(&self, h: u64) -> u64 {
+        self.slots.get(self.home(h)).copied().unwrap_or(EMPTY)
+    }
+
+    /// The first entry index at or after probe position `from` whose signature matches, and the
+    /// position after it (to continue on a false match).
+    #[inline]
+    fn candidate(&self, h: u64, mut pos: usize) -> Option<(u32, usize)> {
+        let sig = (h >> 32) as u32;
+        for _ in 0..self.slots.len() {
+            let s = *self.slots.get(pos)?;
+            if s == EMPTY {
+                return None;
+            }
+            pos = (pos + 1) & self.mask;
+            if (s >> 32) as u32 == sig {
+                return Some((s as u32, pos));
+            }
+        }
+        None
+    }
+
+    #[inline]
+    fn find(&self, h: u64, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
+        let mut pos = self.home(h);
+        while let Some((idx, next)) = self.candidate(h, pos) {
+            if is(idx) {
+                return Some(idx);
+            }
+            pos = next;
+        }
+        None
+    }
+
+    fn insert(&mut self, h: u64, idx: u32) {
+        let mut pos = self.home(h);
+        for _ in 0..self.slots.len() {
+            if let Some(s) = self.slots.get_mut(pos) {
+                if *s == EMPTY {
+                    *s = slot((h >> 32) as u32, idx);
+                    return;
+                }
+            }
+            pos = (pos + 1) & self.mask;
+        }
+    }
+
+    /// Removes `idx` (hashed `h`), then shifts back the entries after it that may move closer to
+    /// their homes.
+    fn remove(&mut self, h: u64, idx: u32, home_of: impl Fn(u32) -> Option<usize>) {
+        let mut pos = self.home(h);
+        let mut hole = None;
+        for _ in 0..self.slots.len() {
+            match self.slots.get(pos).copied() {
+                None | Some(EMPTY) => break,
+                Some(s) if s as u32 == idx => {
+                    hole = Some(pos);
+                    break;
+                }
+                Some(_) => pos = (pos + 1) & self.mask,
+            }
+        }
+        let Some(mut i) = hole else { return };
+        let mut j = i;
+        loop {
+            j = (j + 1) & self.mask;
+            let s = self.slots.get(j).copied().unwrap_or(EMPTY);
+            if s == EMPTY || j == i {
+                break;
+            }
+            let Some(home) = home_of(s as u32) else { break };
+            // Move slot j into the hole unless its home lies cyclically in (i, j].
+            if (j.wrapping_sub(home) & self.mask) >= (j.wrapping_sub(i) & self.mask) {
+                if let Some(x) = self.slots.get_mut(i) {
+                    *x = s;
+                }
+                i = j;
+            }
+        }
+        if let Some(x) = self.slots.get_mut(i) {
+            *x = EMPTY;
+        }
+    }
+}
+
 /// A connection table for one address family.
 #[derive(Debug)]
 pub struct ConnTable<A> {
     entries: Vec<Entry<A>>,
-    fwd_heads: Vec<u32>,
-    rev_heads: Vec<u32>,
-    mask: u64,
+    fwd: Index,
+    rev: Index,
     free: u32,
     len: usize,
     wheel: Vec<u32>,
@@ -199,20 +337,18 @@ fn secs(t: Time) -> u32 {
 
 impl<A: Addr> ConnTable<A> {
     /// A table for `capacity` connections and templates; `seed` keys its hash (pick it at random, so
-    /// clients cannot aim for one bucket).
+    /// clients cannot aim at one region of the index).
     pub fn new(capacity: usize, seed: u64) -> Self {
         let capacity = capacity.clamp(1, NONE as usize - 1);
-        let buckets = capacity.next_power_of_two().max(16);
         let mut entries = vec![Entry::<A>::default(); capacity];
         let last = entries.len().saturating_sub(1);
         for (i, e) in entries.iter_mut().enumerate() {
-            e.fwd_next = if i == last { NONE } else { i as u32 + 1 };
+            e.free_next = if i == last { NONE } else { i as u32 + 1 };
         }
         Self {
             entries,
-            fwd_heads: vec![NONE; buckets],
-            rev_heads: vec![NONE; buckets],
-            mask: buckets as u64 - 1,
+            fwd: Index::new(capacity),
+            rev: Index::new(capacity),
             free: 0,
             len: 0,
             wheel: vec![NONE; WHEEL as usize],
@@ -233,30 +369,39 @@ impl<A: Addr> ConnTable<A> {
         self.entries.len()
     }
 
-    /// Bytes of memory per connection slot: the entry plus its share of both indexes.
+    /// Bytes of memory per connection slot: the entry plus its share of both indexes (rounded down).
     pub fn bytes_per_slot(&self) -> usize {
-        size_of::<Entry<A>>() + (self.fwd_heads.len() + self.rev_heads.len()) * 4 / self.entries.len().max(1)
+        self.memory_bytes() / self.entries.len().max(1)
+    }
+
+    /// Bytes the table holds: entries, both indexes and the wheel.
+    pub fn memory_bytes(&self) -> usize {
+        self.entries.len() * size_of::<Entry<A>>()
+            + (self.fwd.slots.len() + self.rev.slots.len()) * 8
+            + self.wheel.len() * 4
     }
 
     #[inline]
-    fn hash(&self, proto: u8, a: &A, ap: u16, b: &A, bp: u16) -> usize {
-        let x = a.fold() ^ b.fold().rotate_left(32) ^ self.seed;
-        let y = (u64::from(proto) << 32) | (u64::from(ap) << 16) | u64::from(bp);
-        let mut h = x.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ y.wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
-        h ^= h >> 31;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 29;
-        (h & self.mask) as usize
+    fn hash(&self, proto: u8, a: &A, ap: u16, b: &A, bp: u16) -> u64 {
+        hash_tuple(self.seed, proto, a, ap, b, bp)
     }
 
     #[inline]
-    fn fwd_bucket(&self, k: &ConnKey<A>) -> usize {
+    fn fwd_hash(&self, k: &ConnKey<A>) -> u64 {
         self.hash(k.proto, &k.caddr, k.cport, &k.vaddr, k.vport)
     }
 
     #[inline]
-    fn rev_bucket(&self, proto: u8, raddr: &A, rport: u16, caddr: &A, cport: u16) -> usize {
+    fn rev_hash(&self, proto: u8, raddr: &A, rport: u16, caddr: &A, cport: u16) -> u64 {
         self.hash(proto, raddr, rport, caddr, cport)
+    }
+
+    fn entry_fwd_hash(&self, e: &Entry<A>) -> u64 {
+        entry_hash(self.seed, e, false)
+    }
+
+    fn entry_rev_hash(&self, e: &Entry<A>) -> u64 {
+        entry_hash(self.seed, e, true)
     }
 
     #[inline]
@@ -275,72 +420,73 @@ impl<A: Addr> ConnTable<A> {
             && e.flags & flag::INVALID == 0
     }
 
-    fn walk_fwd(&self, mut i: u32, k: &ConnKey<A>, template: bool) -> Option<u32> {
-        while let Some(e) = self.entry(i) {
-            if Self::matches(e, k, template) {
-                return Some(i);
-            }
-            i = e.fwd_next;
-        }
-        None
-    }
-
     /// The connection (or, with `template`, the persistence template) with this forward tuple.
     #[inline]
     pub fn lookup(&self, k: &ConnKey<A>, template: bool) -> Option<u32> {
-        let head = *self.fwd_heads.get(self.fwd_bucket(k))?;
-        self.walk_fwd(head, k, template)
+        let h = self.fwd_hash(k);
+        self.fwd.find(h, |i| self.entry(i).is_some_and(|e| Self::matches(e, k, template)))
     }
 
-    /// Looks up a burst of connection tuples. The bucket heads of the whole burst are loaded first,
-    /// then the first entry of every chain is touched, then the chains are compared: the cache misses
-    /// of a burst overlap instead of following one another (the role of rte_prefetch0 in DPDK code,
-    /// done with independent loads because this crate has no unsafe).
+    /// Looks up a burst of connection tuples in passes: hash every key; load every key's index line;
+    /// pick each signature-matching entry and load it; compare. The cache misses of the burst overlap
+    /// instead of following one another (what rte_prefetch0 does in DPDK code, done here with
+    /// independent loads because this crate has no unsafe). The load passes are tight loops on
+    /// purpose: with the hashing interleaved, the CPU's reorder window held only a few of the 32
+    /// misses at a time.
     pub fn lookup_batch(&self, keys: &[ConnKey<A>], out: &mut [Option<u32>]) {
         for (keys, out) in keys.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
-            let mut heads = [NONE; BATCH];
-            for (h, k) in heads.iter_mut().zip(keys) {
-                *h = self.fwd_heads.get(self.fwd_bucket(k)).copied().unwrap_or(NONE);
+            let mut hashes = [0u64; BATCH];
+            for (h, k) in hashes.iter_mut().zip(keys) {
+                *h = self.fwd_hash(k);
             }
-            let mut touch = 0u16;
-            for &h in &heads {
-                if let Some(e) = self.entry(h) {
-                    touch ^= e.cport;
+            let mut touch = 0u64;
+            for &h in hashes.iter().take(keys.len()) {
+                touch ^= self.fwd.touch(h);
+            }
+            let mut cand = [NONE; BATCH];
+            for (c, &h) in cand.iter_mut().zip(hashes.iter().take(keys.len())) {
+                if let Some((i, _)) = self.fwd.candidate(h, self.fwd.home(h)) {
+                    *c = i;
                 }
             }
+            for &c in cand.iter().take(keys.len()) {
+                touch ^= u64::from(self.entry(c).map_or(0, |e| e.cport));
+            }
             std::hint::black_box(touch);
-            for ((o, k), &h) in out.iter_mut().zip(keys).zip(&heads) {
-                *o = self.walk_fwd(h, k, false);
+            for (((o, k), &h), &c) in out.iter_mut().zip(keys).zip(&hashes).zip(&cand) {
+                *o = if c == NONE {
+                    None
+                } else if self.entry(c).is_some_and(|e| Self::matches(e, k, false)) {
+                    Some(c)
+                } else {
+                    self.fwd.find(h, |i| self.entry(i).is_some_and(|e| Self::matches(e, k, false)))
+                };
             }
         }
     }
 
     /// The NAT connection a reply (real server -> client) belongs to.
     pub fn lookup_reply(&self, proto: u8, raddr: &A, rport: u16, caddr: &A, cport: u16) -> Option<u32> {
-        let mut i = *self.rev_heads.get(self.rev_bucket(proto, raddr, rport, caddr, cport))?;
-        while let Some(e) = self.entry(i) {
-            if e.rport == rport
-                && e.cport == cport
-                && e.raddr == *raddr
-                && e.caddr == *caddr
-                && e.proto == proto
-            {
-                return Some(i);
-            }
-            i = e.rev_next;
-        }
-        None
+        let h = self.rev_hash(proto, raddr, rport, caddr, cport);
+        self.rev.find(h, |i| {
+            self.entry(i).is_some_and(|e| {
+                e.rport == rport
+                    && e.cport == cport
+                    && e.raddr == *raddr
+                    && e.caddr == *caddr
+                    && e.proto == proto
+                    && e.flags & flag::REPLY_HASHED != 0
+            })
+        })
     }
 
     /// Adds an entry; [`Full`] when no slot is free.
     pub fn insert(&mut self, n: &NewEntry<A>) -> Result<u32, Full> {
         let i = self.free;
-        let fwd_b = self.fwd_bucket(&n.key);
-        let rev_b = self.rev_bucket(n.key.proto, &n.raddr, n.rport, &n.key.caddr, n.key.cport);
-        let fwd_head = *self.fwd_heads.get(fwd_b).ok_or(Full)?;
-        let rev_head = *self.rev_heads.get(rev_b).ok_or(Full)?;
+        let fh = self.fwd_hash(&n.key);
+        let rh = self.rev_hash(n.key.proto, &n.raddr, n.rport, &n.key.caddr, n.key.cport);
         let e = self.entries.get_mut(i as usize).ok_or(Full)?;
-        self.free = e.fwd_next;
+        self.free = e.free_next;
         *e = Entry {
             caddr: n.key.caddr,
             vaddr: n.key.vaddr,
@@ -357,17 +503,12 @@ impl<A: Addr> ConnTable<A> {
             expires: secs(n.expires),
             wheel_next: NONE,
             wheel_prev: NONE,
-            fwd_next: fwd_head,
-            rev_next: if n.reply { rev_head } else { NONE },
+            free_next: NONE,
             wheel_slot: 0,
         };
-        if let Some(h) = self.fwd_heads.get_mut(fwd_b) {
-            *h = i;
-        }
+        self.fwd.insert(fh, i);
         if n.reply {
-            if let Some(h) = self.rev_heads.get_mut(rev_b) {
-                *h = i;
-            }
+            self.rev.insert(rh, i);
         }
         self.wheel_link(i);
         self.len += 1;
@@ -447,60 +588,27 @@ impl<A: Addr> ConnTable<A> {
         }
     }
 
-    fn unlink_chain(&mut self, i: u32, reply: bool) {
-        let Some(e) = self.entry(i).copied() else { return };
-        let (bucket, next_of) = if reply {
-            (self.rev_bucket(e.proto, &e.raddr, e.rport, &e.caddr, e.cport), e.rev_next)
-        } else {
-            (
-                self.fwd_bucket(&ConnKey {
-                    proto: e.proto,
-                    caddr: e.caddr,
-                    cport: e.cport,
-                    vaddr: e.vaddr,
-                    vport: e.vport,
-                }),
-                e.fwd_next,
-            )
-        };
-        let heads = if reply { &mut self.rev_heads } else { &mut self.fwd_heads };
-        let Some(&head) = heads.get(bucket) else { return };
-        if head == i {
-            if let Some(h) = heads.get_mut(bucket) {
-                *h = next_of;
-            }
-            return;
-        }
-        let mut cur = head;
-        while let Some(c) = self.entries.get(cur as usize).copied() {
-            let next = if reply { c.rev_next } else { c.fwd_next };
-            if next == i {
-                if let Some(p) = self.entries.get_mut(cur as usize) {
-                    if reply {
-                        p.rev_next = next_of;
-                    } else {
-                        p.fwd_next = next_of;
-                    }
-                }
-                return;
-            }
-            cur = next;
-        }
-    }
-
     /// Removes entry `i` and returns what it held.
     pub fn remove(&mut self, i: u32) -> Option<ConnInfo> {
         let info = self.get(i)?;
-        self.unlink_chain(i, false);
+        let e = *self.entry(i)?;
+        let (fh, rh) = (self.entry_fwd_hash(&e), self.entry_rev_hash(&e));
+        // Moving index slots needs their entries' home positions: rehash those entries.
+        let (entries, seed) = (&self.entries, self.seed);
+        let (fwd_mask, rev_mask) = (self.fwd.mask, self.rev.mask);
+        let home = |reply: bool, j: u32| -> Option<usize> {
+            let h = entry_hash(seed, entries.get(j as usize)?, reply);
+            Some((h as usize) & if reply { rev_mask } else { fwd_mask })
+        };
+        self.fwd.remove(fh, i, |j| home(false, j));
         if info.flags & flag::REPLY_HASHED != 0 {
-            self.unlink_chain(i, true);
+            self.rev.remove(rh, i, |j| home(true, j));
         }
         self.wheel_unlink(i);
         let free = self.free;
         if let Some(e) = self.entries.get_mut(i as usize) {
             e.flags = 0;
-            e.fwd_next = free;
-            e.rev_next = NONE;
+            e.free_next = free;
         }
         self.free = i;
         self.len -= 1;
@@ -643,12 +751,11 @@ mod tests {
     }
 
     #[test]
-    fn chains_survive_removal_in_any_order() {
-        // 16 buckets, 200 entries: long chains; remove every third and check the rest.
+    fn clusters_survive_removal_in_any_order() {
+        // Remove every third entry and check that every other one is still found, both ways.
+        // A tiny index (256 slots for 200 entries: load 0.8) makes long probe clusters.
         let mut t = ConnTable::<[u8; 4]>::new(200, 7);
-        t.mask = 15;
-        t.fwd_heads.truncate(16);
-        t.rev_heads.truncate(16);
+        assert_eq!(t.fwd.slots.len(), 256);
         let ids: Vec<u32> = (0..200).map(|c| t.insert(&new(key(c, 5), 10_000, true)).unwrap()).collect();
         for (c, &i) in ids.iter().enumerate().filter(|(c, _)| c % 3 == 0) {
             assert_eq!(t.remove(i).unwrap().caddr, IpAddr::from((c as u32).to_be_bytes()));
@@ -733,11 +840,40 @@ mod tests {
         assert!(t.get(a).is_none());
     }
 
+    proptest::proptest! {
+        /// Any sequence of inserts and removals, on a small, crowded table: every live key is found
+        /// (forward and reply), every removed one is not — checked against a HashMap model.
+        #[test]
+        fn index_matches_a_model(ops in proptest::collection::vec((proptest::prelude::any::<bool>(), 0u32..300), 1..600)) {
+            let mut t = ConnTable::<[u8; 4]>::new(240, 11);
+            let mut model = std::collections::HashMap::new();
+            for (insert, c) in ops {
+                if insert && !model.contains_key(&c) {
+                    if let Ok(i) = t.insert(&new(key(c, 7), 100_000, c % 2 == 0)) {
+                        model.insert(c, i);
+                    }
+                } else if let Some(i) = model.remove(&c) {
+                    proptest::prop_assert!(t.remove(i).is_some());
+                }
+                proptest::prop_assert_eq!(t.len(), model.len());
+            }
+            for c in 0..300u32 {
+                let want = model.get(&c).copied();
+                proptest::prop_assert_eq!(t.lookup(&key(c, 7), false), want);
+                let rev = t.lookup_reply(6, &[203, 0, 113, 10], 8080, &c.to_be_bytes(), 7);
+                proptest::prop_assert_eq!(rev, want.filter(|_| c % 2 == 0));
+            }
+        }
+    }
+
     #[test]
     fn entry_sizes() {
         assert_eq!(size_of::<Entry<[u8; 4]>>(), 64);
         assert_eq!(size_of::<Entry<[u8; 16]>>(), 128);
         let t = ConnTable::<[u8; 4]>::new(1 << 20, 0);
-        assert_eq!(t.bytes_per_slot(), 64 + 8);
+        assert_eq!(t.bytes_per_slot(), 64 + 32, "2^20 entries: 2 × 2^21 index slots of 8 bytes");
+        let t = ConnTable::<[u8; 4]>::new(10_000_000, 0);
+        assert_eq!(t.memory_bytes(), 640_000_000 + 2 * (1 << 24) * 8 + 4096);
+        assert!(t.memory_bytes() < 1 << 30, "10 M connections in less than 1 GiB");
     }
 }

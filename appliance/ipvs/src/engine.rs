@@ -477,9 +477,9 @@ impl Ipvs {
         let v6 = p.src.is_ipv6();
         let existing = if v6 { self.lookup_in::<[u8; 16]>(p) } else { self.lookup_in::<[u8; 4]>(p) };
         if let Some(i) = existing {
-            match self.existing(v6, i, p, now) {
-                Some(v) => return v,
-                None => {} // expired to make way for a new connection: schedule below
+            // None: the connection was ended to make way for a new one, scheduled below.
+            if let Some(v) = self.existing(v6, i, p, now) {
+                return v;
             }
         }
         self.schedule(p, now)

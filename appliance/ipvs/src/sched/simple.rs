@@ -197,7 +197,8 @@ pub(super) fn twos(ctx: &SchedCtx<'_>, rng: &mut Xorshift) -> Option<DestId> {
     let total = total + 1;
     let mut r1 = i64::try_from(u64::from(rng.next_u32()) % total).unwrap_or(0);
     let mut r2 = i64::try_from(u64::from(rng.next_u32()) % total).unwrap_or(0);
-    let (mut c1, mut c2): (Option<(DestId, &Dest)>, Option<(DestId, &Dest)>) = (None, None);
+    let mut c1: Option<(DestId, &Dest)> = None;
+    let mut c2: Option<(DestId, &Dest)> = None;
     let mut last = None;
     for (id, d) in ctx.candidates() {
         let w = i64::from(d.weight());

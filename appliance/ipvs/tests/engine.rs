@@ -1,0 +1,431 @@
+//! IPVS semantics through the engine's packet API, with simulated time.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use rvs_ipvs::state::tcp_flags::{ACK, FIN, RST, SYN};
+use rvs_ipvs::{
+    DestConfig, DropReason, Error, Fwd, InVerdict, Ipvs, OutVerdict, PacketMeta, Persistence, SchedulerKind,
+    ServiceConfig, ServiceKey, TcpState, proto,
+};
+
+const SEC: u64 = 1000;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn tcp_svc(port: u16) -> ServiceKey {
+    ServiceKey::Addr { protocol: proto::TCP, addr: ip("192.0.2.80"), port }
+}
+
+fn pkt(proto_: u8, src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> PacketMeta {
+    PacketMeta {
+        protocol: proto_,
+        src: ip(src),
+        sport,
+        dst: ip(dst),
+        dport,
+        tcp_flags: flags,
+        fwmark: None,
+        len: 100,
+    }
+}
+
+fn syn(client: &str, cport: u16) -> PacketMeta {
+    pkt(proto::TCP, client, cport, "192.0.2.80", 80, SYN)
+}
+
+fn seg(client: &str, cport: u16, flags: u8) -> PacketMeta {
+    pkt(proto::TCP, client, cport, "192.0.2.80", 80, flags)
+}
+
+/// A reply from real server `rs`:`rport` to the client.
+fn reply(rs: &str, rport: u16, client: &str, cport: u16, flags: u8) -> PacketMeta {
+    pkt(proto::TCP, rs, rport, client, cport, flags)
+}
+
+fn dest_of(v: InVerdict) -> IpAddr {
+    match v {
+        InVerdict::Forward { daddr, .. } => daddr,
+        other => panic!("not forwarded: {other:?}"),
+    }
+}
+
+/// A service with servers .10, .11, ... (port 8080 for NAT).
+fn setup(sched: SchedulerKind, fwd: Fwd, n: u8) -> Ipvs {
+    let mut v = Ipvs::new(1000, 100, 1);
+    v.add_service(ServiceConfig::new(tcp_svc(80), sched)).unwrap();
+    for i in 0..n {
+        v.add_dest(&tcp_svc(80), DestConfig::new(ip(&format!("203.0.113.{}", 10 + i)), 8080, fwd)).unwrap();
+    }
+    v
+}
+
+fn counts(v: &Ipvs) -> Vec<(u32, u32)> {
+    v.services().flat_map(|(_, _, _, ds)| ds.into_iter().map(|(_, d)| (d.active, d.inactive))).collect()
+}
+
+fn state_of(v: &Ipvs, cport: u16) -> TcpState {
+    let c = v.connections().find(|c| c.cport == cport && !c.is_template()).expect("connection");
+    TcpState::from_u8(c.state)
+}
+
+#[test]
+fn nat_connection_lifecycle_counters_and_expiry() {
+    let mut v = setup(SchedulerKind::Rr, Fwd::Masq, 1);
+    let first = v.in_packet(&syn("198.51.100.7", 40000), 0);
+    let InVerdict::Forward { daddr, dport, fwd, new, .. } = first else { panic!("{first:?}") };
+    assert_eq!((daddr, dport, fwd, new), (ip("203.0.113.10"), 8080, Fwd::Masq, true));
+    assert_eq!(state_of(&v, 40000), TcpState::SynRecv);
+    assert_eq!(counts(&v), [(1, 0)], "SYN_RECV counts as active (kernel tcp_state_active_table)");
+
+    // The server's SYN-ACK comes back through the director (NAT): found by the reply tuple.
+    let r = v.out_packet(&reply("203.0.113.10", 8080, "198.51.100.7", 40000, SYN | ACK), 10);
+    assert!(matches!(r, OutVerdict::Reply { vaddr, vport: 80, .. } if vaddr == ip("192.0.2.80")));
+    assert!(matches!(
+        v.in_packet(&seg("198.51.100.7", 40000, ACK), 20),
+        InVerdict::Forward { new: false, .. }
+    ));
+    assert_eq!(state_of(&v, 40000), TcpState::Established);
+    assert_eq!(counts(&v), [(1, 0)]);
+
+    // Close: client FIN, server ACK+FIN, client ACK -> TIME_WAIT, inactive.
+    let _ = v.in_packet(&seg("198.51.100.7", 40000, FIN | ACK), 30);
+    let _ = v.out_packet(&reply("203.0.113.10", 8080, "198.51.100.7", 40000, ACK), 40);
+    let _ = v.out_packet(&reply("203.0.113.10", 8080, "198.51.100.7", 40000, FIN | ACK), 50);
+    let _ = v.in_packet(&seg("198.51.100.7", 40000, ACK), 60);
+    assert_eq!(state_of(&v, 40000), TcpState::TimeWait);
+    assert_eq!(counts(&v), [(0, 1)]);
+
+    // TIME_WAIT lasts 120 s.
+    v.expire(100 * SEC, 1000);
+    assert_eq!(v.occupancy().0, 1);
+    v.expire(121 * SEC, 1000);
+    assert_eq!(v.occupancy().0, 0);
+    assert_eq!(counts(&v), [(0, 0)]);
+    let stats = v.services().next().unwrap().2;
+    assert_eq!((stats.conns, stats.in_pkts, stats.out_pkts), (1, 4, 3));
+}
+
+#[test]
+fn dr_uses_the_input_only_table_and_never_sees_replies() {
+    let mut v = setup(SchedulerKind::Rr, Fwd::Route, 1);
+    let InVerdict::Forward { dport, .. } = v.in_packet(&syn("198.51.100.7", 1), 0) else { panic!() };
+    assert_eq!(dport, 80, "DR forces the real port to the virtual port");
+    let _ = v.in_packet(&seg("198.51.100.7", 1, ACK), 1);
+    assert_eq!(state_of(&v, 1), TcpState::Established);
+    let _ = v.in_packet(&seg("198.51.100.7", 1, FIN | ACK), 2);
+    assert_eq!(state_of(&v, 1), TcpState::FinWait);
+    assert_eq!(v.out_packet(&reply("203.0.113.10", 80, "198.51.100.7", 1, ACK), 3), OutVerdict::NotOurs);
+}
+
+#[test]
+fn udp_is_inactive_and_uses_the_udp_timeout() {
+    let mut v = Ipvs::new(100, 10, 1);
+    let k = ServiceKey::Addr { protocol: proto::UDP, addr: ip("192.0.2.53"), port: 53 };
+    v.add_service(ServiceConfig::new(k, SchedulerKind::Wlc)).unwrap();
+    v.add_dest(&k, DestConfig::new(ip("203.0.113.31"), 53, Fwd::Tunnel(Default::default()))).unwrap();
+    let q = pkt(proto::UDP, "198.51.100.7", 5353, "192.0.2.53", 53, 0);
+    assert!(matches!(v.in_packet(&q, 0), InVerdict::Forward { new: true, .. }));
+    assert!(matches!(v.in_packet(&q, SEC), InVerdict::Forward { new: false, .. }));
+    assert_eq!(counts(&v), [(0, 1)]);
+    let c = v.connections().next().unwrap();
+    assert_eq!(c.expires, 301 * SEC);
+    v.timeouts.set(0, 0, 10);
+    let _ = v.in_packet(&q, 2 * SEC);
+    v.expire(13 * SEC, 100);
+    assert_eq!(v.occupancy().0, 0, "--set udp 10 applies to the next refresh");
+}
+
+#[test]
+fn non_syn_without_connection_and_foreign_traffic() {
+    let mut v = setup(SchedulerKind::Rr, Fwd::Masq, 1);
+    assert_eq!(v.in_packet(&seg("198.51.100.7", 5, ACK), 0), InVerdict::Drop(DropReason::NotSyn));
+    assert_eq!(v.in_packet(&seg("198.51.100.7", 5, SYN | RST), 0), InVerdict::Drop(DropReason::NotSyn));
+    assert_eq!(v.drops.not_syn, 2);
+    assert_eq!(
+        v.in_packet(&pkt(proto::TCP, "198.51.100.7", 5, "192.0.2.99", 80, SYN), 0),
+        InVerdict::NotOurs
+    );
+    assert_eq!(v.in_packet(&pkt(proto::UDP, "198.51.100.7", 5, "192.0.2.80", 80, 0), 0), InVerdict::NotOurs);
+    v.sysctl.sloppy_tcp = true;
+    assert!(matches!(v.in_packet(&seg("198.51.100.7", 5, ACK), 0), InVerdict::Forward { new: true, .. }));
+}
+
+#[test]
+fn weight_zero_quiesces_new_connections_only() {
+    let mut v = setup(SchedulerKind::Rr, Fwd::Masq, 2);
+    let a = dest_of(v.in_packet(&syn("198.51.100.1", 1), 0));
+    let mut cfg = DestConfig::new(a, 8080, Fwd::Masq);
+    cfg.weight = 0;
+    v.edit_dest(&tcp_svc(80), cfg).unwrap();
+    for c in 2..20 {
+        assert_ne!(
+            dest_of(v.in_packet(&syn("198.51.100.1", c), 0)),
+            a,
+            "no new connections to a quiesced server"
+        );
+    }
+    assert_eq!(dest_of(v.in_packet(&seg("198.51.100.1", 1, ACK), 1)), a, "the established one continues");
+}
+
+#[test]
+fn deleted_server_expire_nodest_conn_0_and_1() {
+    for expire_nodest in [false, true] {
+        let mut v = setup(SchedulerKind::Rr, Fwd::Masq, 2);
+        v.sysctl.expire_nodest_conn = expire_nodest;
+        let a = dest_of(v.in_packet(&syn("198.51.100.1", 1), 0));
+        let _ = v.in_packet(&seg("198.51.100.1", 1, ACK), 1);
+        v.del_dest(&tcp_svc(80), a, 8080).unwrap();
+        let next = v.in_packet(&seg("198.51.100.1", 1, ACK), 2);
+        if expire_nodest {
+            // Expired at once; this ACK cannot open a new connection (not a SYN).
+            assert_eq!(next, InVerdict::Drop(DropReason::NotSyn));
+            assert!(v.connections().all(|c| c.cport != 1));
+        } else {
+            assert_eq!(next, InVerdict::Drop(DropReason::DestUnavailable));
+            assert_eq!(v.drops.dest_unavailable, 1);
+            assert_eq!(v.occupancy().0, 1, "kept until it expires");
+            v.expire(1000 * SEC, 100);
+            assert_eq!(v.occupancy().0, 0);
+        }
+        assert_ne!(dest_of(v.in_packet(&syn("198.51.100.1", 9), 3000 * SEC)), a);
+    }
+}
+
+#[test]
+fn a_removed_server_comes_back_from_the_trash() {
+    let mut v = setup(SchedulerKind::Rr, Fwd::Masq, 1);
+    let a = dest_of(v.in_packet(&syn("198.51.100.1", 1), 0));
+    let _ = v.in_packet(&seg("198.51.100.1", 1, ACK), 1);
+    v.del_dest(&tcp_svc(80), a, 8080).unwrap();
+    v.add_dest(&tcp_svc(80), DestConfig::new(a, 8080, Fwd::Masq)).unwrap();
+    assert_eq!(dest_of(v.in_packet(&seg("198.51.100.1", 1, ACK), 2)), a, "its connection lives again");
+    assert_eq!(counts(&v), [(1, 0)], "with its counters");
+}
+
+#[test]
+fn persistence_on_a_port_zero_service_with_netmask() {
+    let mut v = Ipvs::new(1000, 10, 1);
+    let k = tcp_svc(0);
+    let mut cfg = ServiceConfig::new(k, SchedulerKind::Rr);
+    cfg.persistence = Some(Persistence { timeout_seconds: 360, prefix_len: 24 });
+    v.add_service(cfg).unwrap();
+    for i in 0..3 {
+        v.add_dest(&k, DestConfig::new(ip(&format!("203.0.113.{}", 10 + i)), 0, Fwd::Route)).unwrap();
+    }
+    let home = dest_of(v.in_packet(&pkt(proto::TCP, "198.51.100.7", 1, "192.0.2.80", 80, SYN), 0));
+    // Another port of the service, and another client of the same /24: same server.
+    for (client, port) in [("198.51.100.7", 443), ("198.51.100.7", 22), ("198.51.100.99", 8443)] {
+        let v_ = v.in_packet(&pkt(proto::TCP, client, 7, "192.0.2.80", port, SYN), SEC);
+        let InVerdict::Forward { daddr, dport, .. } = v_ else { panic!() };
+        assert_eq!((daddr, dport), (home, port), "all ports follow the template, real port = packet port");
+    }
+    assert_ne!(dest_of(v.in_packet(&pkt(proto::TCP, "198.51.101.7", 1, "192.0.2.80", 80, SYN), SEC)), home);
+    // The template: client masked, port 0, state NONE; listed like ipvsadm -Lnc's last row.
+    let t = v.connections().find(|c| c.is_template() && c.caddr == ip("198.51.100.0")).unwrap();
+    assert_eq!((t.cport, t.vport, t.state), (0, 0, TcpState::None as u8));
+    assert_eq!(v.services().next().unwrap().3.iter().map(|(_, d)| d.persistent).sum::<u32>(), 2);
+}
+
+#[test]
+fn a_template_outlives_its_timeout_while_it_controls_connections() {
+    let mut v = Ipvs::new(1000, 10, 1);
+    let k = tcp_svc(80);
+    let mut cfg = ServiceConfig::new(k, SchedulerKind::Rr);
+    cfg.persistence = Some(Persistence { timeout_seconds: 10, prefix_len: 32 });
+    v.add_service(cfg).unwrap();
+    v.add_dest(&k, DestConfig::new(ip("203.0.113.10"), 80, Fwd::Route)).unwrap();
+    v.add_dest(&k, DestConfig::new(ip("203.0.113.11"), 80, Fwd::Route)).unwrap();
+    let home = dest_of(v.in_packet(&syn("198.51.100.7", 1), 0));
+    let _ = v.in_packet(&seg("198.51.100.7", 1, ACK), 1); // ESTABLISHED: 900 s
+    for t in (20..200).step_by(20) {
+        v.expire(t * SEC, 100);
+        assert!(
+            v.connections().any(|c| c.is_template()),
+            "at {t}s the template still controls the connection"
+        );
+    }
+    assert_eq!(dest_of(v.in_packet(&syn("198.51.100.7", 2), 200 * SEC)), home, "so the client stays home");
+    // Once its connections are gone, the template expires on its own timeout.
+    v.expire(2000 * SEC, 1000);
+    v.expire(2020 * SEC, 1000);
+    assert_eq!(v.occupancy().0, 0);
+}
+
+#[test]
+fn expire_quiescent_template() {
+    for eqt in [false, true] {
+        let mut v = Ipvs::new(100, 10, 1);
+        let k = tcp_svc(80);
+        let mut cfg = ServiceConfig::new(k, SchedulerKind::Rr);
+        cfg.persistence = Some(Persistence { timeout_seconds: 300, prefix_len: 32 });
+        v.add_service(cfg).unwrap();
+        v.add_dest(&k, DestConfig::new(ip("203.0.113.10"), 80, Fwd::Route)).unwrap();
+        v.add_dest(&k, DestConfig::new(ip("203.0.113.11"), 80, Fwd::Route)).unwrap();
+        v.sysctl.expire_quiescent_template = eqt;
+        let home = dest_of(v.in_packet(&syn("198.51.100.7", 1), 0));
+        let mut q = DestConfig::new(home, 80, Fwd::Route);
+        q.weight = 0;
+        v.edit_dest(&k, q).unwrap();
+        let next = dest_of(v.in_packet(&syn("198.51.100.7", 2), SEC));
+        assert_eq!(next == home, !eqt, "expire_quiescent_template={eqt}");
+    }
+}
+
+#[test]
+fn fwmark_service_groups_ports_80_and_443() {
+    let mut v = Ipvs::new(100, 10, 1);
+    let k = ServiceKey::Fwmark { mark: 1, v6: false };
+    let mut cfg = ServiceConfig::new(k, SchedulerKind::Rr);
+    cfg.persistence = Some(Persistence { timeout_seconds: 300, prefix_len: 32 });
+    v.add_service(cfg).unwrap();
+    for i in 0..3 {
+        v.add_dest(&k, DestConfig::new(ip(&format!("203.0.113.{}", 10 + i)), 0, Fwd::Masq)).unwrap();
+    }
+    let mut p80 = syn("198.51.100.7", 1);
+    p80.fwmark = Some(1);
+    let mut p443 = pkt(proto::TCP, "198.51.100.7", 2, "192.0.2.80", 443, SYN);
+    p443.fwmark = Some(1);
+    let (a, b) = (v.in_packet(&p80, 0), v.in_packet(&p443, 0));
+    let (InVerdict::Forward { daddr: d1, dport: q1, .. }, InVerdict::Forward { daddr: d2, dport: q2, .. }) =
+        (a, b)
+    else {
+        panic!()
+    };
+    assert_eq!(d1, d2, "one scheduling unit for both ports");
+    assert_eq!((q1, q2), (80, 443));
+    let t = v.connections().find(|c| c.is_template()).unwrap();
+    assert_eq!(t.proto, proto::IP, "FWM templates carry protocol 0");
+    assert_eq!(t.vaddr, ip("0.0.0.1"), "and the mark as virtual address");
+}
+
+#[test]
+fn a_full_table_drops_new_flows_and_keeps_old_ones() {
+    let mut v = Ipvs::new(4, 1, 1);
+    v.add_service(ServiceConfig::new(tcp_svc(80), SchedulerKind::Rr)).unwrap();
+    v.add_dest(&tcp_svc(80), DestConfig::new(ip("203.0.113.10"), 8080, Fwd::Masq)).unwrap();
+    for c in 0..4 {
+        assert!(matches!(v.in_packet(&syn("198.51.100.7", c), 0), InVerdict::Forward { .. }));
+    }
+    assert_eq!(v.in_packet(&syn("198.51.100.7", 99), 0), InVerdict::Drop(DropReason::TableFull));
+    assert_eq!(v.drops.table_full, 1);
+    for c in 0..4 {
+        assert!(matches!(
+            v.in_packet(&seg("198.51.100.7", c, ACK), 1),
+            InVerdict::Forward { new: false, .. }
+        ));
+    }
+    assert_eq!(counts(&v), [(4, 0)], "the refused flow left no trace in the counters");
+}
+
+#[test]
+fn conn_reuse_mode_reschedules_a_syn_on_time_wait() {
+    let mut v = setup(SchedulerKind::Rr, Fwd::Masq, 2);
+    let a = dest_of(v.in_packet(&syn("198.51.100.7", 7), 0));
+    let _ = v.in_packet(&seg("198.51.100.7", 7, ACK), 1);
+    let _ = v.in_packet(&seg("198.51.100.7", 7, RST), 2); // -> CLOSE
+    assert_eq!(state_of(&v, 7), TcpState::Close);
+    let b = dest_of(v.in_packet(&syn("198.51.100.7", 7), 3));
+    assert_ne!(a, b, "a new connection, rescheduled (rr moved on)");
+    assert_eq!(state_of(&v, 7), TcpState::SynRecv);
+    assert_eq!(v.occupancy().0, 1);
+    v.sysctl.conn_reuse_mode = 0;
+    let _ = v.in_packet(&seg("198.51.100.7", 7, RST), 4);
+    assert_eq!(dest_of(v.in_packet(&syn("198.51.100.7", 7), 5)), b, "mode 0: the old entry is reused");
+}
+
+#[test]
+fn one_packet_scheduling_keeps_no_entry() {
+    let mut v = Ipvs::new(100, 10, 1);
+    let k = ServiceKey::Addr { protocol: proto::UDP, addr: ip("192.0.2.53"), port: 53 };
+    let mut cfg = ServiceConfig::new(k, SchedulerKind::Rr);
+    cfg.one_packet = true;
+    v.add_service(cfg).unwrap();
+    v.add_dest(&k, DestConfig::new(ip("203.0.113.31"), 53, Fwd::Masq)).unwrap();
+    v.add_dest(&k, DestConfig::new(ip("203.0.113.32"), 53, Fwd::Masq)).unwrap();
+    let q = pkt(proto::UDP, "198.51.100.7", 5353, "192.0.2.53", 53, 0);
+    let picks: Vec<IpAddr> = (0..4).map(|_| dest_of(v.in_packet(&q, 0))).collect();
+    assert_eq!(picks[0], picks[2]);
+    assert_ne!(picks[0], picks[1], "every datagram scheduled on its own");
+    assert_eq!(v.occupancy().0, 0);
+}
+
+#[test]
+fn upper_threshold_overloads_and_lower_releases() {
+    // fo sends everything to the heaviest available server, so only the threshold moves traffic.
+    let mut v = Ipvs::new(100, 10, 1);
+    v.add_service(ServiceConfig::new(tcp_svc(80), SchedulerKind::Fo)).unwrap();
+    let mut big = DestConfig::new(ip("203.0.113.10"), 8080, Fwd::Masq);
+    big.weight = 100;
+    big.u_threshold = 2;
+    big.l_threshold = 1;
+    v.add_dest(&tcp_svc(80), big).unwrap();
+    v.add_dest(&tcp_svc(80), DestConfig::new(ip("203.0.113.11"), 8080, Fwd::Masq)).unwrap();
+    assert_eq!(dest_of(v.in_packet(&syn("198.51.100.7", 1), 0)), ip("203.0.113.10"));
+    assert_eq!(dest_of(v.in_packet(&syn("198.51.100.7", 2), 0)), ip("203.0.113.10"));
+    assert_eq!(dest_of(v.in_packet(&syn("198.51.100.7", 3), 0)), ip("203.0.113.11"), "overloaded at 2");
+    // Establish both, then reset them one by one (ESTABLISHED + RST -> CLOSE, 10 s). (A RST in
+    // SYN_RECV would not close: the kernel's INPUT table keeps SYN_RECV there.)
+    let _ = v.in_packet(&seg("198.51.100.7", 1, ACK), 1);
+    let _ = v.in_packet(&seg("198.51.100.7", 2, ACK), 1);
+    let _ = v.in_packet(&seg("198.51.100.7", 1, RST), 1);
+    v.expire(12 * SEC, 100);
+    assert_eq!(
+        dest_of(v.in_packet(&syn("198.51.100.7", 4), 13 * SEC)),
+        ip("203.0.113.11"),
+        "1 is not below 1"
+    );
+    let _ = v.in_packet(&seg("198.51.100.7", 2, RST), 14 * SEC);
+    v.expire(25 * SEC, 100);
+    assert_eq!(dest_of(v.in_packet(&syn("198.51.100.7", 5), 26 * SEC)), ip("203.0.113.10"));
+}
+
+#[test]
+fn configuration_errors_read_as_ipvsadm_says_them() {
+    let mut v = Ipvs::new(10, 10, 1);
+    assert_eq!(
+        v.add_service(ServiceConfig::new(tcp_svc(0), SchedulerKind::Rr)),
+        Err(Error::ZeroPortNonPersistent)
+    );
+    assert_eq!(Error::ZeroPortNonPersistent.to_string(), "Zero port specified for non-persistent service");
+    v.add_service(ServiceConfig::new(tcp_svc(80), SchedulerKind::Rr)).unwrap();
+    assert_eq!(v.add_service(ServiceConfig::new(tcp_svc(80), SchedulerKind::Wlc)), Err(Error::ServiceExists));
+    let d = DestConfig::new(ip("203.0.113.10"), 80, Fwd::Route);
+    v.add_dest(&tcp_svc(80), d).unwrap();
+    assert_eq!(v.add_dest(&tcp_svc(80), d), Err(Error::DestExists));
+    assert_eq!(Error::DestExists.to_string(), "Destination already exists");
+    assert_eq!(v.add_dest(&tcp_svc(81), d), Err(Error::NoService));
+    assert_eq!(
+        v.add_dest(&tcp_svc(80), DestConfig::new(ip("2001:db8::1"), 80, Fwd::Route)),
+        Err(Error::FamilyMismatch)
+    );
+    assert_eq!(
+        v.add_dest(
+            &tcp_svc(80),
+            DestConfig { weight: 70000, ..DestConfig::new(ip("203.0.113.11"), 80, Fwd::Route) }
+        ),
+        Err(Error::BadWeight)
+    );
+    assert_eq!(v.del_dest(&tcp_svc(80), ip("203.0.113.99"), 80), Err(Error::NoDest));
+    let mut sh = ServiceConfig::new(tcp_svc(81), SchedulerKind::Rr);
+    sh.flags.fallback = true;
+    assert!(matches!(v.add_service(sh), Err(Error::BadSchedFlags(_))));
+    let mut mh = ServiceConfig::new(tcp_svc(82), SchedulerKind::Mh);
+    mh.mh_table_size = 65536;
+    assert_eq!(v.add_service(mh), Err(Error::BadTableSize));
+}
+
+#[test]
+fn ipv6_services_work_the_same() {
+    let mut v = Ipvs::new(10, 100, 1);
+    let k = ServiceKey::Addr { protocol: proto::TCP, addr: ip("2001:db8::80"), port: 80 };
+    v.add_service(ServiceConfig::new(k, SchedulerKind::Rr)).unwrap();
+    v.add_dest(&k, DestConfig::new(ip("2001:db8:2::10"), 8080, Fwd::Masq)).unwrap();
+    let p = pkt(proto::TCP, "2001:db8:1::7", 40000, "2001:db8::80", 80, SYN);
+    assert_eq!(dest_of(v.in_packet(&p, 0)), ip("2001:db8:2::10"));
+    let r = pkt(proto::TCP, "2001:db8:2::10", 8080, "2001:db8:1::7", 40000, SYN | ACK);
+    assert!(matches!(v.out_packet(&r, 1), OutVerdict::Reply { vport: 80, .. }));
+    assert_eq!(v.occupancy(), (1, 110));
+    let _ = Ipv4Addr::LOCALHOST;
+}
