@@ -485,6 +485,32 @@ impl Ipvs {
         self.schedule(p, now)
     }
 
+    /// A burst of client packets: the connection lookups of the whole burst are resolved together
+    /// first ([`ConnTable::lookup_batch`], so their cache misses overlap), then each packet is decided
+    /// as [`Ipvs::in_packet`] would, in order. `out` receives one verdict per packet.
+    pub fn in_burst(&mut self, pkts: &[PacketMeta], out: &mut [InVerdict], now: Time) {
+        const B: usize = crate::conn::BATCH;
+        for (pkts, out) in pkts.chunks(B).zip(out.chunks_mut(B)) {
+            let mut keys = [ConnKey::<[u8; 4]>::default(); B];
+            let mut n = 0;
+            for p in pkts {
+                if let (Some(c), Some(v)) = (<[u8; 4]>::from_ip(p.src), <[u8; 4]>::from_ip(p.dst)) {
+                    if let Some(k) = keys.get_mut(n) {
+                        *k =
+                            ConnKey { proto: p.protocol, caddr: c, cport: p.sport, vaddr: v, vport: p.dport };
+                        n += 1;
+                    }
+                }
+            }
+            let mut found = [None; B];
+            self.v4.lookup_batch(keys.get(..n).unwrap_or_default(), &mut found);
+            std::hint::black_box(&found);
+            for (p, o) in pkts.iter().zip(out.iter_mut()) {
+                *o = self.in_packet(p, now);
+            }
+        }
+    }
+
     fn lookup_in<A: Addr>(&self, p: &PacketMeta) -> Option<u32>
     where
         Self: TableOf<A>,

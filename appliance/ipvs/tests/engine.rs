@@ -429,3 +429,24 @@ fn ipv6_services_work_the_same() {
     assert_eq!(v.occupancy(), (1, 110));
     let _ = Ipv4Addr::LOCALHOST;
 }
+
+#[test]
+fn a_burst_decides_exactly_as_packet_by_packet() {
+    let mut a = setup(SchedulerKind::Wlc, Fwd::Masq, 3);
+    let mut b = setup(SchedulerKind::Wlc, Fwd::Masq, 3);
+    // SYNs, repeats, non-SYNs without connections, foreign traffic, IPv6: 70 packets, 3 bursts.
+    let pkts: Vec<PacketMeta> = (0..70u16)
+        .map(|i| match i % 7 {
+            0..=2 => syn("198.51.100.7", 1000 + i / 2),
+            3 => seg("198.51.100.7", 1000 + i / 3, ACK),
+            4 => seg("198.51.100.9", 5, ACK),
+            5 => pkt(proto::TCP, "198.51.100.7", i, "192.0.2.99", 80, SYN),
+            _ => pkt(proto::TCP, "2001:db8::7", i, "2001:db8::80", 80, SYN),
+        })
+        .collect();
+    let mut burst = vec![InVerdict::NotOurs; pkts.len()];
+    a.in_burst(&pkts, &mut burst, 5);
+    let single: Vec<InVerdict> = pkts.iter().map(|p| b.in_packet(p, 5)).collect();
+    assert_eq!(burst, single);
+    assert_eq!(a.occupancy(), b.occupancy());
+}
