@@ -493,13 +493,10 @@ impl Ipvs {
         for (pkts, out) in pkts.chunks(B).zip(out.chunks_mut(B)) {
             let mut keys = [ConnKey::<[u8; 4]>::default(); B];
             let mut n = 0;
-            for p in pkts {
-                if let (Some(c), Some(v)) = (<[u8; 4]>::from_ip(p.src), <[u8; 4]>::from_ip(p.dst)) {
-                    if let Some(k) = keys.get_mut(n) {
-                        *k =
-                            ConnKey { proto: p.protocol, caddr: c, cport: p.sport, vaddr: v, vport: p.dport };
-                        n += 1;
-                    }
+            for k in pkts.iter().filter_map(conn_key::<[u8; 4]>) {
+                if let Some(slot) = keys.get_mut(n) {
+                    *slot = k;
+                    n += 1;
                 }
             }
             let mut found = [None; B];
@@ -515,14 +512,7 @@ impl Ipvs {
     where
         Self: TableOf<A>,
     {
-        let key = ConnKey {
-            proto: p.protocol,
-            caddr: A::from_ip(p.src)?,
-            cport: p.sport,
-            vaddr: A::from_ip(p.dst)?,
-            vport: p.dport,
-        };
-        self.table().lookup(&key, false)
+        self.table().lookup(&conn_key::<A>(p)?, false)
     }
 
     /// A packet of a known connection. `None` when the connection was ended to schedule anew.
@@ -861,6 +851,17 @@ impl Ipvs {
     }
 }
 
+/// A packet's forward tuple in one family's form (`None` for the other family).
+fn conn_key<A: Addr>(p: &PacketMeta) -> Option<ConnKey<A>> {
+    Some(ConnKey {
+        proto: p.protocol,
+        caddr: A::from_ip(p.src)?,
+        cport: p.sport,
+        vaddr: A::from_ip(p.dst)?,
+        vport: p.dport,
+    })
+}
+
 /// A template key before it is bound to an address family.
 struct ConnKeyAny {
     proto: u8,
@@ -921,13 +922,7 @@ fn insert_conn<A: Addr>(
     flags: u8,
     now: Time,
 ) -> Option<u32> {
-    let key = ConnKey {
-        proto: p.protocol,
-        caddr: A::from_ip(p.src)?,
-        cport: p.sport,
-        vaddr: A::from_ip(p.dst)?,
-        vport: p.dport,
-    };
+    let key = conn_key::<A>(p)?;
     t.insert(&NewEntry {
         key,
         raddr: A::from_ip(daddr)?,
