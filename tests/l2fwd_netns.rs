@@ -59,8 +59,12 @@ ports = ["client", "server"]
 
 [management]
 stats_interval_seconds = 1
+
+[control]
+socket_path = "{sock}"
 "#,
-            p = bed.prefix
+            p = bed.prefix,
+            sock = bed.dir.join("rvsd.sock").display()
         ),
     )
     .expect("config");

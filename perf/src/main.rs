@@ -304,9 +304,11 @@ fn run_rvsd(
              file_prefix = \"rvs-perf-{}\"\n\n[mempool]\nmbufs = {MBUFS}\ncache_size = 256\n\n\
              [[port]]\nname = \"a\"\ndevice = \"net_null0\"\nrx_descriptors = {DESCRIPTORS}\ntx_descriptors = {DESCRIPTORS}\n\n\
              [[port]]\nname = \"b\"\ndevice = \"net_null1\"\nrx_descriptors = {DESCRIPTORS}\ntx_descriptors = {DESCRIPTORS}\n\n\
-             [forwarding]\nmode = \"{mode}\"\nports = [\"a\", \"b\"]\n\n[management]\nstats_interval_seconds = 1\n",
+             [forwarding]\nmode = \"{mode}\"\nports = [\"a\", \"b\"]\n\n[management]\nstats_interval_seconds = 1\n\n\
+             [control]\nsocket_path = \"{}\"\n",
             !no_huge,
-            std::process::id()
+            std::process::id(),
+            dir.join("rvsd.sock").display()
         ),
     )?;
     let mut cmd = Command::new(rvsd);

@@ -287,8 +287,8 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
 
 /// Parses a rule file (the `-S` format `-R` reads): one invocation per line, a leading `ipvsadm` (or
 /// `rvsadm`) word dropped, blank lines and `#` comments skipped. All or nothing: the first bad line
-/// is reported with its number, and no command is returned.
-pub fn parse_rules(text: &str) -> Result<Vec<Command>, (usize, ParseError)> {
+/// is reported with its number, and no command is returned. Commands come with their line numbers.
+pub fn parse_rules(text: &str) -> Result<Vec<(usize, Command)>, (usize, ParseError)> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -304,7 +304,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<Command>, (usize, ParseError)> {
             Command::Restore | Command::Save { .. } | Command::List(_) | Command::Help | Command::Version => {
                 return Err((n + 1, fail("only configuration commands may appear in a rule file")));
             }
-            c => out.push(c),
+            c => out.push((n + 1, c)),
         }
     }
     Ok(out)

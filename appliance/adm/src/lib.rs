@@ -7,5 +7,6 @@
 
 pub mod grammar;
 pub mod listing;
+pub mod protocol;
 
 pub use grammar::{Command, ListFormat, ListOptions, ParseError, parse, parse_rules};

@@ -273,12 +273,12 @@ ipvsadm -A -t 192.0.2.80:80 -s wrr
 -a -f 7 -6 -r [2001:db8:2::7]:0 -m -w 1
 ";
     let mut v = Ipvs::new(100, 100, 1);
-    for c in parse_rules(rules).unwrap() {
+    for (_, c) in parse_rules(rules).unwrap() {
         apply(&mut v, c);
     }
     let saved = listing::save(&Snapshot::from_ipvs(&v, 0), true);
     let mut again = Ipvs::new(100, 100, 1);
-    for c in parse_rules(&saved).unwrap() {
+    for (_, c) in parse_rules(&saved).unwrap() {
         apply(&mut again, c);
     }
     assert_eq!(

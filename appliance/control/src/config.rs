@@ -43,6 +43,42 @@ pub struct RawConfig {
     /// The management core.
     #[serde(default)]
     pub management: RawManagement,
+    /// The control socket rvsadm talks to, and the rules loaded at start.
+    #[serde(default)]
+    pub control: RawControl,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawControl {
+    /// Unix socket for rvsadm (mode 0660).
+    #[serde(default = "default_socket")]
+    pub socket_path: String,
+    /// Group that may use the socket besides root; omitted = root only.
+    pub socket_group: Option<String>,
+    /// Rules in ipvsadm -S format applied at start (like /etc/sysconfig/ipvsadm); all or nothing.
+    pub rules_file: Option<String>,
+    /// Connection-table size reported in listings, per worker (the data plane's table capacity).
+    #[serde(default = "default_connections")]
+    pub connections_per_worker: u32,
+}
+
+impl Default for RawControl {
+    fn default() -> Self {
+        Self {
+            socket_path: default_socket(),
+            socket_group: None,
+            rules_file: None,
+            connections_per_worker: default_connections(),
+        }
+    }
+}
+
+fn default_socket() -> String {
+    "/run/rvs/rvsd.sock".into()
+}
+fn default_connections() -> u32 {
+    1 << 20
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +223,11 @@ pub struct Config {
     /// Indexes into `ports` of the cross-connected pair.
     pub cross_connect: (usize, usize),
     pub stats_interval_seconds: u32,
+    pub socket_path: std::path::PathBuf,
+    pub socket_group: Option<String>,
+    pub rules_file: Option<std::path::PathBuf>,
+    /// The connection-table size listings report (all workers).
+    pub table_size: usize,
 }
 
 impl Config {
@@ -285,6 +326,9 @@ impl Config {
             return Err(invalid("forwarding.ports", "the two ports must differ"));
         }
 
+        if raw.control.socket_path.is_empty() {
+            return Err(invalid("control.socket_path", "must not be empty"));
+        }
         let m = &raw.mempool;
         if m.cache_size > 512 {
             return Err(invalid(
@@ -351,6 +395,10 @@ impl Config {
             },
             cross_connect: (ia, ib),
             stats_interval_seconds: raw.management.stats_interval_seconds,
+            socket_path: raw.control.socket_path.clone().into(),
+            socket_group: raw.control.socket_group.clone(),
+            rules_file: raw.control.rules_file.clone().map(Into::into),
+            table_size: raw.control.connections_per_worker as usize * workers.len(),
         })
     }
 }

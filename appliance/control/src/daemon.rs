@@ -11,6 +11,7 @@ use rvs_dpdk::{Eal, LaunchHandle, Mempool, Port, PortStats, QueueId, Started};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::control::{ControlServer, restore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -20,6 +21,10 @@ pub enum DaemonError {
     WorkerPanicked(u32),
     #[error("{in_use} of {capacity} mbufs did not return to the pool after shutdown")]
     MbufLeak { in_use: u32, capacity: u32 },
+    #[error("control socket {path}: {source}")]
+    Control { path: String, source: std::io::Error },
+    #[error("rules file {path}: {reason}")]
+    Rules { path: String, reason: String },
 }
 
 trait Context<T> {
@@ -44,6 +49,20 @@ pub struct Summary {
 
 /// Runs the daemon until `shutdown` becomes true (set by the signal handler).
 pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<Summary, DaemonError> {
+    // The IPVS configuration the control socket edits. (The workers' per-shard copies follow it once
+    // the IPVS pipeline runs in the data plane.) Rules load before anything starts, all or nothing.
+    let mut model = rvs_ipvs::Ipvs::new(16, 16, 0x5eed);
+    if let Some(path) = &cfg.rules_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| DaemonError::Rules { path: path.display().to_string(), reason: e.to_string() })?;
+        let n = restore(&mut model, &text)
+            .map_err(|reason| DaemonError::Rules { path: path.display().to_string(), reason })?;
+        info!(path = %path.display(), commands = n, "rules loaded");
+    }
+    let control = ControlServer::bind(&cfg.socket_path, cfg.socket_group.as_deref())
+        .map_err(|source| DaemonError::Control { path: cfg.socket_path.display().to_string(), source })?;
+    info!(socket = %cfg.socket_path.display(), "control socket listening");
+    let started = Instant::now();
     let eal = Eal::init(&cfg.eal.to_args()).context(|| "starting the DPDK EAL".into())?;
     let pool =
         Mempool::new(&cfg.mempool).context(|| format!("creating mempool of {} mbufs", cfg.mempool.mbufs))?;
@@ -103,7 +122,8 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<Summary, DaemonError> 
     let interval = Duration::from_secs(u64::from(cfg.stats_interval_seconds));
     let mut next_report = Instant::now() + interval;
     while !shutdown.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
+        control.poll(&mut model, cfg.table_size, started.elapsed().as_millis() as u64);
         if cfg.stats_interval_seconds > 0 && Instant::now() >= next_report {
             next_report += interval;
             report(cfg, &ports, &workers, "stats");

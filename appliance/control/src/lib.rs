@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod daemon;
 
 pub use config::{Config, ConfigError};

@@ -1,0 +1,216 @@
+//! rvsadm against a running rvsd over the control socket: rules loaded at start, ipvsadm commands
+//! and listings, -Sn / -C / -R reproducing the table, all-or-nothing restores, errors with exit
+//! status 2, the socket's permissions, and a clear answer to a client of another protocol version.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::Daemon;
+
+const RVSD: &str = env!("CARGO_BIN_EXE_rvsd");
+const RVSADM: &str = env!("CARGO_BIN_EXE_rvsadm");
+
+struct Adm {
+    sock: PathBuf,
+}
+
+impl Adm {
+    /// Runs rvsadm with `args` (and `stdin`), returning (status, stdout, stderr).
+    fn run(&self, args: &str, stdin: &str) -> (i32, String, String) {
+        let mut child = Command::new(RVSADM)
+            .arg("--socket")
+            .arg(&self.sock)
+            .args(args.split_whitespace())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rvsadm");
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write");
+        let out = child.wait_with_output().expect("wait");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &str) -> String {
+        let (code, out, err) = self.run(args, "");
+        assert_eq!(code, 0, "rvsadm {args}: {err}");
+        out
+    }
+}
+
+fn start(dir: &Path) -> (Daemon, Adm) {
+    let sock = dir.join("rvsd.sock");
+    let rules = dir.join("rules");
+    std::fs::write(&rules, "-A -t 192.0.2.80:80 -s wrr\n-a -t 192.0.2.80:80 -r 203.0.113.10:8080 -m -w 3\n")
+        .expect("rules");
+    let config = dir.join("rvsd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[eal]
+worker_lcores = [1]
+memory_mib = 128
+hugepages = false
+file_prefix = "rvs-ctl-{pid}"
+
+[mempool]
+mbufs = 4095
+cache_size = 64
+
+[[port]]
+name = "a"
+device = "net_null0"
+rx_descriptors = 256
+tx_descriptors = 256
+
+[[port]]
+name = "b"
+device = "net_null1"
+rx_descriptors = 256
+tx_descriptors = 256
+
+[forwarding]
+mode = "io"
+ports = ["a", "b"]
+
+[management]
+stats_interval_seconds = 0
+
+[control]
+socket_path = "{sock}"
+rules_file = "{rules}"
+connections_per_worker = 4096
+"#,
+            pid = std::process::id(),
+            sock = sock.display(),
+            rules = rules.display()
+        ),
+    )
+    .expect("config");
+    let mut d = Daemon::spawn(
+        {
+            let mut c = Command::new(RVSD);
+            c.arg("--config").arg(&config);
+            c
+        },
+        &dir.join("rvsd.log"),
+    );
+    d.wait_for_log("control socket listening", Duration::from_secs(30));
+    (d, Adm { sock })
+}
+
+#[test]
+fn rvsadm_drives_rvsd_like_ipvsadm_drives_ipvs() {
+    let dir = std::env::temp_dir().join(format!("rvs-control-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (mut rvsd, adm) = start(&dir);
+
+    // The socket is mode 0660.
+    let mode = std::fs::metadata(&adm.sock).expect("socket").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+
+    // Rules from the config's rules file are there; ipvsadm commands add to them.
+    adm.ok("-a -t 192.0.2.80:80 -r 203.0.113.11:8080 -m -w 1");
+    adm.ok("-A -u 192.0.2.53:53 -s sh -b sh-fallback,sh-port");
+    adm.ok("-a -u 192.0.2.53:53 -r 203.0.113.31 -i");
+    adm.ok("--add-service --fwmark-service 1 --persistent 600 --netmask 255.255.255.0");
+    adm.ok("-a -f 1 -r 203.0.113.41:0 -g -w 5");
+    let want = "IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  192.0.2.80:80 wrr
+  -> 203.0.113.10:8080            Masq    3      0          0         
+  -> 203.0.113.11:8080            Masq    1      0          0         
+UDP  192.0.2.53:53 sh (sh-fallback,sh-port)
+  -> 203.0.113.31:53              Tunnel  1      0          0         
+FWM  1 wlc persistent 600 mask 255.255.255.0
+  -> 203.0.113.41:0               Route   5      0          0         
+";
+    assert_eq!(adm.ok("-Ln"), want);
+    assert_eq!(adm.ok(""), adm.ok("-L"), "no arguments lists");
+    assert!(adm.ok("-L").contains("TCP  192.0.2.80:http wrr\n"));
+    assert_eq!(adm.ok("-L --timeout"), "Timeout (tcp tcpfin udp): 900 120 300\n");
+    adm.ok("--set 3600 0 60");
+    assert_eq!(adm.ok("-L --timeout"), "Timeout (tcp tcpfin udp): 3600 120 60\n");
+
+    // Save, clear, restore: the same table.
+    let saved = adm.ok("-Sn");
+    adm.ok("-C");
+    assert_eq!(adm.ok("-Sn"), "");
+    let (code, _, err) = adm.run("-R", &saved);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(adm.ok("-Ln"), want);
+
+    // A restore with a bad line changes nothing and names the line.
+    let (code, _, err) = adm.run("-R", "-A -t 192.0.2.81:80\n-a -t 192.0.2.81:80 -r 203.0.113.9 -w 99999\n");
+    assert_eq!((code, err.as_str()), (2, "line 2: illegal weight specified; nothing was changed\n"));
+    assert_eq!(adm.ok("-Sn"), saved);
+
+    // ipvsadm's errors and exit status 2.
+    assert_eq!(adm.run("-A -t 192.0.2.80:80", ""), (2, String::new(), "Service already exists\n".into()));
+    assert_eq!(adm.run("-a -t 192.0.2.99:80 -r 203.0.113.1", "").2, "Service not defined\n");
+    assert_eq!(adm.run("-A -t 192.0.2.70:0", "").2, "Zero port specified for non-persistent service\n");
+    let (code, _, err) = adm.run("-L --bogus", "");
+    assert_eq!(code, 2);
+    assert!(err.ends_with("Try `rvsadm -h' or 'rvsadm --help' for more information.\n"), "{err}");
+
+    // A client without permission is refused (nobody is neither root nor in the socket's group).
+    let denied = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", RVSADM, "--socket"])
+        .arg(&adm.sock)
+        .arg("-Ln")
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_eq!(denied.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("Permission denied"), "{denied:?}");
+
+    // A client of another protocol version gets a clear answer, in a frame it can read.
+    let mut s = std::os::unix::net::UnixStream::connect(&adm.sock).expect("connect");
+    s.write_all(b"RVS\x09").expect("write");
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).expect("read");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.contains("peer speaks control protocol version 9; this side speaks version 1"), "{text}");
+
+    rvsd.signal("-TERM");
+    assert!(rvsd.wait(Duration::from_secs(20)).success(), "{}", rvsd.log_text());
+    assert!(!adm.sock.exists(), "the socket is removed at exit");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_rules_file_stops_rvsd_at_start() {
+    let dir = std::env::temp_dir().join(format!("rvs-control-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let rules = dir.join("rules");
+    std::fs::write(&rules, "-A -t 192.0.2.80:80\n-A -t 192.0.2.80:80\n").expect("rules");
+    let config = dir.join("rvsd.toml");
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/demo.toml")).expect("demo");
+    std::fs::write(
+        &config,
+        format!(
+            "{demo}\n[control]\nsocket_path = \"{}\"\nrules_file = \"{}\"\n",
+            dir.join("s").display(),
+            rules.display()
+        ),
+    )
+    .expect("config");
+    let out = Command::new(RVSD).arg("--config").arg(&config).output().expect("rvsd");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2: Service already exists"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
