@@ -73,8 +73,13 @@ fn read_bytes(r: &mut impl Read, max: usize, what: &'static str) -> Result<Vec<u
     if n > max {
         return Err(FrameError::TooLarge(what));
     }
-    let mut v = vec![0u8; n];
-    r.read_exact(&mut v)?;
+    // Read what actually arrives rather than allocating the claimed length up front: a peer that
+    // claims 64 MiB and sends 8 bytes costs 8 bytes, not 64 MiB.
+    let mut v = Vec::new();
+    r.take(n as u64).read_to_end(&mut v)?;
+    if v.len() != n {
+        return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into()));
+    }
     Ok(v)
 }
 
