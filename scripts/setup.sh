@@ -11,6 +11,8 @@ PACKAGES=(
   dpdk dpdk-dev
   # independent decoders and the namespace test bed
   python3-scapy tshark iproute2 ethtool procps iputils-ping curl
+  # promtool lints the metrics exposition; the server scrapes rvsd in the tests
+  prometheus
 )
 
 need=()

@@ -47,7 +47,7 @@ impl Adm {
     }
 }
 
-fn start(dir: &Path) -> (Daemon, Adm) {
+fn start(dir: &Path, tag: &str) -> (Daemon, Adm) {
     let sock = dir.join("rvsd.sock");
     let rules = dir.join("rules");
     std::fs::write(&rules, "-A -t 192.0.2.80:80 -s wrr\n-a -t 192.0.2.80:80 -r 203.0.113.10:8080 -m -w 3\n")
@@ -61,7 +61,7 @@ fn start(dir: &Path) -> (Daemon, Adm) {
 worker_lcores = [1]
 memory_mib = 128
 hugepages = false
-file_prefix = "rvs-ctl-{pid}"
+file_prefix = "rvs-ctl-{tag}-{pid}"
 
 [mempool]
 mbufs = 4095
@@ -90,6 +90,9 @@ stats_interval_seconds = 0
 socket_path = "{sock}"
 rules_file = "{rules}"
 connections_per_worker = 4096
+
+[metrics]
+listen_address = "127.0.0.1:0"
 "#,
             pid = std::process::id(),
             sock = sock.display(),
@@ -114,7 +117,7 @@ fn rvsadm_drives_rvsd_like_ipvsadm_drives_ipvs() {
     let dir = std::env::temp_dir().join(format!("rvs-control-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
-    let (mut rvsd, adm) = start(&dir);
+    let (mut rvsd, adm) = start(&dir, "adm");
 
     // The socket is mode 0660.
     let mode = std::fs::metadata(&adm.sock).expect("socket").permissions().mode() & 0o777;
@@ -212,5 +215,108 @@ fn a_bad_rules_file_stops_rvsd_at_start() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2: Service already exists"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The address the metrics endpoint bound (port 0 in the config: the log names the real one).
+fn metrics_address(d: &mut Daemon) -> String {
+    d.wait_for_log("metrics listening", Duration::from_secs(30));
+    let log = d.log_text();
+    let line = log.lines().find(|l| l.contains("metrics listening")).expect("line");
+    line.split("address=").nth(1).expect("address").split_whitespace().next().expect("addr").to_owned()
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn prometheus_scrapes_rvsd_and_promtool_accepts_the_exposition() {
+    let dir = std::env::temp_dir().join(format!("rvs-metrics-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (mut rvsd, adm) = start(&dir, "metrics");
+    adm.ok("-A -f 3 -p");
+    adm.ok("-a -f 3 -r 203.0.113.50:0 -m -w 0");
+    let addr = metrics_address(&mut rvsd);
+
+    let text = http_get(&addr, "/metrics");
+    let body = dir.join("metrics.txt");
+    std::fs::write(&body, &text).expect("write");
+    let lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&body).expect("open"))
+        .output()
+        .expect("promtool (apt-get install prometheus)");
+    assert!(
+        lint.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    assert!(
+        text.contains(&format!("rvs_build_info{{version=\"{}\",git_revision=", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert!(text.contains(r#"rvs_ipvs_backend_weight{local_address="192.0.2.80",local_port="80",proto="TCP",local_mark="",remote_address="203.0.113.10",remote_port="8080"} 3"#), "{text}");
+    assert!(text.contains(r#"rvs_ipvs_backend_weight{local_address="",local_port="0",proto="FWM",local_mark="3",remote_address="203.0.113.50",remote_port="0"} 0"#), "{text}");
+    assert!(text.contains("rvs_mempool_mbufs{pool=\"rvs_pkt\"} 4095"), "{text}");
+    assert!(http_get(&addr, "/other").contains("rvsd serves /metrics"));
+
+    // A real Prometheus server scrapes it and answers queries through its HTTP API.
+    let prom_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").port()
+    };
+    let prom_cfg = dir.join("prometheus.yml");
+    std::fs::write(&prom_cfg, format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: rvsd\n    static_configs:\n      - targets: ['{addr}']\n")).expect("cfg");
+    let mut prom = Daemon::spawn(
+        {
+            let mut c = Command::new("prometheus");
+            c.arg(format!("--config.file={}", prom_cfg.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"));
+            c
+        },
+        &dir.join("prometheus.log"),
+    );
+    prom.wait_for_log("Server is ready to receive web requests", Duration::from_secs(60));
+    let query = |q: &str| -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--get", "--data-urlencode"])
+            .arg(format!("query={q}"))
+            .arg(format!("http://127.0.0.1:{prom_port}/api/v1/query"))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut weight = String::new();
+    for _ in 0..60 {
+        weight = query(r#"rvs_ipvs_backend_weight{remote_address="203.0.113.10"}"#);
+        if weight.contains(r#""3"]"#) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(weight.contains(r#""3"]"#), "Prometheus has the weight: {weight}");
+    // Traffic: net_null ports forward packets all the time, so the port counters grow between scrapes.
+    let mut rate = String::new();
+    for _ in 0..60 {
+        rate = query("sum(rate(rvs_port_received_packets_total[5s])) > 1000");
+        if rate.contains(r#""result":[{"#) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(rate.contains(r#""result":[{"#), "the port counters rise: {rate}");
+    drop(prom);
+    rvsd.signal("-TERM");
+    assert!(rvsd.wait(Duration::from_secs(20)).success());
     let _ = std::fs::remove_dir_all(&dir);
 }

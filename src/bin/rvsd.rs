@@ -60,7 +60,12 @@ fn main() -> ExitCode {
         }
     }
     tracing::info!(version = LONG_VERSION, config = %args.config.display(), "rvsd starting");
-    match rvs_control::run(&cfg, &shutdown) {
+    let build = rvs_control::BuildInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        git_revision: env!("RVS_GIT_REVISION"),
+        dpdk_version: env!("RVS_DPDK_VERSION"),
+    };
+    match rvs_control::run(&cfg, &build, &shutdown) {
         Ok(_) => {
             tracing::info!("rvsd stopped cleanly");
             ExitCode::SUCCESS

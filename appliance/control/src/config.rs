@@ -46,6 +46,27 @@ pub struct RawConfig {
     /// The control socket rvsadm talks to, and the rules loaded at start.
     #[serde(default)]
     pub control: RawControl,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Address:port of the HTTP endpoint serving /metrics; loopback by default. "" disables it.
+    #[serde(default = "default_metrics")]
+    pub listen_address: String,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self { listen_address: default_metrics() }
+    }
+}
+
+fn default_metrics() -> String {
+    "127.0.0.1:9510".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -228,6 +249,8 @@ pub struct Config {
     pub rules_file: Option<std::path::PathBuf>,
     /// The connection-table size listings report (all workers).
     pub table_size: usize,
+    /// Where /metrics is served; `None` = disabled.
+    pub metrics_address: Option<String>,
 }
 
 impl Config {
@@ -326,6 +349,14 @@ impl Config {
             return Err(invalid("forwarding.ports", "the two ports must differ"));
         }
 
+        if !raw.metrics.listen_address.is_empty()
+            && raw.metrics.listen_address.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(invalid(
+                "metrics.listen_address",
+                format!("{:?} is not an address:port", raw.metrics.listen_address),
+            ));
+        }
         if raw.control.socket_path.is_empty() {
             return Err(invalid("control.socket_path", "must not be empty"));
         }
@@ -399,6 +430,7 @@ impl Config {
             socket_group: raw.control.socket_group.clone(),
             rules_file: raw.control.rules_file.clone().map(Into::into),
             table_size: raw.control.connections_per_worker as usize * workers.len(),
+            metrics_address: Some(raw.metrics.listen_address.clone()).filter(|a| !a.is_empty()),
         })
     }
 }

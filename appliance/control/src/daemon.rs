@@ -12,6 +12,15 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::control::{ControlServer, restore};
+use crate::metrics::{MetricsServer, Sources};
+
+/// What rvs_build_info reports.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildInfo {
+    pub version: &'static str,
+    pub git_revision: &'static str,
+    pub dpdk_version: &'static str,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -48,7 +57,7 @@ pub struct Summary {
 }
 
 /// Runs the daemon until `shutdown` becomes true (set by the signal handler).
-pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<Summary, DaemonError> {
+pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Summary, DaemonError> {
     // The IPVS configuration the control socket edits. (The workers' per-shard copies follow it once
     // the IPVS pipeline runs in the data plane.) Rules load before anything starts, all or nothing.
     let mut model = rvs_ipvs::Ipvs::new(16, 16, 0x5eed);
@@ -62,6 +71,15 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<Summary, DaemonError> 
     let control = ControlServer::bind(&cfg.socket_path, cfg.socket_group.as_deref())
         .map_err(|source| DaemonError::Control { path: cfg.socket_path.display().to_string(), source })?;
     info!(socket = %cfg.socket_path.display(), "control socket listening");
+    let metrics = match &cfg.metrics_address {
+        Some(a) => {
+            let m = MetricsServer::bind(a)
+                .map_err(|source| DaemonError::Control { path: format!("metrics {a}"), source })?;
+            info!(address = %m.local_addr().map(|x| x.to_string()).unwrap_or_default(), "metrics listening");
+            Some(m)
+        }
+        None => None,
+    };
     let started = Instant::now();
     let eal = Eal::init(&cfg.eal.to_args()).context(|| "starting the DPDK EAL".into())?;
     let pool =
@@ -124,6 +142,28 @@ pub fn run(cfg: &Config, shutdown: &AtomicBool) -> Result<Summary, DaemonError> 
     while !shutdown.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
         control.poll(&mut model, cfg.table_size, started.elapsed().as_millis() as u64);
+        if let Some(m) = &metrics {
+            m.poll(|| {
+                let port_stats: Vec<(String, PortStats)> = cfg
+                    .ports
+                    .iter()
+                    .zip(&ports)
+                    .map(|(s, p)| (s.name.clone(), p.stats().unwrap_or_default()))
+                    .collect();
+                let worker_stats: Vec<(u32, CounterSnapshot)> =
+                    workers.iter().map(|(h, c)| (h.lcore().0, c.snapshot())).collect();
+                crate::metrics::render(&Sources {
+                    version: build.version,
+                    git_revision: build.git_revision,
+                    dpdk_version: build.dpdk_version,
+                    ports: &port_stats,
+                    workers: &worker_stats,
+                    pool: (pool.name(), pool.in_use(), pool.capacity()),
+                    model: &model,
+                    table_capacity: cfg.table_size,
+                })
+            });
+        }
         if cfg.stats_interval_seconds > 0 && Instant::now() >= next_report {
             next_report += interval;
             report(cfg, &ports, &workers, "stats");

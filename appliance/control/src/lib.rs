@@ -6,6 +6,7 @@
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod metrics;
 
 pub use config::{Config, ConfigError};
-pub use daemon::{DaemonError, Summary, run};
+pub use daemon::{BuildInfo, DaemonError, Summary, run};

@@ -1,0 +1,396 @@
+//! The Prometheus endpoint. Metrics mirror counters the data plane and the IPVS model already keep
+//! (absolute values, read at scrape time), so the exporter never adds work to the packet path.
+//! Naming follows prometheus.io's rules: the `rvs_` prefix, base units, `_total` on counters only,
+//! `_info` for build metadata. IPVS series keep node_exporter's label names (local_address,
+//! local_port, remote_address, remote_port, proto, local_mark) so dashboards port by renaming.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{Encoder, TextEncoder};
+use rvs_dataplane::CounterSnapshot;
+use rvs_dpdk::PortStats;
+use rvs_ipvs::{DropReason, Ipvs, ServiceKey, proto};
+use tracing::warn;
+
+/// What one scrape reports.
+#[derive(Debug)]
+pub struct Sources<'a> {
+    pub version: &'a str,
+    pub git_revision: &'a str,
+    pub dpdk_version: &'a str,
+    pub ports: &'a [(String, PortStats)],
+    pub workers: &'a [(u32, CounterSnapshot)],
+    pub pool: (&'a str, u32, u32),
+    pub model: &'a Ipvs,
+    pub table_capacity: usize,
+}
+
+/// Builds metric families: one per name, each with help, type and labelled samples.
+struct Families(Vec<MetricFamily>);
+
+impl Families {
+    fn family(&mut self, name: &str, help: &str, kind: MetricType) -> &mut MetricFamily {
+        if let Some(i) = self.0.iter().position(|f| f.name() == name) {
+            return &mut self.0[i];
+        }
+        let mut f = MetricFamily::default();
+        f.set_name(name.to_owned());
+        f.set_help(help.to_owned());
+        f.set_field_type(kind);
+        self.0.push(f);
+        let last = self.0.len() - 1;
+        &mut self.0[last]
+    }
+
+    fn sample(&mut self, name: &str, help: &str, kind: MetricType, labels: &[(&str, String)], value: f64) {
+        let mut m = Metric::default();
+        let pairs: Vec<LabelPair> = labels
+            .iter()
+            .map(|(k, v)| {
+                let mut l = LabelPair::default();
+                l.set_name((*k).to_owned());
+                l.set_value(v.clone());
+                l
+            })
+            .collect();
+        m.set_label(pairs.into());
+        match kind {
+            MetricType::COUNTER => {
+                let mut c = Counter::default();
+                c.set_value(value);
+                m.set_counter(c);
+            }
+            _ => {
+                let mut g = Gauge::default();
+                g.set_value(value);
+                m.set_gauge(g);
+            }
+        }
+        self.family(name, help, kind).mut_metric().push(m);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, labels: &[(&str, String)], value: u64) {
+        self.sample(name, help, MetricType::COUNTER, labels, value as f64);
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, String)], value: f64) {
+        self.sample(name, help, MetricType::GAUGE, labels, value);
+    }
+}
+
+/// node_exporter's service labels: proto, local_address, local_port, local_mark.
+fn service_labels(k: &ServiceKey) -> Vec<(&'static str, String)> {
+    match *k {
+        ServiceKey::Addr { protocol, addr, port } => vec![
+            ("local_address", addr.to_string()),
+            ("local_port", port.to_string()),
+            (
+                "proto",
+                match protocol {
+                    proto::TCP => "TCP",
+                    proto::UDP => "UDP",
+                    _ => "SCTP",
+                }
+                .to_owned(),
+            ),
+            ("local_mark", String::new()),
+        ],
+        ServiceKey::Fwmark { mark, .. } => vec![
+            ("local_address", String::new()),
+            ("local_port", "0".into()),
+            ("proto", "FWM".into()),
+            ("local_mark", mark.to_string()),
+        ],
+    }
+}
+
+fn with(mut base: Vec<(&'static str, String)>, addr: IpAddr, port: u16) -> Vec<(&'static str, String)> {
+    base.push(("remote_address", addr.to_string()));
+    base.push(("remote_port", port.to_string()));
+    base
+}
+
+/// The exposition text of one scrape.
+pub fn render(s: &Sources<'_>) -> String {
+    let mut f = Families(Vec::new());
+    f.gauge(
+        "rvs_build_info",
+        "rvs build: version, git revision, DPDK version (value 1).",
+        &[
+            ("version", s.version.into()),
+            ("git_revision", s.git_revision.into()),
+            ("dpdk_version", s.dpdk_version.into()),
+        ],
+        1.0,
+    );
+    for (name, p) in s.ports {
+        let l = [("port", name.clone())];
+        f.counter(
+            "rvs_port_received_packets_total",
+            "Packets received by the port (PMD counter).",
+            &l,
+            p.rx_packets,
+        );
+        f.counter(
+            "rvs_port_transmitted_packets_total",
+            "Packets sent by the port (PMD counter).",
+            &l,
+            p.tx_packets,
+        );
+        f.counter(
+            "rvs_port_received_bytes_total",
+            "Bytes received by the port (PMD counter).",
+            &l,
+            p.rx_bytes,
+        );
+        f.counter(
+            "rvs_port_transmitted_bytes_total",
+            "Bytes sent by the port (PMD counter).",
+            &l,
+            p.tx_bytes,
+        );
+        for (reason, v) in [
+            ("rx_missed", p.rx_missed),
+            ("rx_no_mbuf", p.rx_nombuf),
+            ("rx_error", p.rx_errors),
+            ("tx_error", p.tx_errors),
+        ] {
+            f.counter(
+                "rvs_port_dropped_packets_total",
+                "Packets the port dropped, by reason.",
+                &[("port", name.clone()), ("reason", reason.into())],
+                v,
+            );
+        }
+    }
+    for (lcore, w) in s.workers {
+        let l = [("worker", lcore.to_string())];
+        f.counter("rvs_worker_received_packets_total", "Packets a worker received.", &l, w.rx_packets);
+        f.counter("rvs_worker_transmitted_packets_total", "Packets a worker sent.", &l, w.tx_packets);
+        f.counter(
+            "rvs_worker_dropped_packets_total",
+            "Packets a worker dropped, by reason.",
+            &[("worker", lcore.to_string()), ("reason", "tx_ring_full".into())],
+            w.drop_tx_full,
+        );
+        f.counter(
+            "rvs_worker_busy_cycles_total",
+            "TSC cycles of poll-loop iterations that moved packets; busy ratio = rate(this) / rate(rvs_worker_loop_cycles_total).",
+            &l,
+            w.busy_cycles,
+        );
+        f.counter(
+            "rvs_worker_loop_cycles_total",
+            "TSC cycles of all poll-loop iterations.",
+            &l,
+            w.loop_cycles,
+        );
+    }
+    let (pool, in_use, cap) = s.pool;
+    f.gauge(
+        "rvs_mempool_mbufs_in_use",
+        "Packet buffers out of the pool.",
+        &[("pool", pool.into())],
+        f64::from(in_use),
+    );
+    f.gauge("rvs_mempool_mbufs", "Packet buffers in the pool.", &[("pool", pool.into())], f64::from(cap));
+    let (entries, _) = s.model.occupancy();
+    f.gauge(
+        "rvs_connection_table_entries",
+        "Connections and persistence templates in the tables.",
+        &[],
+        entries as f64,
+    );
+    f.gauge(
+        "rvs_connection_table_capacity",
+        "Connection-table capacity, all workers.",
+        &[],
+        s.table_capacity as f64,
+    );
+
+    let mut total = rvs_ipvs::Stats::default();
+    for (_, cfg, stats, dests) in s.model.services() {
+        total.add(stats);
+        let sl = service_labels(&cfg.key);
+        f.counter(
+            "rvs_ipvs_service_connections_total",
+            "Connections scheduled for the service.",
+            &sl,
+            stats.conns,
+        );
+        f.counter(
+            "rvs_ipvs_service_incoming_packets_total",
+            "Packets client -> service.",
+            &sl,
+            stats.in_pkts,
+        );
+        f.counter(
+            "rvs_ipvs_service_outgoing_packets_total",
+            "Packets service -> client (NAT only).",
+            &sl,
+            stats.out_pkts,
+        );
+        f.counter("rvs_ipvs_service_incoming_bytes_total", "Bytes client -> service.", &sl, stats.in_bytes);
+        f.counter(
+            "rvs_ipvs_service_outgoing_bytes_total",
+            "Bytes service -> client (NAT only).",
+            &sl,
+            stats.out_bytes,
+        );
+        for (_, d) in dests {
+            let bl = with(sl.clone(), d.cfg.addr, d.cfg.port);
+            f.gauge(
+                "rvs_ipvs_backend_connections_active",
+                "Active connections (node_exporter's series).",
+                &bl,
+                f64::from(d.active),
+            );
+            f.gauge(
+                "rvs_ipvs_backend_connections_inactive",
+                "Inactive connections (node_exporter's series).",
+                &bl,
+                f64::from(d.inactive),
+            );
+            f.gauge(
+                "rvs_ipvs_backend_weight",
+                "Weight of the real server; 0 = quiesced.",
+                &bl,
+                f64::from(d.cfg.weight),
+            );
+            f.counter(
+                "rvs_ipvs_backend_connections_total",
+                "Connections scheduled to the real server.",
+                &bl,
+                d.stats.conns,
+            );
+            f.counter(
+                "rvs_ipvs_backend_incoming_packets_total",
+                "Packets client -> real server.",
+                &bl,
+                d.stats.in_pkts,
+            );
+            f.counter(
+                "rvs_ipvs_backend_outgoing_packets_total",
+                "Packets real server -> client (NAT only).",
+                &bl,
+                d.stats.out_pkts,
+            );
+            f.counter(
+                "rvs_ipvs_backend_incoming_bytes_total",
+                "Bytes client -> real server.",
+                &bl,
+                d.stats.in_bytes,
+            );
+            f.counter(
+                "rvs_ipvs_backend_outgoing_bytes_total",
+                "Bytes real server -> client (NAT only).",
+                &bl,
+                d.stats.out_bytes,
+            );
+        }
+    }
+    f.counter(
+        "rvs_ipvs_connections_total",
+        "Connections scheduled, all services (node_exporter's series).",
+        &[],
+        total.conns,
+    );
+    f.counter("rvs_ipvs_incoming_packets_total", "Packets in, all services.", &[], total.in_pkts);
+    f.counter("rvs_ipvs_outgoing_packets_total", "Packets out, all services.", &[], total.out_pkts);
+    f.counter("rvs_ipvs_incoming_bytes_total", "Bytes in, all services.", &[], total.in_bytes);
+    f.counter("rvs_ipvs_outgoing_bytes_total", "Bytes out, all services.", &[], total.out_bytes);
+    let d = s.model.drops;
+    for (reason, v) in [
+        (DropReason::NoDestination, d.no_destination),
+        (DropReason::TableFull, d.table_full),
+        (DropReason::DestUnavailable, d.dest_unavailable),
+        (DropReason::NotSyn, d.not_syn),
+    ] {
+        let r = match reason {
+            DropReason::NoDestination => "no_destination",
+            DropReason::TableFull => "table_full",
+            DropReason::DestUnavailable => "destination_unavailable",
+            DropReason::NotSyn => "not_syn",
+        };
+        f.counter(
+            "rvs_ipvs_dropped_packets_total",
+            "Packets for a service that IPVS dropped, by reason.",
+            &[("reason", r.into())],
+            v,
+        );
+    }
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&f.0, &mut out) {
+        warn!(error = %e, "encoding metrics");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A minimal HTTP endpoint for GET /metrics, polled from the management loop.
+#[derive(Debug)]
+pub struct MetricsServer {
+    listener: TcpListener,
+}
+
+impl MetricsServer {
+    pub fn bind(addr: &str) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(Self { listener })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Answers every waiting scrape with `body()`.
+    pub fn poll(&self, body: impl Fn() -> String) {
+        loop {
+            match self.listener.accept() {
+                Ok((s, _)) => {
+                    if let Err(e) = answer(s, &body) {
+                        warn!(error = %e, "metrics request");
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    warn!(error = %e, "metrics accept");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn answer(s: TcpStream, body: impl Fn() -> String) -> io::Result<()> {
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(s.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    // Drain the headers (bounded) so the client sees a clean close.
+    let mut header = String::new();
+    for _ in 0..100 {
+        header.clear();
+        if reader.read_line(&mut header)? == 0 || header == "\r\n" || header == "\n" {
+            break;
+        }
+    }
+    let mut s = s;
+    let path = line.split_whitespace().nth(1).unwrap_or("");
+    if line.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
+        let b = body();
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+            b.len()
+        )
+    } else {
+        let b = "rvsd serves /metrics\n";
+        write!(s, "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len())
+    }
+}
