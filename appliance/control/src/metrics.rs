@@ -56,7 +56,7 @@ impl Families {
                 l
             })
             .collect();
-        m.set_label(pairs.into());
+        m.set_label(pairs);
         match kind {
             MetricType::COUNTER => {
                 let mut c = Counter::default();
