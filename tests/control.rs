@@ -315,6 +315,28 @@ fn prometheus_scrapes_rvsd_and_promtool_accepts_the_exposition() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(rate.contains(r#""result":[{"#), "the port counters rise: {rate}");
+
+    // Every query of the Grafana dashboard returns data from this Prometheus.
+    let dashboard = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/grafana/rvs-dashboard.json");
+    let exprs = Command::new("python3")
+        .args(["-c", "import json,sys; [print(t['expr']) for p in json.load(open(sys.argv[1]))['panels'] for t in p['targets']]"])
+        .arg(dashboard)
+        .output()
+        .expect("python3");
+    let exprs = String::from_utf8_lossy(&exprs.stdout).into_owned();
+    assert!(exprs.lines().count() >= 13, "{exprs}");
+    for e in exprs.lines() {
+        let r = query(e);
+        assert!(
+            r.contains(r#""status":"success""#) && r.contains(r#""result":[{"#),
+            "panel query {e} returned no data: {r}"
+        );
+    }
+    let rules = Command::new("promtool")
+        .args(["check", "rules", concat!(env!("CARGO_MANIFEST_DIR"), "/conf/prometheus/rvs-alerts.yml")])
+        .output()
+        .expect("promtool");
+    assert!(rules.status.success(), "{rules:?}");
     drop(prom);
     rvsd.signal("-TERM");
     assert!(rvsd.wait(Duration::from_secs(20)).success());
