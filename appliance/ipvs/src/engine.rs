@@ -117,6 +117,8 @@ struct ServiceEntry {
     stats: Stats,
     /// Deleted, but destinations still refer to it.
     removed: bool,
+    /// Destinations in the arena (live or trashed) that belong to this service.
+    arena_refs: u32,
 }
 
 fn fwd_code(f: Fwd) -> u8 {
@@ -136,6 +138,12 @@ pub struct Ipvs {
     dests: Vec<Option<Dest>>,
     /// Connections and templates bound to each destination (its reference count).
     dest_refs: Vec<u32>,
+    /// Free slots of `services` and `dests`, so configuration changes stay O(1) at any scale.
+    free_services: Vec<u32>,
+    free_dests: Vec<u32>,
+    /// Removed destinations kept for their connections, by (service, address, port): re-adding one
+    /// brings it back (IPVS's trash).
+    trash: HashMap<(ServiceId, IpAddr, u16), DestId>,
     v4: ConnTable<[u8; 4]>,
     v6: ConnTable<[u8; 16]>,
     pub timeouts: Timeouts,
@@ -167,6 +175,9 @@ impl Ipvs {
             by_key: HashMap::new(),
             dests: Vec::new(),
             dest_refs: Vec::new(),
+            free_services: Vec::new(),
+            free_dests: Vec::new(),
+            trash: HashMap::new(),
             v4: ConnTable::new(capacity, seed),
             v6: ConnTable::new(capacity_v6, seed.rotate_left(17)),
             timeouts: Timeouts::default(),
@@ -191,11 +202,14 @@ impl Ipvs {
             dests: Vec::new(),
             stats: Stats::default(),
             removed: false,
+            arena_refs: 0,
         };
-        let id = match self.services.iter().position(Option::is_none) {
+        let id = match self.free_services.pop() {
             Some(i) => {
-                self.services[i] = Some(entry);
-                ServiceId(i as u32)
+                if let Some(slot) = self.services.get_mut(i as usize) {
+                    *slot = Some(entry);
+                }
+                ServiceId(i)
             }
             None => {
                 self.services.push(Some(entry));
@@ -261,29 +275,31 @@ impl Ipvs {
             return Err(Error::DestExists);
         }
         // A removed destination with the same address comes back from the trash, connections and all.
-        let trashed = self.dests.iter().position(|d| {
-            d.as_ref().is_some_and(|x| {
-                x.removed && x.service == id && x.cfg.addr == cfg.addr && x.cfg.port == cfg.port
-            })
-        });
-        let did = match trashed {
-            Some(i) => {
-                if let Some(Some(d)) = self.dests.get_mut(i) {
+        let did = match self.trash.remove(&(id, cfg.addr, cfg.port)) {
+            Some(did) => {
+                if let Some(d) = self.dest_mut(did) {
                     d.removed = false;
                     d.cfg = cfg;
                     if cfg.weight > 0 {
                         d.last_weight = cfg.weight;
                     }
                 }
-                DestId(i as u32)
+                did
             }
             None => {
                 let d = Dest::new(cfg, id);
-                match self.dests.iter().position(Option::is_none) {
+                if let Some(s) = self.svc_mut(id) {
+                    s.arena_refs += 1;
+                }
+                match self.free_dests.pop() {
                     Some(i) => {
-                        self.dests[i] = Some(d);
-                        self.dest_refs[i] = 0;
-                        DestId(i as u32)
+                        if let (Some(slot), Some(r)) =
+                            (self.dests.get_mut(i as usize), self.dest_refs.get_mut(i as usize))
+                        {
+                            *slot = Some(d);
+                            *r = 0;
+                        }
+                        DestId(i)
                     }
                     None => {
                         self.dests.push(Some(d));
@@ -372,6 +388,8 @@ impl Ipvs {
         }
         if let Some(d) = self.dest_mut(did) {
             d.removed = true;
+            let key = (id, d.cfg.addr, d.cfg.port);
+            self.trash.insert(key, did);
         }
         self.resched(id);
         self.gc_dest(did);
@@ -383,19 +401,25 @@ impl Ipvs {
         let free = self.dests.get(i).and_then(Option::as_ref).is_some_and(|d| d.removed)
             && self.dest_refs.get(i).copied().unwrap_or(0) == 0;
         if free {
-            let svc = self.dests.get(i).and_then(Option::as_ref).map(|d| d.service);
-            self.dests[i] = None;
-            if let Some(s) = svc {
-                self.gc_service(s);
+            let Some(d) = self.dests.get_mut(i).and_then(Option::take) else { return };
+            self.trash.remove(&(d.service, d.cfg.addr, d.cfg.port));
+            self.free_dests.push(did.0);
+            if let Some(s) = self.svc_mut(d.service) {
+                s.arena_refs = s.arena_refs.saturating_sub(1);
             }
+            self.gc_service(d.service);
         }
     }
 
     fn gc_service(&mut self, id: ServiceId) {
         let i = id.0 as usize;
-        let in_use = self.dests.iter().flatten().any(|d| d.service == id);
-        if !in_use && self.services.get(i).and_then(Option::as_ref).is_some_and(|s| s.removed) {
-            self.services[i] = None;
+        let done =
+            self.services.get(i).and_then(Option::as_ref).is_some_and(|s| s.removed && s.arena_refs == 0);
+        if done {
+            if let Some(slot) = self.services.get_mut(i) {
+                *slot = None;
+            }
+            self.free_services.push(id.0);
         }
     }
 
