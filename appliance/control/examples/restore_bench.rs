@@ -32,9 +32,15 @@ fn main() {
     .expect("list");
     let list = t.elapsed();
     let t = Instant::now();
-    let saved =
-        execute(&mut m, &Request { args: vec!["rvsadm".into(), "-Sn".into()], stdin: vec![] }, 4096, 0)
-            .stdout;
+    let rates = rvs_control::rates::Estimator::default();
+    let saved = execute(
+        &mut m,
+        &rates,
+        &Request { args: vec!["rvsadm".into(), "-Sn".into()], stdin: vec![] },
+        4096,
+        0,
+    )
+    .stdout;
     let save = t.elapsed();
     assert_eq!(saved.lines().count(), services * (servers + 1));
     println!(

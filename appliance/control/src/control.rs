@@ -12,6 +12,8 @@ use rvs_adm::listing::{self, Snapshot};
 use rvs_adm::protocol::{FrameError, Request, Response};
 use rvs_adm::{Command, parse, parse_rules};
 use rvs_ipvs::{Error as IpvsError, Ipvs, Time};
+
+use crate::rates::Estimator;
 use tracing::{info, warn};
 
 /// The listening socket, removed on drop.
@@ -58,11 +60,11 @@ impl ControlServer {
     }
 
     /// Serves every request waiting, one at a time (called from the management loop).
-    pub fn poll(&self, model: &mut Ipvs, table_size: usize, now: Time) {
+    pub fn poll(&self, model: &mut Ipvs, rates: &Estimator, table_size: usize, now: Time) {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    if let Err(e) = serve(stream, model, table_size, now) {
+                    if let Err(e) = serve(stream, model, rates, table_size, now) {
                         warn!(error = %e, "control connection");
                     }
                 }
@@ -82,12 +84,18 @@ impl Drop for ControlServer {
     }
 }
 
-fn serve(mut stream: UnixStream, model: &mut Ipvs, table_size: usize, now: Time) -> io::Result<()> {
+fn serve(
+    mut stream: UnixStream,
+    model: &mut Ipvs,
+    rates: &Estimator,
+    table_size: usize,
+    now: Time,
+) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let resp = match Request::read_from(&mut stream) {
-        Ok(req) => execute(model, &req, table_size, now),
+        Ok(req) => execute(model, rates, &req, table_size, now),
         // An rvsadm of another version gets an answer it can at least print.
         Err(e @ FrameError::Version(_)) => Response::error(2, format!("rvsd: {e}")),
         Err(e) => Response::error(2, format!("rvsd: bad request: {e}")),
@@ -181,7 +189,7 @@ Usage:
 }
 
 /// One request, start to finish.
-pub fn execute(model: &mut Ipvs, req: &Request, table_size: usize, now: Time) -> Response {
+pub fn execute(model: &mut Ipvs, rates: &Estimator, req: &Request, table_size: usize, now: Time) -> Response {
     let prog = req
         .args
         .first()
@@ -198,7 +206,11 @@ pub fn execute(model: &mut Ipvs, req: &Request, table_size: usize, now: Time) ->
             return Response::error(e.status, msg);
         }
     };
-    let snapshot = |m: &Ipvs| Snapshot { table_size, ..Snapshot::from_ipvs(m, now) };
+    let snapshot = |m: &Ipvs| {
+        let mut s = Snapshot { table_size, ..Snapshot::from_ipvs(m, now) };
+        rates.fill(&mut s);
+        s
+    };
     match cmd {
         Command::List(o) => match listing::list(&snapshot(model), &o) {
             Some(text) => Response::ok(text),
@@ -234,7 +246,7 @@ mod tests {
     fn run(m: &mut Ipvs, line: &str) -> Response {
         let mut args = vec!["/usr/sbin/rvsadm".to_owned()];
         args.extend(line.split_whitespace().map(str::to_owned));
-        execute(m, &Request { args, stdin: vec![] }, 4096, 0)
+        execute(m, &Estimator::default(), &Request { args, stdin: vec![] }, 4096, 0)
     }
 
     #[test]
@@ -270,6 +282,7 @@ mod tests {
         let bad = "-A -t 192.0.2.81:80\n-a -t 192.0.2.81:80 -r 203.0.113.1\n-A -t 192.0.2.80:80\n";
         let e = execute(
             &mut m,
+            &Estimator::default(),
             &Request { args: vec!["rvsadm".into(), "-R".into()], stdin: bad.as_bytes().to_vec() },
             1,
             0,
@@ -282,6 +295,7 @@ mod tests {
         let good = "-A -t 192.0.2.81:80\n-a -t 192.0.2.81:80 -r 203.0.113.1\n";
         let ok = execute(
             &mut m,
+            &Estimator::default(),
             &Request { args: vec!["rvsadm".into(), "-R".into()], stdin: good.as_bytes().to_vec() },
             1,
             0,

@@ -81,6 +81,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
         None => None,
     };
     let started = Instant::now();
+    let mut rates = crate::rates::Estimator::default();
     let eal = Eal::init(&cfg.eal.to_args()).context(|| "starting the DPDK EAL".into())?;
     let pool =
         Mempool::new(&cfg.mempool).context(|| format!("creating mempool of {} mbufs", cfg.mempool.mbufs))?;
@@ -141,7 +142,9 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
     let mut next_report = Instant::now() + interval;
     while !shutdown.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
-        control.poll(&mut model, cfg.table_size, started.elapsed().as_millis() as u64);
+        let now_ms = started.elapsed().as_millis() as u64;
+        rates.tick(&model, now_ms);
+        control.poll(&mut model, &rates, cfg.table_size, now_ms);
         if let Some(m) = &metrics {
             m.poll(|| {
                 let port_stats: Vec<(String, PortStats)> = cfg

@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod metrics;
+pub mod rates;
 
 pub use config::{Config, ConfigError};
 pub use daemon::{BuildInfo, DaemonError, Summary, run};
