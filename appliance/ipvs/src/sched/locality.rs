@@ -31,6 +31,41 @@ fn wlc(ctx: &SchedCtx<'_>) -> Option<DestId> {
     super::simple::weighted_least_connection(ctx)
 }
 
+/// What the expiry of both caches needs of an entry.
+trait LastUse {
+    fn lastuse(&self) -> Time;
+}
+
+/// The periodic check of both caches (ip_vs_lblc_check_expire, ip_vs_lblc_full_check and their lblcr
+/// twins): every minute; every 30th time, entries unused for the expiration time go; and whenever
+/// the table is over its size, idle entries go early, up to 4/3 of the excess.
+fn expire_cache<V: LastUse>(
+    table: &mut HashMap<IpAddr, V>,
+    now: Time,
+    next_check: &mut Time,
+    checks: &mut u32,
+) {
+    if now < *next_check {
+        return;
+    }
+    *next_check = now + CHECK_INTERVAL_MS;
+    *checks += 1;
+    if *checks % FULL_EVERY == 0 {
+        table.retain(|_, e| now.saturating_sub(e.lastuse()) < EXPIRATION_MS);
+    }
+    if table.len() > MAX_ENTRIES {
+        let mut goal = (table.len() - MAX_ENTRIES) * 4 / 3;
+        table.retain(|_, e| {
+            if goal > 0 && now.saturating_sub(e.lastuse()) >= ENTRY_TIMEOUT_MS {
+                goal -= 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
 #[derive(Debug, Clone)]
 struct LblcEntry {
     dest: DestId,
@@ -68,31 +103,18 @@ impl Lblc {
         Some(dest)
     }
 
-    /// ip_vs_lblc_check_expire + ip_vs_lblc_full_check.
     pub(super) fn expire(&mut self, now: Time) {
-        if now < self.next_check {
-            return;
-        }
-        self.next_check = now + CHECK_INTERVAL_MS;
-        self.checks += 1;
-        if self.checks % FULL_EVERY == 0 {
-            self.table.retain(|_, e| now.saturating_sub(e.lastuse) < EXPIRATION_MS);
-        }
-        if self.table.len() > MAX_ENTRIES {
-            let mut goal = (self.table.len() - MAX_ENTRIES) * 4 / 3;
-            self.table.retain(|_, e| {
-                if goal > 0 && now.saturating_sub(e.lastuse) >= ENTRY_TIMEOUT_MS {
-                    goal -= 1;
-                    false
-                } else {
-                    true
-                }
-            });
-        }
+        expire_cache(&mut self.table, now, &mut self.next_check, &mut self.checks);
     }
 
     pub fn entries(&self) -> usize {
         self.table.len()
+    }
+}
+
+impl LastUse for LblcEntry {
+    fn lastuse(&self) -> Time {
+        self.lastuse
     }
 }
 
@@ -111,6 +133,12 @@ pub struct Lblcr {
     table: HashMap<IpAddr, LblcrEntry>,
     next_check: Time,
     checks: u32,
+}
+
+impl LastUse for LblcrEntry {
+    fn lastuse(&self) -> Time {
+        self.lastuse
+    }
 }
 
 /// ip_vs_dest_set_min: least overhead per weight among available members.
@@ -184,25 +212,7 @@ impl Lblcr {
     }
 
     pub(super) fn expire(&mut self, now: Time) {
-        if now < self.next_check {
-            return;
-        }
-        self.next_check = now + CHECK_INTERVAL_MS;
-        self.checks += 1;
-        if self.checks % FULL_EVERY == 0 {
-            self.table.retain(|_, e| now.saturating_sub(e.lastuse) < EXPIRATION_MS);
-        }
-        if self.table.len() > MAX_ENTRIES {
-            let mut goal = (self.table.len() - MAX_ENTRIES) * 4 / 3;
-            self.table.retain(|_, e| {
-                if goal > 0 && now.saturating_sub(e.lastuse) >= ENTRY_TIMEOUT_MS {
-                    goal -= 1;
-                    false
-                } else {
-                    true
-                }
-            });
-        }
+        expire_cache(&mut self.table, now, &mut self.next_check, &mut self.checks);
     }
 
     /// The server set kept for `addr`, for inspection.
