@@ -302,24 +302,12 @@ pub fn render(s: &Sources<'_>) -> String {
     f.counter("rvs_ipvs_outgoing_packets_total", "Packets out, all services.", &[], total.out_pkts);
     f.counter("rvs_ipvs_incoming_bytes_total", "Bytes in, all services.", &[], total.in_bytes);
     f.counter("rvs_ipvs_outgoing_bytes_total", "Bytes out, all services.", &[], total.out_bytes);
-    let d = s.model.drops;
-    for (reason, v) in [
-        (DropReason::NoDestination, d.no_destination),
-        (DropReason::TableFull, d.table_full),
-        (DropReason::DestUnavailable, d.dest_unavailable),
-        (DropReason::NotSyn, d.not_syn),
-    ] {
-        let r = match reason {
-            DropReason::NoDestination => "no_destination",
-            DropReason::TableFull => "table_full",
-            DropReason::DestUnavailable => "destination_unavailable",
-            DropReason::NotSyn => "not_syn",
-        };
+    for r in DropReason::ALL {
         f.counter(
             "rvs_ipvs_dropped_packets_total",
             "Packets for a service that IPVS dropped, by reason.",
-            &[("reason", r.into())],
-            v,
+            &[("reason", r.name().into())],
+            s.model.drops.get(r),
         );
     }
     let mut out = Vec::new();

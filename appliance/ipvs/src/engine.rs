@@ -69,6 +69,21 @@ pub enum DropReason {
     NotSyn,
 }
 
+impl DropReason {
+    pub const ALL: [DropReason; 4] =
+        [Self::NoDestination, Self::TableFull, Self::DestUnavailable, Self::NotSyn];
+
+    /// The `reason` label of the exported counter.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NoDestination => "no_destination",
+            Self::TableFull => "table_full",
+            Self::DestUnavailable => "destination_unavailable",
+            Self::NotSyn => "not_syn",
+        }
+    }
+}
+
 /// Drops per reason, for the exported counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DropCounters {
@@ -76,6 +91,27 @@ pub struct DropCounters {
     pub table_full: u64,
     pub dest_unavailable: u64,
     pub not_syn: u64,
+}
+
+impl DropCounters {
+    pub fn get(&self, r: DropReason) -> u64 {
+        match r {
+            DropReason::NoDestination => self.no_destination,
+            DropReason::TableFull => self.table_full,
+            DropReason::DestUnavailable => self.dest_unavailable,
+            DropReason::NotSyn => self.not_syn,
+        }
+    }
+
+    fn count(&mut self, r: DropReason) {
+        let c = match r {
+            DropReason::NoDestination => &mut self.no_destination,
+            DropReason::TableFull => &mut self.table_full,
+            DropReason::DestUnavailable => &mut self.dest_unavailable,
+            DropReason::NotSyn => &mut self.not_syn,
+        };
+        *c += 1;
+    }
 }
 
 /// Where a client packet goes.
@@ -549,8 +585,7 @@ impl Ipvs {
                 self.end_connection(v6, i);
                 return None;
             }
-            self.drops.dest_unavailable += 1;
-            return Some(InVerdict::Drop(DropReason::DestUnavailable));
+            return Some(self.drop(DropReason::DestUnavailable));
         }
         if p.protocol == proto::TCP
             && self.sysctl.conn_reuse_mode != 0
@@ -615,15 +650,13 @@ impl Ipvs {
     fn transition(&mut self, v6: bool, i: u32, c: &ConnInfo, p: &PacketMeta, dir: Direction, now: Time) {
         let mut flags = c.flags;
         let timeout = if c.proto == proto::TCP {
+            // A reply clears NOOUTPUT; until then client packets use the INPUT-ONLY table.
             let dir = match dir {
                 Direction::Output => {
                     flags &= !flag::NOOUTPUT;
                     Direction::Output
                 }
-                d if flags & flag::NOOUTPUT != 0 => {
-                    let _ = d;
-                    Direction::InputOnly
-                }
+                _ if flags & flag::NOOUTPUT != 0 => Direction::InputOnly,
                 d => d,
             };
             let old = TcpState::from_u8(c.state);
@@ -660,8 +693,7 @@ impl Ipvs {
             && !self.sysctl.sloppy_tcp
             && !(p.tcp_flags & tcp_flags::SYN != 0 && p.tcp_flags & tcp_flags::RST == 0)
         {
-            self.drops.not_syn += 1;
-            return InVerdict::Drop(DropReason::NotSyn);
+            return self.drop(DropReason::NotSyn);
         }
         let Some(svc) = self.svc(sid) else { return InVerdict::NotOurs };
         let (cfg, v6) = (svc.cfg.clone(), p.src.is_ipv6());
@@ -731,12 +763,7 @@ impl Ipvs {
     }
 
     fn drop(&mut self, r: DropReason) -> InVerdict {
-        match r {
-            DropReason::NoDestination => self.drops.no_destination += 1,
-            DropReason::TableFull => self.drops.table_full += 1,
-            DropReason::DestUnavailable => self.drops.dest_unavailable += 1,
-            DropReason::NotSyn => self.drops.not_syn += 1,
-        }
+        self.drops.count(r);
         InVerdict::Drop(r)
     }
 

@@ -1,6 +1,6 @@
 //! IPVS semantics through the engine's packet API, with simulated time.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use rvs_ipvs::state::tcp_flags::{ACK, FIN, RST, SYN};
 use rvs_ipvs::{
@@ -427,7 +427,6 @@ fn ipv6_services_work_the_same() {
     let r = pkt(proto::TCP, "2001:db8:2::10", 8080, "2001:db8:1::7", 40000, SYN | ACK);
     assert!(matches!(v.out_packet(&r, 1), OutVerdict::Reply { vport: 80, .. }));
     assert_eq!(v.occupancy(), (1, 110));
-    let _ = Ipv4Addr::LOCALHOST;
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use crate::buffer::PacketBuffer;
 use crate::checksum;
-use crate::ethernet::{self, EthernetFrame};
+use crate::ethernet::EthernetFrame;
 use crate::icmpv4::{self, Icmpv4Packet};
 use crate::icmpv6::{self, Icmpv6Packet};
 use crate::ip_proto;
@@ -77,6 +77,5 @@ pub fn echo_reply_v6<B: PacketBuffer + ?Sized>(buf: &mut B) -> Result<()> {
     ip.set_src(&d);
     ip.set_dst(&s);
     ip.set_hop_limit(REPLY_TTL);
-    let _ = ethernet::HEADER_LEN;
     swap_macs(f)
 }
