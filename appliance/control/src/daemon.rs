@@ -147,12 +147,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
         control.poll(&mut model, &rates, cfg.table_size, now_ms);
         if let Some(m) = &metrics {
             m.poll(|| {
-                let port_stats: Vec<(String, PortStats)> = cfg
-                    .ports
-                    .iter()
-                    .zip(&ports)
-                    .map(|(s, p)| (s.name.clone(), p.stats().unwrap_or_default()))
-                    .collect();
+                let port_stats = port_totals(cfg, &ports);
                 let worker_stats: Vec<(u32, CounterSnapshot)> =
                     workers.iter().map(|(h, c)| (h.lcore().0, c.snapshot())).collect();
                 crate::metrics::render(&Sources {
@@ -183,9 +178,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
         }
         summary.workers.push((lcore, counters.snapshot()));
     }
-    for (spec, port) in cfg.ports.iter().zip(&ports) {
-        summary.ports.push((spec.name.clone(), port.stats().unwrap_or_default()));
-    }
+    summary.ports = port_totals(cfg, &ports);
     log_summary(&summary);
     // Ports are stopped and closed by drop; close releases the mbufs parked in RX rings.
     for port in ports {
@@ -207,6 +200,11 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
         return Err(DaemonError::MbufLeak { in_use: summary.mbufs_in_use, capacity: summary.mbufs_capacity });
     }
     Ok(summary)
+}
+
+/// Each port's PMD counters under its configured name (zeros if the PMD cannot say).
+fn port_totals(cfg: &Config, ports: &[Port<Started>]) -> Vec<(String, PortStats)> {
+    cfg.ports.iter().zip(ports).map(|(s, p)| (s.name.clone(), p.stats().unwrap_or_default())).collect()
 }
 
 fn stop_port(port: Port<Started>) {

@@ -44,17 +44,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// buffer (which may be longer: Ethernet pads short frames).
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Self { buffer };
-        let len = p.buffer.as_ref().len();
-        if len < MIN_HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        if p.version() != 4 {
-            return Err(Error::Malformed("IPv4 version"));
-        }
-        let hl = p.header_len();
-        if hl < MIN_HEADER_LEN {
-            return Err(Error::Malformed("IPv4 header length below 20"));
-        }
+        let (len, hl) = p.check_start()?;
         let total = usize::from(p.total_len());
         if total < hl {
             return Err(Error::Malformed("IPv4 total length below header length"));
@@ -69,21 +59,28 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// quotes, whose total length covers bytes the error does not carry.
     pub fn new_checked_header(buffer: T) -> Result<Self> {
         let p = Self { buffer };
-        let len = p.buffer.as_ref().len();
-        if len < MIN_HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        if p.version() != 4 {
-            return Err(Error::Malformed("IPv4 version"));
-        }
-        let hl = p.header_len();
-        if hl < MIN_HEADER_LEN {
-            return Err(Error::Malformed("IPv4 header length below 20"));
-        }
+        let (len, hl) = p.check_start()?;
         if hl > len {
             return Err(Error::Truncated);
         }
         Ok(p)
+    }
+
+    /// The checks both constructors begin with: 20 bytes present, version 4, IHL >= 5. Returns the
+    /// buffer and header lengths; what each constructor checks next differs (and so does its order).
+    fn check_start(&self) -> Result<(usize, usize)> {
+        let len = self.buffer.as_ref().len();
+        if len < MIN_HEADER_LEN {
+            return Err(Error::Truncated);
+        }
+        if self.version() != 4 {
+            return Err(Error::Malformed("IPv4 version"));
+        }
+        let hl = self.header_len();
+        if hl < MIN_HEADER_LEN {
+            return Err(Error::Malformed("IPv4 header length below 20"));
+        }
+        Ok((len, hl))
     }
 
     pub fn into_inner(self) -> T {
