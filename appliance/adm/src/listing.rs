@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use rvs_ipvs::{DestConfig, Fwd, Ipvs, ServiceConfig, ServiceKey, Stats, TcpState, Time, proto};
+use rvs_ipvs::{DestConfig, Fwd, Ipvs, ServiceConfig, ServiceKey, ShardReport, Stats, TcpState, Time, proto};
 
 use crate::grammar::{ListFormat, ListOptions};
 
@@ -118,25 +118,52 @@ impl Snapshot {
                     .collect(),
             })
             .collect();
-        let conns = v
-            .connections()
-            .map(|c| ConnView {
-                proto: c.proto,
-                caddr: c.caddr,
-                cport: c.cport,
-                vaddr: c.vaddr,
-                vport: c.vport,
-                daddr: c.raddr,
-                dport: c.rport,
-                state: if c.proto == proto::TCP || c.is_template() {
-                    TcpState::from_u8(c.state).name()
-                } else {
-                    "UDP"
-                },
-                expires_seconds: c.expires.saturating_sub(now) / 1000,
-            })
-            .collect();
+        let conns = v.connections().map(|c| conn_view(&c, now)).collect();
         Self { table_size: v.occupancy().1, services, timeouts: v.timeouts.listed(), conns }
+    }
+}
+
+impl Snapshot {
+    /// The director's state: the configuration of `model` (the management core's copy) with the
+    /// counters and connections of every worker's shard summed in. Services or servers a shard does
+    /// not know yet (a change still on its way) count zero there.
+    pub fn from_reports(model: &Ipvs, reports: &[ShardReport]) -> Self {
+        let mut snap = Self::from_ipvs(model, 0);
+        snap.conns.clear();
+        snap.table_size = 0;
+        for r in reports {
+            snap.table_size += r.capacity;
+            for sr in &r.services {
+                let Some(sv) = snap.services.iter_mut().find(|s| s.cfg.key == sr.key) else { continue };
+                sv.stats.add(&sr.stats);
+                for dr in &sr.dests {
+                    if let Some(d) =
+                        sv.dests.iter_mut().find(|d| d.cfg.addr == dr.addr && d.cfg.port == dr.port)
+                    {
+                        d.active += dr.active;
+                        d.inactive += dr.inactive;
+                        d.persistent += dr.persistent;
+                        d.stats.add(&dr.stats);
+                    }
+                }
+            }
+            snap.conns.extend(r.conns.iter().map(|c| conn_view(c, r.now)));
+        }
+        snap
+    }
+}
+
+fn conn_view(c: &rvs_ipvs::ConnInfo, now: Time) -> ConnView {
+    ConnView {
+        proto: c.proto,
+        caddr: c.caddr,
+        cport: c.cport,
+        vaddr: c.vaddr,
+        vport: c.vport,
+        daddr: c.raddr,
+        dport: c.rport,
+        state: if c.proto == proto::TCP || c.is_template() { TcpState::from_u8(c.state).name() } else { "UDP" },
+        expires_seconds: c.expires.saturating_sub(now) / 1000,
     }
 }
 

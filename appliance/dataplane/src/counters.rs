@@ -1,5 +1,114 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rvs_ipvs::DropReason;
+
+/// Why a worker dropped a packet: every drop is counted under one of these (exported as the
+/// `reason` label of `rvs_worker_dropped_packets_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drop {
+    /// Truncated, or a header field the protocol forbids.
+    Malformed,
+    /// Valid but not handled (IPv6, VLAN tags, other EtherTypes, ICMP other than echo to a VIP).
+    Unsupported,
+    /// Unicast for another host of the segment (the port is promiscuous).
+    NotOurMac,
+    /// An ARP packet not asking for one of our addresses (learned from, then dropped).
+    ArpNotOurs,
+    /// For the director's own address, not echo: there is no exception path to a kernel yet.
+    ToDirector,
+    /// Not to a VIP, not a reply of a NAT connection: the director does not route other traffic.
+    NoService,
+    /// An IP fragment for a VIP (IPVS does not reassemble; neither does rvs).
+    Fragment,
+    NoRoute,
+    /// The next hop did not answer ARP (or the neighbour table is full).
+    NoNeighbour,
+    /// TTL would reach zero (an ICMP time exceeded answers it).
+    TtlExceeded,
+    /// Too big for the egress MTU with DF set (an ICMP fragmentation needed answers it).
+    FragNeeded,
+    /// Too big for the egress MTU without DF (rvs does not fragment).
+    TooBig,
+    /// A rewrite could not be done (no headroom for an outer header).
+    RewriteFailed,
+    /// No mbuf for a packet the director originates (ARP, ICMP error).
+    NoMbuf,
+    /// The TX ring was full.
+    TxRingFull,
+    /// IPVS refused it.
+    Ipvs(DropReason),
+}
+
+impl Drop {
+    pub const COUNT: usize = 15 + DropReason::ALL.len();
+
+    pub const ALL: [Drop; Self::COUNT] = [
+        Drop::Malformed,
+        Drop::Unsupported,
+        Drop::NotOurMac,
+        Drop::ArpNotOurs,
+        Drop::ToDirector,
+        Drop::NoService,
+        Drop::Fragment,
+        Drop::NoRoute,
+        Drop::NoNeighbour,
+        Drop::TtlExceeded,
+        Drop::FragNeeded,
+        Drop::TooBig,
+        Drop::RewriteFailed,
+        Drop::NoMbuf,
+        Drop::TxRingFull,
+        Drop::Ipvs(DropReason::ALL[0]),
+        Drop::Ipvs(DropReason::ALL[1]),
+        Drop::Ipvs(DropReason::ALL[2]),
+        Drop::Ipvs(DropReason::ALL[3]),
+    ];
+
+    #[inline]
+    pub fn index(self) -> usize {
+        match self {
+            Drop::Malformed => 0,
+            Drop::Unsupported => 1,
+            Drop::NotOurMac => 2,
+            Drop::ArpNotOurs => 3,
+            Drop::ToDirector => 4,
+            Drop::NoService => 5,
+            Drop::Fragment => 6,
+            Drop::NoRoute => 7,
+            Drop::NoNeighbour => 8,
+            Drop::TtlExceeded => 9,
+            Drop::FragNeeded => 10,
+            Drop::TooBig => 11,
+            Drop::RewriteFailed => 12,
+            Drop::NoMbuf => 13,
+            Drop::TxRingFull => 14,
+            Drop::Ipvs(r) => 15 + DropReason::ALL.iter().position(|x| *x == r).unwrap_or(0),
+        }
+    }
+
+    /// The `reason` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Drop::Malformed => "malformed",
+            Drop::Unsupported => "unsupported",
+            Drop::NotOurMac => "not_our_mac",
+            Drop::ArpNotOurs => "arp_not_ours",
+            Drop::ToDirector => "to_director",
+            Drop::NoService => "no_service",
+            Drop::Fragment => "fragment",
+            Drop::NoRoute => "no_route",
+            Drop::NoNeighbour => "no_neighbour",
+            Drop::TtlExceeded => "ttl_exceeded",
+            Drop::FragNeeded => "frag_needed",
+            Drop::TooBig => "too_big",
+            Drop::RewriteFailed => "rewrite_failed",
+            Drop::NoMbuf => "no_mbuf",
+            Drop::TxRingFull => "tx_ring_full",
+            Drop::Ipvs(r) => r.name(),
+        }
+    }
+}
+
 /// One worker's counters. Exactly one thread (the worker) writes them, so an update is a relaxed load
 /// and store, not a locked read-modify-write; the management core reads relaxed snapshots. Aligned to
 /// its own cache lines so that two workers' counters never share one.
@@ -8,8 +117,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct WorkerCounters {
     rx_packets: AtomicU64,
     tx_packets: AtomicU64,
-    /// Packets the TX queue refused (ring full), freed by the worker.
-    drop_tx_full: AtomicU64,
+    /// Per [`Drop`] reason, by [`Drop::index`].
+    drops: [AtomicU64; Drop::COUNT],
     /// Poll-loop iterations.
     polls: AtomicU64,
     /// TSC cycles spent in iterations that moved at least one packet.
@@ -19,17 +128,33 @@ pub struct WorkerCounters {
 }
 
 /// A point-in-time copy of [`WorkerCounters`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CounterSnapshot {
     pub rx_packets: u64,
     pub tx_packets: u64,
-    pub drop_tx_full: u64,
+    /// Per [`Drop`] reason, by [`Drop::index`].
+    pub drops: [u64; Drop::COUNT],
     pub polls: u64,
     pub busy_cycles: u64,
     pub loop_cycles: u64,
 }
 
+impl Default for CounterSnapshot {
+    fn default() -> Self {
+        Self { rx_packets: 0, tx_packets: 0, drops: [0; Drop::COUNT], polls: 0, busy_cycles: 0, loop_cycles: 0 }
+    }
+}
+
 impl CounterSnapshot {
+    pub fn dropped(&self, r: Drop) -> u64 {
+        self.drops.get(r.index()).copied().unwrap_or(0)
+    }
+
+    /// All drops, every reason.
+    pub fn dropped_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
     /// Share of the loop's time spent moving packets, 0.0..=1.0.
     pub fn busy_ratio(&self) -> f64 {
         if self.loop_cycles == 0 { 0.0 } else { self.busy_cycles as f64 / self.loop_cycles as f64 }
@@ -40,7 +165,11 @@ impl CounterSnapshot {
         it.into_iter().fold(CounterSnapshot::default(), |a, b| CounterSnapshot {
             rx_packets: a.rx_packets + b.rx_packets,
             tx_packets: a.tx_packets + b.tx_packets,
-            drop_tx_full: a.drop_tx_full + b.drop_tx_full,
+            drops: {
+                let mut d = a.drops;
+                d.iter_mut().zip(b.drops).for_each(|(x, y)| *x += y);
+                d
+            },
             polls: a.polls + b.polls,
             busy_cycles: a.busy_cycles + b.busy_cycles,
             loop_cycles: a.loop_cycles + b.loop_cycles,
@@ -60,8 +189,28 @@ impl WorkerCounters {
         bump(&self.rx_packets, rx);
         bump(&self.tx_packets, tx);
         if dropped != 0 {
-            bump(&self.drop_tx_full, dropped);
+            self.add_drops(Drop::TxRingFull, dropped);
         }
+    }
+
+    #[inline]
+    pub fn count_drop(&self, r: Drop) {
+        self.add_drops(r, 1);
+    }
+
+    #[inline]
+    pub fn add_drops(&self, r: Drop, n: u64) {
+        if let Some(c) = self.drops.get(r.index()) {
+            bump(c, n);
+        }
+    }
+
+    /// Counts packets received and sent outside [`WorkerCounters::add_burst`] (the director's
+    /// pipeline counts them separately).
+    #[inline]
+    pub fn add_rx_tx(&self, rx: u64, tx: u64) {
+        bump(&self.rx_packets, rx);
+        bump(&self.tx_packets, tx);
     }
 
     #[inline]
@@ -75,7 +224,7 @@ impl WorkerCounters {
         CounterSnapshot {
             rx_packets: self.rx_packets.load(Ordering::Relaxed),
             tx_packets: self.tx_packets.load(Ordering::Relaxed),
-            drop_tx_full: self.drop_tx_full.load(Ordering::Relaxed),
+            drops: std::array::from_fn(|i| self.drops.get(i).map_or(0, |c| c.load(Ordering::Relaxed))),
             polls: self.polls.load(Ordering::Relaxed),
             busy_cycles: self.busy_cycles.load(Ordering::Relaxed),
             loop_cycles: self.loop_cycles.load(Ordering::Relaxed),
@@ -94,11 +243,20 @@ mod tests {
         c.add_burst(5, 5, 0);
         c.add_loop(10, 250, 1000);
         let s = c.snapshot();
-        assert_eq!((s.rx_packets, s.tx_packets, s.drop_tx_full, s.polls), (37, 35, 2, 10));
+        assert_eq!((s.rx_packets, s.tx_packets, s.dropped(Drop::TxRingFull), s.polls), (37, 35, 2, 10));
         assert_eq!(s.busy_ratio(), 0.25);
         let total = CounterSnapshot::sum([&s, &s]);
         assert_eq!(total.rx_packets, 74);
         assert_eq!(CounterSnapshot::default().busy_ratio(), 0.0);
+    }
+
+    #[test]
+    fn every_drop_reason_has_its_own_slot_and_name() {
+        let mut seen = std::collections::HashSet::new();
+        for (i, r) in Drop::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert!(seen.insert(r.name()), "{} twice", r.name());
+        }
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! named reason. Workers share no mutable state: each owns its queues and its [`WorkerCounters`], which
 //! the management core reads without locks.
 //!
-//! At this stage the pipeline is an L2 cross-connect between two ports (the shape of testpmd's `io`
-//! and `macswap` modes); the IPVS pipeline replaces the per-packet step in a later stage.
+//! Two kinds of worker: [`DirectorWorker`] runs the director ([`Pipeline`]: ARP, ICMP echo, IPVS,
+//! NAT/DR/TUN rewrites, routes, neighbours); [`L2Worker`] is an L2 cross-connect in the shape of
+//! testpmd's `io` and `macswap` modes, the baseline the director is measured against.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -15,9 +16,15 @@
 )]
 
 mod counters;
+mod director;
 mod l2;
+pub mod neigh;
+pub mod net;
+mod pipeline;
 mod pkt;
 
-pub use counters::{CounterSnapshot, WorkerCounters};
+pub use counters::{CounterSnapshot, Drop, WorkerCounters};
+pub use director::{DirectorWorker, PortQueues, WorkerMsg};
+pub use pipeline::{Action, Pipeline};
 pub use l2::{ForwardMode, L2Worker, Link};
 pub use pkt::MbufPacket;

@@ -62,6 +62,15 @@ impl PacketBurst {
         self.slots.get_mut(i).and_then(Option::take)
     }
 
+    /// Hands every packet to `f`, in order, leaving the burst empty.
+    #[inline]
+    pub fn take_each(&mut self, mut f: impl FnMut(Mbuf)) {
+        let n = std::mem::take(&mut self.len);
+        for m in self.slots.iter_mut().take(n).filter_map(Option::take) {
+            f(m);
+        }
+    }
+
     /// Frees every packet in the burst.
     pub fn clear(&mut self) {
         for slot in self.slots.iter_mut().take(self.len) {

@@ -15,12 +15,14 @@
 
 pub mod conn;
 mod engine;
+mod ops;
 pub mod sched;
 pub mod service;
 pub mod state;
 
 pub use conn::{ConnInfo, ConnTable};
-pub use engine::{DropReason, InVerdict, Ipvs, OutVerdict, PacketMeta, Sysctl};
+pub use engine::{DropCounters, DropReason, InVerdict, Ipvs, OutVerdict, PacketMeta, Sysctl};
+pub use ops::{DestReport, Op, ServiceReport, ShardReport};
 pub use sched::SchedulerKind;
 pub use service::{
     Dest, DestConfig, DestId, Fwd, Persistence, SchedFlags, ServiceConfig, ServiceId, ServiceKey, Stats,

@@ -1,0 +1,245 @@
+//! The director worker: the poll loop around [`Pipeline`], on DPDK queues. It owns one RX and one TX
+//! queue on every port, its IPVS shard and neighbour table, and takes configuration changes from the
+//! management core between bursts.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use rvs_dpdk::{Mbuf, Mempool, PacketBurst, RxQueue, TxQueue, rdtsc};
+use rvs_ipvs::{Op, ShardReport, Time};
+
+use crate::counters::{Drop, WorkerCounters};
+use crate::pipeline::{Action, Pipeline};
+use crate::pkt::MbufPacket;
+
+/// What the management core sends a worker.
+#[derive(Debug)]
+pub enum WorkerMsg {
+    /// A validated batch of configuration changes, applied whole between two bursts.
+    Apply(Arc<[Op]>),
+    /// Report the shard's counters (and connections, if asked) on `reply`.
+    Report { conns: bool, reply: Sender<ShardReport> },
+}
+
+/// Packets waiting for a neighbour, at most this many per worker (Linux keeps 101 per neighbour by
+/// default; a director resolves a handful of next hops, so a small shared queue suffices).
+const HOLD_CAPACITY: usize = 256;
+/// Connection-table entries examined per expiry run (one run per millisecond).
+const EXPIRE_BUDGET: usize = 256;
+
+/// One port's queues, as a worker holds them.
+#[derive(Debug)]
+pub struct PortQueues {
+    pub rx: RxQueue,
+    pub tx: TxQueue,
+}
+
+#[derive(Debug)]
+pub struct DirectorWorker {
+    pub ports: Vec<PortQueues>,
+    pub pipeline: Pipeline,
+    /// For packets the director originates (ARP, ICMP errors).
+    pub pool: Mempool,
+    pub control: Receiver<WorkerMsg>,
+    pub counters: Arc<WorkerCounters>,
+    pub stop: Arc<AtomicBool>,
+    pub tsc_hz: u64,
+}
+
+struct Held {
+    port: usize,
+    next_hop: Ipv4Addr,
+    mbuf: Mbuf,
+}
+
+/// Loop iterations between publications of the loop-cycle counters.
+const PUBLISH_EVERY: u64 = 1024;
+
+impl DirectorWorker {
+    /// The poll loop; returns 0 when stopped.
+    pub fn run(mut self) -> i32 {
+        let nports = self.ports.len();
+        let mut rx = PacketBurst::new();
+        let mut staged: Vec<PacketBurst> = (0..nports).map(|_| PacketBurst::new()).collect();
+        let mut held: Vec<Held> = Vec::with_capacity(HOLD_CAPACITY);
+        let mut resolved: Vec<Ipv4Addr> = Vec::with_capacity(64);
+        let ticks_per_ms = (self.tsc_hz / 1000).max(1);
+        let origin = rdtsc();
+        let mut last_ms: Time = 0;
+        let (mut polls, mut busy, mut start) = (0u64, 0u64, rdtsc());
+        self.pipeline.refresh_vips();
+        while !self.stop.load(Ordering::Relaxed) {
+            let t0 = rdtsc();
+            let now: Time = t0.wrapping_sub(origin) / ticks_per_ms;
+            let mut moved = false;
+            for p in 0..nports {
+                let Some(q) = self.ports.get_mut(p) else { continue };
+                let n = q.rx.rx_burst(&mut rx);
+                if n == 0 {
+                    continue;
+                }
+                moved = true;
+                self.counters.add_rx_tx(n as u64, 0);
+                let (pipeline, ports, counters, pool) =
+                    (&mut self.pipeline, &mut self.ports, &self.counters, &self.pool);
+                rx.take_each(|mut m| {
+                    let action = pipeline.handle(p, &mut MbufPacket(&mut m), now);
+                    match action {
+                        Action::Tx(out) => stage(ports, &mut staged, counters, out, m),
+                        Action::Hold { port, next_hop } => {
+                            if held.len() < HOLD_CAPACITY {
+                                held.push(Held { port, next_hop, mbuf: m });
+                            } else {
+                                counters.count_drop(Drop::NoNeighbour);
+                            }
+                        }
+                        Action::IcmpError { port, kind } => {
+                            if let Some(e) = originate(pool, counters, |out| pipeline.icmp_error(port, m.data(), kind, out))
+                            {
+                                stage(ports, &mut staged, counters, port, e);
+                            }
+                        }
+                        Action::Drop => {}
+                    }
+                });
+            }
+            if moved {
+                flush_all(&mut self.ports, &mut staged, &self.counters);
+            }
+            self.side_work(&mut staged, &mut held, &mut resolved, now);
+            if now != last_ms {
+                last_ms = now;
+                self.pipeline.ipvs.expire(now, EXPIRE_BUDGET);
+                self.pipeline.tick(now);
+                // Held packets whose neighbour was given up on.
+                let before = held.len();
+                let neigh = &self.pipeline.neigh;
+                held.retain(|h| neigh.is_pending(h.next_hop) || neigh.get(h.next_hop).is_some());
+                self.counters.add_drops(Drop::NoNeighbour, (before - held.len()) as u64);
+                self.serve_control(now);
+            }
+            polls += 1;
+            if moved {
+                busy += rdtsc().wrapping_sub(t0);
+            }
+            if polls == PUBLISH_EVERY {
+                let t = rdtsc();
+                self.counters.add_loop(polls, busy, t.wrapping_sub(start));
+                (polls, busy, start) = (0, 0, t);
+            }
+        }
+        self.counters.add_loop(polls, busy, rdtsc().wrapping_sub(start));
+        self.counters.add_drops(Drop::NoNeighbour, held.len() as u64);
+        0
+    }
+
+    /// ARP requests and announcements the pipeline queued, and held packets whose neighbour answered.
+    fn side_work(
+        &mut self,
+        staged: &mut [PacketBurst],
+        held: &mut Vec<Held>,
+        resolved: &mut Vec<Ipv4Addr>,
+        _now: Time,
+    ) {
+        let mut any = false;
+        while let Some((target, port)) = self.pipeline.arp_requests.pop() {
+            let pl = &self.pipeline;
+            if let Some(m) = originate(&self.pool, &self.counters, |out| pl.arp_request(target, port, out)) {
+                stage(&mut self.ports, staged, &self.counters, port, m);
+                any = true;
+            }
+        }
+        while let Some((vip, port)) = self.pipeline.announce.pop() {
+            let pl = &self.pipeline;
+            if let Some(m) = originate(&self.pool, &self.counters, |out| pl.gratuitous_arp(vip, port, out)) {
+                stage(&mut self.ports, staged, &self.counters, port, m);
+                any = true;
+            }
+        }
+        self.pipeline.neigh.take_resolved(resolved);
+        for ip in resolved.drain(..) {
+            let Some(mac) = self.pipeline.neigh.get(ip) else { continue };
+            let mut i = 0;
+            while i < held.len() {
+                if held.get(i).is_some_and(|h| h.next_hop == ip) {
+                    let mut h = held.remove(i);
+                    if let Some(d) = h.mbuf.data_mut().get_mut(..6) {
+                        d.copy_from_slice(&mac);
+                    }
+                    stage(&mut self.ports, staged, &self.counters, h.port, h.mbuf);
+                    any = true;
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        if any {
+            flush_all(&mut self.ports, staged, &self.counters);
+        }
+    }
+
+    /// Configuration changes and report requests, between bursts.
+    fn serve_control(&mut self, now: Time) {
+        loop {
+            match self.control.try_recv() {
+                Ok(WorkerMsg::Apply(ops)) => {
+                    let failed = self.pipeline.apply(&ops);
+                    if failed > 0 {
+                        tracing::error!(failed, "configuration ops the management core accepted failed here");
+                    }
+                }
+                Ok(WorkerMsg::Report { conns, reply }) => {
+                    let _ = reply.send(self.pipeline.ipvs.report(conns, now));
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+}
+
+/// A new mbuf filled by `build` (which returns the frame length); counted as a drop if none.
+fn originate(
+    pool: &Mempool,
+    counters: &WorkerCounters,
+    build: impl FnOnce(&mut [u8]) -> Option<usize>,
+) -> Option<Mbuf> {
+    let Some(mut m) = pool.alloc() else {
+        counters.count_drop(Drop::NoMbuf);
+        return None;
+    };
+    // Room for the largest frame the director builds (an ICMP error quoting 576 bytes).
+    let room = m.tailroom().min(1514) as u16;
+    m.append(room)?;
+    let n = build(m.data_mut())?;
+    if m.trim(room.saturating_sub(n as u16)) { Some(m) } else { None }
+}
+
+fn stage(ports: &mut [PortQueues], staged: &mut [PacketBurst], counters: &WorkerCounters, port: usize, m: Mbuf) {
+    let (Some(q), Some(b)) = (ports.get_mut(port), staged.get_mut(port)) else {
+        counters.count_drop(Drop::NoRoute);
+        return;
+    };
+    if let Err(m) = b.push(m) {
+        flush(q, b, counters);
+        if b.push(m).is_err() {
+            counters.count_drop(Drop::TxRingFull);
+        }
+    }
+}
+
+fn flush(q: &mut PortQueues, b: &mut PacketBurst, counters: &WorkerCounters) {
+    if b.is_empty() {
+        return;
+    }
+    let out = q.tx.tx_burst(b);
+    counters.add_rx_tx(0, u64::from(out.sent));
+    counters.add_drops(Drop::TxRingFull, u64::from(out.dropped));
+}
+
+fn flush_all(ports: &mut [PortQueues], staged: &mut [PacketBurst], counters: &WorkerCounters) {
+    for (q, b) in ports.iter_mut().zip(staged.iter_mut()) {
+        flush(q, b, counters);
+    }
+}

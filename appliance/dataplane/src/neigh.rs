@@ -1,0 +1,201 @@
+//! The neighbour (ARP) table of one worker: who has which MAC on which port, with RFC 826's learning
+//! rule and a small part of Linux's neighbour state machine (probe, reachable, stale, gone).
+//!
+//! Timing (milliseconds of worker time): an unresolved address is asked for every [`RETRY_MS`], at
+//! most [`TRIES`] times, then forgotten (packets held for it are dropped as `no_neighbour`). A resolved
+//! entry is used as is for [`REACHABLE_MS`]; after that it is still used while a refresh request goes
+//! out at most every [`RETRY_MS`], and it is forgotten [`STALE_MS`] after its last confirmation.
+
+use std::net::Ipv4Addr;
+
+use hashbrown::HashMap;
+use rvs_ipvs::Time;
+use rvs_wire::ethernet::MacAddr;
+
+pub const RETRY_MS: Time = 1000;
+pub const TRIES: u8 = 3;
+pub const REACHABLE_MS: Time = 60_000;
+pub const STALE_MS: Time = 180_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    mac: Option<MacAddr>,
+    port: usize,
+    /// Last confirmation (resolved) or first request (unresolved).
+    confirmed: Time,
+    last_request: Time,
+    tries: u8,
+}
+
+/// What the caller does with a packet for a neighbour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Send to this MAC; if `refresh`, also send an ARP request for the address.
+    Known { mac: MacAddr, refresh: bool },
+    /// Unknown yet: hold the packet; if `request`, send an ARP request now.
+    Pending { request: bool },
+    /// The table is full of other entries: drop.
+    Full,
+}
+
+#[derive(Debug)]
+pub struct Neighbours {
+    map: HashMap<Ipv4Addr, Entry>,
+    capacity: usize,
+    /// Addresses that became resolved since the last [`Neighbours::take_resolved`].
+    resolved: Vec<Ipv4Addr>,
+}
+
+impl Neighbours {
+    /// A table of at most `capacity` neighbours, allocated now (learning never allocates).
+    pub fn new(capacity: usize) -> Self {
+        Self { map: HashMap::with_capacity(capacity), capacity, resolved: Vec::with_capacity(capacity) }
+    }
+
+    pub fn lookup(&mut self, ip: Ipv4Addr, port: usize, now: Time) -> Lookup {
+        if let Some(e) = self.map.get_mut(&ip) {
+            return match e.mac {
+                Some(mac) => {
+                    let refresh = now.saturating_sub(e.confirmed) >= REACHABLE_MS
+                        && now.saturating_sub(e.last_request) >= RETRY_MS;
+                    if refresh {
+                        e.last_request = now;
+                    }
+                    Lookup::Known { mac, refresh }
+                }
+                None => Lookup::Pending { request: false },
+            };
+        }
+        if self.map.len() >= self.capacity {
+            return Lookup::Full;
+        }
+        self.map.insert(ip, Entry { mac: None, port, confirmed: now, last_request: now, tries: 1 });
+        Lookup::Pending { request: true }
+    }
+
+    /// An ARP packet from `ip` at `mac` arrived on `port`. RFC 826: an existing entry is updated; a
+    /// new one is created only when the packet was addressed to us (`for_us`).
+    pub fn learn(&mut self, ip: Ipv4Addr, mac: MacAddr, port: usize, for_us: bool, now: Time) {
+        if ip.is_unspecified() || mac == [0; 6] || mac[0] & 1 != 0 {
+            return;
+        }
+        let len = self.map.len();
+        match self.map.get_mut(&ip) {
+            Some(e) => {
+                if e.mac.is_none() && self.resolved.len() < self.capacity {
+                    self.resolved.push(ip);
+                }
+                *e = Entry { mac: Some(mac), port, confirmed: now, last_request: now, tries: 0 };
+            }
+            None if for_us && len < self.capacity => {
+                self.map.insert(ip, Entry { mac: Some(mac), port, confirmed: now, last_request: now, tries: 0 });
+            }
+            None => {}
+        }
+    }
+
+    /// Addresses resolved since the last call (their held packets can go).
+    pub fn take_resolved(&mut self, out: &mut Vec<Ipv4Addr>) {
+        out.append(&mut self.resolved);
+    }
+
+    /// Whether packets for `ip` may still wait (an unresolved entry is being asked for).
+    pub fn is_pending(&self, ip: Ipv4Addr) -> bool {
+        self.map.get(&ip).is_some_and(|e| e.mac.is_none())
+    }
+
+    /// Retries and ageing. `request` is called for every ARP request to send (address, port).
+    pub fn tick(&mut self, now: Time, mut request: impl FnMut(Ipv4Addr, usize)) {
+        self.map.retain(|&ip, e| match e.mac {
+            None if now.saturating_sub(e.last_request) >= RETRY_MS => {
+                if e.tries >= TRIES {
+                    return false;
+                }
+                e.tries += 1;
+                e.last_request = now;
+                request(ip, e.port);
+                true
+            }
+            None => true,
+            Some(_) => now.saturating_sub(e.confirmed) < STALE_MS,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn get(&self, ip: Ipv4Addr) -> Option<MacAddr> {
+        self.map.get(&ip).and_then(|e| e.mac)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
+    const MAC: MacAddr = [2, 0, 0, 0, 0, 0x11];
+
+    #[test]
+    fn resolve_hold_learn_then_flush() {
+        let mut n = Neighbours::new(4);
+        assert_eq!(n.lookup(IP, 1, 0), Lookup::Pending { request: true });
+        assert_eq!(n.lookup(IP, 1, 10), Lookup::Pending { request: false }, "one request per address");
+        n.learn(IP, MAC, 1, false, 20);
+        let mut r = vec![];
+        n.take_resolved(&mut r);
+        assert_eq!(r, vec![IP]);
+        assert_eq!(n.lookup(IP, 1, 30), Lookup::Known { mac: MAC, refresh: false });
+    }
+
+    #[test]
+    fn unanswered_requests_are_retried_then_given_up() {
+        let mut n = Neighbours::new(4);
+        assert_eq!(n.lookup(IP, 1, 0), Lookup::Pending { request: true });
+        let mut sent = 0;
+        for t in (0..10_000).step_by(100) {
+            n.tick(t, |ip, port| {
+                assert_eq!((ip, port), (IP, 1));
+                sent += 1;
+            });
+        }
+        assert_eq!(sent, usize::from(TRIES) - 1, "the first request went with the lookup");
+        assert!(n.is_empty(), "given up after {TRIES} tries");
+    }
+
+    #[test]
+    fn entries_go_stale_refresh_and_expire() {
+        let mut n = Neighbours::new(4);
+        n.learn(IP, MAC, 1, true, 0);
+        assert_eq!(n.lookup(IP, 1, REACHABLE_MS), Lookup::Known { mac: MAC, refresh: true });
+        assert_eq!(n.lookup(IP, 1, REACHABLE_MS + 1), Lookup::Known { mac: MAC, refresh: false });
+        n.tick(STALE_MS - 1, |_, _| {});
+        assert_eq!(n.len(), 1);
+        n.tick(STALE_MS, |_, _| {});
+        assert!(n.is_empty());
+    }
+
+    #[test]
+    fn rfc826_only_creates_entries_for_packets_to_us_and_ignores_bogus_senders() {
+        let mut n = Neighbours::new(4);
+        n.learn(IP, MAC, 1, false, 0);
+        assert!(n.is_empty());
+        n.learn(IP, [0xff; 6], 1, true, 0);
+        n.learn(Ipv4Addr::UNSPECIFIED, MAC, 1, true, 0);
+        assert!(n.is_empty());
+        n.learn(IP, MAC, 1, true, 0);
+        assert_eq!(n.get(IP), Some(MAC));
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_addresses() {
+        let mut n = Neighbours::new(1);
+        n.learn(IP, MAC, 1, true, 0);
+        assert_eq!(n.lookup(Ipv4Addr::new(203, 0, 113, 12), 1, 0), Lookup::Full);
+    }
+}

@@ -1,0 +1,193 @@
+//! The director's own network: its address on each port, the routes, and the firewall-mark classifier.
+//! Immutable once built; every worker holds a shared reference.
+
+use std::net::Ipv4Addr;
+
+use rvs_wire::ethernet::MacAddr;
+
+/// One port's layer-3 identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    pub mac: MacAddr,
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+    /// IP MTU in bytes.
+    pub mtu: u16,
+}
+
+impl Interface {
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        same_prefix(self.addr, ip, self.prefix_len)
+    }
+}
+
+/// A static route: `prefix/len` via `gateway` (which must be on a connected subnet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub prefix: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv4Addr,
+}
+
+/// Marks packets as iptables' mangle table does for LVS firewall-mark services: a packet to
+/// `destination/prefix_len` with this protocol and a destination port in `ports` (all ports if empty)
+/// carries `mark`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassifierRule {
+    pub destination: Ipv4Addr,
+    pub prefix_len: u8,
+    pub protocol: u8,
+    pub ports: Vec<u16>,
+    pub mark: u32,
+}
+
+/// Where a packet leaves: the port and the neighbour to hand it to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHop {
+    pub port: usize,
+    pub addr: Ipv4Addr,
+}
+
+fn mask(len: u8) -> u32 {
+    if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) }
+}
+
+pub fn same_prefix(a: Ipv4Addr, b: Ipv4Addr, len: u8) -> bool {
+    (u32::from(a) ^ u32::from(b)) & mask(len) == 0
+}
+
+/// Why a network description is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    #[error("gateway {gateway} of route {prefix}/{len} is on no port's subnet")]
+    GatewayUnreachable { prefix: Ipv4Addr, len: u8, gateway: Ipv4Addr },
+    #[error("prefix length {0} is over 32")]
+    PrefixLen(u8),
+}
+
+/// The director's addresses, routes and classifier.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Network {
+    /// Indexed like the ports.
+    pub interfaces: Vec<Interface>,
+    /// Most specific first, each with its egress resolved.
+    routes: Vec<(Route, NextHop)>,
+    pub classifier: Vec<ClassifierRule>,
+}
+
+impl Network {
+    pub fn new(
+        interfaces: Vec<Interface>,
+        routes: &[Route],
+        classifier: Vec<ClassifierRule>,
+    ) -> Result<Self, NetError> {
+        let mut resolved = Vec::with_capacity(routes.len());
+        for r in routes {
+            if r.prefix_len > 32 {
+                return Err(NetError::PrefixLen(r.prefix_len));
+            }
+            let port = interfaces.iter().position(|i| i.contains(r.gateway)).ok_or(NetError::GatewayUnreachable {
+                prefix: r.prefix,
+                len: r.prefix_len,
+                gateway: r.gateway,
+            })?;
+            resolved.push((*r, NextHop { port, addr: r.gateway }));
+        }
+        resolved.sort_by(|a, b| b.0.prefix_len.cmp(&a.0.prefix_len));
+        Ok(Self { interfaces, routes: resolved, classifier })
+    }
+
+    /// Longest-prefix match: a connected subnet (the destination itself is the next hop), else the
+    /// most specific static route. Connected subnets win over routes of the same length, as in Linux.
+    pub fn route(&self, dst: Ipv4Addr) -> Option<NextHop> {
+        let connected = self
+            .interfaces
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.contains(dst))
+            .max_by_key(|(_, i)| i.prefix_len)
+            .map(|(port, i)| (i.prefix_len, NextHop { port, addr: dst }));
+        let stat = self.routes.iter().find(|(r, _)| same_prefix(r.prefix, dst, r.prefix_len));
+        match (connected, stat) {
+            (Some((cl, c)), Some((r, _))) if cl >= r.prefix_len => Some(c),
+            (_, Some((_, nh))) => Some(*nh),
+            (c, None) => c.map(|(_, c)| c),
+        }
+    }
+
+    /// The port whose address `ip` is.
+    pub fn local_port(&self, ip: Ipv4Addr) -> Option<usize> {
+        self.interfaces.iter().position(|i| i.addr == ip)
+    }
+
+    /// The firewall mark of a packet, if a rule matches (first match wins, like an iptables chain).
+    pub fn classify(&self, dst: Ipv4Addr, protocol: u8, dport: u16) -> Option<u32> {
+        self.classifier
+            .iter()
+            .find(|r| {
+                r.protocol == protocol
+                    && same_prefix(r.destination, dst, r.prefix_len)
+                    && (r.ports.is_empty() || r.ports.contains(&dport))
+            })
+            .map(|r| r.mark)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iface(addr: [u8; 4], len: u8) -> Interface {
+        Interface { name: "p".into(), mac: [2, 0, 0, 0, 0, 1], addr: addr.into(), prefix_len: len, mtu: 1500 }
+    }
+
+    #[test]
+    fn connected_beats_default_and_specific_routes_win() {
+        let net = Network::new(
+            vec![iface([192, 0, 2, 2], 24), iface([203, 0, 113, 1], 24)],
+            &[
+                Route { prefix: Ipv4Addr::UNSPECIFIED, prefix_len: 0, gateway: [192, 0, 2, 1].into() },
+                Route { prefix: [198, 51, 100, 0].into(), prefix_len: 25, gateway: [203, 0, 113, 254].into() },
+            ],
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(net.route([203, 0, 113, 7].into()), Some(NextHop { port: 1, addr: [203, 0, 113, 7].into() }));
+        assert_eq!(net.route([8, 8, 8, 8].into()), Some(NextHop { port: 0, addr: [192, 0, 2, 1].into() }));
+        assert_eq!(
+            net.route([198, 51, 100, 9].into()),
+            Some(NextHop { port: 1, addr: [203, 0, 113, 254].into() })
+        );
+        assert_eq!(net.route([198, 51, 100, 200].into()).map(|n| n.port), Some(0));
+        assert_eq!(net.local_port([203, 0, 113, 1].into()), Some(1));
+    }
+
+    #[test]
+    fn no_default_route_means_no_route_and_gateways_must_be_connected() {
+        let net = Network::new(vec![iface([192, 0, 2, 2], 24)], &[], vec![]).unwrap();
+        assert_eq!(net.route([8, 8, 8, 8].into()), None);
+        let e = Network::new(
+            vec![iface([192, 0, 2, 2], 24)],
+            &[Route { prefix: Ipv4Addr::UNSPECIFIED, prefix_len: 0, gateway: [10, 0, 0, 1].into() }],
+            vec![],
+        );
+        assert!(matches!(e, Err(NetError::GatewayUnreachable { .. })));
+    }
+
+    #[test]
+    fn classifier_matches_destination_protocol_and_port_set() {
+        let rule = ClassifierRule {
+            destination: [192, 0, 2, 90].into(),
+            prefix_len: 32,
+            protocol: 6,
+            ports: vec![80, 443],
+            mark: 7,
+        };
+        let net = Network::new(vec![], &[], vec![rule]).unwrap();
+        assert_eq!(net.classify([192, 0, 2, 90].into(), 6, 443), Some(7));
+        assert_eq!(net.classify([192, 0, 2, 90].into(), 6, 22), None);
+        assert_eq!(net.classify([192, 0, 2, 90].into(), 17, 80), None);
+        assert_eq!(net.classify([192, 0, 2, 91].into(), 6, 80), None);
+    }
+}

@@ -1,0 +1,586 @@
+//! What a director worker does with one received frame, written against [`PacketBuffer`] so that it
+//! runs on mbufs in the worker and on `Vec`s in tests:
+//!
+//! ```text
+//! frame -> not for our MAC? drop
+//!       -> ARP: learn the sender (RFC 826); answer for our port address and the VIPs
+//!       -> IPv4: echo request to us or a VIP -> echo reply
+//!                to a VIP / a NAT reply -> IPVS (lookup or schedule) -> NAT | DR | TUN rewrite
+//!                -> route (connected subnets, static routes) -> neighbour -> transmit or hold
+//!       -> anything else: dropped, counted under a named reason
+//! ```
+//!
+//! The pipeline decides; the worker moves mbufs ([`Action`]). Nothing here allocates per packet:
+//! the neighbour table and the side queues (ARP requests to send, addresses to announce) have fixed
+//! capacities.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use rvs_ipvs::{Fwd, InVerdict, Ipvs, Op, OutVerdict, PacketMeta, Time};
+use rvs_wire::arp::{self, ArpPacket};
+use rvs_wire::ethernet::{self, MacAddr, ethertype};
+use rvs_wire::icmpv4::{self, ErrorKind};
+use rvs_wire::rewrite::{self, Egress, NatMapping, Offload, TtlPolicy, TunOuter, Verdict};
+use rvs_wire::tcp::TcpSegment;
+use rvs_wire::udp::UdpDatagram;
+use rvs_wire::{Error as WireError, PacketBuffer, ip_proto};
+
+use crate::counters::{Drop, WorkerCounters};
+use crate::neigh::{Lookup, Neighbours};
+use crate::net::{NextHop, Network};
+
+/// What the worker does with the frame after [`Pipeline::handle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send it on this port.
+    Tx(usize),
+    /// Rewritten for `port`, but the next hop's MAC is not known yet: hold it until `next_hop`
+    /// resolves (the ARP request is queued already).
+    Hold { port: usize, next_hop: Ipv4Addr },
+    /// Answer with this ICMP error, built by [`Pipeline::icmp_error`] into a new buffer and sent on
+    /// the ingress port; the frame itself is dropped (already counted).
+    IcmpError { port: usize, kind: ErrorKind },
+    /// Dropped; the reason is counted.
+    Drop,
+}
+
+/// Side queues are bounded: what does not fit waits for the next tick (ARP retries) or is lost
+/// (an announcement), never allocated.
+const SIDE_QUEUE: usize = 64;
+/// TTL of the outer IPv4 header of TUN packets (Linux's default route hop limit).
+const TUN_TTL: u8 = 64;
+
+/// One worker's packet processing state: its IPVS shard, its neighbour table, the network.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub net: Arc<Network>,
+    pub ipvs: Ipvs,
+    pub neigh: Neighbours,
+    pub ttl: TtlPolicy,
+    /// VIPs (IPv4) -> the port that answers ARP for them (`None`: every port).
+    vips: HashMap<Ipv4Addr, Option<usize>>,
+    tun_ident: u16,
+    /// ARP requests to send: (target, port).
+    pub arp_requests: Vec<(Ipv4Addr, usize)>,
+    /// New VIPs to announce with gratuitous ARP: (VIP, port).
+    pub announce: Vec<(Ipv4Addr, usize)>,
+    counters: Arc<WorkerCounters>,
+}
+
+impl Pipeline {
+    pub fn new(net: Arc<Network>, ipvs: Ipvs, counters: Arc<WorkerCounters>) -> Self {
+        Self {
+            net,
+            ipvs,
+            neigh: Neighbours::new(4096),
+            ttl: TtlPolicy::Decrement,
+            vips: HashMap::new(),
+            tun_ident: 0,
+            arp_requests: Vec::with_capacity(SIDE_QUEUE),
+            announce: Vec::with_capacity(SIDE_QUEUE),
+            counters,
+        }
+    }
+
+    #[inline]
+    fn drop(&self, r: Drop) -> Action {
+        self.counters.count_drop(r);
+        Action::Drop
+    }
+
+    /// Applies a published batch of configuration changes (between bursts), then refreshes the VIP
+    /// set and queues gratuitous ARP for VIPs that appeared. Returns how many ops failed (none, when
+    /// the management core validated them on the same configuration).
+    pub fn apply(&mut self, ops: &[Op]) -> usize {
+        let failed = ops.iter().filter(|op| self.ipvs.apply(op).is_err()).count();
+        self.refresh_vips();
+        failed
+    }
+
+    /// Recomputes the VIP set from the services and the classifier (FWM services have no address of
+    /// their own; the classifier's host destinations are their VIPs).
+    pub fn refresh_vips(&mut self) {
+        let mut next: HashMap<Ipv4Addr, Option<usize>> = HashMap::new();
+        let port_of = |ip: Ipv4Addr| self.net.interfaces.iter().position(|i| i.contains(ip));
+        for (_, cfg, _, _) in self.ipvs.services() {
+            if let rvs_ipvs::ServiceKey::Addr { addr: IpAddr::V4(a), .. } = cfg.key {
+                next.insert(a, port_of(a));
+            }
+        }
+        let has_fwm = self.ipvs.services().any(|(_, c, _, _)| matches!(c.key, rvs_ipvs::ServiceKey::Fwmark { .. }));
+        if has_fwm {
+            for r in &self.net.classifier {
+                if r.prefix_len == 32 {
+                    next.insert(r.destination, port_of(r.destination));
+                }
+            }
+        }
+        for (&vip, &port) in &next {
+            if !self.vips.contains_key(&vip) {
+                let ports = match port {
+                    Some(p) => p..p + 1,
+                    None => 0..self.net.interfaces.len(),
+                };
+                for p in ports {
+                    if self.announce.len() < SIDE_QUEUE {
+                        self.announce.push((vip, p));
+                    }
+                }
+            }
+        }
+        self.vips = next;
+    }
+
+    pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
+        self.vips.contains_key(&ip)
+    }
+
+    /// Decides one frame received on `port`, rewriting it in place.
+    pub fn handle<B: PacketBuffer + ?Sized>(&mut self, port: usize, buf: &mut B, now: Time) -> Action {
+        let Some(iface) = self.net.interfaces.get(port) else { return self.drop(Drop::Unsupported) };
+        let l2 = match ethernet::parse_l2(buf.bytes()) {
+            Ok(l2) => l2,
+            Err(e) => return self.drop(wire_drop(e)),
+        };
+        let dst_mac: MacAddr = buf.bytes().get(..6).and_then(|d| d.try_into().ok()).unwrap_or_default();
+        // Promiscuous ports see frames for other hosts of the segment (flooded unicast): not ours.
+        if dst_mac != iface.mac && dst_mac[0] & 1 == 0 {
+            return self.drop(Drop::NotOurMac);
+        }
+        if l2.vlan.is_some() {
+            return self.drop(Drop::Unsupported);
+        }
+        match l2.ethertype {
+            ethertype::ARP => self.arp(port, buf, l2.len, now),
+            ethertype::IPV4 if dst_mac == iface.mac => self.ipv4(port, buf, now),
+            ethertype::IPV4 => self.drop(Drop::NotOurMac),
+            _ => self.drop(Drop::Unsupported),
+        }
+    }
+
+    fn arp<B: PacketBuffer + ?Sized>(&mut self, port: usize, buf: &mut B, l2_len: usize, now: Time) -> Action {
+        let mut req = [0u8; arp::PACKET_LEN];
+        match buf.bytes().get(l2_len..l2_len + arp::PACKET_LEN) {
+            Some(b) => req.copy_from_slice(b),
+            None => return self.drop(Drop::Malformed),
+        }
+        let a = match ArpPacket::new_checked(&req[..]) {
+            Ok(a) => a,
+            Err(e) => return self.drop(wire_drop(e)),
+        };
+        let target = a.target_ip();
+        let Some(iface) = self.net.interfaces.get(port) else { return self.drop(Drop::Unsupported) };
+        let ours = target == iface.addr
+            || self.vips.get(&target).is_some_and(|p| p.is_none_or(|p| p == port));
+        self.neigh.learn(a.sender_ip(), a.sender_mac(), port, ours, now);
+        if a.operation() != arp::OP_REQUEST || !ours || a.sender_ip() == target {
+            return self.drop(Drop::ArpNotOurs);
+        }
+        let mac = iface.mac;
+        let len = buf.bytes().len();
+        match arp::build_reply(buf.bytes_mut(), &a, mac) {
+            Ok(n) => {
+                if len > n && buf.trim(len - n).is_err() {
+                    return self.drop(Drop::RewriteFailed);
+                }
+                Action::Tx(port)
+            }
+            Err(_) => self.drop(Drop::RewriteFailed),
+        }
+    }
+
+    fn ipv4<B: PacketBuffer + ?Sized>(&mut self, port: usize, buf: &mut B, now: Time) -> Action {
+        let info = match rewrite::parse_ip(buf.bytes()) {
+            Ok(i) => i,
+            Err(e) => return self.drop(wire_drop(e)),
+        };
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (info.src, info.dst) else {
+            return self.drop(Drop::Unsupported);
+        };
+        let local = self.net.local_port(dst).is_some();
+        let vip = self.vips.contains_key(&dst);
+        if info.protocol == ip_proto::ICMP && (local || vip) {
+            return match rewrite::echo_reply_v4(buf) {
+                Ok(()) => Action::Tx(port),
+                // Other ICMP to us (errors about NAT flows are not translated yet).
+                Err(_) => self.drop(Drop::Unsupported),
+            };
+        }
+        if local {
+            // Management traffic for the appliance itself would go to the exception path.
+            return self.drop(Drop::ToDirector);
+        }
+        if info.fragment {
+            return self.drop(if vip { Drop::Fragment } else { Drop::NoService });
+        }
+        let l4 = buf.bytes().get(info.l4_offset..).unwrap_or_default();
+        let (sport, dport, tcp_flags) = match info.protocol {
+            ip_proto::TCP => match TcpSegment::new_checked(l4) {
+                Ok(t) => (t.src_port(), t.dst_port(), t.flags()),
+                Err(e) => return self.drop(wire_drop(e)),
+            },
+            ip_proto::UDP => match UdpDatagram::new_checked(l4) {
+                Ok(u) => (u.src_port(), u.dst_port(), 0),
+                Err(e) => return self.drop(wire_drop(e)),
+            },
+            _ => return self.drop(if vip { Drop::Unsupported } else { Drop::NoService }),
+        };
+        let meta = PacketMeta {
+            protocol: info.protocol,
+            src: info.src,
+            sport,
+            dst: info.dst,
+            dport,
+            tcp_flags,
+            fwmark: self.net.classify(dst, info.protocol, dport),
+            len: info.ip_len as u32,
+        };
+        match self.ipvs.in_packet(&meta, now) {
+            InVerdict::Forward { daddr, dport: rport, fwd, .. } => {
+                self.forward(port, buf, fwd, (dst, dport), (daddr, rport), now)
+            }
+            InVerdict::Drop(r) => self.drop(Drop::Ipvs(r)),
+            InVerdict::NotOurs => match self.ipvs.out_packet(&meta, now) {
+                OutVerdict::Reply { vaddr, vport, .. } => {
+                    let Some(nh) = self.net.route(dst) else { return self.drop(Drop::NoRoute) };
+                    let egress = self.egress(nh);
+                    let m = NatMapping { virt: (vaddr, vport), real: (IpAddr::V4(src), sport) };
+                    let v = rewrite::nat_out(buf, &egress, &m);
+                    self.finish(port, buf, v, nh, now)
+                }
+                OutVerdict::NotOurs => self.drop(Drop::NoService),
+            },
+        }
+    }
+
+    fn egress(&self, nh: NextHop) -> Egress {
+        let (mac, mtu) = self.net.interfaces.get(nh.port).map_or(([0; 6], 0), |i| (i.mac, i.mtu));
+        Egress { src_mac: mac, dst_mac: [0; 6], mtu, ttl: self.ttl, offload: Offload::NONE }
+    }
+
+    fn forward<B: PacketBuffer + ?Sized>(
+        &mut self,
+        port: usize,
+        buf: &mut B,
+        fwd: Fwd,
+        virt: (Ipv4Addr, u16),
+        real: (IpAddr, u16),
+        now: Time,
+    ) -> Action {
+        let IpAddr::V4(raddr) = real.0 else { return self.drop(Drop::Unsupported) };
+        let Some(nh) = self.net.route(raddr) else { return self.drop(Drop::NoRoute) };
+        let egress = self.egress(nh);
+        let v = match fwd {
+            Fwd::Masq => {
+                rewrite::nat_in(buf, &egress, &NatMapping { virt: (IpAddr::V4(virt.0), virt.1), real })
+            }
+            // DR hands the frame to the real server itself: it must be on a connected subnet.
+            Fwd::Route if nh.addr != raddr => return self.drop(Drop::NoRoute),
+            Fwd::Route => rewrite::dr(buf, &egress),
+            Fwd::Tunnel(_) => {
+                self.tun_ident = self.tun_ident.wrapping_add(1);
+                let src = self.net.interfaces.get(nh.port).map_or(Ipv4Addr::UNSPECIFIED, |i| i.addr);
+                let outer =
+                    TunOuter { src: src.into(), dst: raddr.into(), ttl: TUN_TTL, ident: self.tun_ident };
+                rewrite::tun(buf, &egress, &outer)
+            }
+            Fwd::Local => return self.drop(Drop::ToDirector),
+        };
+        self.finish(port, buf, v, nh, now)
+    }
+
+    /// After a rewrite: hand to the neighbour, or turn the verdict into an ICMP error or a drop.
+    fn finish<B: PacketBuffer + ?Sized>(
+        &mut self,
+        ingress: usize,
+        buf: &mut B,
+        v: Result<Verdict, WireError>,
+        nh: NextHop,
+        now: Time,
+    ) -> Action {
+        match v {
+            Ok(Verdict::Forward) => {}
+            Ok(Verdict::TtlExceeded) => {
+                self.counters.count_drop(Drop::TtlExceeded);
+                return Action::IcmpError { port: ingress, kind: ErrorKind::TtlExceeded };
+            }
+            Ok(Verdict::FragNeeded { mtu }) => {
+                self.counters.count_drop(Drop::FragNeeded);
+                return Action::IcmpError { port: ingress, kind: ErrorKind::FragNeeded { mtu } };
+            }
+            Ok(Verdict::TooBig) => return self.drop(Drop::TooBig),
+            Err(e) => return self.drop(wire_drop(e)),
+        }
+        match self.neigh.lookup(nh.addr, nh.port, now) {
+            Lookup::Known { mac, refresh } => {
+                if refresh {
+                    self.queue_request(nh.addr, nh.port);
+                }
+                if let Some(d) = buf.bytes_mut().get_mut(..6) {
+                    d.copy_from_slice(&mac);
+                }
+                Action::Tx(nh.port)
+            }
+            Lookup::Pending { request } => {
+                if request {
+                    self.queue_request(nh.addr, nh.port);
+                }
+                Action::Hold { port: nh.port, next_hop: nh.addr }
+            }
+            Lookup::Full => self.drop(Drop::NoNeighbour),
+        }
+    }
+
+    fn queue_request(&mut self, target: Ipv4Addr, port: usize) {
+        if self.arp_requests.len() < SIDE_QUEUE {
+            self.arp_requests.push((target, port));
+        }
+    }
+
+    /// Periodic work: neighbour retries and ageing.
+    pub fn tick(&mut self, now: Time) {
+        let (neigh, reqs) = (&mut self.neigh, &mut self.arp_requests);
+        neigh.tick(now, |ip, port| {
+            if reqs.len() < SIDE_QUEUE {
+                reqs.push((ip, port));
+            }
+        });
+    }
+
+    /// Builds into `out` an ARP request for `target` from `port`; returns its length.
+    pub fn arp_request(&self, target: Ipv4Addr, port: usize, out: &mut [u8]) -> Option<usize> {
+        let i = self.net.interfaces.get(port)?;
+        arp::build_request(out, i.mac, i.addr, target).ok()
+    }
+
+    /// Builds into `out` a gratuitous ARP for `vip` from `port`; returns its length.
+    pub fn gratuitous_arp(&self, vip: Ipv4Addr, port: usize, out: &mut [u8]) -> Option<usize> {
+        let i = self.net.interfaces.get(port)?;
+        arp::build_gratuitous(out, i.mac, vip).ok()
+    }
+
+    /// Builds into `out` the ICMP error answering `frame` (as received on `port`, unchanged), sent back
+    /// to the frame's L2 source from the port's address; returns its length.
+    pub fn icmp_error(&self, port: usize, frame: &[u8], kind: ErrorKind, out: &mut [u8]) -> Option<usize> {
+        let i = self.net.interfaces.get(port)?;
+        let l2 = ethernet::parse_l2(frame).ok()?;
+        let src_mac: MacAddr = frame.get(6..12)?.try_into().ok()?;
+        icmpv4::build_error(out, src_mac, i.mac, i.addr, kind, frame.get(l2.len..)?).ok()
+    }
+}
+
+fn wire_drop(e: WireError) -> Drop {
+    match e {
+        WireError::Truncated | WireError::Malformed(_) => Drop::Malformed,
+        WireError::Unsupported(_) => Drop::Unsupported,
+        WireError::NoRoom => Drop::RewriteFailed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::{ClassifierRule, Interface, Route};
+    use rvs_ipvs::{DestConfig, SchedulerKind, ServiceConfig, ServiceKey, TunnelType};
+    use rvs_wire::VecBuffer;
+    use rvs_wire::ipv4::{self, Ipv4Packet};
+
+    const FRONT_MAC: MacAddr = [2, 0, 0, 0, 0, 0xf0];
+    const BACK_MAC: MacAddr = [2, 0, 0, 0, 0, 0xb0];
+    const ROUTER_MAC: MacAddr = [2, 0, 0, 0, 0, 0x01];
+    const RS_MAC: MacAddr = [2, 0, 0, 0, 0, 0x11];
+    const ROUTER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 80);
+    const RS: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
+    const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+
+    fn pipeline() -> (Pipeline, Arc<WorkerCounters>) {
+        let iface = |name: &str, mac, addr: [u8; 4]| Interface {
+            name: name.into(),
+            mac,
+            addr: addr.into(),
+            prefix_len: 24,
+            mtu: 1500,
+        };
+        let net = Network::new(
+            vec![iface("front", FRONT_MAC, [192, 0, 2, 2]), iface("back", BACK_MAC, [203, 0, 113, 1])],
+            &[Route { prefix: Ipv4Addr::UNSPECIFIED, prefix_len: 0, gateway: ROUTER }],
+            vec![ClassifierRule {
+                destination: [192, 0, 2, 90].into(),
+                prefix_len: 32,
+                protocol: 6,
+                ports: vec![80, 443],
+                mark: 1,
+            }],
+        )
+        .unwrap();
+        let counters = Arc::new(WorkerCounters::default());
+        let mut p = Pipeline::new(Arc::new(net), Ipvs::new(1024, 16, 1), Arc::clone(&counters));
+        p.neigh.learn(ROUTER, ROUTER_MAC, 0, true, 0);
+        p.neigh.learn(RS, RS_MAC, 1, true, 0);
+        (p, counters)
+    }
+
+    fn service(p: &mut Pipeline, fwd: Fwd, rport: u16) {
+        let key = ServiceKey::Addr { protocol: 6, addr: VIP.into(), port: 80 };
+        let ops = [
+            Op::AddService(ServiceConfig::new(key, SchedulerKind::Rr)),
+            Op::AddDest(key, DestConfig::new(RS.into(), rport, fwd)),
+        ];
+        assert_eq!(p.apply(&ops), 0);
+    }
+
+    fn tcp(src_mac: MacAddr, dst_mac: MacAddr, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 20];
+        ethernet::write_header(&mut f, dst_mac, src_mac, ethertype::IPV4).unwrap();
+        ipv4::write_header(&mut f[14..], src.0, dst.0, 6, 20, 64, 0, 1, true).unwrap();
+        let l4 = &mut f[34..];
+        l4[0..2].copy_from_slice(&src.1.to_be_bytes());
+        l4[2..4].copy_from_slice(&dst.1.to_be_bytes());
+        l4[12] = 0x50;
+        l4[13] = flags;
+        TcpSegment::new_unchecked(&mut l4[..]).fill_checksum_v4(src.0, dst.0);
+        f
+    }
+
+    fn ip(f: &[u8]) -> Ipv4Packet<&[u8]> {
+        Ipv4Packet::new_checked(&f[14..]).unwrap()
+    }
+
+    #[test]
+    fn nat_both_ways_with_port_mapping() {
+        let (mut p, _) = pipeline();
+        service(&mut p, Fwd::Masq, 8080);
+        let mut b = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02));
+        assert_eq!(p.handle(0, &mut b, 1), Action::Tx(1));
+        let f = b.bytes();
+        assert_eq!((&f[..6], &f[6..12]), (&RS_MAC[..], &BACK_MAC[..]));
+        assert_eq!((ip(f).dst(), ip(f).ttl()), (RS, 63));
+        let t = TcpSegment::new_checked(&f[34..]).unwrap();
+        assert_eq!(t.dst_port(), 8080);
+        assert!(t.verify_checksum_v4(CLIENT, RS));
+
+        let mut r = VecBuffer::new(&tcp(RS_MAC, BACK_MAC, (RS, 8080), (CLIENT, 40000), 0x12));
+        assert_eq!(p.handle(1, &mut r, 2), Action::Tx(0), "the reply goes out via the default gateway");
+        let f = r.bytes();
+        assert_eq!(&f[..6], &ROUTER_MAC[..]);
+        assert_eq!(ip(f).src(), VIP);
+        let t = TcpSegment::new_checked(&f[34..]).unwrap();
+        assert_eq!(t.src_port(), 80);
+        assert!(t.verify_checksum_v4(VIP, CLIENT));
+    }
+
+    #[test]
+    fn dr_and_tun_reach_the_real_server() {
+        let (mut p, _) = pipeline();
+        service(&mut p, Fwd::Route, 80);
+        let mut b = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02));
+        assert_eq!(p.handle(0, &mut b, 1), Action::Tx(1));
+        assert_eq!(&b.bytes()[..6], &RS_MAC[..]);
+        assert_eq!(ip(b.bytes()).dst(), VIP, "DR leaves the IP destination alone");
+
+        let (mut p, _) = pipeline();
+        service(&mut p, Fwd::Tunnel(TunnelType::Ipip), 80);
+        let mut b = VecBuffer::with_room(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02), 64, 0);
+        assert_eq!(p.handle(0, &mut b, 1), Action::Tx(1));
+        let outer = ip(b.bytes());
+        assert_eq!((outer.src(), outer.dst(), outer.protocol()), ([203, 0, 113, 1].into(), RS, 4));
+        assert_eq!(Ipv4Packet::new_checked(&b.bytes()[34..]).unwrap().dst(), VIP);
+    }
+
+    #[test]
+    fn arp_for_vips_and_our_address_is_answered_on_the_right_port() {
+        let (mut p, c) = pipeline();
+        service(&mut p, Fwd::Masq, 80);
+        assert!(p.announce.contains(&(VIP, 0)), "a new VIP is announced on its subnet's port");
+        let mut req = [0u8; 60];
+        arp::build_request(&mut req, ROUTER_MAC, ROUTER, VIP).unwrap();
+        let mut b = VecBuffer::new(&req);
+        assert_eq!(p.handle(0, &mut b, 1), Action::Tx(0));
+        let a = ArpPacket::new_checked(&b.bytes()[14..]).unwrap();
+        assert_eq!((a.operation(), a.sender_mac(), a.sender_ip()), (arp::OP_REPLY, FRONT_MAC, VIP));
+        assert_eq!(b.bytes().len(), arp::FRAME_LEN);
+        // Not on the server side: real servers must never learn the VIP at the director.
+        let mut b = VecBuffer::new(&req);
+        assert_eq!(p.handle(1, &mut b, 1), Action::Drop);
+        assert_eq!(c.snapshot().dropped(Drop::ArpNotOurs), 1);
+    }
+
+    #[test]
+    fn unknown_next_hop_is_held_and_requested() {
+        let (mut p, _) = pipeline();
+        let key = ServiceKey::Addr { protocol: 6, addr: VIP.into(), port: 80 };
+        let other = Ipv4Addr::new(203, 0, 113, 12);
+        p.apply(&[
+            Op::AddService(ServiceConfig::new(key, SchedulerKind::Rr)),
+            Op::AddDest(key, DestConfig::new(other.into(), 80, Fwd::Masq)),
+        ]);
+        let mut b = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02));
+        assert_eq!(p.handle(0, &mut b, 1), Action::Hold { port: 1, next_hop: other });
+        assert_eq!(p.arp_requests, vec![(other, 1)]);
+        let mut rep = [0u8; 42];
+        let mut req = [0u8; 42];
+        arp::build_request(&mut req, BACK_MAC, [203, 0, 113, 1].into(), other).unwrap();
+        arp::build_reply(&mut rep, &ArpPacket::new_checked(&req[14..]).unwrap(), [2, 0, 0, 0, 0, 0x12]).unwrap();
+        let mut b = VecBuffer::new(&rep);
+        p.handle(1, &mut b, 2);
+        let mut r = vec![];
+        p.neigh.take_resolved(&mut r);
+        assert_eq!(r, vec![other]);
+    }
+
+    #[test]
+    fn fwmark_groups_ports_and_other_traffic_is_counted() {
+        let (mut p, c) = pipeline();
+        let key = ServiceKey::Fwmark { mark: 1, v6: false };
+        let mut cfg = ServiceConfig::new(key, SchedulerKind::Rr);
+        cfg.persistence = Some(rvs_ipvs::Persistence { timeout_seconds: 300, prefix_len: 32 });
+        p.apply(&[Op::AddService(cfg), Op::AddDest(key, DestConfig::new(RS.into(), 0, Fwd::Route))]);
+        assert!(p.is_vip([192, 0, 2, 90].into()));
+        for port in [80, 443] {
+            let mut b = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000 + port), ([192, 0, 2, 90].into(), port), 2));
+            assert_eq!(p.handle(0, &mut b, 1), Action::Tx(1));
+        }
+        let mut b = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), ([192, 0, 2, 90].into(), 22), 2));
+        assert_eq!(p.handle(0, &mut b, 1), Action::Drop);
+        let truncated = &tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 1), (VIP, 80), 2)[..30];
+        let mut b = VecBuffer::new(truncated);
+        assert_eq!(p.handle(0, &mut b, 1), Action::Drop);
+        let mut b = VecBuffer::new(&tcp(ROUTER_MAC, [2, 9, 9, 9, 9, 9], (CLIENT, 1), (VIP, 80), 2));
+        assert_eq!(p.handle(0, &mut b, 1), Action::Drop);
+        let s = c.snapshot();
+        assert_eq!(
+            (s.dropped(Drop::NoService), s.dropped(Drop::Malformed), s.dropped(Drop::NotOurMac)),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn echo_to_a_vip_is_answered_and_ttl_expiry_gives_an_icmp_error() {
+        let (mut p, _) = pipeline();
+        service(&mut p, Fwd::Masq, 80);
+        let mut f = vec![0u8; 14 + 20 + 8];
+        ethernet::write_header(&mut f, FRONT_MAC, ROUTER_MAC, ethertype::IPV4).unwrap();
+        ipv4::write_header(&mut f[14..], CLIENT, VIP, 1, 8, 64, 0, 1, false).unwrap();
+        f[34] = 8;
+        let c = rvs_wire::checksum::fold(rvs_wire::checksum::sum(0, &f[34..]));
+        f[36..38].copy_from_slice(&(!c).to_be_bytes());
+        let mut b = VecBuffer::new(&f);
+        assert_eq!(p.handle(0, &mut b, 1), Action::Tx(0));
+        assert_eq!((ip(b.bytes()).src(), ip(b.bytes()).dst(), b.bytes()[34]), (VIP, CLIENT, 0));
+
+        let mut t = tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02);
+        t[14 + 8] = 1;
+        let mut hdr = Ipv4Packet::new_unchecked(&mut t[14..34]);
+        hdr.fill_checksum();
+        let mut b = VecBuffer::new(&t);
+        let a = p.handle(0, &mut b, 1);
+        assert_eq!(a, Action::IcmpError { port: 0, kind: ErrorKind::TtlExceeded });
+        let mut out = [0u8; 1514];
+        let n = p.icmp_error(0, b.bytes(), ErrorKind::TtlExceeded, &mut out).unwrap();
+        let e = ip(&out[..n]);
+        assert_eq!((e.src(), e.dst(), out[34]), ([192, 0, 2, 2].into(), CLIENT, 11));
+    }
+}
