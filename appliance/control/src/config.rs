@@ -3,9 +3,11 @@
 //! names, references between sections) and names the offending key in every error.
 
 use std::collections::HashSet;
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use rvs_dataplane::ForwardMode;
+use rvs_dataplane::net::{ClassifierRule, Route};
 use rvs_dpdk::{EalConfig, MempoolConfig, PortConfig};
 use serde::Deserialize;
 
@@ -40,6 +42,12 @@ pub struct RawConfig {
     pub ports: Vec<RawPort>,
     /// What the workers do with packets.
     pub forwarding: RawForwarding,
+    /// Static routes of the director (connected subnets come from the ports' addresses).
+    #[serde(rename = "route", default)]
+    pub routes: Vec<RawRoute>,
+    /// Firewall-mark classifier rules: what iptables' mangle table does for classic LVS FWM services.
+    #[serde(rename = "classifier", default)]
+    pub classifier: Vec<RawClassifier>,
     /// The management core.
     #[serde(default)]
     pub management: RawManagement,
@@ -162,22 +170,54 @@ pub struct RawPort {
     pub promiscuous: bool,
     /// Port MTU in bytes; omitted = the device's default.
     pub mtu_bytes: Option<u16>,
+    /// The director's IPv4 address and prefix on this port (`192.0.2.2/24`); needed in director mode.
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawForwarding {
-    /// `io` (frames untouched) or `macswap` (source and destination MAC swapped).
+    /// `director` (the load balancer: IPVS with NAT, DR and TUN), or one of the L2 baselines it is
+    /// measured against: `io` (frames untouched) or `macswap` (source and destination MAC swapped).
     pub mode: RawMode,
-    /// The two ports cross-connected at L2: what arrives on one leaves on the other.
+    /// L2 modes only: the two ports cross-connected (what arrives on one leaves on the other).
+    #[serde(default)]
     pub ports: Vec<String>,
+    /// Director mode: lower the TTL of forwarded packets as a router (and Linux IPVS) does; false
+    /// leaves it, making DR a pure MAC rewrite.
+    #[serde(default = "yes")]
+    pub decrement_ttl: bool,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum RawMode {
+    Director,
     Io,
     Macswap,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Destination prefix, `198.51.100.0/24`; `0.0.0.0/0` is the default route.
+    pub destination: String,
+    /// Next hop, on one of the ports' subnets.
+    pub gateway: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClassifier {
+    /// Destination address or prefix (`192.0.2.90` or `192.0.2.0/24`).
+    pub destination: String,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// Destination ports; empty = all.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// The firewall mark given (the service is `-f MARK`), 1 or more.
+    pub mark: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,6 +262,8 @@ fn default_stats_interval() -> u32 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortSpec {
     pub name: String,
+    /// Director mode: address and prefix length.
+    pub address: Option<(Ipv4Addr, u8)>,
     /// What DPDK calls the device once probed (vdev name or full PCI address).
     pub dpdk_name: String,
     pub device: Device,
@@ -234,21 +276,52 @@ pub enum Device {
     Vdev(String),
 }
 
+/// What the workers run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forwarding {
+    /// An L2 cross-connect between two ports (indexes into `ports`): the baselines.
+    L2 { mode: ForwardMode, ports: (usize, usize) },
+    /// The director.
+    Director(DirectorSpec),
+}
+
+/// The director's network, validated (MACs and MTUs are read from the ports at start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectorSpec {
+    pub routes: Vec<Route>,
+    pub classifier: Vec<ClassifierRule>,
+    pub decrement_ttl: bool,
+}
+
+/// `a.b.c.d/len` (or a bare address as /32 when `host_ok`).
+fn parse_prefix(s: &str, host_ok: bool) -> Result<(Ipv4Addr, u8), String> {
+    let (a, len) = match s.split_once('/') {
+        Some((a, l)) => (a, l.parse::<u8>().map_err(|_| format!("{s:?}: bad prefix length"))?),
+        None if host_ok => (s, 32),
+        None => return Err(format!("{s:?} needs a prefix length (192.0.2.2/24)")),
+    };
+    let a: Ipv4Addr = a.parse().map_err(|_| format!("{s:?} is not an IPv4 address"))?;
+    if len > 32 {
+        return Err(format!("{s:?}: prefix length over 32"));
+    }
+    Ok((a, len))
+}
+
 /// The validated configuration the daemon runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub eal: EalConfig,
     pub mempool: MempoolConfig,
     pub ports: Vec<PortSpec>,
-    pub mode: ForwardMode,
-    /// Indexes into `ports` of the cross-connected pair.
-    pub cross_connect: (usize, usize),
+    pub forwarding: Forwarding,
     pub stats_interval_seconds: u32,
     pub socket_path: std::path::PathBuf,
     pub socket_group: Option<String>,
     pub rules_file: Option<std::path::PathBuf>,
     /// The connection-table size listings report (all workers).
     pub table_size: usize,
+    /// Connection-table capacity of each worker's shard.
+    pub connections_per_worker: usize,
     /// Where /metrics is served; `None` = disabled.
     pub metrics_address: Option<String>,
 }
@@ -316,8 +389,19 @@ impl Config {
                     return Err(invalid(key("mtu_bytes"), format!("{mtu} is outside 68..=9600")));
                 }
             }
+            let address = match &p.address {
+                Some(a) => {
+                    let (addr, len) = parse_prefix(a, false).map_err(|r| invalid(key("address"), r))?;
+                    if len == 0 || len > 30 {
+                        return Err(invalid(key("address"), format!("{a:?}: prefix length must be 1..=30")));
+                    }
+                    Some((addr, len))
+                }
+                None => None,
+            };
             ports.push(PortSpec {
                 name: p.name.clone(),
+                address,
                 dpdk_name,
                 device,
                 config: PortConfig {
@@ -332,22 +416,31 @@ impl Config {
         }
 
         let f = &raw.forwarding;
-        let [a, b] = f.ports.as_slice() else {
-            return Err(invalid(
-                "forwarding.ports",
-                format!("names {} ports; the L2 stage cross-connects exactly 2", f.ports.len()),
-            ));
+        let forwarding = if f.mode == RawMode::Director {
+            validate_director(&raw, &ports, nworkers)?
+        } else {
+            if !raw.routes.is_empty() || !raw.classifier.is_empty() {
+                return Err(invalid("forwarding.mode", "[[route]] and [[classifier]] need mode = \"director\""));
+            }
+            let [a, b] = f.ports.as_slice() else {
+                return Err(invalid(
+                    "forwarding.ports",
+                    format!("names {} ports; the L2 stage cross-connects exactly 2", f.ports.len()),
+                ));
+            };
+            let find = |n: &String| {
+                ports
+                    .iter()
+                    .position(|p| &p.name == n)
+                    .ok_or_else(|| invalid("forwarding.ports", format!("no [[port]] is named {n:?}")))
+            };
+            let (ia, ib) = (find(a)?, find(b)?);
+            if ia == ib {
+                return Err(invalid("forwarding.ports", "the two ports must differ"));
+            }
+            let mode = if f.mode == RawMode::Io { ForwardMode::Io } else { ForwardMode::MacSwap };
+            Forwarding::L2 { mode, ports: (ia, ib) }
         };
-        let find = |n: &String| {
-            ports
-                .iter()
-                .position(|p| &p.name == n)
-                .ok_or_else(|| invalid("forwarding.ports", format!("no [[port]] is named {n:?}")))
-        };
-        let (ia, ib) = (find(a)?, find(b)?);
-        if ia == ib {
-            return Err(invalid("forwarding.ports", "the two ports must differ"));
-        }
 
         if !raw.metrics.listen_address.is_empty()
             && raw.metrics.listen_address.parse::<std::net::SocketAddr>().is_err()
@@ -420,19 +513,65 @@ impl Config {
                 socket: None,
             },
             ports,
-            mode: match f.mode {
-                RawMode::Io => ForwardMode::Io,
-                RawMode::Macswap => ForwardMode::MacSwap,
-            },
-            cross_connect: (ia, ib),
+            forwarding,
             stats_interval_seconds: raw.management.stats_interval_seconds,
             socket_path: raw.control.socket_path.clone().into(),
             socket_group: raw.control.socket_group.clone(),
             rules_file: raw.control.rules_file.clone().map(Into::into),
             table_size: raw.control.connections_per_worker as usize * workers.len(),
+            connections_per_worker: raw.control.connections_per_worker as usize,
             metrics_address: Some(raw.metrics.listen_address.clone()).filter(|a| !a.is_empty()),
         })
     }
+}
+
+fn validate_director(raw: &RawConfig, ports: &[PortSpec], nworkers: u16) -> Result<Forwarding, ConfigError> {
+    if !raw.forwarding.ports.is_empty() {
+        return Err(invalid("forwarding.ports", "is for the L2 modes; the director uses every [[port]]"));
+    }
+    if ports.is_empty() {
+        return Err(invalid("port", "the director needs at least one [[port]]"));
+    }
+    if nworkers > 1 {
+        // Replies of NAT connections hash to another worker's queue; until connections are handed
+        // between workers, one worker keeps NAT correct.
+        return Err(invalid("eal.worker_lcores", "director mode runs one worker for now"));
+    }
+    for (i, p) in ports.iter().enumerate() {
+        if p.address.is_none() {
+            return Err(invalid(format!("port[{i}].address"), "director mode needs an address/prefix on every port"));
+        }
+    }
+    let connected = |ip: Ipv4Addr| {
+        ports.iter().filter_map(|p| p.address).any(|(a, l)| rvs_dataplane::net::same_prefix(a, ip, l))
+    };
+    let mut routes = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let key = |k: &str| format!("route[{i}].{k}");
+        let (prefix, prefix_len) = parse_prefix(&r.destination, false).map_err(|e| invalid(key("destination"), e))?;
+        let gateway: Ipv4Addr =
+            r.gateway.parse().map_err(|_| invalid(key("gateway"), format!("{:?} is not an IPv4 address", r.gateway)))?;
+        if !connected(gateway) {
+            return Err(invalid(key("gateway"), format!("{gateway} is on no port's subnet")));
+        }
+        routes.push(Route { prefix, prefix_len, gateway });
+    }
+    let mut classifier = Vec::new();
+    for (i, c) in raw.classifier.iter().enumerate() {
+        let key = |k: &str| format!("classifier[{i}].{k}");
+        let (destination, prefix_len) =
+            parse_prefix(&c.destination, true).map_err(|e| invalid(key("destination"), e))?;
+        let protocol = match c.protocol.as_str() {
+            "tcp" => 6,
+            "udp" => 17,
+            other => return Err(invalid(key("protocol"), format!("{other:?} is not tcp or udp"))),
+        };
+        if c.mark == 0 {
+            return Err(invalid(key("mark"), "0 means no mark; use 1 or more"));
+        }
+        classifier.push(ClassifierRule { destination, prefix_len, protocol, ports: c.ports.clone(), mark: c.mark });
+    }
+    Ok(Forwarding::Director(DirectorSpec { routes, classifier, decrement_ttl: raw.forwarding.decrement_ttl }))
 }
 
 /// Splits a device string into its kind and the name DPDK gives the probed port.
@@ -504,8 +643,7 @@ ports = ["client", "server"]
         assert_eq!(c.ports[0].dpdk_name, "net_af_packet0");
         assert_eq!(c.ports[1].dpdk_name, "0000:03:00.1");
         assert_eq!(c.ports[1].config.rx_descriptors, 512);
-        assert_eq!(c.mode, ForwardMode::MacSwap);
-        assert_eq!(c.cross_connect, (0, 1));
+        assert_eq!(c.forwarding, Forwarding::L2 { mode: ForwardMode::MacSwap, ports: (0, 1) });
         let args = c.eal.to_args().join(" ");
         assert!(args.contains("-l 0,1 --main-lcore 0"), "{args}");
         assert!(args.contains("--no-huge"), "{args}");
@@ -565,6 +703,58 @@ ports = ["client", "server"]
         assert!(e.starts_with("mempool.mbufs: 1000 is too few"), "{e}");
         let e = err(&format!("{GOOD}\n[mempool]\ncache_size = 600\n"));
         assert!(e.starts_with("mempool.cache_size"), "{e}");
+    }
+
+    const DIRECTOR: &str = r#"
+[eal]
+worker_lcores = [1]
+
+[[port]]
+name = "front"
+device = "net_af_packet0,iface=a"
+address = "192.0.2.2/24"
+
+[[port]]
+name = "back"
+device = "net_af_packet1,iface=b"
+address = "203.0.113.1/24"
+
+[forwarding]
+mode = "director"
+
+[[route]]
+destination = "0.0.0.0/0"
+gateway = "192.0.2.1"
+
+[[classifier]]
+destination = "192.0.2.90"
+protocol = "tcp"
+ports = [80, 443]
+mark = 1
+"#;
+
+    #[test]
+    fn director_mode_validates_addresses_routes_and_classifier() {
+        let c = Config::from_toml(DIRECTOR).unwrap();
+        assert_eq!(c.ports[0].address, Some((Ipv4Addr::new(192, 0, 2, 2), 24)));
+        let Forwarding::Director(d) = &c.forwarding else { panic!("{:?}", c.forwarding) };
+        assert_eq!(d.routes, vec![Route { prefix: Ipv4Addr::UNSPECIFIED, prefix_len: 0, gateway: [192, 0, 2, 1].into() }]);
+        assert_eq!((d.classifier[0].prefix_len, d.classifier[0].protocol, d.classifier[0].mark), (32, 6, 1));
+        let cases = [
+            ("gateway = \"192.0.2.1\"", "gateway = \"10.0.0.1\"", "route[0].gateway: 10.0.0.1 is on no port's subnet"),
+            ("address = \"192.0.2.2/24\"", "address = \"192.0.2.2\"", "port[0].address: \"192.0.2.2\" needs a prefix length"),
+            ("address = \"192.0.2.2/24\"\n", "", "port[0].address: director mode needs"),
+            ("protocol = \"tcp\"", "protocol = \"icmp\"", "classifier[0].protocol"),
+            ("mark = 1", "mark = 0", "classifier[0].mark"),
+            ("mode = \"director\"", "mode = \"director\"\nports = [\"front\", \"back\"]", "forwarding.ports: is for the L2 modes"),
+            ("worker_lcores = [1]", "worker_lcores = [1, 2]", "eal.worker_lcores: director mode runs one worker"),
+        ];
+        for (from, to, want) in cases {
+            let e = err(&DIRECTOR.replace(from, to));
+            assert!(e.contains(want), "{to:?}: got {e:?}, want {want:?}");
+        }
+        let e = err(&GOOD.replace("[forwarding]", "[[route]]\ndestination = \"0.0.0.0/0\"\ngateway = \"192.0.2.1\"\n\n[forwarding]"));
+        assert!(e.contains("need mode = \"director\""), "{e}");
     }
 
     #[test]

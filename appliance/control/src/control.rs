@@ -8,12 +8,13 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rvs_adm::listing::{self, Snapshot};
+use rvs_adm::listing;
 use rvs_adm::protocol::{FrameError, Request, Response};
 use rvs_adm::{Command, parse, parse_rules};
-use rvs_ipvs::{Error as IpvsError, Ipvs, Time};
+use rvs_ipvs::{Error as IpvsError, Ipvs, Op, Time};
 
 use crate::rates::Estimator;
+use crate::shards::Shards;
 use tracing::{info, warn};
 
 /// The listening socket, removed on drop.
@@ -60,11 +61,11 @@ impl ControlServer {
     }
 
     /// Serves every request waiting, one at a time (called from the management loop).
-    pub fn poll(&self, model: &mut Ipvs, rates: &Estimator, table_size: usize, now: Time) {
+    pub fn poll(&self, d: &mut Director<'_>) {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    if let Err(e) = serve(stream, model, rates, table_size, now) {
+                    if let Err(e) = serve(stream, d) {
                         warn!(error = %e, "control connection");
                     }
                 }
@@ -84,18 +85,24 @@ impl Drop for ControlServer {
     }
 }
 
-fn serve(
-    mut stream: UnixStream,
-    model: &mut Ipvs,
-    rates: &Estimator,
-    table_size: usize,
-    now: Time,
-) -> io::Result<()> {
+/// What a request works on: the management core's configuration, the workers' shards behind it, and
+/// the rate estimator.
+#[derive(Debug)]
+pub struct Director<'a> {
+    pub model: &'a mut Ipvs,
+    pub shards: &'a Shards,
+    pub rates: &'a Estimator,
+    /// What listings call the connection-table size.
+    pub table_size: usize,
+    pub now: Time,
+}
+
+fn serve(mut stream: UnixStream, d: &mut Director<'_>) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let resp = match Request::read_from(&mut stream) {
-        Ok(req) => execute(model, rates, &req, table_size, now),
+        Ok(req) => execute(d, &req),
         // An rvsadm of another version gets an answer it can at least print.
         Err(e @ FrameError::Version(_)) => Response::error(2, format!("rvsd: {e}")),
         Err(e) => Response::error(2, format!("rvsd: bad request: {e}")),
@@ -112,28 +119,33 @@ fn ipvs_error(e: &IpvsError, on_dest: bool) -> String {
     }
 }
 
-/// Applies one configuration command.
-pub fn apply(model: &mut Ipvs, cmd: &Command) -> Result<(), String> {
-    match cmd {
-        Command::AddService(cfg) => {
-            model.add_service(cfg.clone()).map(|_| ()).map_err(|e| ipvs_error(&e, false))
-        }
-        Command::EditService(cfg) => model.edit_service(cfg.clone()).map_err(|e| ipvs_error(&e, false)),
-        Command::DelService(k) => model.del_service(k).map_err(|e| ipvs_error(&e, false)),
-        Command::Clear => {
-            model.clear();
-            Ok(())
-        }
-        Command::AddDest(k, d) => model.add_dest(k, *d).map(|_| ()).map_err(|e| ipvs_error(&e, true)),
-        Command::EditDest(k, d) => model.edit_dest(k, *d).map_err(|e| ipvs_error(&e, true)),
-        Command::DelDest(k, a, p) => model.del_dest(k, *a, *p).map_err(|e| ipvs_error(&e, true)),
-        Command::Zero(k) => model.zero(k.as_ref()).map_err(|e| ipvs_error(&e, false)),
-        Command::SetTimeouts { tcp, tcp_fin, udp } => {
-            model.timeouts.set(*tcp, *tcp_fin, *udp);
-            Ok(())
-        }
-        other => Err(format!("{other:?} is not a configuration command")),
-    }
+/// The configuration change a command makes, if it makes one.
+fn to_op(cmd: &Command) -> Option<Op> {
+    Some(match cmd {
+        Command::AddService(cfg) => Op::AddService(cfg.clone()),
+        Command::EditService(cfg) => Op::EditService(cfg.clone()),
+        Command::DelService(k) => Op::DelService(*k),
+        Command::Clear => Op::Clear,
+        Command::AddDest(k, d) => Op::AddDest(*k, *d),
+        Command::EditDest(k, d) => Op::EditDest(*k, *d),
+        Command::DelDest(k, a, p) => Op::DelDest(*k, *a, *p),
+        Command::Zero(k) => Op::Zero(*k),
+        Command::SetTimeouts { tcp, tcp_fin, udp } => Op::SetTimeouts { tcp: *tcp, tcp_fin: *tcp_fin, udp: *udp },
+        _ => return None,
+    })
+}
+
+/// Applies one configuration command to `model`; returns the change to publish to the shards.
+pub fn apply(model: &mut Ipvs, cmd: &Command) -> Result<Op, String> {
+    let op = to_op(cmd).ok_or_else(|| format!("{cmd:?} is not a configuration command"))?;
+    let on_dest = matches!(op, Op::AddDest(..) | Op::EditDest(..) | Op::DelDest(..));
+    model.apply(&op).map_err(|e| ipvs_error(&e, on_dest))?;
+    Ok(op)
+}
+
+/// The configuration of `model` as changes that rebuild it in an empty shard.
+pub fn model_ops(model: &Ipvs) -> Vec<Op> {
+    config_commands(model).iter().filter_map(to_op).collect()
 }
 
 /// The configuration of `model` as commands (what -Sn would print), to rebuild it elsewhere.
@@ -151,8 +163,9 @@ fn config_commands(model: &Ipvs) -> Vec<Command> {
 }
 
 /// Applies a rule file all or nothing: every line is first applied to a scratch copy of the
-/// configuration; only if all succeed is the real one changed. Errors name the line.
-pub fn restore(model: &mut Ipvs, text: &str) -> Result<usize, String> {
+/// configuration; only if all succeed is the real one changed. Errors name the line. Returns the
+/// changes, to publish as one batch.
+pub fn restore(model: &mut Ipvs, text: &str) -> Result<Vec<Op>, String> {
     let cmds = parse_rules(text).map_err(|(line, e)| format!("line {line}: {}", e.message))?;
     let mut scratch = Ipvs::new(16, 16, 0);
     for c in config_commands(model) {
@@ -161,11 +174,12 @@ pub fn restore(model: &mut Ipvs, text: &str) -> Result<usize, String> {
     for (line, c) in &cmds {
         apply(&mut scratch, c).map_err(|e| format!("line {line}: {e}"))?;
     }
+    let mut ops = Vec::with_capacity(cmds.len());
     for (line, c) in &cmds {
         // Cannot fail: the scratch copy took the same commands in the same order.
-        apply(model, c).map_err(|e| format!("line {line}: {e}"))?;
+        ops.push(apply(model, c).map_err(|e| format!("line {line}: {e}"))?);
     }
-    Ok(cmds.len())
+    Ok(ops)
 }
 
 fn usage(prog: &str) -> String {
@@ -188,8 +202,9 @@ Usage:
     )
 }
 
-/// One request, start to finish.
-pub fn execute(model: &mut Ipvs, rates: &Estimator, req: &Request, table_size: usize, now: Time) -> Response {
+/// One request, start to finish. A change is applied to the model and, only if it succeeded,
+/// published to the shards as one batch.
+pub fn execute(d: &mut Director<'_>, req: &Request) -> Response {
     let prog = req
         .args
         .first()
@@ -206,22 +221,26 @@ pub fn execute(model: &mut Ipvs, rates: &Estimator, req: &Request, table_size: u
             return Response::error(e.status, msg);
         }
     };
-    let snapshot = |m: &Ipvs| {
-        let mut s = Snapshot { table_size, ..Snapshot::from_ipvs(m, now) };
-        rates.fill(&mut s);
+    let snapshot = |d: &Director<'_>, conns: bool| {
+        let (mut s, _, _) = d.shards.snapshot(d.model, conns, d.now);
+        s.table_size = d.table_size;
+        d.rates.fill(&mut s);
         s
     };
     match cmd {
-        Command::List(o) => match listing::list(&snapshot(model), &o) {
-            Some(text) => Response::ok(text),
-            None => Response::error(1, "No such service"),
-        },
-        Command::Save { numeric } => Response::ok(listing::save(&snapshot(model), numeric)),
+        Command::List(o) => {
+            match listing::list(&snapshot(d, o.format == rvs_adm::ListFormat::Connections), &o) {
+                Some(text) => Response::ok(text),
+                None => Response::error(1, "No such service"),
+            }
+        }
+        Command::Save { numeric } => Response::ok(listing::save(&snapshot(d, false), numeric)),
         Command::Restore => match std::str::from_utf8(&req.stdin) {
             Err(_) => Response::error(2, "the rule file is not UTF-8; nothing was changed"),
-            Ok(text) => match restore(model, text) {
-                Ok(n) => {
-                    info!(commands = n, "rules restored");
+            Ok(text) => match restore(d.model, text) {
+                Ok(ops) => {
+                    info!(commands = ops.len(), "rules restored");
+                    d.shards.publish(ops);
                     Response::ok(String::new())
                 }
                 Err(e) => Response::error(2, format!("{e}; nothing was changed")),
@@ -229,9 +248,10 @@ pub fn execute(model: &mut Ipvs, rates: &Estimator, req: &Request, table_size: u
         },
         Command::Help => Response::ok(usage(&prog)),
         Command::Version => Response::ok(format!("{prog} v{} (rvs)\n", env!("CARGO_PKG_VERSION"))),
-        c => match apply(model, &c) {
-            Ok(()) => {
+        c => match apply(d.model, &c) {
+            Ok(op) => {
                 info!(command = ?args, "configuration changed");
+                d.shards.publish(vec![op]);
                 Response::ok(String::new())
             }
             Err(e) => Response::error(2, e),
@@ -243,10 +263,15 @@ pub fn execute(model: &mut Ipvs, rates: &Estimator, req: &Request, table_size: u
 mod tests {
     use super::*;
 
+    fn exec(m: &mut Ipvs, req: &Request) -> Response {
+        let (shards, rates) = (Shards::default(), Estimator::default());
+        execute(&mut Director { model: m, shards: &shards, rates: &rates, table_size: 4096, now: 0 }, req)
+    }
+
     fn run(m: &mut Ipvs, line: &str) -> Response {
         let mut args = vec!["/usr/sbin/rvsadm".to_owned()];
         args.extend(line.split_whitespace().map(str::to_owned));
-        execute(m, &Estimator::default(), &Request { args, stdin: vec![] }, 4096, 0)
+        exec(m, &Request { args, stdin: vec![] })
     }
 
     #[test]
@@ -280,26 +305,14 @@ mod tests {
         run(&mut m, "-A -t 192.0.2.80:80 -s rr");
         let before = run(&mut m, "-Sn").stdout;
         let bad = "-A -t 192.0.2.81:80\n-a -t 192.0.2.81:80 -r 203.0.113.1\n-A -t 192.0.2.80:80\n";
-        let e = execute(
-            &mut m,
-            &Estimator::default(),
-            &Request { args: vec!["rvsadm".into(), "-R".into()], stdin: bad.as_bytes().to_vec() },
-            1,
-            0,
-        );
+        let e = exec(&mut m, &Request { args: vec!["rvsadm".into(), "-R".into()], stdin: bad.as_bytes().to_vec() });
         assert_eq!(
             (e.status, e.stderr.as_str()),
             (2, "line 3: Service already exists; nothing was changed\n")
         );
         assert_eq!(run(&mut m, "-Sn").stdout, before, "not even the first two lines applied");
         let good = "-A -t 192.0.2.81:80\n-a -t 192.0.2.81:80 -r 203.0.113.1\n";
-        let ok = execute(
-            &mut m,
-            &Estimator::default(),
-            &Request { args: vec!["rvsadm".into(), "-R".into()], stdin: good.as_bytes().to_vec() },
-            1,
-            0,
-        );
+        let ok = exec(&mut m, &Request { args: vec!["rvsadm".into(), "-R".into()], stdin: good.as_bytes().to_vec() });
         assert_eq!(ok.status, 0, "{}", ok.stderr);
         assert!(run(&mut m, "-Sn").stdout.contains("-a -t 192.0.2.81:80 -r 203.0.113.1:80 -g -w 1\n"));
     }

@@ -6,12 +6,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rvs_dataplane::{CounterSnapshot, L2Worker, Link, WorkerCounters};
-use rvs_dpdk::{Eal, LaunchHandle, Mempool, Port, PortStats, QueueId, Started};
+use rvs_dataplane::net::{Interface, Network};
+use rvs_dataplane::{
+    CounterSnapshot, DirectorWorker, Drop, L2Worker, Link, Pipeline, PortQueues, WorkerCounters,
+};
+use rvs_dpdk::{Eal, LaunchHandle, Mempool, Port, PortStats, QueueId, RxQueue, Started, TxQueue};
+use rvs_ipvs::Ipvs;
+use rvs_wire::rewrite::TtlPolicy;
 use tracing::{info, warn};
 
-use crate::config::Config;
-use crate::control::{ControlServer, restore};
+use crate::config::{Config, DirectorSpec, Forwarding};
+use crate::control::{ControlServer, Director, model_ops, restore};
+use crate::shards::Shards;
 use crate::metrics::{MetricsServer, Sources};
 
 /// What rvs_build_info reports.
@@ -60,12 +66,13 @@ pub struct Summary {
 pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Summary, DaemonError> {
     // The IPVS configuration the control socket edits. (The workers' per-shard copies follow it once
     // the IPVS pipeline runs in the data plane.) Rules load before anything starts, all or nothing.
-    let mut model = rvs_ipvs::Ipvs::new(16, 16, 0x5eed);
+    let mut model = Ipvs::new(16, 16, 0x5eed);
     if let Some(path) = &cfg.rules_file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| DaemonError::Rules { path: path.display().to_string(), reason: e.to_string() })?;
         let n = restore(&mut model, &text)
-            .map_err(|reason| DaemonError::Rules { path: path.display().to_string(), reason })?;
+            .map_err(|reason| DaemonError::Rules { path: path.display().to_string(), reason })?
+            .len();
         info!(path = %path.display(), commands = n, "rules loaded");
     }
     let control = ControlServer::bind(&cfg.socket_path, cfg.socket_group.as_deref())
@@ -97,30 +104,63 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
         ports.push(port);
     }
 
+    let network = match &cfg.forwarding {
+        Forwarding::Director(spec) => Some(build_network(cfg, spec, &ports)?),
+        Forwarding::L2 { .. } => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
+    let nports = ports.len();
     let lcores = eal.worker_lcores();
-    let (ia, ib) = cfg.cross_connect;
     let mut workers: Vec<(LaunchHandle, Arc<WorkerCounters>)> = Vec::new();
+    let mut channels = Vec::new();
     let launched = (|| {
         for (w, &lcore) in lcores.iter().enumerate() {
             let q = QueueId(w as u16);
-            let mut link = |from: usize, to: usize| -> Result<Link, DaemonError> {
-                Ok(Link {
-                    rx: ports[from]
+            let mut take = |from: usize, to: usize| -> Result<(RxQueue, TxQueue), DaemonError> {
+                Ok((
+                    ports[from]
                         .take_rx_queue(q)
                         .context(|| format!("port {:?} rx queue {}", cfg.ports[from].name, q.0))?,
-                    tx: ports[to]
+                    ports[to]
                         .take_tx_queue(q)
                         .context(|| format!("port {:?} tx queue {}", cfg.ports[to].name, q.0))?,
-                })
+                ))
             };
-            let links = vec![link(ia, ib)?, link(ib, ia)?];
             let counters = Arc::new(WorkerCounters::default());
-            let worker =
-                L2Worker { links, mode: cfg.mode, counters: Arc::clone(&counters), stop: Arc::clone(&stop) };
-            let handle = eal
-                .launch(lcore, move || worker.run())
-                .context(|| format!("launching worker on lcore {lcore}"))?;
+            let handle = match &cfg.forwarding {
+                Forwarding::L2 { mode, ports: (ia, ib) } => {
+                    let (a, b) = (take(*ia, *ib)?, take(*ib, *ia)?);
+                    let links = vec![Link { rx: a.0, tx: a.1 }, Link { rx: b.0, tx: b.1 }];
+                    let worker =
+                        L2Worker { links, mode: *mode, counters: Arc::clone(&counters), stop: Arc::clone(&stop) };
+                    eal.launch(lcore, move || worker.run())
+                }
+                Forwarding::Director(spec) => {
+                    let net = network.as_ref().map(Arc::clone).ok_or_else(|| DaemonError::Rules { path: "network".into(), reason: "not built".into() })?;
+                    let queues = (0..nports)
+                        .map(|p| take(p, p).map(|(rx, tx)| PortQueues { rx, tx }))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let mut shard = Ipvs::new(cfg.connections_per_worker, (cfg.connections_per_worker / 16).max(1024), 0x5eed + w as u64);
+                    for op in model_ops(&model) {
+                        shard.apply(&op).map_err(|e| DaemonError::Rules { path: "(copy to a worker)".into(), reason: e.to_string() })?;
+                    }
+                    let mut pipeline = Pipeline::new(net, shard, Arc::clone(&counters));
+                    pipeline.ttl = if spec.decrement_ttl { TtlPolicy::Decrement } else { TtlPolicy::Preserve };
+                    let (tx, rx) = crossbeam_channel::unbounded();
+                    channels.push(tx);
+                    let worker = DirectorWorker {
+                        ports: queues,
+                        pipeline,
+                        pool: pool.clone(),
+                        control: rx,
+                        counters: Arc::clone(&counters),
+                        stop: Arc::clone(&stop),
+                        tsc_hz: summary.tsc_hz,
+                    };
+                    eal.launch(lcore, move || worker.run())
+                }
+            }
+            .context(|| format!("launching worker on lcore {lcore}"))?;
             workers.push((handle, counters));
         }
         Ok::<(), DaemonError>(())
@@ -130,26 +170,48 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
         drop(workers);
         return Err(e);
     }
-    info!(
-        workers = lcores.len(),
-        mode = ?cfg.mode,
-        tsc_hz = summary.tsc_hz,
-        ports = %format!("{} <-> {}", cfg.ports[ia].name, cfg.ports[ib].name),
-        "forwarding"
-    );
+    let shards = Shards::new(channels);
+    match &cfg.forwarding {
+        Forwarding::L2 { mode, ports: (ia, ib) } => info!(
+            workers = lcores.len(),
+            mode = ?mode,
+            tsc_hz = summary.tsc_hz,
+            ports = %format!("{} <-> {}", cfg.ports[*ia].name, cfg.ports[*ib].name),
+            "forwarding"
+        ),
+        Forwarding::Director(spec) => info!(
+            workers = lcores.len(),
+            mode = "director",
+            tsc_hz = summary.tsc_hz,
+            ports = %cfg.ports.iter().map(|p| format!("{}={}", p.name, p.address.map(|(a, l)| format!("{a}/{l}")).unwrap_or_default())).collect::<Vec<_>>().join(","),
+            routes = spec.routes.len(),
+            classifier_rules = spec.classifier.len(),
+            "forwarding"
+        ),
+    }
 
     let interval = Duration::from_secs(u64::from(cfg.stats_interval_seconds));
     let mut next_report = Instant::now() + interval;
     while !shutdown.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
         let now_ms = started.elapsed().as_millis() as u64;
-        rates.tick(&model, now_ms);
-        control.poll(&mut model, &rates, cfg.table_size, now_ms);
+        if rates.due(now_ms) {
+            let (snap, _, _) = shards.snapshot(&model, false, now_ms);
+            rates.tick(&snap, now_ms);
+        }
+        control.poll(&mut Director {
+            model: &mut model,
+            shards: &shards,
+            rates: &rates,
+            table_size: cfg.table_size,
+            now: now_ms,
+        });
         if let Some(m) = &metrics {
             m.poll(|| {
                 let port_stats = port_totals(cfg, &ports);
                 let worker_stats: Vec<(u32, CounterSnapshot)> =
                     workers.iter().map(|(h, c)| (h.lcore().0, c.snapshot())).collect();
+                let (snap, ipvs_drops, table_entries) = shards.snapshot(&model, false, now_ms);
                 crate::metrics::render(&Sources {
                     version: build.version,
                     git_revision: build.git_revision,
@@ -157,7 +219,9 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
                     ports: &port_stats,
                     workers: &worker_stats,
                     pool: (pool.name(), pool.in_use(), pool.capacity()),
-                    model: &model,
+                    ipvs: &snap,
+                    ipvs_drops,
+                    table_entries,
                     table_capacity: cfg.table_size,
                 })
             });
@@ -202,6 +266,22 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
     Ok(summary)
 }
 
+/// The director's network: the configured addresses with the ports' MACs.
+fn build_network(cfg: &Config, spec: &DirectorSpec, ports: &[Port<Started>]) -> Result<Arc<Network>, DaemonError> {
+    let interfaces = cfg
+        .ports
+        .iter()
+        .zip(ports)
+        .map(|(s, p)| {
+            let (addr, prefix_len) = s.address.unwrap_or((std::net::Ipv4Addr::UNSPECIFIED, 32));
+            Interface { name: s.name.clone(), mac: p.mac(), addr, prefix_len, mtu: s.config.mtu_bytes.unwrap_or(1500) }
+        })
+        .collect();
+    Network::new(interfaces, &spec.routes, spec.classifier.clone())
+        .map(Arc::new)
+        .map_err(|e| DaemonError::Rules { path: "network".into(), reason: e.to_string() })
+}
+
 /// Each port's PMD counters under its configured name (zeros if the PMD cannot say).
 fn port_totals(cfg: &Config, ports: &[Port<Started>]) -> Vec<(String, PortStats)> {
     cfg.ports.iter().zip(ports).map(|(s, p)| (s.name.clone(), p.stats().unwrap_or_default())).collect()
@@ -233,7 +313,8 @@ fn report(
             lcore = h.lcore().0,
             rx_packets = s.rx_packets,
             tx_packets = s.tx_packets,
-            drop_tx_full = s.drop_tx_full,
+            dropped = s.dropped_total(),
+            drop_tx_full = s.dropped(Drop::TxRingFull),
             busy = %format!("{:.1}%", 100.0 * s.busy_ratio()),
             loop_cycles = s.loop_cycles,
             busy_cycles = s.busy_cycles,
@@ -247,7 +328,7 @@ fn log_summary(s: &Summary) {
         info!(port = %name, rx_packets = p.rx_packets, tx_packets = p.tx_packets, rx_bytes = p.rx_bytes, tx_bytes = p.tx_bytes, rx_missed = p.rx_missed, "port totals");
     }
     for (lcore, w) in &s.workers {
-        info!(lcore, rx_packets = w.rx_packets, tx_packets = w.tx_packets, drop_tx_full = w.drop_tx_full, busy = %format!("{:.1}%", 100.0 * w.busy_ratio()), "worker totals");
+        info!(lcore, rx_packets = w.rx_packets, tx_packets = w.tx_packets, dropped = w.dropped_total(), drop_tx_full = w.dropped(Drop::TxRingFull), busy = %format!("{:.1}%", 100.0 * w.busy_ratio()), "worker totals");
     }
 }
 

@@ -8,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod metrics;
 pub mod rates;
+pub mod shards;
 
 pub use config::{Config, ConfigError};
 pub use daemon::{BuildInfo, DaemonError, Summary, run};

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
-use rvs_dataplane::CounterSnapshot;
+use rvs_adm::listing::Snapshot;
+use rvs_dataplane::{CounterSnapshot, Drop};
 use rvs_dpdk::PortStats;
-use rvs_ipvs::{DropReason, Ipvs, ServiceKey, proto};
+use rvs_ipvs::{DropCounters, DropReason, ServiceKey, proto};
 use tracing::warn;
 
 /// What one scrape reports.
@@ -24,7 +25,10 @@ pub struct Sources<'a> {
     pub ports: &'a [(String, PortStats)],
     pub workers: &'a [(u32, CounterSnapshot)],
     pub pool: (&'a str, u32, u32),
-    pub model: &'a Ipvs,
+    /// The director's services and servers, counters summed over the workers' shards.
+    pub ipvs: &'a Snapshot,
+    pub ipvs_drops: DropCounters,
+    pub table_entries: usize,
     pub table_capacity: usize,
 }
 
@@ -170,12 +174,14 @@ pub fn render(s: &Sources<'_>) -> String {
         let l = [("worker", lcore.to_string())];
         f.counter("rvs_worker_received_packets_total", "Packets a worker received.", &l, w.rx_packets);
         f.counter("rvs_worker_transmitted_packets_total", "Packets a worker sent.", &l, w.tx_packets);
-        f.counter(
-            "rvs_worker_dropped_packets_total",
-            "Packets a worker dropped, by reason.",
-            &[("worker", lcore.to_string()), ("reason", "tx_ring_full".into())],
-            w.drop_tx_full,
-        );
+        for r in Drop::ALL {
+            f.counter(
+                "rvs_worker_dropped_packets_total",
+                "Packets a worker dropped, by reason.",
+                &[("worker", lcore.to_string()), ("reason", r.name().into())],
+                w.dropped(r),
+            );
+        }
         f.counter(
             "rvs_worker_busy_cycles_total",
             "TSC cycles of poll-loop iterations that moved packets; busy ratio = rate(this) / rate(rvs_worker_loop_cycles_total).",
@@ -197,7 +203,7 @@ pub fn render(s: &Sources<'_>) -> String {
         f64::from(in_use),
     );
     f.gauge("rvs_mempool_mbufs", "Packet buffers in the pool.", &[("pool", pool.into())], f64::from(cap));
-    let (entries, _) = s.model.occupancy();
+    let entries = s.table_entries;
     f.gauge(
         "rvs_connection_table_entries",
         "Connections and persistence templates in the tables.",
@@ -212,7 +218,8 @@ pub fn render(s: &Sources<'_>) -> String {
     );
 
     let mut total = rvs_ipvs::Stats::default();
-    for (_, cfg, stats, dests) in s.model.services() {
+    for sv in &s.ipvs.services {
+        let (cfg, stats) = (&sv.cfg, &sv.stats);
         total.add(stats);
         let sl = service_labels(&cfg.key);
         f.counter(
@@ -240,7 +247,7 @@ pub fn render(s: &Sources<'_>) -> String {
             &sl,
             stats.out_bytes,
         );
-        for (_, d) in dests {
+        for d in &sv.dests {
             let bl = with(sl.clone(), d.cfg.addr, d.cfg.port);
             f.gauge(
                 "rvs_ipvs_backend_connections_active",
@@ -307,7 +314,7 @@ pub fn render(s: &Sources<'_>) -> String {
             "rvs_ipvs_dropped_packets_total",
             "Packets for a service that IPVS dropped, by reason.",
             &[("reason", r.name().into())],
-            s.model.drops.get(r),
+            s.ipvs_drops.get(r),
         );
     }
     let mut out = Vec::new();

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use hashbrown::HashMap;
 use rvs_adm::listing::{Rates, Snapshot};
-use rvs_ipvs::{Ipvs, ServiceKey, Stats, Time};
+use rvs_ipvs::{ServiceKey, Stats, Time};
 
 /// The estimator's period.
 pub const INTERVAL_MS: Time = 2000;
@@ -62,23 +62,25 @@ pub struct Estimator {
 }
 
 impl Estimator {
-    /// Runs the 2-second step when it is due (call as often as convenient).
-    pub fn tick(&mut self, model: &Ipvs, now: Time) {
+    /// Whether the 2-second step is due.
+    pub fn due(&self, now: Time) -> bool {
+        now >= self.next
+    }
+
+    /// Runs the 2-second step when it is due, on the director's summed counters.
+    pub fn tick(&mut self, snap: &Snapshot, now: Time) {
         if now < self.next {
             return;
         }
         self.next = now + INTERVAL_MS;
         let mut seen = Vec::new();
-        for (_, cfg, stats, dests) in model.services() {
-            let k = Key::Service(cfg.key);
-            self.ests.entry(k).or_insert_with(|| Est { last: *stats, ..Est::default() }).update(stats);
+        for sv in &snap.services {
+            let k = Key::Service(sv.cfg.key);
+            self.ests.entry(k).or_insert_with(|| Est { last: sv.stats, ..Est::default() }).update(&sv.stats);
             seen.push(k);
-            for (_, d) in dests {
-                let k = Key::Dest(cfg.key, d.cfg.addr, d.cfg.port);
-                self.ests
-                    .entry(k)
-                    .or_insert_with(|| Est { last: d.stats, ..Est::default() })
-                    .update(&d.stats);
+            for d in &sv.dests {
+                let k = Key::Dest(sv.cfg.key, d.cfg.addr, d.cfg.port);
+                self.ests.entry(k).or_insert_with(|| Est { last: d.stats, ..Est::default() }).update(&d.stats);
                 seen.push(k);
             }
         }

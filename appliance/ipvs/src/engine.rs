@@ -103,6 +103,13 @@ impl DropCounters {
         }
     }
 
+    pub fn add(&mut self, o: &DropCounters) {
+        self.no_destination += o.no_destination;
+        self.table_full += o.table_full;
+        self.dest_unavailable += o.dest_unavailable;
+        self.not_syn += o.not_syn;
+    }
+
     fn count(&mut self, r: DropReason) {
         let c = match r {
             DropReason::NoDestination => &mut self.no_destination,

@@ -1,0 +1,77 @@
+//! The management core's line to the workers' IPVS shards: configuration changes go out as immutable
+//! batches ([`WorkerMsg::Apply`]), and counters come back on request ([`WorkerMsg::Report`]). Workers
+//! look at their channel between bursts (once a millisecond), so neither side ever waits on the
+//! other on the packet path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use rvs_adm::listing::Snapshot;
+use rvs_dataplane::WorkerMsg;
+use rvs_ipvs::{DropCounters, Ipvs, Op, ShardReport, Time};
+use tracing::warn;
+
+/// How long a report may take before the worker is reported as not answering.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Every worker's channel; empty when the workers run no IPVS (the L2 modes).
+#[derive(Debug, Default)]
+pub struct Shards {
+    workers: Vec<Sender<WorkerMsg>>,
+}
+
+impl Shards {
+    pub fn new(workers: Vec<Sender<WorkerMsg>>) -> Self {
+        Self { workers }
+    }
+
+    /// Sends one validated batch to every shard (the same `Arc`, so all apply the same change).
+    pub fn publish(&self, ops: Vec<Op>) {
+        if ops.is_empty() {
+            return;
+        }
+        let batch: Arc<[Op]> = ops.into();
+        for w in &self.workers {
+            if w.send(WorkerMsg::Apply(Arc::clone(&batch))).is_err() {
+                warn!("a worker is gone; its shard misses a configuration change");
+            }
+        }
+    }
+
+    /// Every shard's report; without workers, the model's own (all counters zero).
+    pub fn reports(&self, model: &Ipvs, conns: bool, now: Time) -> Vec<ShardReport> {
+        if self.workers.is_empty() {
+            return vec![model.report(conns, now)];
+        }
+        let (tx, rx) = crossbeam_channel::bounded(self.workers.len());
+        let asked = self
+            .workers
+            .iter()
+            .filter(|w| w.send(WorkerMsg::Report { conns, reply: tx.clone() }).is_ok())
+            .count();
+        let mut out = Vec::with_capacity(asked);
+        for _ in 0..asked {
+            match rx.recv_timeout(REPORT_TIMEOUT) {
+                Ok(r) => out.push(r),
+                Err(_) => {
+                    warn!("a worker did not report in time");
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// The director's state for listings and metrics.
+    pub fn snapshot(&self, model: &Ipvs, conns: bool, now: Time) -> (Snapshot, DropCounters, usize) {
+        let reports = self.reports(model, conns, now);
+        let mut drops = DropCounters::default();
+        let mut entries = 0;
+        for r in &reports {
+            drops.add(&r.drops);
+            entries += r.entries;
+        }
+        (Snapshot::from_reports(model, &reports), drops, entries)
+    }
+}

@@ -1,0 +1,150 @@
+#!/bin/bash
+# The LVS test bed in network namespaces: a client, a router, the director's two ports and three real
+# servers running nginx, wired the way LVS guides wire them.
+#
+#   client ns (198.51.100.10-29/24) -- router ns (198.51.100.1, 192.0.2.1, bridge 203.0.113.254)
+#   router 192.0.2.0/24 -- director "front" port (rvsd answers for 192.0.2.2 and the VIPs)
+#   router bridge 203.0.113.0/24 -- director "back" port (203.0.113.1) and real servers .11 .12 .13
+#
+# Real servers: NAT traffic returns through the director (default route via 203.0.113.1); packets
+# from a VIP (DR and TUN replies) go straight to the router (source routing: "from 192.0.2.0/24 table
+# 100"), so they bypass the director. VIPs 192.0.2.81, .82 and .90 sit on lo with arp_ignore=1 and
+# arp_announce=2; an XDP program on eth0 strips IPIP (this kernel has no ipip module). Every link has
+# an MTU of 1500: client packets that do not fit in IPIP get ICMP fragmentation-needed from the
+# director (path MTU discovery), as on a real network. nginx listens on 80, 443 and 8080 and
+# answers with the server's name; a UDP echo service on 5300 does the same.
+#
+# usage: testbed.sh up PREFIX WORKDIR      (PREFIX: at most 6 letters/digits)
+#        testbed.sh down PREFIX [WORKDIR]
+# The director's kernel interfaces are ${P}df (front) and ${P}db (back) in namespace ${P}d.
+set -euo pipefail
+
+cmd=${1:?usage: testbed.sh up|down PREFIX [WORKDIR]}
+P=${2:?prefix}
+W=${3:-}
+HERE=$(cd "$(dirname "$0")" && pwd)
+SERVERS="1 2 3"
+
+ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
+
+down() {
+    for n in c r d s1 s2 s3; do
+        if [ -n "$W" ] && [ -f "$W/nginx-$n.pid" ]; then
+            kill "$(cat "$W/nginx-$n.pid")" 2>/dev/null || true
+        fi
+        ip netns pids "$P$n" 2>/dev/null | xargs -r kill 2>/dev/null || true
+    done
+    sleep 0.2
+    for n in c r d s1 s2 s3; do
+        ip netns pids "$P$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+        ip netns del "$P$n" 2>/dev/null || true
+    done
+}
+
+quiet_ns() {
+    # No IPv6 chatter (router solicitations, MLD) on the director's ports.
+    ns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    ns "$1" ip link set lo up
+}
+
+no_csum_offload() {
+    # A kernel sending into a veth leaves TCP/UDP checksums to be finished; the DPDK port would
+    # forward them unfinished (ARCHITECTURE.md, test-bed facts).
+    ns "$1" ethtool -K "$2" tx off >/dev/null
+}
+
+up() {
+    [ -n "$W" ] || { echo "testbed.sh up needs a WORKDIR" >&2; exit 2; }
+    mkdir -p "$W"
+    down
+    for n in c r d s1 s2 s3; do ip netns add "$P$n"; quiet_ns "$P$n"; done
+
+    # client -- router
+    ip link add "${P}c0" netns "${P}c" type veth peer name "${P}rc" netns "${P}r"
+    ns "${P}c" ip link set "${P}c0" up
+    for i in $(seq 10 29); do ns "${P}c" ip addr add "198.51.100.$i/24" dev "${P}c0"; done
+    ns "${P}c" ip route add default via 198.51.100.1
+    no_csum_offload "${P}c" "${P}c0"
+
+    # router: front link to the director, bridge for the server LAN
+    ns "${P}r" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+    ns "${P}r" ip link set "${P}rc" up
+    ns "${P}r" ip addr add 198.51.100.1/24 dev "${P}rc"
+    ip link add "${P}rf" netns "${P}r" type veth peer name "${P}df" netns "${P}d"
+    ns "${P}r" ip link set "${P}rf" up
+    ns "${P}r" ip addr add 192.0.2.1/24 dev "${P}rf"
+    ns "${P}r" ip link add "${P}br" type bridge
+    ns "${P}r" ip link set "${P}br" up
+    ns "${P}r" ip addr add 203.0.113.254/24 dev "${P}br"
+    ip link add "${P}bd" netns "${P}r" type veth peer name "${P}db" netns "${P}d"
+    ns "${P}r" ip link set "${P}bd" master "${P}br" up
+    for i in rc rf bd; do no_csum_offload "${P}r" "${P}$i"; done
+    ns "${P}r" sysctl -qw "net.ipv4.conf.${P}rf.rp_filter=0" "net.ipv4.conf.${P}br.rp_filter=0"
+
+    # the director's kernel ends: up, no addresses (rvsd owns them through net_af_packet)
+    ns "${P}d" ip link set "${P}df" up
+    ns "${P}d" ip link set "${P}db" up
+
+    # real servers
+    local obj="$W/ipip_decap.o"
+    clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -c "$HERE/ipip_decap.bpf.c" -o "$obj"
+    for i in $SERVERS; do
+        local s="${P}s$i" rs="203.0.113.1$i"
+        ip link add "${P}b$i" netns "${P}r" type veth peer name eth0 netns "$s"
+        ns "${P}r" ip link set "${P}b$i" master "${P}br" up
+        no_csum_offload "${P}r" "${P}b$i"
+        ns "$s" ip link set eth0 up
+        ns "$s" ip addr add "$rs/24" dev eth0
+        no_csum_offload "$s" eth0
+        ns "$s" ip route add default via 203.0.113.1
+        ns "$s" ip route add default via 203.0.113.254 table 100
+        ns "$s" ip rule add from 192.0.2.0/24 lookup 100
+        for v in 81 82 90; do ns "$s" ip addr add "192.0.2.$v/32" dev lo; done
+        ns "$s" sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
+            net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2 \
+            net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0 net.ipv4.conf.lo.rp_filter=0
+        ns "$s" ip link set dev eth0 xdp obj "$obj" sec xdp
+
+        local root="$W/s$i"
+        mkdir -p "$root/www" "$root/tmp"
+        printf 's%s\n' "$i" >"$root/www/index.html"
+        head -c 1048576 /dev/urandom >"$root/www/big.bin"
+        cat >"$root/nginx.conf" <<NGINX
+worker_processes 1;
+pid $W/nginx-s$i.pid;
+error_log $root/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $root/tmp/body;
+    proxy_temp_path $root/tmp/proxy;
+    fastcgi_temp_path $root/tmp/fastcgi;
+    uwsgi_temp_path $root/tmp/uwsgi;
+    scgi_temp_path $root/tmp/scgi;
+    keepalive_requests 100000;
+    server {
+        listen 80;
+        listen 443;
+        listen 8080;
+        root $root/www;
+        location / { default_type text/plain; }
+    }
+}
+NGINX
+        ns "$s" nginx -c "$root/nginx.conf" -g 'user root;'
+        ns "$s" /usr/bin/python3 "$HERE/udp_echo.py" "s$i" 5300 </dev/null >"$root/udp.log" 2>&1 &
+    done
+    # nginx and the echo servers are up once they answer locally.
+    for i in $SERVERS; do
+        for _ in $(seq 50); do
+            if ns "${P}s$i" curl -sf -o /dev/null "http://203.0.113.1$i/"; then break; fi
+            sleep 0.1
+        done
+    done
+}
+
+case "$cmd" in
+    up) up ;;
+    down) down ;;
+    *) echo "usage: testbed.sh up|down PREFIX [WORKDIR]" >&2; exit 2 ;;
+esac
