@@ -5,6 +5,7 @@
 //! rvsadm names ports from the table below (the services operators meet on a load balancer) and
 //! always prints addresses numerically: a control tool must not hang on DNS.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
@@ -131,15 +132,25 @@ impl Snapshot {
         let mut snap = Self::from_ipvs(model, 0);
         snap.conns.clear();
         snap.table_size = 0;
+        // Indexes, so that summing stays linear with 10,000s of services and servers.
+        let svc_at: HashMap<ServiceKey, usize> =
+            snap.services.iter().enumerate().map(|(i, s)| (s.cfg.key, i)).collect();
+        let dest_at: HashMap<(ServiceKey, IpAddr, u16), (usize, usize)> = snap
+            .services
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| {
+                s.dests.iter().enumerate().map(move |(j, d)| ((s.cfg.key, d.cfg.addr, d.cfg.port), (i, j)))
+            })
+            .collect();
         for r in reports {
             snap.table_size += r.capacity;
             for sr in &r.services {
-                let Some(sv) = snap.services.iter_mut().find(|s| s.cfg.key == sr.key) else { continue };
+                let Some(sv) = svc_at.get(&sr.key).and_then(|&i| snap.services.get_mut(i)) else { continue };
                 sv.stats.add(&sr.stats);
                 for dr in &sr.dests {
-                    if let Some(d) =
-                        sv.dests.iter_mut().find(|d| d.cfg.addr == dr.addr && d.cfg.port == dr.port)
-                    {
+                    let Some(&(i, j)) = dest_at.get(&(sr.key, dr.addr, dr.port)) else { continue };
+                    if let Some(d) = snap.services.get_mut(i).and_then(|s| s.dests.get_mut(j)) {
                         d.active += dr.active;
                         d.inactive += dr.inactive;
                         d.persistent += dr.persistent;
@@ -162,7 +173,11 @@ fn conn_view(c: &rvs_ipvs::ConnInfo, now: Time) -> ConnView {
         vport: c.vport,
         daddr: c.raddr,
         dport: c.rport,
-        state: if c.proto == proto::TCP || c.is_template() { TcpState::from_u8(c.state).name() } else { "UDP" },
+        state: if c.proto == proto::TCP || c.is_template() {
+            TcpState::from_u8(c.state).name()
+        } else {
+            "UDP"
+        },
         expires_seconds: c.expires.saturating_sub(now) / 1000,
     }
 }

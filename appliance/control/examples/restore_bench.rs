@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use rvs_adm::listing::{self, Snapshot};
 use rvs_adm::{ListOptions, protocol::Request};
-use rvs_control::control::{execute, restore};
+use rvs_control::control::{Director, execute, restore};
 use rvs_ipvs::Ipvs;
 
 fn main() {
@@ -22,8 +22,16 @@ fn main() {
     }
     let mut m = Ipvs::new(16, 16, 0);
     let t = Instant::now();
-    let n = restore(&mut m, &rules).expect("restore");
+    let ops = restore(&mut m, &rules).expect("restore");
     let apply = t.elapsed();
+    let n = ops.len();
+    // What a worker then does between two bursts: the same batch applied to its shard.
+    let mut shard = Ipvs::new(1 << 16, 1024, 1);
+    let t = Instant::now();
+    for op in &ops {
+        shard.apply(op).expect("shard apply");
+    }
+    let shard_apply = t.elapsed();
     let t = Instant::now();
     let listed = listing::list(
         &Snapshot { table_size: 4096, ..Snapshot::from_ipvs(&m, 0) },
@@ -33,20 +41,16 @@ fn main() {
     let list = t.elapsed();
     let t = Instant::now();
     let rates = rvs_control::rates::Estimator::default();
-    let saved = execute(
-        &mut m,
-        &rates,
-        &Request { args: vec!["rvsadm".into(), "-Sn".into()], stdin: vec![] },
-        4096,
-        0,
-    )
-    .stdout;
+    let shards = rvs_control::shards::Shards::default();
+    let mut d = Director { model: &mut m, shards: &shards, rates: &rates, table_size: 4096, now: 0 };
+    let saved = execute(&mut d, &Request { args: vec!["rvsadm".into(), "-Sn".into()], stdin: vec![] }).stdout;
     let save = t.elapsed();
     assert_eq!(saved.lines().count(), services * (servers + 1));
     println!(
-        "{services} services x {servers} servers ({n} commands, {} KiB of rules): restore {:.0} ms, list {:.0} ms ({} lines), save {:.0} ms",
+        "{services} services x {servers} servers ({n} commands, {} KiB of rules): restore {:.0} ms (then {:.0} ms in a worker's shard), list {:.0} ms ({} lines), save {:.0} ms",
         rules.len() / 1024,
         apply.as_secs_f64() * 1e3,
+        shard_apply.as_secs_f64() * 1e3,
         list.as_secs_f64() * 1e3,
         listed.lines().count(),
         save.as_secs_f64() * 1e3

@@ -420,7 +420,10 @@ impl Config {
             validate_director(&raw, &ports, nworkers)?
         } else {
             if !raw.routes.is_empty() || !raw.classifier.is_empty() {
-                return Err(invalid("forwarding.mode", "[[route]] and [[classifier]] need mode = \"director\""));
+                return Err(invalid(
+                    "forwarding.mode",
+                    "[[route]] and [[classifier]] need mode = \"director\"",
+                ));
             }
             let [a, b] = f.ports.as_slice() else {
                 return Err(invalid(
@@ -539,7 +542,10 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec], nworkers: u16) -> Resu
     }
     for (i, p) in ports.iter().enumerate() {
         if p.address.is_none() {
-            return Err(invalid(format!("port[{i}].address"), "director mode needs an address/prefix on every port"));
+            return Err(invalid(
+                format!("port[{i}].address"),
+                "director mode needs an address/prefix on every port",
+            ));
         }
     }
     let connected = |ip: Ipv4Addr| {
@@ -548,9 +554,12 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec], nworkers: u16) -> Resu
     let mut routes = Vec::new();
     for (i, r) in raw.routes.iter().enumerate() {
         let key = |k: &str| format!("route[{i}].{k}");
-        let (prefix, prefix_len) = parse_prefix(&r.destination, false).map_err(|e| invalid(key("destination"), e))?;
-        let gateway: Ipv4Addr =
-            r.gateway.parse().map_err(|_| invalid(key("gateway"), format!("{:?} is not an IPv4 address", r.gateway)))?;
+        let (prefix, prefix_len) =
+            parse_prefix(&r.destination, false).map_err(|e| invalid(key("destination"), e))?;
+        let gateway: Ipv4Addr = r
+            .gateway
+            .parse()
+            .map_err(|_| invalid(key("gateway"), format!("{:?} is not an IPv4 address", r.gateway)))?;
         if !connected(gateway) {
             return Err(invalid(key("gateway"), format!("{gateway} is on no port's subnet")));
         }
@@ -569,7 +578,13 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec], nworkers: u16) -> Resu
         if c.mark == 0 {
             return Err(invalid(key("mark"), "0 means no mark; use 1 or more"));
         }
-        classifier.push(ClassifierRule { destination, prefix_len, protocol, ports: c.ports.clone(), mark: c.mark });
+        classifier.push(ClassifierRule {
+            destination,
+            prefix_len,
+            protocol,
+            ports: c.ports.clone(),
+            mark: c.mark,
+        });
     }
     Ok(Forwarding::Director(DirectorSpec { routes, classifier, decrement_ttl: raw.forwarding.decrement_ttl }))
 }
@@ -738,22 +753,44 @@ mark = 1
         let c = Config::from_toml(DIRECTOR).unwrap();
         assert_eq!(c.ports[0].address, Some((Ipv4Addr::new(192, 0, 2, 2), 24)));
         let Forwarding::Director(d) = &c.forwarding else { panic!("{:?}", c.forwarding) };
-        assert_eq!(d.routes, vec![Route { prefix: Ipv4Addr::UNSPECIFIED, prefix_len: 0, gateway: [192, 0, 2, 1].into() }]);
+        assert_eq!(
+            d.routes,
+            vec![Route { prefix: Ipv4Addr::UNSPECIFIED, prefix_len: 0, gateway: [192, 0, 2, 1].into() }]
+        );
         assert_eq!((d.classifier[0].prefix_len, d.classifier[0].protocol, d.classifier[0].mark), (32, 6, 1));
         let cases = [
-            ("gateway = \"192.0.2.1\"", "gateway = \"10.0.0.1\"", "route[0].gateway: 10.0.0.1 is on no port's subnet"),
-            ("address = \"192.0.2.2/24\"", "address = \"192.0.2.2\"", "port[0].address: \"192.0.2.2\" needs a prefix length"),
+            (
+                "gateway = \"192.0.2.1\"",
+                "gateway = \"10.0.0.1\"",
+                "route[0].gateway: 10.0.0.1 is on no port's subnet",
+            ),
+            (
+                "address = \"192.0.2.2/24\"",
+                "address = \"192.0.2.2\"",
+                "port[0].address: \"192.0.2.2\" needs a prefix length",
+            ),
             ("address = \"192.0.2.2/24\"\n", "", "port[0].address: director mode needs"),
             ("protocol = \"tcp\"", "protocol = \"icmp\"", "classifier[0].protocol"),
             ("mark = 1", "mark = 0", "classifier[0].mark"),
-            ("mode = \"director\"", "mode = \"director\"\nports = [\"front\", \"back\"]", "forwarding.ports: is for the L2 modes"),
-            ("worker_lcores = [1]", "worker_lcores = [1, 2]", "eal.worker_lcores: director mode runs one worker"),
+            (
+                "mode = \"director\"",
+                "mode = \"director\"\nports = [\"front\", \"back\"]",
+                "forwarding.ports: is for the L2 modes",
+            ),
+            (
+                "worker_lcores = [1]",
+                "worker_lcores = [1, 2]",
+                "eal.worker_lcores: director mode runs one worker",
+            ),
         ];
         for (from, to, want) in cases {
             let e = err(&DIRECTOR.replace(from, to));
             assert!(e.contains(want), "{to:?}: got {e:?}, want {want:?}");
         }
-        let e = err(&GOOD.replace("[forwarding]", "[[route]]\ndestination = \"0.0.0.0/0\"\ngateway = \"192.0.2.1\"\n\n[forwarding]"));
+        let e = err(&GOOD.replace(
+            "[forwarding]",
+            "[[route]]\ndestination = \"0.0.0.0/0\"\ngateway = \"192.0.2.1\"\n\n[forwarding]",
+        ));
         assert!(e.contains("need mode = \"director\""), "{e}");
     }
 

@@ -130,7 +130,9 @@ fn to_op(cmd: &Command) -> Option<Op> {
         Command::EditDest(k, d) => Op::EditDest(*k, *d),
         Command::DelDest(k, a, p) => Op::DelDest(*k, *a, *p),
         Command::Zero(k) => Op::Zero(*k),
-        Command::SetTimeouts { tcp, tcp_fin, udp } => Op::SetTimeouts { tcp: *tcp, tcp_fin: *tcp_fin, udp: *udp },
+        Command::SetTimeouts { tcp, tcp_fin, udp } => {
+            Op::SetTimeouts { tcp: *tcp, tcp_fin: *tcp_fin, udp: *udp }
+        }
         _ => return None,
     })
 }
@@ -305,14 +307,20 @@ mod tests {
         run(&mut m, "-A -t 192.0.2.80:80 -s rr");
         let before = run(&mut m, "-Sn").stdout;
         let bad = "-A -t 192.0.2.81:80\n-a -t 192.0.2.81:80 -r 203.0.113.1\n-A -t 192.0.2.80:80\n";
-        let e = exec(&mut m, &Request { args: vec!["rvsadm".into(), "-R".into()], stdin: bad.as_bytes().to_vec() });
+        let e = exec(
+            &mut m,
+            &Request { args: vec!["rvsadm".into(), "-R".into()], stdin: bad.as_bytes().to_vec() },
+        );
         assert_eq!(
             (e.status, e.stderr.as_str()),
             (2, "line 3: Service already exists; nothing was changed\n")
         );
         assert_eq!(run(&mut m, "-Sn").stdout, before, "not even the first two lines applied");
         let good = "-A -t 192.0.2.81:80\n-a -t 192.0.2.81:80 -r 203.0.113.1\n";
-        let ok = exec(&mut m, &Request { args: vec!["rvsadm".into(), "-R".into()], stdin: good.as_bytes().to_vec() });
+        let ok = exec(
+            &mut m,
+            &Request { args: vec!["rvsadm".into(), "-R".into()], stdin: good.as_bytes().to_vec() },
+        );
         assert_eq!(ok.status, 0, "{}", ok.stderr);
         assert!(run(&mut m, "-Sn").stdout.contains("-a -t 192.0.2.81:80 -r 203.0.113.1:80 -g -w 1\n"));
     }

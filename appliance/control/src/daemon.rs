@@ -17,8 +17,8 @@ use tracing::{info, warn};
 
 use crate::config::{Config, DirectorSpec, Forwarding};
 use crate::control::{ControlServer, Director, model_ops, restore};
-use crate::shards::Shards;
 use crate::metrics::{MetricsServer, Sources};
+use crate::shards::Shards;
 
 /// What rvs_build_info reports.
 #[derive(Debug, Clone, Copy)]
@@ -131,21 +131,36 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
                 Forwarding::L2 { mode, ports: (ia, ib) } => {
                     let (a, b) = (take(*ia, *ib)?, take(*ib, *ia)?);
                     let links = vec![Link { rx: a.0, tx: a.1 }, Link { rx: b.0, tx: b.1 }];
-                    let worker =
-                        L2Worker { links, mode: *mode, counters: Arc::clone(&counters), stop: Arc::clone(&stop) };
+                    let worker = L2Worker {
+                        links,
+                        mode: *mode,
+                        counters: Arc::clone(&counters),
+                        stop: Arc::clone(&stop),
+                    };
                     eal.launch(lcore, move || worker.run())
                 }
                 Forwarding::Director(spec) => {
-                    let net = network.as_ref().map(Arc::clone).ok_or_else(|| DaemonError::Rules { path: "network".into(), reason: "not built".into() })?;
+                    let net = network.as_ref().map(Arc::clone).ok_or_else(|| DaemonError::Rules {
+                        path: "network".into(),
+                        reason: "not built".into(),
+                    })?;
                     let queues = (0..nports)
                         .map(|p| take(p, p).map(|(rx, tx)| PortQueues { rx, tx }))
                         .collect::<Result<Vec<_>, _>>()?;
-                    let mut shard = Ipvs::new(cfg.connections_per_worker, (cfg.connections_per_worker / 16).max(1024), 0x5eed + w as u64);
+                    let mut shard = Ipvs::new(
+                        cfg.connections_per_worker,
+                        (cfg.connections_per_worker / 16).max(1024),
+                        0x5eed + w as u64,
+                    );
                     for op in model_ops(&model) {
-                        shard.apply(&op).map_err(|e| DaemonError::Rules { path: "(copy to a worker)".into(), reason: e.to_string() })?;
+                        shard.apply(&op).map_err(|e| DaemonError::Rules {
+                            path: "(copy to a worker)".into(),
+                            reason: e.to_string(),
+                        })?;
                     }
                     let mut pipeline = Pipeline::new(net, shard, Arc::clone(&counters));
-                    pipeline.ttl = if spec.decrement_ttl { TtlPolicy::Decrement } else { TtlPolicy::Preserve };
+                    pipeline.ttl =
+                        if spec.decrement_ttl { TtlPolicy::Decrement } else { TtlPolicy::Preserve };
                     let (tx, rx) = crossbeam_channel::unbounded();
                     channels.push(tx);
                     let worker = DirectorWorker {
@@ -193,7 +208,8 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
     let interval = Duration::from_secs(u64::from(cfg.stats_interval_seconds));
     let mut next_report = Instant::now() + interval;
     while !shutdown.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(20));
+        // 5 ms: a scripted rvsadm session waits at most this long per command.
+        std::thread::sleep(Duration::from_millis(5));
         let now_ms = started.elapsed().as_millis() as u64;
         if rates.due(now_ms) {
             let (snap, _, _) = shards.snapshot(&model, false, now_ms);
@@ -267,14 +283,24 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
 }
 
 /// The director's network: the configured addresses with the ports' MACs.
-fn build_network(cfg: &Config, spec: &DirectorSpec, ports: &[Port<Started>]) -> Result<Arc<Network>, DaemonError> {
+fn build_network(
+    cfg: &Config,
+    spec: &DirectorSpec,
+    ports: &[Port<Started>],
+) -> Result<Arc<Network>, DaemonError> {
     let interfaces = cfg
         .ports
         .iter()
         .zip(ports)
         .map(|(s, p)| {
             let (addr, prefix_len) = s.address.unwrap_or((std::net::Ipv4Addr::UNSPECIFIED, 32));
-            Interface { name: s.name.clone(), mac: p.mac(), addr, prefix_len, mtu: s.config.mtu_bytes.unwrap_or(1500) }
+            Interface {
+                name: s.name.clone(),
+                mac: p.mac(),
+                addr,
+                prefix_len,
+                mtu: s.config.mtu_bytes.unwrap_or(1500),
+            }
         })
         .collect();
     Network::new(interfaces, &spec.routes, spec.classifier.clone())

@@ -80,7 +80,10 @@ impl Estimator {
             seen.push(k);
             for d in &sv.dests {
                 let k = Key::Dest(sv.cfg.key, d.cfg.addr, d.cfg.port);
-                self.ests.entry(k).or_insert_with(|| Est { last: d.stats, ..Est::default() }).update(&d.stats);
+                self.ests
+                    .entry(k)
+                    .or_insert_with(|| Est { last: d.stats, ..Est::default() })
+                    .update(&d.stats);
                 seen.push(k);
             }
         }

@@ -141,7 +141,14 @@ pub struct CounterSnapshot {
 
 impl Default for CounterSnapshot {
     fn default() -> Self {
-        Self { rx_packets: 0, tx_packets: 0, drops: [0; Drop::COUNT], polls: 0, busy_cycles: 0, loop_cycles: 0 }
+        Self {
+            rx_packets: 0,
+            tx_packets: 0,
+            drops: [0; Drop::COUNT],
+            polls: 0,
+            busy_cycles: 0,
+            loop_cycles: 0,
+        }
     }
 }
 

@@ -96,8 +96,9 @@ impl DirectorWorker {
                             }
                         }
                         Action::IcmpError { port, kind } => {
-                            if let Some(e) = originate(pool, counters, |out| pipeline.icmp_error(port, m.data(), kind, out))
-                            {
+                            if let Some(e) = originate(pool, counters, |out| {
+                                pipeline.icmp_error(port, m.data(), kind, out)
+                            }) {
                                 stage(ports, &mut staged, counters, port, e);
                             }
                         }
@@ -216,7 +217,13 @@ fn originate(
     if m.trim(room.saturating_sub(n as u16)) { Some(m) } else { None }
 }
 
-fn stage(ports: &mut [PortQueues], staged: &mut [PacketBurst], counters: &WorkerCounters, port: usize, m: Mbuf) {
+fn stage(
+    ports: &mut [PortQueues],
+    staged: &mut [PacketBurst],
+    counters: &WorkerCounters,
+    port: usize,
+    m: Mbuf,
+) {
     let (Some(q), Some(b)) = (ports.get_mut(port), staged.get_mut(port)) else {
         counters.count_drop(Drop::NoRoute);
         return;

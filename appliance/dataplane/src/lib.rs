@@ -25,6 +25,6 @@ mod pkt;
 
 pub use counters::{CounterSnapshot, Drop, WorkerCounters};
 pub use director::{DirectorWorker, PortQueues, WorkerMsg};
-pub use pipeline::{Action, Pipeline};
 pub use l2::{ForwardMode, L2Worker, Link};
+pub use pipeline::{Action, Pipeline};
 pub use pkt::MbufPacket;

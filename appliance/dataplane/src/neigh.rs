@@ -88,7 +88,8 @@ impl Neighbours {
                 *e = Entry { mac: Some(mac), port, confirmed: now, last_request: now, tries: 0 };
             }
             None if for_us && len < self.capacity => {
-                self.map.insert(ip, Entry { mac: Some(mac), port, confirmed: now, last_request: now, tries: 0 });
+                self.map
+                    .insert(ip, Entry { mac: Some(mac), port, confirmed: now, last_request: now, tries: 0 });
             }
             None => {}
         }

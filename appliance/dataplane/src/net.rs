@@ -87,14 +87,12 @@ impl Network {
             if r.prefix_len > 32 {
                 return Err(NetError::PrefixLen(r.prefix_len));
             }
-            let port = interfaces.iter().position(|i| i.contains(r.gateway)).ok_or(NetError::GatewayUnreachable {
-                prefix: r.prefix,
-                len: r.prefix_len,
-                gateway: r.gateway,
-            })?;
+            let port = interfaces.iter().position(|i| i.contains(r.gateway)).ok_or(
+                NetError::GatewayUnreachable { prefix: r.prefix, len: r.prefix_len, gateway: r.gateway },
+            )?;
             resolved.push((*r, NextHop { port, addr: r.gateway }));
         }
-        resolved.sort_by(|a, b| b.0.prefix_len.cmp(&a.0.prefix_len));
+        resolved.sort_by_key(|r| std::cmp::Reverse(r.0.prefix_len));
         Ok(Self { interfaces, routes: resolved, classifier })
     }
 
@@ -148,12 +146,19 @@ mod tests {
             vec![iface([192, 0, 2, 2], 24), iface([203, 0, 113, 1], 24)],
             &[
                 Route { prefix: Ipv4Addr::UNSPECIFIED, prefix_len: 0, gateway: [192, 0, 2, 1].into() },
-                Route { prefix: [198, 51, 100, 0].into(), prefix_len: 25, gateway: [203, 0, 113, 254].into() },
+                Route {
+                    prefix: [198, 51, 100, 0].into(),
+                    prefix_len: 25,
+                    gateway: [203, 0, 113, 254].into(),
+                },
             ],
             vec![],
         )
         .unwrap();
-        assert_eq!(net.route([203, 0, 113, 7].into()), Some(NextHop { port: 1, addr: [203, 0, 113, 7].into() }));
+        assert_eq!(
+            net.route([203, 0, 113, 7].into()),
+            Some(NextHop { port: 1, addr: [203, 0, 113, 7].into() })
+        );
         assert_eq!(net.route([8, 8, 8, 8].into()), Some(NextHop { port: 0, addr: [192, 0, 2, 1].into() }));
         assert_eq!(
             net.route([198, 51, 100, 9].into()),

@@ -29,7 +29,7 @@ use rvs_wire::{Error as WireError, PacketBuffer, ip_proto};
 
 use crate::counters::{Drop, WorkerCounters};
 use crate::neigh::{Lookup, Neighbours};
-use crate::net::{NextHop, Network};
+use crate::net::{Network, NextHop};
 
 /// What the worker does with the frame after [`Pipeline::handle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +109,8 @@ impl Pipeline {
                 next.insert(a, port_of(a));
             }
         }
-        let has_fwm = self.ipvs.services().any(|(_, c, _, _)| matches!(c.key, rvs_ipvs::ServiceKey::Fwmark { .. }));
+        let has_fwm =
+            self.ipvs.services().any(|(_, c, _, _)| matches!(c.key, rvs_ipvs::ServiceKey::Fwmark { .. }));
         if has_fwm {
             for r in &self.net.classifier {
                 if r.prefix_len == 32 {
@@ -160,7 +161,13 @@ impl Pipeline {
         }
     }
 
-    fn arp<B: PacketBuffer + ?Sized>(&mut self, port: usize, buf: &mut B, l2_len: usize, now: Time) -> Action {
+    fn arp<B: PacketBuffer + ?Sized>(
+        &mut self,
+        port: usize,
+        buf: &mut B,
+        l2_len: usize,
+        now: Time,
+    ) -> Action {
         let mut req = [0u8; arp::PACKET_LEN];
         match buf.bytes().get(l2_len..l2_len + arp::PACKET_LEN) {
             Some(b) => req.copy_from_slice(b),
@@ -172,8 +179,8 @@ impl Pipeline {
         };
         let target = a.target_ip();
         let Some(iface) = self.net.interfaces.get(port) else { return self.drop(Drop::Unsupported) };
-        let ours = target == iface.addr
-            || self.vips.get(&target).is_some_and(|p| p.is_none_or(|p| p == port));
+        let ours =
+            target == iface.addr || self.vips.get(&target).is_some_and(|p| p.is_none_or(|p| p == port));
         self.neigh.learn(a.sender_ip(), a.sender_mac(), port, ours, now);
         if a.operation() != arp::OP_REQUEST || !ours || a.sender_ip() == target {
             return self.drop(Drop::ArpNotOurs);
@@ -432,7 +439,13 @@ mod tests {
         assert_eq!(p.apply(&ops), 0);
     }
 
-    fn tcp(src_mac: MacAddr, dst_mac: MacAddr, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: u8) -> Vec<u8> {
+    fn tcp(
+        src_mac: MacAddr,
+        dst_mac: MacAddr,
+        src: (Ipv4Addr, u16),
+        dst: (Ipv4Addr, u16),
+        flags: u8,
+    ) -> Vec<u8> {
         let mut f = vec![0u8; 14 + 20 + 20];
         ethernet::write_header(&mut f, dst_mac, src_mac, ethertype::IPV4).unwrap();
         ipv4::write_header(&mut f[14..], src.0, dst.0, 6, 20, 64, 0, 1, true).unwrap();
@@ -483,7 +496,8 @@ mod tests {
 
         let (mut p, _) = pipeline();
         service(&mut p, Fwd::Tunnel(TunnelType::Ipip), 80);
-        let mut b = VecBuffer::with_room(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02), 64, 0);
+        let mut b =
+            VecBuffer::with_room(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02), 64, 0);
         assert_eq!(p.handle(0, &mut b, 1), Action::Tx(1));
         let outer = ip(b.bytes());
         assert_eq!((outer.src(), outer.dst(), outer.protocol()), ([203, 0, 113, 1].into(), RS, 4));
@@ -523,7 +537,8 @@ mod tests {
         let mut rep = [0u8; 42];
         let mut req = [0u8; 42];
         arp::build_request(&mut req, BACK_MAC, [203, 0, 113, 1].into(), other).unwrap();
-        arp::build_reply(&mut rep, &ArpPacket::new_checked(&req[14..]).unwrap(), [2, 0, 0, 0, 0, 0x12]).unwrap();
+        arp::build_reply(&mut rep, &ArpPacket::new_checked(&req[14..]).unwrap(), [2, 0, 0, 0, 0, 0x12])
+            .unwrap();
         let mut b = VecBuffer::new(&rep);
         p.handle(1, &mut b, 2);
         let mut r = vec![];
@@ -540,10 +555,17 @@ mod tests {
         p.apply(&[Op::AddService(cfg), Op::AddDest(key, DestConfig::new(RS.into(), 0, Fwd::Route))]);
         assert!(p.is_vip([192, 0, 2, 90].into()));
         for port in [80, 443] {
-            let mut b = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000 + port), ([192, 0, 2, 90].into(), port), 2));
+            let mut b = VecBuffer::new(&tcp(
+                ROUTER_MAC,
+                FRONT_MAC,
+                (CLIENT, 40000 + port),
+                ([192, 0, 2, 90].into(), port),
+                2,
+            ));
             assert_eq!(p.handle(0, &mut b, 1), Action::Tx(1));
         }
-        let mut b = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), ([192, 0, 2, 90].into(), 22), 2));
+        let mut b =
+            VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), ([192, 0, 2, 90].into(), 22), 2));
         assert_eq!(p.handle(0, &mut b, 1), Action::Drop);
         let truncated = &tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 1), (VIP, 80), 2)[..30];
         let mut b = VecBuffer::new(truncated);

@@ -27,7 +27,11 @@ pub enum Op {
     /// Zero the counters of one service, or of all.
     Zero(Option<ServiceKey>),
     /// `--set TCP TCPFIN UDP` in seconds; 0 keeps a value.
-    SetTimeouts { tcp: u32, tcp_fin: u32, udp: u32 },
+    SetTimeouts {
+        tcp: u32,
+        tcp_fin: u32,
+        udp: u32,
+    },
 }
 
 impl Ipvs {

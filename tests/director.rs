@@ -1,0 +1,668 @@
+//! The director end to end, on the namespace test bed of tests/testbed/testbed.sh: a client and a
+//! router namespace, rvsd on two net_af_packet ports, and three real servers running nginx, set up as
+//! LVS guides set up real servers. Every scenario sends real traffic (curl, UDP, scapy) and checks
+//! what came back, what rvsadm lists and what the exporter counts.
+//!
+//! Each test builds its own bed; they run one at a time (a lock), because each rvsd busy-polls.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use common::{Daemon, sh};
+
+const RVSD: &str = env!("CARGO_BIN_EXE_rvsd");
+const RVSADM: &str = env!("CARGO_BIN_EXE_rvsadm");
+const PY: &str = "/usr/bin/python3";
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn testbed_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testbed/testbed.sh")
+}
+
+/// The test bed with rvsd running in it; torn down on drop.
+struct Bed {
+    prefix: String,
+    dir: PathBuf,
+    rvsd: Option<Daemon>,
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl Bed {
+    fn up(tag: &str) -> Self {
+        let lock = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        common::require_root_and_tools(&["ip", "nginx", "curl", "clang", "ethtool", "tshark"]);
+        let prefix = format!("{}{}", tag, std::process::id() % 1000);
+        assert!(prefix.len() <= 6, "{prefix}: the bed's interface names need a short prefix");
+        let dir = std::env::temp_dir().join(format!("rvs-director-{prefix}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("work dir");
+        let mut bed = Bed { prefix, dir, rvsd: None, _lock: lock };
+        sh(&[testbed_script().to_str().expect("path"), "up", &bed.prefix, bed.dir.to_str().expect("dir")]);
+        let config = bed.dir.join("rvsd.toml");
+        std::fs::write(&config, bed.config()).expect("config");
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &bed.ns("d"), RVSD, "--config"]).arg(&config);
+        let mut d = Daemon::spawn(cmd, &bed.dir.join("rvsd.log"));
+        d.wait_for_log("forwarding", Duration::from_secs(20));
+        bed.rvsd = Some(d);
+        bed
+    }
+
+    fn config(&self) -> String {
+        let p = &self.prefix;
+        format!(
+            r#"
+[eal]
+main_lcore = 0
+worker_lcores = [1]
+hugepages = false
+file_prefix = "rvs-{p}"
+
+[mempool]
+mbufs = 8191
+cache_size = 128
+
+[[port]]
+name = "front"
+device = "net_af_packet0,iface={p}df,qpairs=1,framecnt=8192"
+address = "192.0.2.2/24"
+
+[[port]]
+name = "back"
+device = "net_af_packet1,iface={p}db,qpairs=1,framecnt=8192"
+address = "203.0.113.1/24"
+
+[forwarding]
+mode = "director"
+
+[[route]]
+destination = "0.0.0.0/0"
+gateway = "192.0.2.1"
+
+[[classifier]]
+destination = "192.0.2.90"
+protocol = "tcp"
+ports = [80, 443]
+mark = 1
+
+[control]
+socket_path = "{}/rvsd.sock"
+connections_per_worker = 65536
+
+[metrics]
+listen_address = "127.0.0.1:9510"
+
+[management]
+stats_interval_seconds = 0
+"#,
+            self.dir.display()
+        )
+    }
+
+    fn ns(&self, n: &str) -> String {
+        format!("{}{}", self.prefix, n)
+    }
+
+    /// rvsadm with `args`; (status, stdout, stderr).
+    fn adm_run(&self, args: &str, stdin: &str) -> (i32, String, String) {
+        let mut child = Command::new(RVSADM)
+            .arg("--socket")
+            .arg(self.dir.join("rvsd.sock"))
+            .args(args.split_whitespace())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rvsadm");
+        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write");
+        let out = child.wait_with_output().expect("rvsadm");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn adm(&self, args: &str) -> String {
+        let (code, out, err) = self.adm_run(args, "");
+        assert_eq!(code, 0, "rvsadm {args}: {err}");
+        out
+    }
+
+    /// Applies ipvsadm rules (one command per line) with -R.
+    fn rules(&self, text: &str) {
+        let (code, _, err) = self.adm_run("-R", text);
+        assert_eq!(code, 0, "rvsadm -R: {err}\n{text}");
+    }
+
+    fn in_ns(&self, n: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(n)])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// One HTTP GET from the client namespace (from `src`), the body.
+    fn get(&self, url: &str, src: &str) -> String {
+        let out = self.in_ns("c", &["curl", "-sS", "-m", "5", "--interface", src, url]);
+        assert!(out.status.success(), "curl {url} from {src}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// `n` requests, each on a new connection, from `src`: the servers that answered, in order.
+    fn gets(&self, url: &str, src: &str, n: usize) -> Vec<String> {
+        let mut args: Vec<String> =
+            ["curl", "-sS", "-m", "60", "--interface", src, "-H", "Connection: close"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        args.extend(std::iter::repeat_n(url.to_owned(), n));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.in_ns("c", &args);
+        assert!(out.status.success(), "curl x{n} {url}: {}", String::from_utf8_lossy(&out.stderr));
+        let got: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+        assert_eq!(got.len(), n, "one answer per request: {got:?}");
+        got
+    }
+
+    /// Sends `count` UDP datagrams of `size` bytes from `src` to `dst:port`, one at a time, each
+    /// waiting for its echo; returns (replies, answers per server).
+    fn udp(&self, src: &str, dst: &str, port: u16, count: u32, size: usize) -> (u32, BTreeMap<String, u32>) {
+        let script = format!(
+            r#"
+import socket, collections
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("{src}", 0))
+s.settimeout(1.0)
+got, by = 0, collections.Counter()
+for i in range({count}):
+    s.sendto(b"%0{size}d" % i, ("{dst}", {port}))
+    try:
+        data, _ = s.recvfrom(4096)
+    except socket.timeout:
+        continue
+    if data.endswith(b"%0{size}d" % i):
+        got += 1
+        by[data.split()[0].decode()] += 1
+print(got, " ".join(f"{{k}}={{v}}" for k, v in sorted(by.items())))
+"#
+        );
+        let out = self.in_ns("c", &[PY, "-c", &script]);
+        assert!(out.status.success(), "udp client: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut f = text.split_whitespace();
+        let got = f.next().and_then(|g| g.parse().ok()).expect("count");
+        let by = f
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.parse().expect("n")))
+            .collect();
+        (got, by)
+    }
+
+    /// The exporter's text, scraped inside the director's namespace.
+    fn metrics(&self) -> String {
+        let out = self.in_ns("d", &["curl", "-sf", "-m", "5", "http://127.0.0.1:9510/metrics"]);
+        assert!(out.status.success(), "scrape failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The worker's drop counter for `reason`.
+    fn dropped(&self, reason: &str) -> u64 {
+        metric(&self.metrics(), "rvs_worker_dropped_packets_total", &format!("reason=\"{reason}\""))
+    }
+
+    fn log(&self) -> String {
+        self.rvsd.as_ref().map(Daemon::log_text).unwrap_or_default()
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.rvsd.take() {
+            d.signal("-TERM");
+            let st = d.wait(Duration::from_secs(10));
+            if !std::thread::panicking() {
+                assert!(st.success(), "rvsd exit {st}:\n{}", d.log_text());
+                assert!(d.log_text().contains("in_use=0"), "every mbuf back in the pool:\n{}", d.log_text());
+            }
+        }
+        let _ = Command::new(testbed_script()).args(["down", &self.prefix]).arg(&self.dir).output();
+        if std::env::var_os("RVS_KEEP_TEST_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The value of the first sample of `name` whose labels contain `labels`.
+fn metric(text: &str, name: &str, labels: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .next()
+        .unwrap_or_else(|| panic!("no {name}{{{labels}}} in\n{text}"))
+}
+
+fn count<'a>(names: impl IntoIterator<Item = &'a String>) -> BTreeMap<&'a str, usize> {
+    let mut m = BTreeMap::new();
+    for n in names {
+        *m.entry(n.as_str()).or_default() += 1;
+    }
+    m
+}
+
+#[test]
+fn rr_alternates_and_wrr_splits_one_to_two() {
+    let bed = Bed::up("rr");
+    bed.rules(
+        "-A -t 192.0.2.80:80 -s rr\n\
+         -a -t 192.0.2.80:80 -r 203.0.113.11:80 -m\n\
+         -a -t 192.0.2.80:80 -r 203.0.113.12:80 -m\n\
+         -a -t 192.0.2.80:80 -r 203.0.113.13:80 -m\n",
+    );
+    let got = bed.gets("http://192.0.2.80/", "198.51.100.10", 9);
+    for w in got.windows(3) {
+        let mut w = w.to_vec();
+        w.sort();
+        assert_eq!(w, ["s1", "s2", "s3"], "rr takes the servers in turn: {got:?}");
+    }
+
+    bed.adm("-E -t 192.0.2.80:80 -s wrr");
+    bed.adm("-d -t 192.0.2.80:80 -r 203.0.113.13:80");
+    bed.adm("-e -t 192.0.2.80:80 -r 203.0.113.12:80 -m -w 2");
+    let got = bed.gets("http://192.0.2.80/", "198.51.100.10", 300);
+    let c = count(&got);
+    let (s1, s2) = (c.get("s1").copied().unwrap_or(0), c.get("s2").copied().unwrap_or(0));
+    assert_eq!(s1 + s2, 300, "{c:?}");
+    assert!((95..=105).contains(&s1) && (190..=210).contains(&s2), "wrr 1:2 within 5 %: {c:?}");
+    let stats = bed.adm("-Ln --stats");
+    assert!(stats.contains("TCP  192.0.2.80:80                     309"), "{stats}");
+}
+
+#[test]
+fn nat_maps_ports_dr_and_tun_carry_whole_downloads() {
+    let bed = Bed::up("md");
+    bed.rules(
+        "-A -t 192.0.2.80:80 -s rr\n\
+         -a -t 192.0.2.80:80 -r 203.0.113.11:8080 -m\n\
+         -A -t 192.0.2.81:80 -s rr\n\
+         -a -t 192.0.2.81:80 -r 203.0.113.12:80 -g\n\
+         -A -t 192.0.2.82:80 -s rr\n\
+         -a -t 192.0.2.82:80 -r 203.0.113.13:80 -i\n",
+    );
+    // Watch the server LAN at the director's back port: tshark decodes what the director emits.
+    let cap = bed.dir.join("back.pcap");
+    let mut tshark = Command::new("ip")
+        .args(["netns", "exec", &bed.ns("r"), "tshark", "-q", "-i", &format!("{}bd", bed.prefix), "-w"])
+        .arg(&cap)
+        .args(["-f", "tcp or ip proto 4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tshark");
+    std::thread::sleep(Duration::from_millis(1500));
+
+    assert_eq!(bed.get("http://192.0.2.80/", "198.51.100.10"), "s1", "NAT 80 -> 8080");
+    assert_eq!(bed.get("http://192.0.2.81/", "198.51.100.10"), "s2", "DR");
+    assert_eq!(bed.get("http://192.0.2.82/", "198.51.100.10"), "s3", "TUN");
+    for (vip, server) in [("192.0.2.80", 1), ("192.0.2.81", 2), ("192.0.2.82", 3)] {
+        let out = bed.in_ns("c", &["sh", "-c", &format!("curl -sS -m 20 http://{vip}/big.bin | sha256sum")]);
+        let want = sh(&["sha256sum", bed.dir.join(format!("s{server}/www/big.bin")).to_str().expect("p")]);
+        let (got, want) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&want.stdout));
+        assert_eq!(got.split_whitespace().next(), want.split_whitespace().next(), "1 MiB through {vip}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill").args(["-INT", &tshark.id().to_string()]).output();
+    let _ = tshark.wait();
+    let stats = bed.adm("-Ln --stats");
+    // DR and TUN replies bypass the director; NAT replies come back through it.
+    let line = |vip: &str| stats.lines().find(|l| l.contains(vip)).unwrap_or_default().to_owned();
+    let out_pkts =
+        |l: String| l.split_whitespace().nth(4).and_then(|v| v.parse::<u64>().ok()).expect("OutPkts");
+    assert!(out_pkts(line("192.0.2.80:80")) > 500, "{stats}");
+    assert_eq!(out_pkts(line("192.0.2.81:80")), 0, "{stats}");
+    assert_eq!(out_pkts(line("192.0.2.82:80")), 0, "{stats}");
+
+    let decode = |filter: &str, fields: &[&str]| -> Vec<String> {
+        let mut args = vec![
+            "-r",
+            cap.to_str().expect("p"),
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "tcp.check_checksum:TRUE",
+            "-Y",
+            filter,
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+        ];
+        for f in fields {
+            args.extend(["-e", f]);
+        }
+        let out = Command::new("tshark").args(&args).output().expect("tshark -r");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    };
+    let nat = decode(
+        "ip.dst == 203.0.113.11 && tcp.dstport == 8080",
+        &["ip.src", "tcp.checksum.status", "ip.checksum.status"],
+    );
+    assert!(!nat.is_empty(), "NAT packets to the real server on port 8080");
+    assert!(
+        nat.iter().all(|l| l == "198.51.100.10|1|1"),
+        "client source kept, checksums good: {:?}",
+        &nat[..nat.len().min(5)]
+    );
+    let dr = decode(
+        "eth.dst == 00:00:00:00:00:00 || (ip.dst == 192.0.2.81 && !icmp)",
+        &["eth.dst", "ip.dst", "tcp.checksum.status"],
+    );
+    let s2_mac = String::from_utf8_lossy(&bed.in_ns("s2", &["cat", "/sys/class/net/eth0/address"]).stdout)
+        .trim()
+        .to_owned();
+    assert!(
+        !dr.is_empty() && dr.iter().all(|l| l == &format!("{s2_mac}|192.0.2.81|1")),
+        "DR frames go to s2's MAC, IP untouched: {dr:?}"
+    );
+    let tun = decode("ip.proto == 4", &["ip.src", "ip.dst", "tcp.dstport"]);
+    assert!(!tun.is_empty(), "IPIP packets on the server LAN");
+    assert!(
+        tun.iter().all(|l| l == "203.0.113.1,198.51.100.10|203.0.113.13,192.0.2.82|80"),
+        "outer director -> s3, inner client -> VIP: {tun:?}"
+    );
+}
+
+#[test]
+fn a_udp_service_and_echo_to_a_vip() {
+    let bed = Bed::up("udp");
+    bed.rules(
+        "-A -u 192.0.2.80:5300 -s rr\n\
+         -a -u 192.0.2.80:5300 -r 203.0.113.11:5300 -m\n\
+         -a -u 192.0.2.80:5300 -r 203.0.113.12:5300 -m\n",
+    );
+    let mut by = BTreeMap::new();
+    for src in 10..14 {
+        let (got, b) = bed.udp(&format!("198.51.100.{src}"), "192.0.2.80", 5300, 5, 32);
+        assert_eq!(got, 5, "every datagram answered");
+        assert_eq!(b.len(), 1, "one flow, one server: {b:?}");
+        by.extend(b.into_iter().map(|(k, v)| (format!("{src}{k}"), v)));
+    }
+    let servers: std::collections::BTreeSet<_> = by.keys().map(|k| &k[2..]).collect();
+    assert_eq!(servers.len(), 2, "four flows over two servers: {by:?}");
+    let out = bed.in_ns("c", &["ping", "-c", "3", "-i", "0.2", "-W", "2", "192.0.2.80"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 received"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = bed.in_ns("c", &["ping", "-c", "2", "-i", "0.2", "-W", "2", "192.0.2.2"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 received"), "the director's own address");
+}
+
+#[test]
+fn quiesced_and_deleted_servers() {
+    let bed = Bed::up("w0");
+    bed.rules("-A -t 192.0.2.80:80 -s rr\n-a -t 192.0.2.80:80 -r 203.0.113.11:80 -m\n");
+    // A slow download holds an established connection to s1.
+    let slow = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &bed.ns("c"),
+            "sh",
+            "-c",
+            "curl -sS -m 30 --limit-rate 300k http://192.0.2.80/big.bin | sha256sum",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl");
+    std::thread::sleep(Duration::from_millis(700));
+    bed.adm("-a -t 192.0.2.80:80 -r 203.0.113.12:80 -m");
+    bed.adm("-e -t 192.0.2.80:80 -r 203.0.113.11:80 -m -w 0");
+    let list = bed.adm("-Ln");
+    assert!(list.contains("  -> 203.0.113.11:80              Masq    0      1          0"), "{list}");
+    let got = bed.gets("http://192.0.2.80/", "198.51.100.10", 10);
+    assert!(got.iter().all(|s| s == "s2"), "no new connection to the quiesced server: {got:?}");
+    let out = slow.wait_with_output().expect("slow download");
+    let want = sh(&["sha256sum", bed.dir.join("s1/www/big.bin").to_str().expect("p")]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).split_whitespace().next(),
+        String::from_utf8_lossy(&want.stdout).split_whitespace().next(),
+        "the established download to the quiesced server finished whole"
+    );
+    bed.adm("-a -t 192.0.2.80:80 -r 203.0.113.13:80 -m");
+    bed.adm("-d -t 192.0.2.80:80 -r 203.0.113.12:80");
+    let got = bed.gets("http://192.0.2.80/", "198.51.100.10", 6);
+    assert!(got.iter().all(|s| s == "s3"), "s1 quiesced, s2 deleted: {got:?}");
+    assert!(!bed.adm("-Ln").contains("203.0.113.12"));
+}
+
+#[test]
+fn sh_persistence_and_a_firewall_mark_service_keep_clients_in_place() {
+    let bed = Bed::up("sh");
+    bed.rules(
+        "-A -t 192.0.2.80:80 -s sh\n\
+         -a -t 192.0.2.80:80 -r 203.0.113.11:80 -m\n\
+         -a -t 192.0.2.80:80 -r 203.0.113.12:80 -m\n\
+         -a -t 192.0.2.80:80 -r 203.0.113.13:80 -m\n\
+         -A -t 192.0.2.81:0 -s rr -p 60\n\
+         -a -t 192.0.2.81:0 -r 203.0.113.11:0 -g\n\
+         -a -t 192.0.2.81:0 -r 203.0.113.12:0 -g\n\
+         -a -t 192.0.2.81:0 -r 203.0.113.13:0 -g\n\
+         -A -f 1 -s rr -p 60\n\
+         -a -f 1 -r 203.0.113.11:0 -g\n\
+         -a -f 1 -r 203.0.113.12:0 -g\n\
+         -a -f 1 -r 203.0.113.13:0 -g\n",
+    );
+    let mut sh_servers = std::collections::BTreeSet::new();
+    for src in 10..22 {
+        let src = format!("198.51.100.{src}");
+        let got = bed.gets("http://192.0.2.80/", &src, 4);
+        assert!(got.windows(2).all(|w| w[0] == w[1]), "sh keeps {src} on one server: {got:?}");
+        sh_servers.insert(got[0].clone());
+    }
+    assert!(sh_servers.len() >= 2, "sh spreads different clients: {sh_servers:?}");
+    for src in ["198.51.100.10", "198.51.100.11", "198.51.100.12"] {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            seen.extend(bed.gets("http://192.0.2.81:80/", src, 1));
+            seen.extend(bed.gets("http://192.0.2.81:8080/", src, 1));
+        }
+        assert!(seen.windows(2).all(|w| w[0] == w[1]), "-p on a port-0 service, ports 80 and 8080: {seen:?}");
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            seen.extend(bed.gets("http://192.0.2.90:80/", src, 1));
+            seen.extend(bed.gets("http://192.0.2.90:443/", src, 1));
+        }
+        assert!(seen.windows(2).all(|w| w[0] == w[1]), "FWM groups 80 and 443: {seen:?}");
+    }
+    let conns = bed.adm("-Lnc");
+    assert!(conns.contains("TCP 00:5") || conns.contains("TCP 01:0"), "templates listed: {conns}");
+    assert!(conns.contains("NONE        198.51.100.10:0    192.0.2.81:0       203.0.113.1"), "{conns}");
+    // The classifier marks only its ports: 8080 on the FWM VIP is no service.
+    let before = bed.dropped("no_service");
+    let out = bed.in_ns("c", &["curl", "-s", "-m", "1", "http://192.0.2.90:8080/"]);
+    assert!(!out.status.success());
+    assert!(bed.dropped("no_service") > before);
+}
+
+#[test]
+fn lnc_shows_live_states_and_stats_count_a_flow_exactly() {
+    let bed = Bed::up("st");
+    bed.rules(
+        "-A -t 192.0.2.80:80 -s rr\n-a -t 192.0.2.80:80 -r 203.0.113.11:80 -m\n\
+         -A -u 192.0.2.80:5300 -s rr\n-a -u 192.0.2.80:5300 -r 203.0.113.12:5300 -m\n",
+    );
+    // An idle but open TCP connection, from a known port.
+    let mut nc = Command::new("ip")
+        .args(["netns", "exec", &bed.ns("c"), PY, "-c",
+            "import socket,time\ns=socket.create_connection(('192.0.2.80',80),source_address=('198.51.100.10',40123))\ntime.sleep(4)\n"])
+        .spawn()
+        .expect("client");
+    std::thread::sleep(Duration::from_millis(1000));
+    let conns = bed.adm("-Lnc");
+    assert!(conns.contains("ESTABLISHED 198.51.100.10:40123 192.0.2.80:80      203.0.113.11:80"), "{conns}");
+    assert!(conns.starts_with("IPVS connection entries\npro expire state       source"), "{conns}");
+    let _ = nc.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    let conns = bed.adm("-Lnc");
+    let line = conns.lines().find(|l| l.contains(":40123")).unwrap_or_default();
+    assert!(
+        ["TIME_WAIT", "FIN_WAIT", "CLOSE", "LAST_ACK", "CLOSE_WAIT"].iter().any(|s| line.contains(s)),
+        "closed: {conns}"
+    );
+
+    // Exactly 10 datagrams of 100 bytes and their 10 echoes ("s2 " + the 100 bytes).
+    let (got, _) = bed.udp("198.51.100.11", "192.0.2.80", 5300, 10, 100);
+    assert_eq!(got, 10);
+    let stats = bed.adm("-Ln --stats --exact");
+    // IP bytes: 20 + 8 + 100 in, 20 + 8 + 103 out.
+    let fields = |prefix: &str| -> Vec<String> {
+        stats
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(fields("UDP  192.0.2.80:5300")[2..], ["1", "10", "10", "1280", "1310"], "{stats}");
+    assert_eq!(fields("  -> 203.0.113.12:5300")[2..], ["1", "10", "10", "1280", "1310"], "{stats}");
+}
+
+#[test]
+fn malformed_and_unroutable_packets_are_dropped_counted_and_traffic_goes_on() {
+    let bed = Bed::up("bad");
+    bed.rules(
+        "-A -t 192.0.2.80:80 -s rr\n-a -t 192.0.2.80:80 -r 203.0.113.11:80 -m\n\
+         -A -t 192.0.2.83:80 -s rr\n-a -t 192.0.2.83:80 -r 198.18.0.1:80 -g\n",
+    );
+    assert_eq!(bed.get("http://192.0.2.80/", "198.51.100.10"), "s1");
+    let mac = bed
+        .log()
+        .lines()
+        .find(|l| l.contains("port started port=front"))
+        .and_then(|l| l.split("mac=").nth(1))
+        .and_then(|m| m.split_whitespace().next())
+        .expect("front MAC in the log")
+        .to_owned();
+    let before = |r: &str| bed.dropped(r);
+    let (m0, u0, n0, r0) =
+        (before("malformed"), before("unsupported"), before("no_service"), before("no_route"));
+    // From the router, straight at the director's front port.
+    let script = format!(
+        r#"
+from scapy.all import Ether, IP, TCP, UDP, Raw, sendp
+import warnings
+warnings.filterwarnings("ignore")
+e = Ether(dst="{mac}", src="02:00:00:00:00:99")
+frames = [
+    e / IP(src="198.51.100.10", dst="192.0.2.80", ihl=15) / b"short",              # header past the end
+    (e / IP(src="198.51.100.10", dst="192.0.2.80", len=1000) / TCP()),            # length past the end
+    e / IP(src="198.51.100.10", dst="192.0.2.80", proto=6) / b"tcp",              # TCP header cut
+    e / IP(src="198.51.100.10", dst="192.0.2.80", version=5) / TCP(),             # not version 4
+    Ether(dst="{mac}", type=0x88b5) / b"local experimental ethertype",            # unsupported
+    e / IP(src="198.51.100.10", dst="198.51.100.99") / UDP(dport=9),              # not a VIP
+    e / IP(src="198.51.100.10", dst="192.0.2.80") / TCP(dport=22, flags="S"),     # no such port
+    e / IP(src="198.51.100.10", dst="192.0.2.83") / TCP(dport=80, flags="S"),     # DR server off-link
+]
+for f in frames:
+    b = bytes(f) if not isinstance(f, bytes) else f
+sendp([Ether(bytes(f)) for f in frames], iface="{p}rf", verbose=False)
+"#,
+        p = bed.prefix
+    );
+    let out = bed.in_ns("r", &[PY, "-c", &script]);
+    assert!(out.status.success(), "scapy: {}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(bed.dropped("malformed") - m0, 4, "{}", bed.metrics());
+    assert!(bed.dropped("unsupported") - u0 >= 1);
+    assert_eq!(bed.dropped("no_service") - n0, 2);
+    assert_eq!(bed.dropped("no_route") - r0, 1);
+    assert_eq!(bed.get("http://192.0.2.80/", "198.51.100.10"), "s1", "traffic goes on");
+}
+
+#[test]
+fn rules_change_under_load_without_losing_a_packet() {
+    let bed = Bed::up("hit");
+    bed.rules(
+        "-A -u 192.0.2.80:5300 -s wrr\n\
+         -a -u 192.0.2.80:5300 -r 203.0.113.11:5300 -m\n\
+         -a -u 192.0.2.80:5300 -r 203.0.113.12:5300 -m\n",
+    );
+    let churn_dir = bed.dir.clone();
+    let sock = bed.dir.join("rvsd.sock");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = std::sync::Arc::clone(&stop);
+    // Rules change continuously while the flows run: services come and go, weights and the
+    // scheduler of the loaded service change, whole rule files are restored.
+    let churn = std::thread::spawn(move || {
+        let adm = |args: &str, stdin: &str| {
+            let mut c = Command::new(RVSADM)
+                .arg("--socket")
+                .arg(&sock)
+                .args(args.split_whitespace())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("rvsadm");
+            c.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("w");
+            assert!(c.wait().expect("wait").success(), "rvsadm {args}");
+        };
+        let mut rules = String::new();
+        for i in 0..50 {
+            rules.push_str(&format!(
+                "-A -t 192.0.2.{}:{} -s wlc\n-a -t 192.0.2.{0}:{1} -r 203.0.113.13:80 -m\n",
+                100 + i % 50,
+                1000 + i
+            ));
+        }
+        std::fs::write(churn_dir.join("churn.rules"), &rules).expect("w");
+        let mut n = 0u32;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) && n < 2000 {
+            let i = n % 20;
+            adm(&format!("-A -t 192.0.2.99:{} -s rr", 2000 + i), "");
+            adm(&format!("-a -t 192.0.2.99:{} -r 203.0.113.13:80 -m", 2000 + i), "");
+            adm(&format!("-e -u 192.0.2.80:5300 -r 203.0.113.11:5300 -m -w {}", 1 + i), "");
+            adm(&format!("-E -u 192.0.2.80:5300 -s {}", if i % 2 == 0 { "rr" } else { "wrr" }), "");
+            adm(&format!("-D -t 192.0.2.99:{}", 2000 + i), "");
+            if n == 1 {
+                adm("-R", &rules);
+            }
+            n += 1;
+        }
+        n
+    });
+    let mut total = 0;
+    for src in 10..14 {
+        let (got, _) = bed.udp(&format!("198.51.100.{src}"), "192.0.2.80", 5300, 3000, 64);
+        assert_eq!(got, 3000, "every datagram of flow {src} and its answer went through");
+        total += got;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let changes = churn.join().expect("churn");
+    assert!(changes >= 20, "the rules changed while traffic flowed ({changes} rounds)");
+    let m = bed.metrics();
+    for r in [
+        "no_destination",
+        "table_full",
+        "destination_unavailable",
+        "not_syn",
+        "no_neighbour",
+        "tx_ring_full",
+        "no_mbuf",
+    ] {
+        assert_eq!(metric(&m, "rvs_worker_dropped_packets_total", &format!("reason=\"{r}\"")), 0, "{r}");
+    }
+    eprintln!("{total} datagrams echoed during {changes} rounds of rule changes");
+}
