@@ -1,65 +1,65 @@
 #!/usr/bin/env bash
-# The rvs demo, from a fresh Debian 12 machine (as root): builds rvsd and runs it on two DPDK
-# net_af_packet ports in a "director" network namespace, cross-connecting a client namespace and a
-# server namespace. The client pings and downloads from the server through rvsd; rvsd's own counters
-# show the packets it moved. Everything is torn down at the end.
+# The rvs demo, from a fresh Debian 12 machine (as root): an LVS director on DPDK between network
+# namespaces. tests/testbed/testbed.sh builds a client, a router and three real servers running nginx;
+# rvsd runs on two net_af_packet ports with a NAT service (192.0.2.80:80 -> real servers :8080, rr)
+# and a DR service (192.0.2.81:80, wrr 1:2:3) from conf/demo.rules. The client's requests are
+# balanced; rvsadm shows the tables, the counters and the connections. Everything is torn down at
+# the end.
 #
-# Addresses are from the documentation range 192.0.2.0/24 and exist only inside these namespaces.
+# Addresses are from the documentation ranges and exist only inside these namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
-cargo build --release --locked --bin rvsd
+cargo build --release --locked --bins
 
-P=rvsdemo
-LOG=$(mktemp -d)/rvsd.log
+P=rvsdm
+W=$(mktemp -d /tmp/rvs-demo.XXXXXX)
+LOG=$W/rvsd.log
+ADM="./target/release/rvsadm --socket /run/rvs/demo.sock"
 cleanup() {
   [ -n "${RVSD_PID:-}" ] && kill "$RVSD_PID" 2>/dev/null || true
-  [ -n "${HTTP_PID:-}" ] && kill "$HTTP_PID" 2>/dev/null || true
-  for ns in c d s; do ip netns del "$P-$ns" 2>/dev/null || true; done
+  tests/testbed/testbed.sh down "$P" "$W" || true
 }
 trap cleanup EXIT
-cleanup
 
-for ns in c d s; do
-  ip netns add "$P-$ns"
-  ip -n "$P-$ns" link set lo up
-  ip netns exec "$P-$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-done
-ip link add "$P-c0" netns "$P-c" type veth peer name "$P-d0" netns "$P-d"
-ip link add "$P-s0" netns "$P-s" type veth peer name "$P-d1" netns "$P-d"
-for l in c:c0 s:s0 d:d0 d:d1; do ip -n "$P-${l%%:*}" link set "$P-${l##*:}" up; done
-ip -n "$P-c" addr add 192.0.2.1/24 dev "$P-c0"
-ip -n "$P-s" addr add 192.0.2.2/24 dev "$P-s0"
-# Kernels sending into a veth leave checksums to "hardware"; a DPDK port is not that hardware.
-ip netns exec "$P-c" ethtool -K "$P-c0" tx off >/dev/null
-ip netns exec "$P-s" ethtool -K "$P-s0" tx off >/dev/null
+echo "== test bed: client, router, director ports, real servers s1 s2 s3 (nginx)"
+tests/testbed/testbed.sh up "$P" "$W"
 
-echo "== starting rvsd (conf/demo.toml) in namespace $P-d"
-ip netns exec "$P-d" ./target/release/rvsd --config conf/demo.toml >"$LOG" 2>&1 &
+echo "== starting rvsd (conf/demo.toml, rules from conf/demo.rules) in namespace ${P}d"
+ip netns exec "${P}d" ./target/release/rvsd --config conf/demo.toml >"$LOG" 2>&1 &
 RVSD_PID=$!
 for _ in $(seq 100); do grep -q ' forwarding ' "$LOG" && break; kill -0 $RVSD_PID || { cat "$LOG"; exit 1; }; sleep 0.1; done
-grep -E 'port started|forwarding' "$LOG" | sed 's/^[^ ]* *//'
+grep -E 'rules loaded|port started|forwarding' "$LOG" | sed 's/^[^ ]* *//'
+$ADM -Ln
 
-echo "== client -> server through rvsd: ping"
-ip netns exec "$P-c" ping -c 5 -i 0.2 192.0.2.2 | tail -2
+client() { ip netns exec "${P}c" "$@"; }
+balance() { # url count: one connection per request, then how many each server answered
+  local urls=()
+  for _ in $(seq "$2"); do urls+=("$1"); done
+  client curl -sS -m 30 -H 'Connection: close' "${urls[@]}" | sort | uniq -c | sed 's/^/   /'
+}
 
-echo "== client -> server through rvsd: 20 HTTP downloads of 1 MiB"
-mkdir -p "$LOG.www" && head -c 1048576 /dev/urandom > "$LOG.www/blob"
-ip netns exec "$P-s" /usr/bin/python3 -m http.server 8080 --bind 192.0.2.2 --directory "$LOG.www" >/dev/null 2>&1 &
-HTTP_PID=$!
-sleep 1
-ok=0; bytes=0
-for i in $(seq 20); do
-  if out=$(ip netns exec "$P-c" curl -sS --max-time 10 -o /dev/null -w '%{size_download}' http://192.0.2.2:8080/blob); then
-    ok=$((ok + 1)); bytes=$((bytes + out))
-  fi
+echo "== NAT: 12 requests to http://192.0.2.80/ (rr over s1 s2 s3, port 80 -> 8080)"
+client curl -sS -m 30 -H 'Connection: close' $(printf 'http://192.0.2.80/ %.0s' $(seq 6)) | tr '\n' ' '; echo
+balance http://192.0.2.80/ 12
+echo "== DR: 60 requests to http://192.0.2.81/ (wrr 1:2:3; replies go from the servers to the router)"
+balance http://192.0.2.81/ 60
+echo "== a 1 MiB download through each"
+for vip in 192.0.2.80 192.0.2.81; do
+  client curl -sS -m 30 -o /dev/null -w "   http://$vip/big.bin: %{http_code}, %{size_download} bytes, %{speed_download} B/s\n" "http://$vip/big.bin"
 done
-echo "$ok/20 downloads complete, $bytes bytes received by the client"
-sleep 2.5
+echo "== ping the VIP"
+client ping -c 3 -i 0.2 192.0.2.80 | tail -2
 
-echo "== rvsd's counters (logged every 2 s)"
-grep ' stats ' "$LOG" | tail -3 | sed 's/^[^ ]* *//'
+echo "== rvsadm -Ln --stats (DR's OutPkts stay 0: replies bypass the director)"
+$ADM -Ln --stats
+echo "== rvsadm -Lnc (first lines)"
+$ADM -Lnc | head -6
+echo "== Prometheus metrics (excerpt)"
+ip netns exec "${P}d" curl -s http://127.0.0.1:9510/metrics \
+  | grep -E '^rvs_ipvs_backend_connections_total|^rvs_worker_(received|transmitted)_packets_total' | sed 's/^/   /'
+
 kill -TERM $RVSD_PID; wait $RVSD_PID || true; RVSD_PID=
 echo "== rvsd stopped"
-grep -E 'port totals|worker totals|mempool after shutdown|stopped cleanly' "$LOG" | sed 's/^[^ ]* *//'
+grep -E 'worker totals|mempool after shutdown' "$LOG" | sed 's/^[^ ]* *//'

@@ -11,6 +11,9 @@ PACKAGES=(
   dpdk dpdk-dev
   # independent decoders and the namespace test bed
   python3-scapy tshark iproute2 ethtool procps iputils-ping curl
+  # the director test bed: real servers (nginx), the XDP IPIP decapsulator for TUN (clang -target
+  # bpf with libbpf's headers), a load generator
+  nginx libbpf-dev linux-libc-dev wrk
   # promtool lints the metrics exposition; the server scrapes rvsd in the tests
   prometheus
 )
@@ -24,6 +27,11 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The package starts a system nginx on port 80; the test bed runs its own in namespaces.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled nginx >/dev/null 2>&1; then
+  systemctl disable --now nginx >/dev/null 2>&1 || true
 fi
 
 # cargo-fuzz for the fuzz targets (scripts/fuzz.sh), from crates.io.
