@@ -14,6 +14,8 @@ PACKAGES=(
   # the director test bed: real servers (nginx), the XDP IPIP decapsulator for TUN (clang -target
   # bpf with libbpf's headers), a load generator
   nginx libbpf-dev linux-libc-dev wrk
+  # a venv for the TRex client API (PyPI lbr-trex-client) that compiles perf/trex profiles
+  python3-venv
   # promtool lints the metrics exposition; the server scrapes rvsd in the tests
   prometheus
 )

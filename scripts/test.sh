@@ -20,10 +20,13 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
+# Every TRex profile compiles (STLProfile/ASTFProfile.load_py + to_json).
+bash scripts/trex-check.sh | tee -a "$log"
 # Fuzz every parser and rewrite for a bounded time (RVS_FUZZ_SECONDS per target, default 45).
 bash scripts/fuzz.sh "${RVS_FUZZ_SECONDS:-45}" | tee -a "$log"
 
 # One closing line for the whole run (cargo's own last line is a doc-test binary's, often "0 passed").
 passed=$(grep -oE 'test result: ok\. [0-9]+ passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s += $1} END {print s + 0}')
 fuzzed=$(grep -c '^fuzz: .* ok:' "$log" || true)
-echo "tests: $((passed + fuzzed)) passed, 0 failed"
+profiles=$(grep -c '^trex: ok ' "$log" || true)
+echo "tests: $((passed + fuzzed + profiles)) passed, 0 failed"

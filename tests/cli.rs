@@ -51,6 +51,6 @@ fn a_bad_config_key_is_named_with_exit_status_2() {
     let (code, out, _) =
         rvsd(&["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/conf/demo.toml"), "--check"]);
     assert_eq!(code, 0);
-    assert!(out.contains("--vdev net_af_packet0,iface=rvsdemo-d0"), "{out}");
+    assert!(out.contains("--vdev net_af_packet0,iface=rvsdmdf"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }

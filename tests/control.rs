@@ -7,7 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::Daemon;
@@ -22,22 +22,7 @@ struct Adm {
 impl Adm {
     /// Runs rvsadm with `args` (and `stdin`), returning (status, stdout, stderr).
     fn run(&self, args: &str, stdin: &str) -> (i32, String, String) {
-        let mut child = Command::new(RVSADM)
-            .arg("--socket")
-            .arg(&self.sock)
-            .args(args.split_whitespace())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("rvsadm");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write");
-        let out = child.wait_with_output().expect("wait");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        common::rvsadm(RVSADM, &self.sock, args, stdin)
     }
 
     fn ok(&self, args: &str) -> String {
@@ -202,15 +187,14 @@ fn a_bad_rules_file_stops_rvsd_at_start() {
     std::fs::write(&rules, "-A -t 192.0.2.80:80\n-A -t 192.0.2.80:80\n").expect("rules");
     let config = dir.join("rvsd.toml");
     let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/demo.toml")).expect("demo");
-    std::fs::write(
-        &config,
-        format!(
-            "{demo}\n[control]\nsocket_path = \"{}\"\nrules_file = \"{}\"\n",
-            dir.join("s").display(),
-            rules.display()
-        ),
-    )
-    .expect("config");
+    let text = demo
+        .replace(
+            "socket_path = \"/run/rvs/demo.sock\"",
+            &format!("socket_path = \"{}\"", dir.join("s").display()),
+        )
+        .replace("rules_file = \"conf/demo.rules\"", &format!("rules_file = \"{}\"", rules.display()));
+    assert!(text.contains(&rules.display().to_string()), "the demo config names a rules file");
+    std::fs::write(&config, text).expect("config");
     let out = Command::new(RVSD).arg("--config").arg(&config).output().expect("rvsd");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

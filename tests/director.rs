@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -112,22 +111,7 @@ stats_interval_seconds = 0
 
     /// rvsadm with `args`; (status, stdout, stderr).
     fn adm_run(&self, args: &str, stdin: &str) -> (i32, String, String) {
-        let mut child = Command::new(RVSADM)
-            .arg("--socket")
-            .arg(self.dir.join("rvsd.sock"))
-            .args(args.split_whitespace())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("rvsadm");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write");
-        let out = child.wait_with_output().expect("rvsadm");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        common::rvsadm(RVSADM, &self.dir.join("rvsd.sock"), args, stdin)
     }
 
     fn adm(&self, args: &str) -> String {
@@ -607,17 +591,8 @@ fn rules_change_under_load_without_losing_a_packet() {
     // scheduler of the loaded service change, whole rule files are restored.
     let churn = std::thread::spawn(move || {
         let adm = |args: &str, stdin: &str| {
-            let mut c = Command::new(RVSADM)
-                .arg("--socket")
-                .arg(&sock)
-                .args(args.split_whitespace())
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("rvsadm");
-            c.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("w");
-            assert!(c.wait().expect("wait").success(), "rvsadm {args}");
+            let (code, _, err) = common::rvsadm(RVSADM, &sock, args, stdin);
+            assert_eq!(code, 0, "rvsadm {args}: {err}");
         };
         let mut rules = String::new();
         for i in 0..50 {

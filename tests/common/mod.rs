@@ -199,6 +199,28 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs rvsadm (`bin`) against the socket `sock` with `args` (split on whitespace) and `stdin`;
+/// returns (exit status, stdout, stderr).
+pub fn rvsadm(bin: &str, sock: &Path, args: &str, stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(bin)
+        .arg("--socket")
+        .arg(sock)
+        .args(args.split_whitespace())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rvsadm");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The value of `key=N` in the first log line containing `line_has`.
 pub fn log_field(log: &str, line_has: &str, key: &str) -> Option<u64> {
     let line = log.lines().find(|l| l.contains(line_has))?;
