@@ -6,27 +6,16 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rvs_ipvs::{
-    DestConfig, Fwd, Persistence, SchedFlags, SchedulerKind, ServiceConfig, ServiceKey, TunnelType, proto,
+    DestConfig, Fwd, Op, Persistence, SchedFlags, SchedulerKind, ServiceConfig, ServiceKey, TunnelType, proto,
 };
 
 /// One ipvsadm invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    AddService(ServiceConfig),
-    EditService(ServiceConfig),
-    DelService(ServiceKey),
-    Clear,
-    AddDest(ServiceKey, DestConfig),
-    EditDest(ServiceKey, DestConfig),
-    DelDest(ServiceKey, IpAddr, u16),
+    /// A configuration change (-A -E -D -C -a -e -d -Z --set): IPVS's own vocabulary, which rvsd
+    /// applies to its configuration and publishes to the workers as it is.
+    Change(Op),
     List(ListOptions),
-    Zero(Option<ServiceKey>),
-    /// `--set TCP TCPFIN UDP`, seconds; 0 keeps a value.
-    SetTimeouts {
-        tcp: u32,
-        tcp_fin: u32,
-        udp: u32,
-    },
     Save {
         numeric: bool,
     },
@@ -701,10 +690,14 @@ impl Parser {
         Ok(match cmd {
             Cmd::Add | Cmd::Edit => {
                 let cfg = self.service_config()?;
-                if cmd == Cmd::Add { Command::AddService(cfg) } else { Command::EditService(cfg) }
+                if cmd == Cmd::Add {
+                    Command::Change(Op::AddService(cfg))
+                } else {
+                    Command::Change(Op::EditService(cfg))
+                }
             }
-            Cmd::Del => Command::DelService(self.key.ok_or_else(|| fail("Service not defined"))?),
-            Cmd::Flush => Command::Clear,
+            Cmd::Del => Command::Change(Op::DelService(self.key.ok_or_else(|| fail("Service not defined"))?)),
+            Cmd::Flush => Command::Change(Op::Clear),
             Cmd::List => Command::List(ListOptions {
                 service: self.key,
                 numeric: self.numeric,
@@ -731,9 +724,9 @@ impl Parser {
                     l_threshold: self.l_threshold,
                 };
                 match cmd {
-                    Cmd::AddDest => Command::AddDest(key, d),
-                    Cmd::EditDest => Command::EditDest(key, d),
-                    _ => Command::DelDest(key, addr, port),
+                    Cmd::AddDest => Command::Change(Op::AddDest(key, d)),
+                    Cmd::EditDest => Command::Change(Op::EditDest(key, d)),
+                    _ => Command::Change(Op::DelDest(key, addr, port)),
                 }
             }
             Cmd::Timeout => {
@@ -742,15 +735,15 @@ impl Parser {
                 }
                 let t =
                     |s: &str| number(s, 0, 86400 * 31).ok_or_else(|| fail(format!("illegal timeout {s}")));
-                Command::SetTimeouts {
+                Command::Change(Op::SetTimeouts {
                     tcp: t(&self.set_args[0])?,
                     tcp_fin: t(&self.set_args[1])?,
                     udp: t(&self.set_args[2])?,
-                }
+                })
             }
             Cmd::Restore => Command::Restore,
             Cmd::Save => Command::Save { numeric: self.numeric },
-            Cmd::Zero => Command::Zero(self.key),
+            Cmd::Zero => Command::Change(Op::Zero(self.key)),
             Cmd::StartDaemon | Cmd::StopDaemon => {
                 return Err(fail("the connection synchronisation daemon is not part of rvs"));
             }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use rvs_adm::listing::{self, ConnView, DestView, Rates, ServiceView, Snapshot};
 use rvs_adm::{Command, ListFormat, ListOptions, parse, parse_rules};
 use rvs_ipvs::{
-    DestConfig, Fwd, Ipvs, Persistence, SchedFlags, SchedulerKind, ServiceConfig, ServiceKey, Stats,
+    DestConfig, Fwd, Ipvs, Op, Persistence, SchedFlags, SchedulerKind, ServiceConfig, ServiceKey, Stats,
     TunnelType, proto,
 };
 
@@ -248,10 +248,10 @@ fn save_matches_the_reference_rule_file() {
 
 fn apply(v: &mut Ipvs, c: Command) {
     match c {
-        Command::AddService(cfg) => {
+        Command::Change(Op::AddService(cfg)) => {
             v.add_service(cfg).unwrap();
         }
-        Command::AddDest(k, d) => {
+        Command::Change(Op::AddDest(k, d)) => {
             v.add_dest(&k, d).unwrap();
         }
         other => panic!("unexpected {other:?}"),
@@ -308,15 +308,15 @@ fn ok(args: &str) -> Command {
 
 #[test]
 fn defaults_users_rely_on() {
-    let Command::AddService(cfg) = ok("-A -t 192.0.2.80:80") else { panic!() };
+    let Command::Change(Op::AddService(cfg)) = ok("-A -t 192.0.2.80:80") else { panic!() };
     assert_eq!(cfg.scheduler, SchedulerKind::Wlc, "wlc by default");
-    let Command::AddService(cfg) = ok("-A -t 192.0.2.80:0 -p") else { panic!() };
+    let Command::Change(Op::AddService(cfg)) = ok("-A -t 192.0.2.80:0 -p") else { panic!() };
     assert_eq!(
         cfg.persistence,
         Some(Persistence { timeout_seconds: 360, prefix_len: 32 }),
         "-p alone is 360 s"
     );
-    let Command::AddService(cfg) =
+    let Command::Change(Op::AddService(cfg)) =
         ok("--add-service --tcp-service 192.0.2.80:https --persistent 120 --scheduler sed")
     else {
         panic!()
@@ -325,9 +325,11 @@ fn defaults_users_rely_on() {
         (cfg.key.port(), cfg.persistence.unwrap().timeout_seconds, cfg.scheduler),
         (443, 120, SchedulerKind::Sed)
     );
-    let Command::AddDest(_, d) = ok("-a -t 192.0.2.80:80 -r 203.0.113.10") else { panic!() };
+    let Command::Change(Op::AddDest(_, d)) = ok("-a -t 192.0.2.80:80 -r 203.0.113.10") else { panic!() };
     assert_eq!((d.port, d.fwd, d.weight), (80, Fwd::Route, 1), "port inherited, -g, weight 1");
-    let Command::AddDest(_, d) = ok("-a -t 192.0.2.80:80 -r 203.0.113.10:8080 -m -w 0 -x 100 -y 50") else {
+    let Command::Change(Op::AddDest(_, d)) =
+        ok("-a -t 192.0.2.80:80 -r 203.0.113.10:8080 -m -w 0 -x 100 -y 50")
+    else {
         panic!()
     };
     assert_eq!((d.port, d.fwd, d.weight, d.u_threshold, d.l_threshold), (8080, Fwd::Masq, 0, 100, 50));
@@ -356,17 +358,18 @@ fn defaults_users_rely_on() {
             nosort: false
         })
     );
-    assert_eq!(ok("--set 3600 0 60"), Command::SetTimeouts { tcp: 3600, tcp_fin: 0, udp: 60 });
+    assert_eq!(ok("--set 3600 0 60"), Command::Change(Op::SetTimeouts { tcp: 3600, tcp_fin: 0, udp: 60 }));
     assert_eq!(ok("-Sn"), Command::Save { numeric: true });
-    assert_eq!(ok("-Z -t 192.0.2.80:80"), Command::Zero(Some(tcp("192.0.2.80", 80))));
+    assert_eq!(ok("-Z -t 192.0.2.80:80"), Command::Change(Op::Zero(Some(tcp("192.0.2.80", 80)))));
     assert_eq!(
         ok("-d -t 192.0.2.80:80 -r 203.0.113.10:8080"),
-        Command::DelDest(tcp("192.0.2.80", 80), ip("203.0.113.10"), 8080)
+        Command::Change(Op::DelDest(tcp("192.0.2.80", 80), ip("203.0.113.10"), 8080))
     );
-    assert_eq!(ok("-C"), Command::Clear);
+    assert_eq!(ok("-C"), Command::Change(Op::Clear));
     assert_eq!(ok("-R"), Command::Restore);
     assert_eq!(ok("-h"), Command::Help);
-    let Command::AddDest(_, d) = ok("-a -u 192.0.2.53:53 -r 203.0.113.31 -i --tun-type gue") else {
+    let Command::Change(Op::AddDest(_, d)) = ok("-a -u 192.0.2.53:53 -r 203.0.113.31 -i --tun-type gue")
+    else {
         panic!()
     };
     assert_eq!(d.fwd, Fwd::Tunnel(TunnelType::Gue));

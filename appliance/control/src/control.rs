@@ -119,48 +119,21 @@ fn ipvs_error(e: &IpvsError, on_dest: bool) -> String {
     }
 }
 
-/// The configuration change a command makes, if it makes one.
-fn to_op(cmd: &Command) -> Option<Op> {
-    Some(match cmd {
-        Command::AddService(cfg) => Op::AddService(cfg.clone()),
-        Command::EditService(cfg) => Op::EditService(cfg.clone()),
-        Command::DelService(k) => Op::DelService(*k),
-        Command::Clear => Op::Clear,
-        Command::AddDest(k, d) => Op::AddDest(*k, *d),
-        Command::EditDest(k, d) => Op::EditDest(*k, *d),
-        Command::DelDest(k, a, p) => Op::DelDest(*k, *a, *p),
-        Command::Zero(k) => Op::Zero(*k),
-        Command::SetTimeouts { tcp, tcp_fin, udp } => {
-            Op::SetTimeouts { tcp: *tcp, tcp_fin: *tcp_fin, udp: *udp }
-        }
-        _ => return None,
-    })
-}
-
-/// Applies one configuration command to `model`; returns the change to publish to the shards.
-pub fn apply(model: &mut Ipvs, cmd: &Command) -> Result<Op, String> {
-    let op = to_op(cmd).ok_or_else(|| format!("{cmd:?} is not a configuration command"))?;
+/// Applies one configuration change to `model`, with ipvsadm's error texts.
+pub fn apply(model: &mut Ipvs, op: &Op) -> Result<(), String> {
     let on_dest = matches!(op, Op::AddDest(..) | Op::EditDest(..) | Op::DelDest(..));
-    model.apply(&op).map_err(|e| ipvs_error(&e, on_dest))?;
-    Ok(op)
+    model.apply(op).map_err(|e| ipvs_error(&e, on_dest))
 }
 
-/// The configuration of `model` as changes that rebuild it in an empty shard.
+/// The configuration of `model` as the changes that rebuild it from empty (what -Sn would print).
 pub fn model_ops(model: &Ipvs) -> Vec<Op> {
-    config_commands(model).iter().filter_map(to_op).collect()
-}
-
-/// The configuration of `model` as commands (what -Sn would print), to rebuild it elsewhere.
-fn config_commands(model: &Ipvs) -> Vec<Command> {
     let mut out = Vec::new();
     for (_, cfg, _, dests) in model.services() {
-        out.push(Command::AddService(cfg.clone()));
-        for (_, d) in dests {
-            out.push(Command::AddDest(cfg.key, d.cfg));
-        }
+        out.push(Op::AddService(cfg.clone()));
+        out.extend(dests.into_iter().map(|(_, d)| Op::AddDest(cfg.key, d.cfg)));
     }
-    let (t, f, u) = model.timeouts.listed();
-    out.push(Command::SetTimeouts { tcp: t, tcp_fin: f, udp: u });
+    let (tcp, tcp_fin, udp) = model.timeouts.listed();
+    out.push(Op::SetTimeouts { tcp, tcp_fin, udp });
     out
 }
 
@@ -169,19 +142,25 @@ fn config_commands(model: &Ipvs) -> Vec<Command> {
 /// changes, to publish as one batch.
 pub fn restore(model: &mut Ipvs, text: &str) -> Result<Vec<Op>, String> {
     let cmds = parse_rules(text).map_err(|(line, e)| format!("line {line}: {}", e.message))?;
-    let mut scratch = Ipvs::new(16, 16, 0);
-    for c in config_commands(model) {
-        apply(&mut scratch, &c).map_err(|e| format!("rvsd: cannot copy the configuration: {e}"))?;
-    }
-    for (line, c) in &cmds {
-        apply(&mut scratch, c).map_err(|e| format!("line {line}: {e}"))?;
-    }
     let mut ops = Vec::with_capacity(cmds.len());
-    for (line, c) in &cmds {
-        // Cannot fail: the scratch copy took the same commands in the same order.
-        ops.push(apply(model, c).map_err(|e| format!("line {line}: {e}"))?);
+    for (line, c) in cmds {
+        match c {
+            Command::Change(op) => ops.push((line, op)),
+            other => return Err(format!("line {line}: {other:?} does not belong in a rule file")),
+        }
     }
-    Ok(ops)
+    let mut scratch = Ipvs::new(16, 16, 0);
+    for op in model_ops(model) {
+        apply(&mut scratch, &op).map_err(|e| format!("rvsd: cannot copy the configuration: {e}"))?;
+    }
+    for (line, op) in &ops {
+        apply(&mut scratch, op).map_err(|e| format!("line {line}: {e}"))?;
+    }
+    for (line, op) in &ops {
+        // Cannot fail: the scratch copy took the same changes in the same order.
+        apply(model, op).map_err(|e| format!("line {line}: {e}"))?;
+    }
+    Ok(ops.into_iter().map(|(_, op)| op).collect())
 }
 
 fn usage(prog: &str) -> String {
@@ -250,8 +229,8 @@ pub fn execute(d: &mut Director<'_>, req: &Request) -> Response {
         },
         Command::Help => Response::ok(usage(&prog)),
         Command::Version => Response::ok(format!("{prog} v{} (rvs)\n", env!("CARGO_PKG_VERSION"))),
-        c => match apply(d.model, &c) {
-            Ok(op) => {
+        Command::Change(op) => match apply(d.model, &op) {
+            Ok(()) => {
                 info!(command = ?args, "configuration changed");
                 d.shards.publish(vec![op]);
                 Response::ok(String::new())

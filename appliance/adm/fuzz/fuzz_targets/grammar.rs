@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 use rvs_adm::listing::{self, Snapshot};
 use rvs_adm::{Command, parse, parse_rules};
-use rvs_ipvs::Ipvs;
+use rvs_ipvs::{Ipvs, Op};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
@@ -14,9 +14,9 @@ fuzz_target!(|data: &[u8]| {
     let mut m = Ipvs::new(8, 8, 0);
     for (_, c) in cmds {
         let _ = match c {
-            Command::AddService(cfg) => m.add_service(cfg).map(|_| ()),
-            Command::AddDest(k, d) => m.add_dest(&k, d).map(|_| ()),
-            Command::DelService(k) => m.del_service(&k),
+            Command::Change(Op::AddService(cfg)) => m.add_service(cfg).map(|_| ()),
+            Command::Change(Op::AddDest(k, d)) => m.add_dest(&k, d).map(|_| ()),
+            Command::Change(Op::DelService(k)) => m.del_service(&k),
             _ => Ok(()),
         };
     }
