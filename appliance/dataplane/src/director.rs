@@ -109,7 +109,7 @@ impl DirectorWorker {
             if moved {
                 flush_all(&mut self.ports, &mut staged, &self.counters);
             }
-            self.side_work(&mut staged, &mut held, &mut resolved, now);
+            self.side_work(&mut staged, &mut held, &mut resolved);
             if now != last_ms {
                 last_ms = now;
                 self.pipeline.ipvs.expire(now, EXPIRE_BUDGET);
@@ -137,13 +137,7 @@ impl DirectorWorker {
     }
 
     /// ARP requests and announcements the pipeline queued, and held packets whose neighbour answered.
-    fn side_work(
-        &mut self,
-        staged: &mut [PacketBurst],
-        held: &mut Vec<Held>,
-        resolved: &mut Vec<Ipv4Addr>,
-        _now: Time,
-    ) {
+    fn side_work(&mut self, staged: &mut [PacketBurst], held: &mut Vec<Held>, resolved: &mut Vec<Ipv4Addr>) {
         let mut any = false;
         while let Some((target, port)) = self.pipeline.arp_requests.pop() {
             let pl = &self.pipeline;
