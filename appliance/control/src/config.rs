@@ -129,6 +129,9 @@ pub struct RawEal {
     /// Extra EAL arguments, passed verbatim (e.g. ["--log-level", "pmd.net.af_packet:debug"]).
     #[serde(default)]
     pub extra_args: Vec<String>,
+    /// The CPU of each lcore, main first then workers; omitted = lcore n on CPU n. For machines with
+    /// fewer CPUs than lcores (tests): lcores sharing a CPU take turns.
+    pub lcore_cpus: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +173,9 @@ pub struct RawPort {
     pub promiscuous: bool,
     /// Port MTU in bytes; omitted = the device's default.
     pub mtu_bytes: Option<u16>,
+    /// RSS Toeplitz key as hex (80 digits for the usual 40 bytes), used when the port has several
+    /// queues; omitted = the device's default key.
+    pub rss_key_hex: Option<String>,
     /// The director's IPv4 address and prefix on this port (`192.0.2.2/24`); needed in director mode.
     pub address: Option<String>,
 }
@@ -293,6 +299,14 @@ pub struct DirectorSpec {
     pub decrement_ttl: bool,
 }
 
+fn parse_hex(h: &str) -> Option<Vec<u8>> {
+    let h = h.trim();
+    if h.is_empty() || h.len() % 2 != 0 {
+        return None;
+    }
+    (0..h.len()).step_by(2).map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok()).collect()
+}
+
 /// `a.b.c.d/len` (or a bare address as /32 when `host_ok`).
 fn parse_prefix(s: &str, host_ok: bool) -> Result<(Ipv4Addr, u8), String> {
     let (a, len) = match s.split_once('/') {
@@ -360,6 +374,18 @@ impl Config {
         }
         let nworkers =
             u16::try_from(workers.len()).map_err(|_| invalid("eal.worker_lcores", "too many workers"))?;
+        if let Some(cpus) = &raw.eal.lcore_cpus {
+            if cpus.len() != workers.len() + 1 {
+                return Err(invalid(
+                    "eal.lcore_cpus",
+                    format!(
+                        "names {} CPUs for {} lcores (the main lcore, then each worker)",
+                        cpus.len(),
+                        workers.len() + 1
+                    ),
+                ));
+            }
+        }
 
         let mut ports = Vec::new();
         let mut names = HashSet::new();
@@ -389,6 +415,12 @@ impl Config {
                     return Err(invalid(key("mtu_bytes"), format!("{mtu} is outside 68..=9600")));
                 }
             }
+            let rss_key = match &p.rss_key_hex {
+                Some(h) => Some(parse_hex(h).ok_or_else(|| {
+                    invalid(key("rss_key_hex"), format!("{h:?} is not an even number of hex digits"))
+                })?),
+                None => None,
+            };
             let address = match &p.address {
                 Some(a) => {
                     let (addr, len) = parse_prefix(a, false).map_err(|r| invalid(key("address"), r))?;
@@ -411,6 +443,7 @@ impl Config {
                     tx_descriptors: p.tx_descriptors,
                     promiscuous: p.promiscuous,
                     mtu_bytes: p.mtu_bytes,
+                    rss_key,
                 },
             });
         }
@@ -507,6 +540,7 @@ impl Config {
                 vdevs,
                 pci_allow,
                 extra_args: raw.eal.extra_args.clone(),
+                lcore_cpus: raw.eal.lcore_cpus.clone(),
             },
             mempool: MempoolConfig {
                 name: "rvs_pkt".into(),
@@ -792,6 +826,20 @@ mark = 1
             "[[route]]\ndestination = \"0.0.0.0/0\"\ngateway = \"192.0.2.1\"\n\n[forwarding]",
         ));
         assert!(e.contains("need mode = \"director\""), "{e}");
+    }
+
+    #[test]
+    fn lcores_can_share_cpus_and_ports_take_an_rss_key() {
+        let text = GOOD
+            .replace("hugepages = false", "hugepages = false\nlcore_cpus = [0, 1]")
+            .replace("rx_descriptors = 512", "rx_descriptors = 512\nrss_key_hex = \"6d5a6d5a\"");
+        let c = Config::from_toml(&text).unwrap();
+        assert!(c.eal.to_args().join(" ").starts_with("--lcores 0@0,1@1 --main-lcore 0"));
+        assert_eq!(c.ports[1].config.rss_key, Some(vec![0x6d, 0x5a, 0x6d, 0x5a]));
+        let e = err(&GOOD.replace("hugepages = false", "hugepages = false\nlcore_cpus = [0]"));
+        assert!(e.starts_with("eal.lcore_cpus: names 1 CPUs for 2 lcores"), "{e}");
+        let e = err(&GOOD.replace("rx_descriptors = 512", "rx_descriptors = 512\nrss_key_hex = \"6d5\""));
+        assert!(e.starts_with("port[1].rss_key_hex"), "{e}");
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct EalConfig {
     pub vdevs: Vec<String>,
     /// PCI devices to use (`-a`); when empty, PCI probing is switched off.
     pub pci_allow: Vec<String>,
+    /// The CPU each lcore runs on, main first then workers (`--lcores 0@0,1@1,2@1`); `None` = lcore n
+    /// on CPU n (`-l`). Lets a machine with fewer CPUs than lcores run them (tests; never production:
+    /// two poll-mode lcores on one CPU take turns by the scheduler's time slices).
+    pub lcore_cpus: Option<Vec<u32>>,
     /// Further EAL arguments, passed verbatim after the ones above.
     pub extra_args: Vec<String>,
 }
@@ -45,8 +49,15 @@ impl EalConfig {
     pub fn to_args(&self) -> Vec<String> {
         let mut lcores = vec![self.main_lcore];
         lcores.extend(self.worker_lcores.iter().copied());
-        let list = lcores.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-        let mut args = vec!["-l".to_string(), list, "--main-lcore".to_string(), self.main_lcore.to_string()];
+        let mut args = match &self.lcore_cpus {
+            Some(cpus) => {
+                let map =
+                    lcores.iter().zip(cpus).map(|(l, c)| format!("{l}@{c}")).collect::<Vec<_>>().join(",");
+                vec!["--lcores".to_string(), map]
+            }
+            None => vec!["-l".to_string(), lcores.iter().map(u32::to_string).collect::<Vec<_>>().join(",")],
+        };
+        args.extend(["--main-lcore".to_string(), self.main_lcore.to_string()]);
         if let Some(m) = self.memory_mib {
             args.extend(["-m".to_string(), m.to_string()]);
         }

@@ -26,6 +26,21 @@ pub struct PortConfig {
     pub promiscuous: bool,
     /// Set the port MTU, in bytes; `None` keeps the PMD's default.
     pub mtu_bytes: Option<u16>,
+    /// With several RX queues: the Toeplitz key (40 bytes on most NICs); `None` = the PMD's default.
+    pub rss_key: Option<Vec<u8>>,
+}
+
+/// RSS hash fields rvs asks for (rte_ethdev.h's RTE_ETH_RSS_* bits): IPv4/IPv6 addresses, and ports
+/// for TCP and UDP. The port gets those of them it offers (`flow_type_rss_offloads`).
+pub mod rss {
+    pub const IPV4: u64 = 1 << 2;
+    pub const NONFRAG_IPV4_TCP: u64 = 1 << 4;
+    pub const NONFRAG_IPV4_UDP: u64 = 1 << 5;
+    pub const IPV6: u64 = 1 << 8;
+    pub const NONFRAG_IPV6_TCP: u64 = 1 << 10;
+    pub const NONFRAG_IPV6_UDP: u64 = 1 << 11;
+    pub const WANTED: u64 =
+        IPV4 | NONFRAG_IPV4_TCP | NONFRAG_IPV4_UDP | IPV6 | NONFRAG_IPV6_TCP | NONFRAG_IPV6_UDP;
 }
 
 /// Typestate: the port is configured but not forwarding.
@@ -63,6 +78,8 @@ pub struct Port<S> {
 #[derive(Debug)]
 struct PortInner {
     id: PortId,
+    /// The RSS hash fields in use (0: no RSS).
+    rss_hf: u64,
     name: String,
     rx_queues: u16,
     tx_queues: u16,
@@ -107,9 +124,28 @@ impl Port<Stopped> {
                 id.0, info.max_rx_queues, info.max_tx_queues, cfg.rx_queues, cfg.tx_queues
             )));
         }
-        // All-zero is a valid rte_eth_conf (enums are newtype integers): no RSS, no offloads. Multi-queue
-        // RSS arrives with the multi-worker issue.
-        let conf = dpdk_sys::rte_eth_conf::default();
+        // All-zero is a valid rte_eth_conf (enums are newtype integers): no RSS, no offloads. With
+        // several RX queues, RSS over the fields the port offers; a port that offers none (some
+        // virtual devices) spreads packets its own way, or not at all.
+        let mut conf = dpdk_sys::rte_eth_conf::default();
+        let rss_hf = if cfg.rx_queues > 1 { rss::WANTED & info.flow_type_rss_offloads } else { 0 };
+        let mut key = cfg.rss_key.clone().unwrap_or_default();
+        if rss_hf != 0 {
+            conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode::RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+            if !key.is_empty() {
+                if info.hash_key_size != 0 && key.len() != usize::from(info.hash_key_size) {
+                    return Err(Error::InvalidArgument(format!(
+                        "port {} takes a {}-byte RSS key; {} bytes were given",
+                        id.0,
+                        info.hash_key_size,
+                        key.len()
+                    )));
+                }
+                conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
+                conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
+            }
+        }
         // SAFETY: valid port id (info_get succeeded) and a valid, fully initialised conf.
         let ret = unsafe { dpdk_sys::rte_eth_dev_configure(id.0, cfg.rx_queues, cfg.tx_queues, &conf) };
         if ret != 0 {
@@ -161,6 +197,7 @@ impl Port<Stopped> {
         let port = Self {
             inner: PortInner {
                 id,
+                rss_hf,
                 name,
                 rx_queues: cfg.rx_queues,
                 tx_queues: cfg.tx_queues,
@@ -218,6 +255,12 @@ impl<S> Port<S> {
     /// The DPDK device name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The RSS hash fields in use (`rss::*` bits); 0 when the port does not hash (one queue, or a
+    /// device that offers no RSS).
+    pub fn rss_hash_fields(&self) -> u64 {
+        self.inner.rss_hf
     }
 
     pub fn rx_queue_count(&self) -> u16 {

@@ -15,6 +15,7 @@ fn one_queue() -> PortConfig {
         tx_descriptors: 512,
         promiscuous: false,
         mtu_bytes: None,
+        rss_key: None,
     }
 }
 
