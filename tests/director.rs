@@ -35,6 +35,11 @@ struct Bed {
 
 impl Bed {
     fn up(tag: &str) -> Self {
+        Self::up_with(tag, 1)
+    }
+
+    /// The bed with `workers` director workers, each with a queue pair on both ports.
+    fn up_with(tag: &str, workers: usize) -> Self {
         let lock = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         common::require_root_and_tools(&["ip", "nginx", "curl", "clang", "ethtool", "tshark"]);
         let prefix = format!("{}{}", tag, std::process::id() % 1000);
@@ -45,7 +50,7 @@ impl Bed {
         let mut bed = Bed { prefix, dir, rvsd: None, _lock: lock };
         sh(&[testbed_script().to_str().expect("path"), "up", &bed.prefix, bed.dir.to_str().expect("dir")]);
         let config = bed.dir.join("rvsd.toml");
-        std::fs::write(&config, bed.config()).expect("config");
+        std::fs::write(&config, bed.config(workers)).expect("config");
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &bed.ns("d"), RVSD, "--config"]).arg(&config);
         let mut d = Daemon::spawn(cmd, &bed.dir.join("rvsd.log"));
@@ -54,28 +59,34 @@ impl Bed {
         bed
     }
 
-    fn config(&self) -> String {
+    fn config(&self, workers: usize) -> String {
         let p = &self.prefix;
+        let lcores: Vec<String> = (1..=workers).map(|l| l.to_string()).collect();
+        // This machine may have fewer CPUs than lcores: the workers share what there is.
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cpu_of: Vec<String> = (0..=workers).map(|l| (l % cpus).to_string()).collect();
         format!(
             r#"
 [eal]
 main_lcore = 0
-worker_lcores = [1]
+worker_lcores = [{lcores}]
+lcore_cpus = [{cpu_of}]
 hugepages = false
+memory_mib = 256
 file_prefix = "rvs-{p}"
 
 [mempool]
-mbufs = 8191
+mbufs = 16383
 cache_size = 128
 
 [[port]]
 name = "front"
-device = "net_af_packet0,iface={p}df,qpairs=1,framecnt=8192"
+device = "net_af_packet0,iface={p}df,qpairs={workers},framecnt=8192"
 address = "192.0.2.2/24"
 
 [[port]]
 name = "back"
-device = "net_af_packet1,iface={p}db,qpairs=1,framecnt=8192"
+device = "net_af_packet1,iface={p}db,qpairs={workers},framecnt=8192"
 address = "203.0.113.1/24"
 
 [forwarding]
@@ -101,7 +112,9 @@ listen_address = "127.0.0.1:9510"
 [management]
 stats_interval_seconds = 0
 "#,
-            self.dir.display()
+            self.dir.display(),
+            lcores = lcores.join(", "),
+            cpu_of = cpu_of.join(", "),
         )
     }
 
@@ -640,4 +653,48 @@ fn rules_change_under_load_without_losing_a_packet() {
         assert_eq!(metric(&m, "rvs_worker_dropped_packets_total", &format!("reason=\"{r}\"")), 0, "{r}");
     }
     eprintln!("{total} datagrams echoed during {changes} rounds of rule changes");
+}
+
+#[test]
+fn two_workers_share_the_clients_and_nat_stays_whole() {
+    let bed = Bed::up_with("two", 2);
+    bed.rules(
+        "-A -t 192.0.2.80:80 -s rr\n\
+         -a -t 192.0.2.80:80 -r 203.0.113.11:8080 -m\n\
+         -a -t 192.0.2.80:80 -r 203.0.113.12:8080 -m\n\
+         -a -t 192.0.2.80:80 -r 203.0.113.13:8080 -m\n\
+         -A -u 192.0.2.80:5300 -s rr\n\
+         -a -u 192.0.2.80:5300 -r 203.0.113.11:5300 -m\n\
+         -a -u 192.0.2.80:5300 -r 203.0.113.12:5300 -m\n",
+    );
+    // Twenty clients, three NAT connections each: every one completes, whichever queue the kernel's
+    // fanout hash puts its packets on.
+    let mut answered = 0;
+    for c in 10..30 {
+        answered += bed.gets("http://192.0.2.80/", &format!("198.51.100.{c}"), 3).len();
+    }
+    assert_eq!(answered, 60);
+    for c in 10..18 {
+        let (got, _) = bed.udp(&format!("198.51.100.{c}"), "192.0.2.80", 5300, 20, 32);
+        assert_eq!(got, 20, "UDP flow from .{c}");
+    }
+    let m = bed.metrics();
+    let per = |name: &str, w: u32| metric(&m, name, &format!("worker=\"{w}\""));
+    let (rx1, rx2) =
+        (per("rvs_worker_received_packets_total", 1), per("rvs_worker_received_packets_total", 2));
+    assert!(rx1 > 50 && rx2 > 50, "both workers receive: {rx1} / {rx2}");
+    let handed =
+        per("rvs_worker_handed_off_packets_total", 1) + per("rvs_worker_handed_off_packets_total", 2);
+    assert!(handed > 0, "NAT replies reached the other worker's queue and were handed to the owner");
+    for r in ["handoff_full", "no_service", "not_syn", "no_neighbour"] {
+        assert_eq!(metric(&m, "rvs_worker_dropped_packets_total", &format!("reason=\"{r}\"")), 0, "{r}\n{m}");
+    }
+    let stats = bed.adm("-Ln --stats");
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("TCP  192.0.2.80:80") && l.split_whitespace().nth(2) == Some("60")),
+        "{stats}"
+    );
+    eprintln!("two workers: rx {rx1} / {rx2}, handed over {handed}");
 }

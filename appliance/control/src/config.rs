@@ -450,7 +450,7 @@ impl Config {
 
         let f = &raw.forwarding;
         let forwarding = if f.mode == RawMode::Director {
-            validate_director(&raw, &ports, nworkers)?
+            validate_director(&raw, &ports)?
         } else {
             if !raw.routes.is_empty() || !raw.classifier.is_empty() {
                 return Err(invalid(
@@ -562,17 +562,12 @@ impl Config {
     }
 }
 
-fn validate_director(raw: &RawConfig, ports: &[PortSpec], nworkers: u16) -> Result<Forwarding, ConfigError> {
+fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, ConfigError> {
     if !raw.forwarding.ports.is_empty() {
         return Err(invalid("forwarding.ports", "is for the L2 modes; the director uses every [[port]]"));
     }
     if ports.is_empty() {
         return Err(invalid("port", "the director needs at least one [[port]]"));
-    }
-    if nworkers > 1 {
-        // Replies of NAT connections hash to another worker's queue; until connections are handed
-        // between workers, one worker keeps NAT correct.
-        return Err(invalid("eal.worker_lcores", "director mode runs one worker for now"));
     }
     for (i, p) in ports.iter().enumerate() {
         if p.address.is_none() {
@@ -810,11 +805,6 @@ mark = 1
                 "mode = \"director\"",
                 "mode = \"director\"\nports = [\"front\", \"back\"]",
                 "forwarding.ports: is for the L2 modes",
-            ),
-            (
-                "worker_lcores = [1]",
-                "worker_lcores = [1, 2]",
-                "eal.worker_lcores: director mode runs one worker",
             ),
         ];
         for (from, to, want) in cases {

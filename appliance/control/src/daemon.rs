@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use rvs_dataplane::net::{Interface, Network};
 use rvs_dataplane::{
-    CounterSnapshot, DirectorWorker, Drop, L2Worker, Link, Pipeline, PortQueues, WorkerCounters,
+    CounterSnapshot, DirectorWorker, Drop, Handoff, L2Worker, Link, Pipeline, PortQueues, Steering,
+    WorkerCounters,
 };
 use rvs_dpdk::{Eal, LaunchHandle, Mempool, Port, PortStats, QueueId, RxQueue, Started, TxQueue};
 use rvs_ipvs::Ipvs;
@@ -19,6 +20,9 @@ use crate::config::{Config, DirectorSpec, Forwarding};
 use crate::control::{ControlServer, Director, model_ops, restore};
 use crate::metrics::{MetricsServer, Sources};
 use crate::shards::Shards;
+
+/// Packets one worker may have waiting from the others (per-worker inbox).
+const INBOX_CAPACITY: usize = 4096;
 
 /// What rvs_build_info reports.
 #[derive(Debug, Clone, Copy)]
@@ -113,6 +117,10 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
     let lcores = eal.worker_lcores();
     let mut workers: Vec<(LaunchHandle, Arc<WorkerCounters>)> = Vec::new();
     let mut channels = Vec::new();
+    // With several director workers, each owns the flows of its clients (Pipeline::owner); packets
+    // arriving elsewhere cross over through these inboxes.
+    let (inbox_tx, mut inbox_rx): (Vec<_>, Vec<_>) =
+        lcores.iter().map(|_| crossbeam_channel::bounded::<Handoff>(INBOX_CAPACITY)).unzip();
     let launched = (|| {
         for (w, &lcore) in lcores.iter().enumerate() {
             let q = QueueId(w as u16);
@@ -171,6 +179,11 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
                         counters: Arc::clone(&counters),
                         stop: Arc::clone(&stop),
                         tsc_hz: summary.tsc_hz,
+                        steering: (lcores.len() > 1).then(|| Steering {
+                            index: w,
+                            peers: inbox_tx.clone(),
+                            inbox: inbox_rx.remove(0),
+                        }),
                     };
                     eal.launch(lcore, move || worker.run())
                 }

@@ -174,6 +174,12 @@ pub fn render(s: &Sources<'_>) -> String {
         let l = [("worker", lcore.to_string())];
         f.counter("rvs_worker_received_packets_total", "Packets a worker received.", &l, w.rx_packets);
         f.counter("rvs_worker_transmitted_packets_total", "Packets a worker sent.", &l, w.tx_packets);
+        f.counter(
+            "rvs_worker_handed_off_packets_total",
+            "Packets a worker passed to the worker owning their flow (several workers, unpredictable NIC hash).",
+            &l,
+            w.handed_off,
+        );
         for r in Drop::ALL {
             f.counter(
                 "rvs_worker_dropped_packets_total",

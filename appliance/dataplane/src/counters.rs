@@ -35,12 +35,14 @@ pub enum Drop {
     NoMbuf,
     /// The TX ring was full.
     TxRingFull,
+    /// Another worker owns the flow and its inbox was full.
+    HandoffFull,
     /// IPVS refused it.
     Ipvs(DropReason),
 }
 
 impl Drop {
-    pub const COUNT: usize = 15 + DropReason::ALL.len();
+    pub const COUNT: usize = 16 + DropReason::ALL.len();
 
     pub const ALL: [Drop; Self::COUNT] = [
         Drop::Malformed,
@@ -58,6 +60,7 @@ impl Drop {
         Drop::RewriteFailed,
         Drop::NoMbuf,
         Drop::TxRingFull,
+        Drop::HandoffFull,
         Drop::Ipvs(DropReason::ALL[0]),
         Drop::Ipvs(DropReason::ALL[1]),
         Drop::Ipvs(DropReason::ALL[2]),
@@ -82,7 +85,8 @@ impl Drop {
             Drop::RewriteFailed => 12,
             Drop::NoMbuf => 13,
             Drop::TxRingFull => 14,
-            Drop::Ipvs(r) => 15 + DropReason::ALL.iter().position(|x| *x == r).unwrap_or(0),
+            Drop::HandoffFull => 15,
+            Drop::Ipvs(r) => 16 + DropReason::ALL.iter().position(|x| *x == r).unwrap_or(0),
         }
     }
 
@@ -104,6 +108,7 @@ impl Drop {
             Drop::RewriteFailed => "rewrite_failed",
             Drop::NoMbuf => "no_mbuf",
             Drop::TxRingFull => "tx_ring_full",
+            Drop::HandoffFull => "handoff_full",
             Drop::Ipvs(r) => r.name(),
         }
     }
@@ -117,6 +122,8 @@ impl Drop {
 pub struct WorkerCounters {
     rx_packets: AtomicU64,
     tx_packets: AtomicU64,
+    /// Packets passed to the worker that owns their flow.
+    handed_off: AtomicU64,
     /// Per [`Drop`] reason, by [`Drop::index`].
     drops: [AtomicU64; Drop::COUNT],
     /// Poll-loop iterations.
@@ -132,6 +139,7 @@ pub struct WorkerCounters {
 pub struct CounterSnapshot {
     pub rx_packets: u64,
     pub tx_packets: u64,
+    pub handed_off: u64,
     /// Per [`Drop`] reason, by [`Drop::index`].
     pub drops: [u64; Drop::COUNT],
     pub polls: u64,
@@ -144,6 +152,7 @@ impl Default for CounterSnapshot {
         Self {
             rx_packets: 0,
             tx_packets: 0,
+            handed_off: 0,
             drops: [0; Drop::COUNT],
             polls: 0,
             busy_cycles: 0,
@@ -172,6 +181,7 @@ impl CounterSnapshot {
         it.into_iter().fold(CounterSnapshot::default(), |a, b| CounterSnapshot {
             rx_packets: a.rx_packets + b.rx_packets,
             tx_packets: a.tx_packets + b.tx_packets,
+            handed_off: a.handed_off + b.handed_off,
             drops: {
                 let mut d = a.drops;
                 d.iter_mut().zip(b.drops).for_each(|(x, y)| *x += y);
@@ -198,6 +208,11 @@ impl WorkerCounters {
         if dropped != 0 {
             self.add_drops(Drop::TxRingFull, dropped);
         }
+    }
+
+    #[inline]
+    pub fn count_handoff(&self) {
+        bump(&self.handed_off, 1);
     }
 
     #[inline]
@@ -231,6 +246,7 @@ impl WorkerCounters {
         CounterSnapshot {
             rx_packets: self.rx_packets.load(Ordering::Relaxed),
             tx_packets: self.tx_packets.load(Ordering::Relaxed),
+            handed_off: self.handed_off.load(Ordering::Relaxed),
             drops: std::array::from_fn(|i| self.drops.get(i).map_or(0, |c| c.load(Ordering::Relaxed))),
             polls: self.polls.load(Ordering::Relaxed),
             busy_cycles: self.busy_cycles.load(Ordering::Relaxed),

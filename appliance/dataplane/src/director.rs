@@ -23,6 +23,28 @@ pub enum WorkerMsg {
     Report { conns: bool, reply: Sender<ShardReport> },
 }
 
+/// What workers pass each other when several share the ports.
+#[derive(Debug)]
+pub enum Handoff {
+    /// A packet of a flow the receiving worker owns, as received on `port`.
+    Packet { port: usize, mbuf: Mbuf },
+    /// A neighbour learned from ARP (its answer may reach any worker's queue).
+    Neighbour { ip: Ipv4Addr, mac: [u8; 6], port: usize },
+}
+
+/// A worker's place among several: its index, the other workers' inboxes (indexed by worker; its
+/// own entry is never used) and its own inbox. Flows are owned by [`Pipeline::owner`]; a packet that
+/// arrives at another worker's queue crosses over once, through a bounded lock-free channel.
+#[derive(Debug)]
+pub struct Steering {
+    pub index: usize,
+    pub peers: Vec<Sender<Handoff>>,
+    pub inbox: Receiver<Handoff>,
+}
+
+/// Inbox items taken per loop turn, so a busy peer cannot starve this worker's own queues.
+const INBOX_BUDGET: usize = 64;
+
 /// Packets waiting for a neighbour, at most this many per worker (Linux keeps 101 per neighbour by
 /// default; a director resolves a handful of next hops, so a small shared queue suffices).
 const HOLD_CAPACITY: usize = 256;
@@ -46,6 +68,8 @@ pub struct DirectorWorker {
     pub counters: Arc<WorkerCounters>,
     pub stop: Arc<AtomicBool>,
     pub tsc_hz: u64,
+    /// With several workers: who owns which flow, and the channels between them.
+    pub steering: Option<Steering>,
 }
 
 struct Held {
@@ -82,29 +106,61 @@ impl DirectorWorker {
                 }
                 moved = true;
                 self.counters.add_rx_tx(n as u64, 0);
-                let (pipeline, ports, counters, pool) =
-                    (&mut self.pipeline, &mut self.ports, &self.counters, &self.pool);
-                rx.take_each(|mut m| {
-                    let action = pipeline.handle(p, &mut MbufPacket(&mut m), now);
-                    match action {
-                        Action::Tx(out) => stage(ports, &mut staged, counters, out, m),
-                        Action::Hold { port, next_hop } => {
-                            if held.len() < HOLD_CAPACITY {
-                                held.push(Held { port, next_hop, mbuf: m });
-                            } else {
-                                counters.count_drop(Drop::NoNeighbour);
+                let mut out = Out { ports: &mut self.ports, staged: &mut staged, held: &mut held };
+                let (pipeline, counters, pool) = (&mut self.pipeline, &self.counters, &self.pool);
+                let steering = self.steering.as_ref();
+                rx.take_each(|m| {
+                    if let Some(st) = steering {
+                        if let Some(owner) =
+                            pipeline.owner(m.data(), st.peers.len()).filter(|&o| o != st.index)
+                        {
+                            match st
+                                .peers
+                                .get(owner)
+                                .map(|peer| peer.try_send(Handoff::Packet { port: p, mbuf: m }))
+                            {
+                                Some(Ok(())) => counters.count_handoff(),
+                                // Full or gone: the mbuf comes back in the error and is freed here.
+                                _ => counters.count_drop(Drop::HandoffFull),
                             }
+                            return;
                         }
-                        Action::IcmpError { port, kind } => {
-                            if let Some(e) = originate(pool, counters, |out| {
-                                pipeline.icmp_error(port, m.data(), kind, out)
-                            }) {
-                                stage(ports, &mut staged, counters, port, e);
-                            }
-                        }
-                        Action::Drop => {}
                     }
+                    process(pipeline, &mut out, counters, pool, p, m, now);
                 });
+            }
+            if let Some(st) = &self.steering {
+                let mut out = Out { ports: &mut self.ports, staged: &mut staged, held: &mut held };
+                for _ in 0..INBOX_BUDGET {
+                    match st.inbox.try_recv() {
+                        Ok(Handoff::Packet { port, mbuf }) => {
+                            moved = true;
+                            process(
+                                &mut self.pipeline,
+                                &mut out,
+                                &self.counters,
+                                &self.pool,
+                                port,
+                                mbuf,
+                                now,
+                            );
+                        }
+                        Ok(Handoff::Neighbour { ip, mac, port }) => {
+                            self.pipeline.neigh.learn(ip, mac, port, true, now);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                // Tell the others what this worker learned from ARP.
+                for (ip, mac, port) in self.pipeline.learned.drain(..) {
+                    for (i, peer) in st.peers.iter().enumerate() {
+                        if i != st.index {
+                            let _ = peer.try_send(Handoff::Neighbour { ip, mac, port });
+                        }
+                    }
+                }
+            } else {
+                self.pipeline.learned.clear();
             }
             if moved {
                 flush_all(&mut self.ports, &mut staged, &self.counters);
@@ -191,6 +247,41 @@ impl DirectorWorker {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
         }
+    }
+}
+
+/// Where processed packets go: the TX staging bursts, or the hold queue.
+struct Out<'a> {
+    ports: &'a mut [PortQueues],
+    staged: &'a mut [PacketBurst],
+    held: &'a mut Vec<Held>,
+}
+
+/// One packet through the pipeline, received on (or handed over as received on) `port`.
+fn process(
+    pipeline: &mut Pipeline,
+    out: &mut Out<'_>,
+    counters: &WorkerCounters,
+    pool: &Mempool,
+    port: usize,
+    mut m: Mbuf,
+    now: Time,
+) {
+    match pipeline.handle(port, &mut MbufPacket(&mut m), now) {
+        Action::Tx(to) => stage(out.ports, out.staged, counters, to, m),
+        Action::Hold { port, next_hop } => {
+            if out.held.len() < HOLD_CAPACITY {
+                out.held.push(Held { port, next_hop, mbuf: m });
+            } else {
+                counters.count_drop(Drop::NoNeighbour);
+            }
+        }
+        Action::IcmpError { port, kind } => {
+            if let Some(e) = originate(pool, counters, |buf| pipeline.icmp_error(port, m.data(), kind, buf)) {
+                stage(out.ports, out.staged, counters, port, e);
+            }
+        }
+        Action::Drop => {}
     }
 }
 

@@ -24,7 +24,7 @@ mod pipeline;
 mod pkt;
 
 pub use counters::{CounterSnapshot, Drop, WorkerCounters};
-pub use director::{DirectorWorker, PortQueues, WorkerMsg};
+pub use director::{DirectorWorker, Handoff, PortQueues, Steering, WorkerMsg};
 pub use l2::{ForwardMode, L2Worker, Link};
 pub use pipeline::{Action, Pipeline};
 pub use pkt::MbufPacket;

@@ -66,6 +66,9 @@ pub struct Pipeline {
     pub arp_requests: Vec<(Ipv4Addr, usize)>,
     /// New VIPs to announce with gratuitous ARP: (VIP, port).
     pub announce: Vec<(Ipv4Addr, usize)>,
+    /// Neighbours learned from ARP addressed to us, for the other workers (whose own requests' answers
+    /// may arrive here): (address, MAC, port).
+    pub learned: Vec<(Ipv4Addr, MacAddr, usize)>,
     counters: Arc<WorkerCounters>,
 }
 
@@ -80,6 +83,7 @@ impl Pipeline {
             tun_ident: 0,
             arp_requests: Vec::with_capacity(SIDE_QUEUE),
             announce: Vec::with_capacity(SIDE_QUEUE),
+            learned: Vec::with_capacity(SIDE_QUEUE),
             counters,
         }
     }
@@ -138,6 +142,32 @@ impl Pipeline {
         self.vips.contains_key(&ip)
     }
 
+    /// Which of `workers` owns this frame's flow, when several share the ports and the NIC's hash
+    /// cannot be relied on to bring a NAT connection's two directions to one worker (af_packet's
+    /// fanout, or any RSS whose key we do not control). The owner is a hash of the client address:
+    /// the source of packets to a VIP, the destination of everything else (replies of real servers).
+    /// All of a client's connections meet on one shard, so persistence templates (-p, FWM) hold; `-M`
+    /// masks wider than /32 may span workers. `None`: any worker may handle it (ARP, ICMP, non-IPv4).
+    pub fn owner(&self, frame: &[u8], workers: usize) -> Option<usize> {
+        if workers <= 1 || frame.get(12..14)? != [0x08, 0x00] {
+            return None;
+        }
+        let ip = frame.get(14..34)?;
+        let (first, proto) = (*ip.first()?, *ip.get(9)?);
+        if first >> 4 != 4 || (proto != ip_proto::TCP && proto != ip_proto::UDP) {
+            return None;
+        }
+        let addr = |at: usize| -> Option<Ipv4Addr> {
+            let b: [u8; 4] = ip.get(at..at + 4)?.try_into().ok()?;
+            Some(Ipv4Addr::from(b))
+        };
+        let (src, dst) = (addr(12)?, addr(16)?);
+        let client = if self.vips.contains_key(&dst) { src } else { dst };
+        // Fibonacci hashing of the address: cheap, and spreads sequential client ranges.
+        let h = u64::from(u32::from(client)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        Some((h % workers as u64) as usize)
+    }
+
     /// Decides one frame received on `port`, rewriting it in place.
     pub fn handle<B: PacketBuffer + ?Sized>(&mut self, port: usize, buf: &mut B, now: Time) -> Action {
         let Some(iface) = self.net.interfaces.get(port) else { return self.drop(Drop::Unsupported) };
@@ -182,6 +212,9 @@ impl Pipeline {
         let ours =
             target == iface.addr || self.vips.get(&target).is_some_and(|p| p.is_none_or(|p| p == port));
         self.neigh.learn(a.sender_ip(), a.sender_mac(), port, ours, now);
+        if ours && self.learned.len() < SIDE_QUEUE {
+            self.learned.push((a.sender_ip(), a.sender_mac(), port));
+        }
         if a.operation() != arp::OP_REQUEST || !ours || a.sender_ip() == target {
             return self.drop(Drop::ArpNotOurs);
         }
@@ -483,6 +516,26 @@ mod tests {
         let t = TcpSegment::new_checked(&f[34..]).unwrap();
         assert_eq!(t.src_port(), 80);
         assert!(t.verify_checksum_v4(VIP, CLIENT));
+    }
+
+    #[test]
+    fn both_directions_of_a_nat_connection_have_one_owner() {
+        let (mut p, _) = pipeline();
+        service(&mut p, Fwd::Masq, 8080);
+        let mut owners = std::collections::HashSet::new();
+        for c in 0..64u8 {
+            let client = Ipv4Addr::new(198, 51, 100, c);
+            let fwd = tcp(ROUTER_MAC, FRONT_MAC, (client, 40000 + u16::from(c)), (VIP, 80), 0x02);
+            let rep = tcp(RS_MAC, BACK_MAC, (RS, 8080), (client, 40000 + u16::from(c)), 0x12);
+            let o = p.owner(&fwd, 4).unwrap();
+            assert_eq!(p.owner(&rep, 4), Some(o), "client {client}");
+            owners.insert(o);
+        }
+        assert_eq!(owners.len(), 4, "clients spread over every worker");
+        assert_eq!(p.owner(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 1), (VIP, 80), 2), 1), None, "one worker");
+        let mut req = [0u8; 42];
+        arp::build_request(&mut req, ROUTER_MAC, ROUTER, VIP).unwrap();
+        assert_eq!(p.owner(&req, 4), None, "ARP is anyone's");
     }
 
     #[test]
