@@ -1,5 +1,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rvs_dpdk::rdtsc;
 use rvs_ipvs::DropReason;
 
 /// Why a worker dropped a packet: every drop is counted under one of these (exported as the
@@ -252,6 +253,44 @@ impl WorkerCounters {
             busy_cycles: self.busy_cycles.load(Ordering::Relaxed),
             loop_cycles: self.loop_cycles.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Loop turns between publications of the loop-cycle counters: keeps the stores off the per-burst
+/// path.
+const PUBLISH_EVERY: u64 = 1024;
+
+/// A poll loop's cycle accounting (turns, cycles of turns that moved packets, all cycles), published
+/// to its [`WorkerCounters`] every [`PUBLISH_EVERY`] turns and when the loop ends.
+#[derive(Debug)]
+pub(crate) struct LoopTimer {
+    polls: u64,
+    busy: u64,
+    start: u64,
+}
+
+impl LoopTimer {
+    pub(crate) fn new() -> Self {
+        Self { polls: 0, busy: 0, start: rdtsc() }
+    }
+
+    /// One turn that began at TSC `t0`; `moved`: it moved packets.
+    #[inline]
+    pub(crate) fn turn(&mut self, counters: &WorkerCounters, t0: u64, moved: bool) {
+        self.polls += 1;
+        if moved {
+            self.busy += rdtsc().wrapping_sub(t0);
+        }
+        if self.polls == PUBLISH_EVERY {
+            self.publish(counters);
+        }
+    }
+
+    /// Publishes what is counted so far (also when the loop ends).
+    pub(crate) fn publish(&mut self, counters: &WorkerCounters) {
+        let now = rdtsc();
+        counters.add_loop(self.polls, self.busy, now.wrapping_sub(self.start));
+        (self.polls, self.busy, self.start) = (0, 0, now);
     }
 }
 

@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rvs_dpdk::{Mbuf, Mempool, PacketBurst, RxQueue, TxQueue, rdtsc};
 use rvs_ipvs::{Op, ShardReport, Time};
 
-use crate::counters::{Drop, WorkerCounters};
+use crate::counters::{Drop, LoopTimer, WorkerCounters};
 use crate::pipeline::{Action, Pipeline};
 use crate::pkt::MbufPacket;
 
@@ -78,9 +78,6 @@ struct Held {
     mbuf: Mbuf,
 }
 
-/// Loop iterations between publications of the loop-cycle counters.
-const PUBLISH_EVERY: u64 = 1024;
-
 impl DirectorWorker {
     /// The poll loop; returns 0 when stopped.
     pub fn run(mut self) -> i32 {
@@ -92,7 +89,7 @@ impl DirectorWorker {
         let ticks_per_ms = (self.tsc_hz / 1000).max(1);
         let origin = rdtsc();
         let mut last_ms: Time = 0;
-        let (mut polls, mut busy, mut start) = (0u64, 0u64, rdtsc());
+        let mut timer = LoopTimer::new();
         self.pipeline.refresh_vips();
         while !self.stop.load(Ordering::Relaxed) {
             let t0 = rdtsc();
@@ -177,17 +174,9 @@ impl DirectorWorker {
                 self.counters.add_drops(Drop::NoNeighbour, (before - held.len()) as u64);
                 self.serve_control(now);
             }
-            polls += 1;
-            if moved {
-                busy += rdtsc().wrapping_sub(t0);
-            }
-            if polls == PUBLISH_EVERY {
-                let t = rdtsc();
-                self.counters.add_loop(polls, busy, t.wrapping_sub(start));
-                (polls, busy, start) = (0, 0, t);
-            }
+            timer.turn(&self.counters, t0, moved);
         }
-        self.counters.add_loop(polls, busy, rdtsc().wrapping_sub(start));
+        timer.publish(&self.counters);
         self.counters.add_drops(Drop::NoNeighbour, held.len() as u64);
         0
     }

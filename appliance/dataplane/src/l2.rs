@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rvs_dpdk::{Mbuf, PacketBurst, RxQueue, TxQueue, rdtsc};
 
-use crate::counters::WorkerCounters;
+use crate::counters::{LoopTimer, WorkerCounters};
 
 /// What the L2 cross-connect does to each frame (the two testpmd modes it is benchmarked against).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,14 +31,11 @@ pub struct L2Worker {
     pub stop: Arc<AtomicBool>,
 }
 
-/// Loop iterations between counter publications: keeps the stores off the per-burst path.
-const PUBLISH_EVERY: u64 = 1024;
-
 impl L2Worker {
     /// The poll loop. Returns 0 when stopped (the lcore function's return value).
     pub fn run(mut self) -> i32 {
         let mut burst = PacketBurst::new();
-        let (mut polls, mut busy, mut start) = (0u64, 0u64, rdtsc());
+        let mut timer = LoopTimer::new();
         while !self.stop.load(Ordering::Relaxed) {
             let t0 = rdtsc();
             let mut moved = false;
@@ -54,17 +51,9 @@ impl L2Worker {
                 let out = link.tx.tx_burst(&mut burst);
                 self.counters.add_burst(n as u64, u64::from(out.sent), u64::from(out.dropped));
             }
-            polls += 1;
-            if moved {
-                busy += rdtsc().wrapping_sub(t0);
-            }
-            if polls == PUBLISH_EVERY {
-                let now = rdtsc();
-                self.counters.add_loop(polls, busy, now.wrapping_sub(start));
-                (polls, busy, start) = (0, 0, now);
-            }
+            timer.turn(&self.counters, t0, moved);
         }
-        self.counters.add_loop(polls, busy, rdtsc().wrapping_sub(start));
+        timer.publish(&self.counters);
         0
     }
 }
