@@ -128,6 +128,18 @@ impl PacketBurst {
         self.len += n;
     }
 
+    /// DPDK took ownership of the first `n` packets: forget them (no free) and move the rest to the
+    /// front, in order.
+    pub(crate) fn keep_unsent(&mut self, n: usize) {
+        let n = n.min(self.len);
+        for slot in self.slots.iter_mut().take(n) {
+            // The driver owns these mbufs now.
+            std::mem::forget(slot.take());
+        }
+        self.slots[..self.len].rotate_left(n);
+        self.len -= n;
+    }
+
     /// DPDK took ownership of the first `n` packets: forget them (no free), free the rest, and empty
     /// the burst. Returns how many were freed.
     pub(crate) fn release_sent(&mut self, n: usize) -> usize {

@@ -23,7 +23,9 @@ pub use burst::{BURST_SIZE, PacketBurst};
 pub use eal::{Eal, EalConfig, LaunchHandle, LcoreId, cpu_pause, rdtsc};
 pub use error::{Error, Result};
 pub use mbuf::{Mbuf, Mempool, MempoolConfig};
-pub use port::{Port, PortConfig, PortId, PortStats, QueueId, RxQueue, Started, Stopped, TxOutcome, TxQueue};
+pub use port::{
+    Port, PortConfig, PortId, PortStats, QueueId, RxQueue, Started, Stopped, TxOutcome, TxQueue, rss,
+};
 
 /// The DPDK version the bindings were generated against.
 pub const DPDK_VERSION: &str = dpdk_sys::BUILT_AGAINST_VERSION;

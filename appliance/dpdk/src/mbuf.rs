@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use dpdk_sys::{rte_mbuf, rte_mempool};
 
+use crate::burst::PacketBurst;
 use crate::error::{Error, Result};
 
 /// Sizing of a packet-buffer pool.
@@ -87,6 +88,23 @@ impl Mempool {
         // SAFETY: the pool is a valid pktmbuf pool.
         let m = unsafe { dpdk_sys::rvs_pktmbuf_alloc(self.inner.ptr.as_ptr()) };
         NonNull::new(m).map(Mbuf)
+    }
+
+    /// Fills the free slots of `burst` with reset, empty mbufs, all or none (DPDK's bulk get takes them
+    /// from the per-lcore cache in one step); returns how many were added.
+    pub fn alloc_into(&self, burst: &mut PacketBurst) -> usize {
+        let (ptr, free) = burst.raw_tail();
+        if free == 0 {
+            return 0;
+        }
+        // SAFETY: the pool is a valid pktmbuf pool; `ptr` points at `free` writable slots of the burst.
+        let ret = unsafe { dpdk_sys::rvs_pktmbuf_alloc_bulk(self.inner.ptr.as_ptr(), ptr, u32::from(free)) };
+        if ret != 0 {
+            return 0;
+        }
+        // SAFETY: on success DPDK wrote `free` freshly allocated mbufs (refcnt 1) that nobody else owns.
+        unsafe { burst.commit_tail(usize::from(free)) };
+        usize::from(free)
     }
 
     pub(crate) fn as_ptr(&self) -> *mut rte_mempool {

@@ -278,6 +278,63 @@ impl<S> Port<S> {
         if ret == 0 { addr.addr_bytes } else { [0; 6] }
     }
 
+    /// For predicting the NIC's queue choice in software: points the redirection table at the first
+    /// `queues` queues in turn (entry i -> queue i mod `queues`, what most PMDs do by default, set
+    /// here so it is known) and returns it with the hash key the port uses. `None` when the port does
+    /// not hash (one queue, or no RSS offered) or has no redirection table.
+    pub fn rss_steering(&self, queues: u16) -> Result<Option<(Vec<u8>, Vec<u16>)>> {
+        if self.inner.rss_hf == 0 || queues == 0 {
+            return Ok(None);
+        }
+        let mut info = dpdk_sys::rte_eth_dev_info::default();
+        // SAFETY: valid port id and out-pointer.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_info_get(self.inner.id.0, &mut info) };
+        if ret != 0 {
+            return Err(Error::from_ret("rte_eth_dev_info_get", ret));
+        }
+        let size = usize::from(info.reta_size);
+        const GROUP: usize = 64; // RTE_ETH_RETA_GROUP_SIZE
+        if size == 0 || size % GROUP != 0 {
+            return Ok(None);
+        }
+        let reta: Vec<u16> = (0..size).map(|i| (i % usize::from(queues)) as u16).collect();
+        let mut groups: Vec<dpdk_sys::rte_eth_rss_reta_entry64> = reta
+            .chunks(GROUP)
+            .map(|c| {
+                let mut g = dpdk_sys::rte_eth_rss_reta_entry64 { mask: u64::MAX, ..Default::default() };
+                g.reta.copy_from_slice(c);
+                g
+            })
+            .collect();
+        // SAFETY: `groups` holds reta_size / 64 valid entries, as the call requires for reta_size.
+        let ret = unsafe {
+            dpdk_sys::rte_eth_dev_rss_reta_update(self.inner.id.0, groups.as_mut_ptr(), info.reta_size)
+        };
+        if ret != 0 {
+            return Err(Error::from_ret("rte_eth_dev_rss_reta_update", ret));
+        }
+        let mut key = vec![0u8; usize::from(info.hash_key_size.max(40))];
+        let mut conf =
+            dpdk_sys::rte_eth_rss_conf { rss_key: key.as_mut_ptr(), rss_key_len: key.len() as u8, rss_hf: 0 };
+        // SAFETY: valid port id; `conf.rss_key` points at `rss_key_len` writable bytes that outlive
+        // the call.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_rss_hash_conf_get(self.inner.id.0, &mut conf) };
+        if ret != 0 {
+            return Err(Error::from_ret("rte_eth_dev_rss_hash_conf_get", ret));
+        }
+        key.truncate(usize::from(conf.rss_key_len).min(key.len()));
+        Ok(Some((key, reta)))
+    }
+
+    /// Whether the link is up now (no waiting: virtual links such as net_memif come up when the peer
+    /// connects, which a caller polls for).
+    pub fn link_up(&self) -> bool {
+        let mut link = dpdk_sys::rte_eth_link::default();
+        // SAFETY: valid port id and out-pointer.
+        let ret = unsafe { dpdk_sys::rte_eth_link_get_nowait(self.inner.id.0, &mut link) };
+        ret == 0 && link.link_status() != 0
+    }
+
     pub fn stats(&self) -> Result<PortStats> {
         let mut s = dpdk_sys::rte_eth_stats::default();
         // SAFETY: valid port id and out-pointer.
@@ -429,5 +486,21 @@ impl TxQueue {
         let sent = unsafe { dpdk_sys::rvs_eth_tx_burst(self.port.0, self.queue.0, ptr, len) }.min(len);
         let dropped = burst.release_sent(usize::from(sent));
         TxOutcome { sent, dropped: dropped as u16 }
+    }
+
+    /// Offers the burst once and keeps what the driver refused, in order, for the caller to offer
+    /// again: back-pressure for a sender that must not lose packets (a traffic generator), where the
+    /// data plane's [`Self::tx_burst`] drops instead. Returns how many were sent.
+    #[inline]
+    pub fn tx_burst_retaining(&mut self, burst: &mut PacketBurst) -> u16 {
+        if burst.is_empty() {
+            return 0;
+        }
+        let (ptr, len) = burst.raw_filled();
+        // SAFETY: as in tx_burst; the PMD takes ownership of the first `sent` pointers only, and the
+        // others stay owned by the burst.
+        let sent = unsafe { dpdk_sys::rvs_eth_tx_burst(self.port.0, self.queue.0, ptr, len) }.min(len);
+        burst.keep_unsent(usize::from(sent));
+        sent
     }
 }

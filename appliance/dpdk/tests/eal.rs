@@ -28,7 +28,13 @@ fn safe_layer_on_a_real_eal() {
         no_huge: true,
         in_memory: true,
         file_prefix: Some(format!("rvs-dpdk-test-{}", std::process::id())),
-        vdevs: vec!["net_ring0".into(), "net_null0".into()],
+        vdevs: vec![
+            "net_ring0".into(),
+            "net_null0".into(),
+            "net_null1".into(),
+            "net_ring1".into(),
+            "net_null2".into(),
+        ],
         ..EalConfig::default()
     };
     let eal = Eal::init(&cfg.to_args()).expect("EAL init");
@@ -51,6 +57,8 @@ fn safe_layer_on_a_real_eal() {
     mbuf_editing(&pool);
     exact_tx_ownership_on_a_full_ring(&eal, &pool);
     lcore_launch_and_panics(&eal, &pool);
+    rss_steering_on_a_multi_queue_port(&eal, &pool);
+    retaining_tx_and_bulk_alloc(&eal, &pool);
     assert_eq!(pool.in_use(), 0, "every mbuf is back in the pool");
 }
 
@@ -172,4 +180,65 @@ fn lcore_launch_and_panics(eal: &Eal, pool: &Mempool) {
     let port = port.stop().map_err(|(_, e)| e).expect("queues were dropped with the closure");
     drop(port);
     assert_eq!(pool.in_use(), 0);
+}
+
+fn rss_steering_on_a_multi_queue_port(eal: &Eal, pool: &Mempool) {
+    // net_null offers RSS and a redirection table, as an Intel NIC does.
+    let id = Port::lookup(eal, "net_null1").expect("net_null1");
+    let cfg = PortConfig { rx_queues: 2, tx_queues: 2, ..one_queue() };
+    let port = Port::configure(eal, id, &cfg, pool).expect("configure").start().expect("start");
+    assert_ne!(port.rss_hash_fields(), 0, "two queues: RSS on");
+    let (key, reta) = port.rss_steering(2).expect("reta update").expect("net_null has a RETA");
+    assert!(key.len() >= 40, "a Toeplitz key: {} bytes", key.len());
+    assert!(reta.len() >= 64 && reta.len().is_power_of_two());
+    assert!(reta.iter().enumerate().all(|(i, &q)| usize::from(q) == i % 2), "entries alternate queues");
+
+    let single = Port::lookup(eal, "net_null2").expect("net_null2");
+    let one = Port::configure(eal, single, &one_queue(), pool).expect("configure").start().expect("start");
+    assert_eq!(one.rss_steering(1).expect("no error"), None, "one queue: nothing to predict");
+}
+
+fn retaining_tx_and_bulk_alloc(eal: &Eal, pool: &Mempool) {
+    let id = Port::lookup(eal, "net_ring1").expect("net_ring1");
+    let mut port = Port::configure(eal, id, &one_queue(), pool).expect("configure").start().expect("start");
+    let mut rx = port.take_rx_queue(QueueId(0)).expect("rx");
+    let mut tx = port.take_tx_queue(QueueId(0)).expect("tx");
+    // Fill the ring; a refused packet stays in the burst, in order, for the next offer.
+    let mut burst = PacketBurst::new();
+    let (mut sent, mut seq, mut kept) = (0u32, 0u32, 0usize);
+    for _ in 0..200 {
+        let before = burst.len();
+        let added = pool.alloc_into(&mut burst);
+        assert_eq!(added, BURST_SIZE - before, "bulk allocation fills the free slots");
+        for m in burst.iter_mut().skip(before) {
+            m.append(8).expect("room").copy_from_slice(&u64::from(seq).to_be_bytes());
+            seq += 1;
+        }
+        let n = tx.tx_burst_retaining(&mut burst);
+        sent += u32::from(n);
+        kept = burst.len();
+        if kept > 0 {
+            break;
+        }
+    }
+    assert!(kept > 0, "the ring filled up");
+    let first_kept =
+        u64::from_be_bytes(burst.iter().next().expect("kept").data()[..8].try_into().expect("8"));
+    assert_eq!(first_kept, u64::from(sent), "the first refused packet leads the burst");
+    assert_eq!(pool.in_use(), seq, "nothing freed, nothing leaked");
+    let mut got = PacketBurst::new();
+    let mut expect = 0u64;
+    while rx.rx_burst(&mut got) > 0 {
+        for m in got.iter() {
+            assert_eq!(u64::from_be_bytes(m.data()[..8].try_into().expect("8")), expect);
+            expect += 1;
+        }
+        got.clear();
+        // Room again: the kept ones go out next, still in order.
+        sent += u32::from(tx.tx_burst_retaining(&mut burst));
+    }
+    assert_eq!(expect, u64::from(seq), "every packet arrived once, in order");
+    assert!(burst.is_empty());
+    assert_eq!(pool.in_use(), 0);
+    let _ = sent;
 }
