@@ -14,12 +14,17 @@
 //! net_null allocates and frees an mbuf per packet and never touches a wire, so these figures measure the
 //! cost of the forwarding loop itself, not a NIC.
 
+mod bench;
+mod generator;
+mod packets;
+mod running;
+
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use running::Running;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -58,6 +63,62 @@ enum Cmd {
         #[arg(long)]
         csv: Option<PathBuf>,
     },
+    /// The director (NAT, DR, TUN) against an in-process DPDK traffic generator over net_memif, with
+    /// dpdk-testpmd through the same ports for the ratio; writes director.md, director.csv and
+    /// summary.txt into --out-dir.
+    Director {
+        /// Forwarding modes to measure.
+        #[arg(long, value_delimiter = ',', default_value = "nat,dr,tun")]
+        modes: Vec<bench::Mode>,
+        /// Concurrent established flows per run.
+        #[arg(long, value_delimiter = ',', default_value = "1000,100000,1000000,10000000")]
+        flows: Vec<u32>,
+        /// The flow count at which the SYN flood runs (and the testpmd comparison is quoted).
+        #[arg(long, default_value_t = 1_000_000)]
+        flood_flows: u32,
+        /// The flood's SYN rate as a multiple of the device's measured 64-byte rate (the established
+        /// packets run at half that rate meanwhile).
+        #[arg(long, default_value_t = 1.0)]
+        flood_load: f64,
+        /// Seconds per measurement window.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Seconds of traffic before each window.
+        #[arg(long, default_value_t = 1.0)]
+        warmup_seconds: f64,
+        /// The rvsd binary (default: next to this one).
+        #[arg(long)]
+        rvsd: Option<PathBuf>,
+        /// The testpmd binary; "none" skips the comparison.
+        #[arg(long, default_value = "dpdk-testpmd")]
+        testpmd: String,
+        /// Runs of each measurement, taken in turn; the table gives medians.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Where the table, CSV and summary go.
+        #[arg(long, default_value = "target/perf")]
+        out_dir: PathBuf,
+    },
+    /// One run of `director` (it starts one per device and flow count); prints one result line.
+    #[command(hide = true)]
+    DirectorRun {
+        #[arg(long)]
+        dut: bench::Dut,
+        #[arg(long)]
+        flows: u32,
+        #[arg(long)]
+        flood_flows: u32,
+        #[arg(long)]
+        flood_load: f64,
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long)]
+        warmup_seconds: f64,
+        #[arg(long)]
+        rvsd: PathBuf,
+        #[arg(long)]
+        testpmd: String,
+    },
 }
 
 /// Shared by both sides so that the comparison is like for like.
@@ -74,6 +135,59 @@ struct Figure {
 
 fn main() -> Result<()> {
     match Args::parse().cmd {
+        Cmd::DirectorRun { dut, flows, flood_flows, flood_load, seconds, warmup_seconds, rvsd, testpmd } => {
+            bench::run_one(
+                dut,
+                flows,
+                bench::BenchArgs {
+                    modes: Vec::new(),
+                    flows: vec![flows],
+                    flood_flows,
+                    flood_load,
+                    seconds,
+                    warmup_seconds,
+                    rounds: 1,
+                    rvsd,
+                    testpmd: Some(testpmd).filter(|t| t != "none"),
+                    out_dir: PathBuf::new(),
+                },
+            )
+        }
+        Cmd::Director {
+            modes,
+            flows,
+            flood_flows,
+            flood_load,
+            seconds,
+            warmup_seconds,
+            rvsd,
+            testpmd,
+            rounds,
+            out_dir,
+        } => {
+            let rvsd = match rvsd {
+                Some(p) => p,
+                None => std::env::current_exe()?.with_file_name("rvsd"),
+            };
+            if !rvsd.exists() {
+                bail!("{} not found: build it with `cargo build --release --bins`", rvsd.display());
+            }
+            if flows.iter().any(|&f| f == 0 || f > 15_000_000) {
+                bail!("--flows: each count must be 1..=15000000 (the generator's client addressing)");
+            }
+            bench::run(bench::BenchArgs {
+                modes,
+                flows,
+                flood_flows,
+                flood_load,
+                seconds,
+                warmup_seconds,
+                rounds,
+                rvsd,
+                testpmd: Some(testpmd).filter(|t| t != "none"),
+                out_dir,
+            })
+        }
         Cmd::Baseline { seconds, warmup_seconds, rvsd, testpmd, no_huge, rounds, csv } => {
             let rvsd = match rvsd {
                 Some(p) => p,
@@ -203,82 +317,6 @@ fn baseline(run: &Run, csv: Option<PathBuf>) -> Result<()> {
         std::fs::write(&path, csv_text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
-}
-
-/// A child process whose output lines arrive on a channel; killed on drop.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Running {
-    fn spawn(mut cmd: Command) -> Result<Self> {
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-        let (tx, rx) = mpsc::channel();
-        for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as _),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Ok(Self { child, lines: rx })
-    }
-
-    /// Collects lines until `deadline`, failing early if the process exits.
-    fn collect_until(&mut self, deadline: Instant, mut keep: impl FnMut(&str)) -> Result<Vec<String>> {
-        let mut all = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left.min(Duration::from_millis(200))) {
-                Ok(l) => {
-                    keep(&l);
-                    all.push(l);
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Some(st) = self.child.try_wait()? {
-                        bail!("exited early ({st}):\n{}", all.join("\n"));
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    bail!("output closed early:\n{}", all.join("\n"))
-                }
-            }
-        }
-        Ok(all)
-    }
-
-    fn stop(mut self) -> Result<()> {
-        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(st) = self.child.try_wait()? {
-                if !st.success() {
-                    bail!("exited with {st}");
-                }
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        bail!("did not stop within 20 s")
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 fn field(line: &str, key: &str) -> Option<u64> {

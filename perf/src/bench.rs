@@ -1,0 +1,782 @@
+//! `rvs-perf director`: the director's forwarding rate per mode and flow count, through DPDK ports.
+//!
+//! This process is the traffic generator: two net_memif ports in the server role, polled by
+//! [`crate::generator::Generator`] on its own lcore. The device under test, the real `rvsd` (or, for the
+//! comparison, `dpdk-testpmd` in io mode), runs as a child process whose two memif client ports connect
+//! to them: generator port 0 = the director's front (clients), port 1 = its back (real servers).
+//!
+//! Per mode (NAT, DR, TUN) and flow count, one rvsd run:
+//! 1. a few priming SYNs, so that the director has resolved the real servers' addresses;
+//! 2. one SYN per flow: the new-connection rate is flows / time until the last SYN came out;
+//! 3. established-flow ACKs over every flow, 64-byte frames then TRex's IMIX: Mpps measured on the
+//!    servers' side; cycles/packet from the worker's busy-cycle and packet counters (Prometheus);
+//! 4. at the flood flow count, established 64-byte packets at half the measured rate while SYNs from
+//!    random sources fill the rest of the link: the share of established packets that still came out.
+//!
+//! The generator is lossless (it offers a refused packet again) except in the flood, so the rate seen
+//! is the slower of the device and the generator; the table gives the device's busy ratio to tell.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use crossbeam_channel::Sender;
+use rvs_dpdk::{Eal, EalConfig, LcoreId, Mempool, MempoolConfig, Port, PortConfig, QueueId, Started};
+
+use crate::generator::{Counters, Generator, Plan};
+use crate::packets::{self, Addressing};
+use crate::running::Running;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Nat,
+    Dr,
+    Tun,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Nat => "NAT",
+            Mode::Dr => "DR",
+            Mode::Tun => "TUN",
+        }
+    }
+    fn flag(self) -> &'static str {
+        match self {
+            Mode::Nat => "-m",
+            Mode::Dr => "-g",
+            Mode::Tun => "-i",
+        }
+    }
+}
+
+/// One device-under-test run, done in a process of its own: DPDK 22.11's memif server does not
+/// survive a client reconnecting (its interrupt thread panics on a closed descriptor), so each run
+/// gets a fresh generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dut {
+    Testpmd,
+    Nat,
+    Dr,
+    Tun,
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchArgs {
+    pub modes: Vec<Mode>,
+    pub flows: Vec<u32>,
+    pub flood_flows: u32,
+    /// The flood's rate as a multiple of the device's measured 64-byte rate.
+    pub flood_load: f64,
+    pub seconds: f64,
+    pub warmup_seconds: f64,
+    /// Runs of each measurement; the table gives medians.
+    pub rounds: u32,
+    pub rvsd: PathBuf,
+    pub testpmd: Option<String>,
+    pub out_dir: PathBuf,
+}
+
+const GEN_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 0x0a, 0], [2, 0, 0, 0, 0x0a, 1]];
+const DUT_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 0x0d, 0], [2, 0, 0, 0, 0x0d, 1]];
+const VIP: [u8; 4] = [198, 18, 1, 100];
+const SERVERS: u8 = 8;
+/// Priming flows live far above any measured flow count so they never collide with one.
+const PRIMING_FIRST: u32 = 16_000_000;
+const PRIMING_COUNT: u32 = 64;
+const METRICS_PORT: u16 = 9797;
+
+fn mac_str(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// What one measurement window saw.
+#[derive(Debug, Clone, Copy, Default)]
+struct Window {
+    mpps: f64,
+    gbps: f64,
+    /// Device cycles per forwarded packet (rvsd: busy cycles / packets; testpmd: TSC Hz / pps).
+    cycles: f64,
+    /// Share of the device's loop time spent on iterations that moved packets (1.0 = saturated).
+    busy: f64,
+    /// Flood only: share of offered established packets that came out, and flood SYNs out per second.
+    est_share: f64,
+    flood_out_mpps: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Row {
+    mode: String,
+    flows: u32,
+    syn_rate: Option<f64>,
+    syn_complete: bool,
+    small: Window,
+    imix: Window,
+    flood: Option<Window>,
+    rss_mib: f64,
+    tsc_hz: f64,
+}
+
+/// Fields drop in order: the ports before the EAL they live in.
+impl Window {
+    fn fields(&self) -> [f64; 6] {
+        [self.mpps, self.gbps, self.cycles, self.busy, self.est_share, self.flood_out_mpps]
+    }
+    fn from_fields(f: &[f64]) -> Option<Self> {
+        let [mpps, gbps, cycles, busy, est_share, flood_out_mpps] = f.try_into().ok()?;
+        Some(Self { mpps, gbps, cycles, busy, est_share, flood_out_mpps })
+    }
+}
+
+const ROW_TAG: &str = "RVS-PERF-ROW";
+
+impl Row {
+    /// One line for the parent process: tag, mode, then numbers (NaN for absent ones).
+    fn to_line(&self) -> String {
+        let nums: Vec<String> = self.numbers().iter().map(f64::to_string).collect();
+        format!("{ROW_TAG} {} {}", self.mode, nums.join(" "))
+    }
+
+    /// Each numeric field the median of the rounds' (NaN = absent), except completeness: a round with
+    /// lost SYNs marks the row.
+    fn median(rounds: &[Row]) -> Option<Row> {
+        let first = rounds.first()?;
+        let all: Vec<Vec<f64>> = rounds.iter().map(Row::numbers).collect();
+        let nums: Vec<String> = (0..all[0].len())
+            .map(|i| {
+                let mut v: Vec<f64> = all.iter().map(|n| n[i]).filter(|x| !x.is_nan()).collect();
+                if v.is_empty() {
+                    return f64::NAN;
+                }
+                if i == 2 {
+                    return v.iter().copied().fold(1.0, f64::min);
+                }
+                v.sort_by(f64::total_cmp);
+                let k = v.len();
+                if k % 2 == 1 { v[k / 2] } else { (v[k / 2 - 1] + v[k / 2]) / 2.0 }
+            })
+            .map(|x| x.to_string())
+            .collect();
+        Row::from_line(&format!("{ROW_TAG} {} {}", first.mode, nums.join(" ")))
+    }
+
+    fn numbers(&self) -> Vec<f64> {
+        let mut nums = vec![
+            f64::from(self.flows),
+            self.syn_rate.unwrap_or(f64::NAN),
+            if self.syn_complete { 1.0 } else { 0.0 },
+            self.rss_mib,
+        ];
+        nums.extend(self.small.fields());
+        nums.extend(self.imix.fields());
+        nums.extend(self.flood.map_or([f64::NAN; 6], |f| f.fields()));
+        nums.push(self.tsc_hz);
+        nums
+    }
+
+    fn from_line(line: &str) -> Option<Self> {
+        let mut it = line.split_whitespace().skip_while(|w| *w != ROW_TAG).skip(1);
+        let mode = it.next()?.to_string();
+        let n: Vec<f64> = it.map(|w| w.parse().ok()).collect::<Option<_>>()?;
+        if n.len() != 23 {
+            return None;
+        }
+        Some(Row {
+            mode,
+            flows: n[0] as u32,
+            syn_rate: Some(n[1]).filter(|v| !v.is_nan()),
+            syn_complete: n[2] == 1.0,
+            rss_mib: n[3],
+            small: Window::from_fields(&n[4..10])?,
+            imix: Window::from_fields(&n[10..16])?,
+            flood: Some(&n[16..22]).filter(|f| !f[0].is_nan()).and_then(Window::from_fields),
+            tsc_hz: n[22],
+        })
+    }
+}
+
+struct Harness {
+    ports: [Port<Started>; 2],
+    plans: Sender<Plan>,
+    counters: Arc<Counters>,
+    tsc_hz: u64,
+    socket: PathBuf,
+    work: PathBuf,
+    args: BenchArgs,
+    _eal: Eal,
+}
+
+/// The whole benchmark: testpmd, then each mode at each flow count, each in a child process.
+pub fn run(args: BenchArgs) -> Result<()> {
+    let mut jobs: Vec<(Dut, u32)> = Vec::new();
+    if args.testpmd.is_some() {
+        jobs.push((Dut::Testpmd, args.flood_flows));
+    }
+    for &mode in &args.modes {
+        let dut = match mode {
+            Mode::Nat => Dut::Nat,
+            Mode::Dr => Dut::Dr,
+            Mode::Tun => Dut::Tun,
+        };
+        jobs.extend(args.flows.iter().map(|&f| (dut, f)));
+    }
+    let me = std::env::current_exe()?;
+    // Rounds go over every job in turn, so that drift in the machine's speed (VMs) hits all alike.
+    let mut results: Vec<Vec<Row>> = vec![Vec::new(); jobs.len()];
+    for round in 1..=args.rounds.max(1) {
+        for (j, &(dut, flows)) in jobs.iter().enumerate() {
+            let row = one_run(&me, &args, dut, flows)?;
+            eprintln!("round {round}/{}: {}", args.rounds, describe(&row));
+            results[j].push(row);
+        }
+    }
+    let mut rows = Vec::new();
+    let mut testpmd = None;
+    for ((dut, _), rounds) in jobs.iter().zip(&results) {
+        let row = Row::median(rounds).context("no result")?;
+        if *dut == Dut::Testpmd {
+            testpmd = Some(row);
+        } else {
+            rows.push(row);
+        }
+    }
+    let (md, csv, summary) =
+        report(&rows, testpmd.as_ref(), rows.first().map_or(0, |r| r.tsc_hz as u64), &args);
+    std::fs::create_dir_all(&args.out_dir)?;
+    std::fs::write(args.out_dir.join("director.md"), &md)?;
+    std::fs::write(args.out_dir.join("director.csv"), &csv)?;
+    std::fs::write(args.out_dir.join("summary.txt"), format!("{summary}\n"))?;
+    print!("{md}");
+    println!("{summary}");
+    Ok(())
+}
+
+fn one_run(me: &Path, args: &BenchArgs, dut: Dut, flows: u32) -> Result<Row> {
+    let mut cmd = Command::new(me);
+    cmd.arg("director-run")
+        .arg("--dut")
+        .arg(format!("{dut:?}").to_lowercase())
+        .arg("--flows")
+        .arg(flows.to_string())
+        .arg("--flood-flows")
+        .arg(args.flood_flows.to_string())
+        .arg("--flood-load")
+        .arg(args.flood_load.to_string())
+        .arg("--seconds")
+        .arg(args.seconds.to_string())
+        .arg("--warmup-seconds")
+        .arg(args.warmup_seconds.to_string())
+        .arg("--rvsd")
+        .arg(&args.rvsd)
+        .arg("--testpmd")
+        .arg(args.testpmd.as_deref().unwrap_or("none"));
+    let mut child = Running::spawn(cmd)?;
+    // 10 M flows take a while to set up; a stuck run still ends.
+    let line = child
+        .wait_for(ROW_TAG, Duration::from_secs(300))
+        .with_context(|| format!("{dut:?} with {flows} flows"))?;
+    let row = Row::from_line(&line).with_context(|| format!("unreadable result line {line:?}"))?;
+    let _ = child.finish(Duration::from_secs(20));
+    Ok(row)
+}
+
+/// One run, in this process: the generator, the device under test, one result line on stdout.
+pub fn run_one(dut: Dut, flows: u32, args: BenchArgs) -> Result<()> {
+    let work = std::env::temp_dir().join(format!("rvs-perf-director-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let socket = work.join("memif.sock");
+    let vdev = |i: usize| {
+        format!(
+            "net_memif{i},role=server,id={i},socket={},socket-abstract=no,mac={}",
+            socket.display(),
+            mac_str(GEN_MACS[i])
+        )
+    };
+    // The generator's lcore shares CPU 0 with both processes' main threads (they sleep); the device
+    // under test polls CPU 1 alone.
+    let eal_cfg = EalConfig {
+        main_lcore: 0,
+        worker_lcores: vec![1],
+        lcore_cpus: Some(vec![0, 0]),
+        memory_mib: Some(256),
+        in_memory: true,
+        file_prefix: Some(format!("rvs-perf-gen-{}", std::process::id())),
+        vdevs: vec![vdev(0), vdev(1)],
+        ..EalConfig::default()
+    };
+    let eal = Eal::init(&eal_cfg.to_args()).context("starting the generator's EAL")?;
+    let pool = Mempool::new(&MempoolConfig {
+        name: "gen".into(),
+        mbufs: 32767,
+        cache_size: 512,
+        data_room_bytes: 2176,
+        socket: None,
+    })?;
+    let port_cfg = PortConfig {
+        rx_queues: 1,
+        tx_queues: 1,
+        rx_descriptors: 1024,
+        tx_descriptors: 1024,
+        promiscuous: true,
+        mtu_bytes: None,
+        rss_key: None,
+    };
+    let mut ports = Vec::new();
+    for i in 0..2 {
+        let id = Port::lookup(&eal, &format!("net_memif{i}"))?;
+        ports.push(Port::configure(&eal, id, &port_cfg, &pool)?.start()?);
+    }
+    let [mut p0, mut p1]: [Port<Started>; 2] = ports.try_into().map_err(|_| anyhow::anyhow!("two ports"))?;
+    let (plans, plan_rx) = crossbeam_channel::bounded(4);
+    let counters = Arc::new(Counters::default());
+    let tsc_hz = eal.tsc_hz();
+    let generator = Generator {
+        rx: [p0.take_rx_queue(QueueId(0))?, p1.take_rx_queue(QueueId(0))?],
+        tx: [p0.take_tx_queue(QueueId(0))?, p1.take_tx_queue(QueueId(0))?],
+        macs: GEN_MACS,
+        pool,
+        addressing: Addressing { src_mac: GEN_MACS[0], dst_mac: DUT_MACS[0], vip: VIP.into(), vport: 80 },
+        plans: plan_rx,
+        counters: Arc::clone(&counters),
+        tsc_hz,
+    };
+    let handle = eal.launch(LcoreId(1), move || generator.run())?;
+    let h = Harness { ports: [p0, p1], plans, counters, tsc_hz, socket, work: work.clone(), args, _eal: eal };
+    let result = h.one(dut, flows);
+    let _ = h.plans.send(Plan::Stop);
+    let _ = handle.join();
+    let _ = std::fs::remove_dir_all(&work);
+    drop(h);
+    result
+}
+
+impl Harness {
+    fn one(&self, dut: Dut, flows: u32) -> Result<()> {
+        let (mut row, dut) = match dut {
+            Dut::Testpmd => self.testpmd(self.args.testpmd.as_deref().unwrap_or("dpdk-testpmd")),
+            Dut::Nat => self.rvsd(Mode::Nat, flows),
+            Dut::Dr => self.rvsd(Mode::Dr, flows),
+            Dut::Tun => self.rvsd(Mode::Tun, flows),
+        }?;
+        row.tsc_hz = self.tsc_hz as f64;
+        // The result goes out before the device stops: see `Dut`.
+        println!("{}", row.to_line());
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        dut.stop().context("stopping the device under test")?;
+        self.wait_links_down()
+    }
+
+    fn plan(&self, p: Plan) -> Result<()> {
+        self.counters.plan_taken.store(false, Ordering::Release);
+        self.plans.send(p).context("the generator stopped")?;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !self.counters.plan_taken.load(Ordering::Acquire) {
+            if Instant::now() > deadline {
+                bail!("the generator did not take a plan within 2 s");
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(())
+    }
+
+    fn wait_links(&self, dut: &mut Running) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.ports.iter().all(|p| p.link_up()) {
+            if Instant::now() > deadline {
+                bail!("memif links did not come up within 15 s:\n{}", dut.drain().join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn rx(&self) -> u64 {
+        self.counters.rx.load(Ordering::Relaxed)
+    }
+
+    /// Sends `count` SYNs from `first` on and waits until they came out; (seconds, all came out).
+    fn syn(&self, first: u32, count: u32) -> Result<(f64, bool)> {
+        let before = self.rx();
+        let start = Instant::now();
+        self.plan(Plan::Syn { first, count })?;
+        let (mut last_seen, mut last_change) = (before, Instant::now());
+        loop {
+            let now = self.rx();
+            if now - before >= u64::from(count) {
+                return Ok((start.elapsed().as_secs_f64(), true));
+            }
+            if now != last_seen {
+                (last_seen, last_change) = (now, Instant::now());
+            } else if last_change.elapsed() > Duration::from_secs(2) {
+                return Ok((start.elapsed().as_secs_f64(), false));
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+
+    fn rvsd(&self, mode: Mode, flows: u32) -> Result<(Row, Running)> {
+        let a = &self.args;
+        let flood = flows == a.flood_flows;
+        // Room for the flows and the priming SYNs; a flood run also gets room for as many again.
+        let capacity = if flood { 2 * flows } else { flows + flows / 32 } + 65536;
+        let rules = self.work.join("rules");
+        let mut r = format!("-A -t {}:80 -s rr\n", std::net::Ipv4Addr::from(VIP));
+        for s in 0..SERVERS {
+            let port = if mode == Mode::Nat { 8080 } else { 80 };
+            let _ = writeln!(
+                r,
+                "-a -t {}:80 -r 198.19.0.{}:{port} {} -w 1",
+                std::net::Ipv4Addr::from(VIP),
+                11 + s,
+                mode.flag()
+            );
+        }
+        std::fs::write(&rules, r)?;
+        let config = self.work.join("rvsd.toml");
+        let memif = |i: usize, name: &str, addr: &str| {
+            format!(
+                "[[port]]\nname = \"{name}\"\ndevice = \"net_memif{i},role=client,id={i},socket={},socket-abstract=no,mac={}\"\n\
+                 address = \"{addr}\"\nrx_descriptors = 1024\ntx_descriptors = 1024\n",
+                self.socket.display(),
+                mac_str(DUT_MACS[i])
+            )
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "[eal]\nmain_lcore = 0\nworker_lcores = [1]\nlcore_cpus = [0, 1]\nmemory_mib = 256\nhugepages = true\n\
+                 file_prefix = \"rvs-perf-dut-{pid}\"\nextra_args = [\"--huge-unlink\"]\n\n\
+                 [mempool]\nmbufs = 16383\ncache_size = 256\n\n{}\n{}\n\
+                 [forwarding]\nmode = \"director\"\n\n[[route]]\ndestination = \"0.0.0.0/0\"\ngateway = \"198.18.0.1\"\n\n\
+                 [control]\nsocket_path = \"{}\"\nrules_file = \"{}\"\nconnections_per_worker = {capacity}\n\n\
+                 [metrics]\nlisten_address = \"127.0.0.1:{METRICS_PORT}\"\n",
+                memif(0, "front", "198.18.0.2/24"),
+                memif(1, "back", "198.19.0.1/24"),
+                self.work.join("rvsd.sock").display(),
+                rules.display(),
+                pid = std::process::id(),
+            ),
+        )?;
+        let mut cmd = Command::new(&a.rvsd);
+        cmd.arg("--config").arg(&config).env("RVS_LOG", "warn,rvs_control=info");
+        let mut dut = Running::spawn(cmd).context("starting rvsd")?;
+        dut.wait_for("forwarding", Duration::from_secs(60))?;
+        self.wait_links(&mut dut)?;
+        let mut row = Row { mode: mode.name().into(), flows, ..Row::default() };
+
+        let (_, primed) = self.syn(PRIMING_FIRST, PRIMING_COUNT)?;
+        if !primed {
+            bail!(
+                "the priming SYNs did not come out of the director (rx {}, other {}, ARP replies {}):\n{}",
+                self.rx(),
+                self.counters.rx_other.load(Ordering::Relaxed),
+                self.counters.arp_replies.load(Ordering::Relaxed),
+                dut.drain().join("\n")
+            );
+        }
+        let (secs, complete) = self.syn(0, flows)?;
+        row.syn_rate = Some(f64::from(flows) / secs);
+        row.syn_complete = complete;
+        if !complete {
+            // Some SYNs were lost (a device drop, or the generator descheduled while the device's TX
+            // ring to it was full): a second SYN for a live connection is just forwarded, a lost one
+            // creates its connection now, so the established-flow rounds run over every flow.
+            let _ = self.syn(0, flows)?;
+        }
+        row.rss_mib = rss_mib(dut.pid());
+
+        let metrics = format!("127.0.0.1:{METRICS_PORT}");
+        self.plan(Plan::Flows { flows, sizes: vec![packets::SMALL] })?;
+        row.small = self.measure(Some(&metrics))?;
+        // memif cannot change its 1500-byte MTU, so in TUN mode IMIX's largest frames are 20 bytes
+        // shorter: the IPIP header must fit (a real server LAN would carry a larger MTU instead).
+        let imix = packets::IMIX.map(|s| if mode == Mode::Tun && s > 1500 { s - 20 } else { s });
+        self.plan(Plan::Flows { flows, sizes: imix.to_vec() })?;
+        row.imix = self.measure(Some(&metrics))?;
+        if flood {
+            let capacity = row.small.mpps * 1e6;
+            self.plan(Plan::Flood { flows, pps: capacity / 2.0, flood_pps: capacity * a.flood_load })?;
+            row.flood = Some(self.measure(Some(&metrics))?);
+            if std::env::var_os("RVS_PERF_DEBUG").is_some() {
+                let mut s = TcpStream::connect(&metrics)?;
+                write!(s, "GET /metrics HTTP/1.0\r\n\r\n")?;
+                let mut body = String::new();
+                s.read_to_string(&mut body)?;
+                let lines: Vec<&str> =
+                    body.lines().filter(|l| !l.ends_with(" 0") && !l.starts_with('#')).collect();
+                std::fs::write("/tmp/rvs-perf-debug.txt", lines.join("\n"))?;
+            }
+        }
+        self.plan(Plan::Idle)?;
+        Ok((row, dut))
+    }
+
+    fn wait_links_down(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.ports.iter().any(|p| p.link_up()) {
+            if Instant::now() > deadline {
+                bail!("memif links stayed up after the device stopped");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn testpmd(&self, bin: &str) -> Result<(Row, Running)> {
+        let mut cmd = Command::new(bin);
+        cmd.args(["-l", "0,1", "--main-lcore", "0", "-m", "256", "--in-memory", "--no-pci"]);
+        cmd.arg(format!("--file-prefix=rvs-perf-testpmd-{}", std::process::id()));
+        for i in 0..2 {
+            cmd.arg("--vdev").arg(format!(
+                "net_memif{i},role=client,id={i},socket={},socket-abstract=no,mac={}",
+                self.socket.display(),
+                mac_str(DUT_MACS[i])
+            ));
+        }
+        cmd.args([
+            "--",
+            "--nb-cores=1",
+            "--forward-mode=io",
+            "--stats-period=1",
+            "--total-num-mbufs=16383",
+            "--rxd=1024",
+            "--txd=1024",
+            "--burst=32",
+        ]);
+        let mut dut = Running::spawn(cmd).context("starting dpdk-testpmd (apt-get install dpdk-dev)")?;
+        self.wait_links(&mut dut)?;
+        let flows = self.args.flood_flows;
+        let mut row = Row { mode: "testpmd".into(), flows, ..Row::default() };
+        self.plan(Plan::Flows { flows, sizes: vec![packets::SMALL] })?;
+        row.small = self.measure(None)?;
+        self.plan(Plan::Flows { flows, sizes: packets::IMIX.to_vec() })?;
+        row.imix = self.measure(None)?;
+        self.plan(Plan::Idle)?;
+        let _ = dut.drain();
+        Ok((row, dut))
+    }
+
+    /// Warms up, then measures one window. `metrics`: the device's Prometheus address (rvsd).
+    fn measure(&self, metrics: Option<&str>) -> Result<Window> {
+        let a = &self.args;
+        std::thread::sleep(Duration::from_secs_f64(a.warmup_seconds));
+        let c = &self.counters;
+        let read = || {
+            (
+                c.rx.load(Ordering::Relaxed),
+                c.rx_bytes.load(Ordering::Relaxed),
+                c.rx_flood.load(Ordering::Relaxed),
+                c.offered_est.load(Ordering::Relaxed),
+            )
+        };
+        let m0 = metrics.map(scrape).transpose()?;
+        let (t0, g0) = (Instant::now(), read());
+        std::thread::sleep(Duration::from_secs_f64(a.seconds));
+        let (t1, g1) = (Instant::now(), read());
+        let m1 = metrics.map(scrape).transpose()?;
+        let secs = (t1 - t0).as_secs_f64();
+        let rx = (g1.0 - g0.0) as f64;
+        let pps = rx / secs;
+        let mut w = Window {
+            mpps: pps / 1e6,
+            // On the wire each frame also carries 4 bytes of FCS and 20 of preamble and gap.
+            gbps: ((g1.1 - g0.1) as f64 + rx * 24.0) * 8.0 / secs / 1e9,
+            cycles: self.tsc_hz as f64 / pps.max(1.0),
+            busy: 1.0,
+            ..Window::default()
+        };
+        if let (Some(m0), Some(m1)) = (m0, m1) {
+            let d = |k: &str| m1.get(k).copied().unwrap_or(0.0) - m0.get(k).copied().unwrap_or(0.0);
+            let (busy, total, pkts) = (
+                d("rvs_worker_busy_cycles_total"),
+                d("rvs_worker_loop_cycles_total"),
+                d("rvs_worker_received_packets_total"),
+            );
+            if pkts > 0.0 && total > 0.0 {
+                w.cycles = busy / pkts;
+                w.busy = busy / total;
+            }
+        }
+        let offered = (g1.3 - g0.3) as f64;
+        if offered > 0.0 {
+            let flood_out = (g1.2 - g0.2) as f64;
+            w.est_share = (rx - flood_out) / offered;
+            w.flood_out_mpps = flood_out / secs / 1e6;
+            w.mpps = (rx - flood_out) / secs / 1e6;
+        }
+        Ok(w)
+    }
+}
+
+/// Sums of the worker series of a Prometheus text page, by metric name.
+fn scrape(addr: &str) -> Result<std::collections::HashMap<String, f64>> {
+    let mut s = TcpStream::connect(addr).with_context(|| format!("metrics at {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    let mut out = std::collections::HashMap::new();
+    for line in body.lines().filter(|l| l.starts_with("rvs_worker_")) {
+        let (Some(name), Some(v)) = (line.split(['{', ' ']).next(), line.rsplit(' ').next()) else {
+            continue;
+        };
+        if let Ok(v) = v.parse::<f64>() {
+            *out.entry(name.to_string()).or_insert(0.0) += v;
+        }
+    }
+    Ok(out)
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn describe(r: &Row) -> String {
+    let mut s = format!(
+        "{} {} flows: 64B {:.2} Mpps {:.0} cyc/pkt (busy {:.2}), IMIX {:.2} Mpps {:.2} Gb/s",
+        r.mode, r.flows, r.small.mpps, r.small.cycles, r.small.busy, r.imix.mpps, r.imix.gbps
+    );
+    if let Some(rate) = r.syn_rate {
+        let _ = write!(s, ", SYN {:.2} M/s{}", rate / 1e6, if r.syn_complete { "" } else { " (incomplete)" });
+    }
+    if let Some(f) = &r.flood {
+        let _ = write!(s, ", flood: {:.1} % forwarded", f.est_share * 100.0);
+    }
+    s
+}
+
+fn human(n: u32) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1000 && n % 1000 == 0 => format!("{}k", n / 1000),
+        n => n.to_string(),
+    }
+}
+
+fn report(rows: &[Row], testpmd: Option<&Row>, tsc_hz: u64, a: &BenchArgs) -> (String, String, String) {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "rvs director through DPDK ports: 2 x net_memif to an in-workspace generator, 1 worker lcore, TCP, \
+         median of {} rounds, {} s per window after {} s warm-up, TSC {:.2} GHz\n",
+        a.rounds,
+        a.seconds,
+        a.warmup_seconds,
+        tsc_hz as f64 / 1e9
+    );
+    let _ = writeln!(
+        md,
+        "| mode | flows | new conns/s | 64B Mpps | cycles/pkt | busy | vs testpmd | IMIX Mpps | IMIX Gb/s | IMIX vs testpmd | RSS MiB | SYN flood: est. forwarded |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut csv = String::from(
+        "mode,flows,syn_per_second,syn_complete,mpps_64,cycles_per_packet_64,busy_64,ratio_testpmd_64,\
+         mpps_imix,gbps_imix,cycles_per_packet_imix,ratio_testpmd_imix,rss_mib,flood_est_share,flood_syn_out_mpps\n",
+    );
+    let ratio = |ours: f64, theirs: Option<f64>| theirs.filter(|t| *t > 0.0).map(|t| ours / t);
+    let fmt_opt = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+    for r in rows.iter().chain(testpmd) {
+        let is_ref = r.mode == "testpmd";
+        let r64 = if is_ref { None } else { ratio(r.small.mpps, testpmd.map(|t| t.small.mpps)) };
+        let rimix = if is_ref { None } else { ratio(r.imix.mpps, testpmd.map(|t| t.imix.mpps)) };
+        // A thousand SYNs pass in well under the harness's polling resolution: too short to time.
+        let syn = r
+            .syn_rate
+            .filter(|_| r.flows >= 100_000)
+            .map(|s| format!("{:.2} M{}", s / 1e6, if r.syn_complete { "" } else { "*" }));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {} | {:.2} | {:.2} | {} | {} | {} |",
+            r.mode,
+            if is_ref { "any".into() } else { human(r.flows) },
+            syn.unwrap_or_else(|| "-".into()),
+            r.small.mpps,
+            r.small.cycles,
+            r.small.busy,
+            fmt_opt(r64, 2),
+            r.imix.mpps,
+            r.imix.gbps,
+            fmt_opt(rimix, 2),
+            if is_ref { "-".into() } else { format!("{:.0}", r.rss_mib) },
+            r.flood.map_or("-".into(), |f| format!(
+                "{:.1} % (flood SYNs out {:.2} Mpps)",
+                f.est_share * 100.0,
+                f.flood_out_mpps
+            )),
+        );
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{:.4},{:.1},{:.3},{},{:.4},{:.3},{:.1},{},{:.1},{},{}",
+            r.mode,
+            r.flows,
+            r.syn_rate.map_or(String::new(), |s| format!("{s:.0}")),
+            r.syn_complete,
+            r.small.mpps,
+            r.small.cycles,
+            r.small.busy,
+            r64.map_or(String::new(), |v| format!("{v:.4}")),
+            r.imix.mpps,
+            r.imix.gbps,
+            r.imix.cycles,
+            rimix.map_or(String::new(), |v| format!("{v:.4}")),
+            r.rss_mib,
+            r.flood.map_or(String::new(), |f| format!("{:.4}", f.est_share)),
+            r.flood.map_or(String::new(), |f| format!("{:.4}", f.flood_out_mpps)),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\ncycles/pkt: rvsd's busy worker cycles per received packet (its Prometheus counters); testpmd: TSC Hz \
+         / pps (it polls 100 %). busy < 1 means the generator, not the device, set the rate. new conns/s: \
+         one SYN per flow until the last came out (* = some never did). RSS: rvsd's resident memory with \
+         every flow in its table (hugepage buffers not included). SYN flood: established 64-byte packets at \
+         half the 64B rate above plus SYNs from random 100.64/10 sources at {:.1} times it, so {:.0} % of the \
+         established packets would still pass if flood SYNs cost the device what established packets do \
+         and it dropped the excess evenly.",
+        a.flood_load,
+        100.0 * (1.0 / (0.5 + a.flood_load)).min(1.0)
+    );
+    let at = |mode: &str, flows: u32| rows.iter().find(|r| r.mode == mode && r.flows == flows);
+    let mut parts = Vec::new();
+    for mode in ["NAT", "DR", "TUN"] {
+        if let Some(r) = at(mode, a.flood_flows) {
+            let r64 = ratio(r.small.mpps, testpmd.map(|t| t.small.mpps));
+            parts.push(format!(
+                "{mode} {} flows {:.2} Mpps {:.0} cyc/pkt{}",
+                human(r.flows),
+                r.small.mpps,
+                r.small.cycles,
+                r64.map_or(String::new(), |v| format!(" ({v:.2} x testpmd)"))
+            ));
+        }
+    }
+    let best_syn = rows.iter().filter_map(|r| r.syn_rate.filter(|_| r.flows >= 100_000)).fold(0.0, f64::max);
+    let flood = rows.iter().filter_map(|r| r.flood.map(|f| f.est_share)).fold(f64::INFINITY, f64::min);
+    let biggest = rows.iter().max_by_key(|r| r.flows);
+    let mut summary = format!("summary: {}", parts.join("; "));
+    if best_syn > 0.0 {
+        let _ = write!(summary, "; new conns up to {:.2} M/s", best_syn / 1e6);
+    }
+    if flood.is_finite() {
+        let _ = write!(summary, "; under SYN flood >= {:.1} % of established forwarded", flood * 100.0);
+    }
+    if let Some(b) = biggest {
+        let _ = write!(summary, "; {} flows in {:.0} MiB", human(b.flows), b.rss_mib);
+    }
+    if let Some(t) = testpmd {
+        let _ = write!(summary, "; testpmd io {:.2} Mpps", t.small.mpps);
+    }
+    (md, csv, summary)
+}
