@@ -504,15 +504,6 @@ impl Harness {
             let capacity = row.small.mpps * 1e6;
             self.plan(Plan::Flood { flows, pps: capacity / 2.0, flood_pps: capacity * a.flood_load })?;
             row.flood = Some(self.measure(Some(&metrics))?);
-            if std::env::var_os("RVS_PERF_DEBUG").is_some() {
-                let mut s = TcpStream::connect(&metrics)?;
-                write!(s, "GET /metrics HTTP/1.0\r\n\r\n")?;
-                let mut body = String::new();
-                s.read_to_string(&mut body)?;
-                let lines: Vec<&str> =
-                    body.lines().filter(|l| !l.ends_with(" 0") && !l.starts_with('#')).collect();
-                std::fs::write("/tmp/rvs-perf-debug.txt", lines.join("\n"))?;
-            }
         }
         self.plan(Plan::Idle)?;
         Ok((row, dut))
@@ -533,11 +524,11 @@ impl Harness {
         let mut cmd = Command::new(bin);
         cmd.args(["-l", "0,1", "--main-lcore", "0", "-m", "256", "--in-memory", "--no-pci"]);
         cmd.arg(format!("--file-prefix=rvs-perf-testpmd-{}", std::process::id()));
-        for i in 0..2 {
+        for (i, mac) in DUT_MACS.iter().enumerate() {
             cmd.arg("--vdev").arg(format!(
                 "net_memif{i},role=client,id={i},socket={},socket-abstract=no,mac={}",
                 self.socket.display(),
-                mac_str(DUT_MACS[i])
+                mac_str(*mac)
             ));
         }
         cmd.args([
