@@ -193,6 +193,22 @@ pub struct RawForwarding {
     /// leaves it, making DR a pure MAC rewrite.
     #[serde(default = "yes")]
     pub decrement_ttl: bool,
+    /// Director mode with several workers: how a NAT connection's replies, which the NIC may deliver
+    /// to another worker than its client's packets, reach the connection. `handoff` (default, any
+    /// NIC): each worker owns a share of the clients and passes it the packets other workers receive.
+    /// `toeplitz`: for NICs that hash with Toeplitz (ixgbe, i40e, ice, mlx5): rvs sets the
+    /// redirection table, computes where each connection's replies will arrive and places a copy of
+    /// the connection there once; packets stay where they arrive (but for persistent services').
+    #[serde(default)]
+    pub nat_reply_steering: ReplySteering,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplySteering {
+    #[default]
+    Handoff,
+    Toeplitz,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -297,6 +313,7 @@ pub struct DirectorSpec {
     pub routes: Vec<Route>,
     pub classifier: Vec<ClassifierRule>,
     pub decrement_ttl: bool,
+    pub reply_steering: ReplySteering,
 }
 
 fn parse_hex(h: &str) -> Option<Vec<u8>> {
@@ -615,7 +632,12 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, 
             mark: c.mark,
         });
     }
-    Ok(Forwarding::Director(DirectorSpec { routes, classifier, decrement_ttl: raw.forwarding.decrement_ttl }))
+    Ok(Forwarding::Director(DirectorSpec {
+        routes,
+        classifier,
+        decrement_ttl: raw.forwarding.decrement_ttl,
+        reply_steering: raw.forwarding.nat_reply_steering,
+    }))
 }
 
 /// Splits a device string into its kind and the name DPDK gives the probed port.

@@ -7,16 +7,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rvs_dataplane::net::{Interface, Network};
+use rvs_dataplane::rss::RssPredictor;
 use rvs_dataplane::{
     CounterSnapshot, DirectorWorker, Drop, Handoff, L2Worker, Link, Pipeline, PortQueues, Steering,
     WorkerCounters,
 };
-use rvs_dpdk::{Eal, LaunchHandle, Mempool, Port, PortStats, QueueId, RxQueue, Started, TxQueue};
+use rvs_dpdk::{Eal, LaunchHandle, Mempool, Port, PortStats, QueueId, RxQueue, Started, TxQueue, rss};
 use rvs_ipvs::Ipvs;
 use rvs_wire::rewrite::TtlPolicy;
 use tracing::{info, warn};
 
-use crate::config::{Config, DirectorSpec, Forwarding};
+use crate::config::{Config, DirectorSpec, Forwarding, ReplySteering};
 use crate::control::{ControlServer, Director, model_ops, restore};
 use crate::metrics::{MetricsServer, Sources};
 use crate::shards::Shards;
@@ -112,6 +113,14 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
         Forwarding::Director(spec) => Some(build_network(cfg, spec, &ports)?),
         Forwarding::L2 { .. } => None,
     };
+    let predictors = match &cfg.forwarding {
+        Forwarding::Director(spec)
+            if spec.reply_steering == ReplySteering::Toeplitz && eal.worker_lcores().len() > 1 =>
+        {
+            Some(rss_predictors(cfg, &ports, eal.worker_lcores().len())?).filter(|p| !p.is_empty())
+        }
+        _ => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let nports = ports.len();
     let lcores = eal.worker_lcores();
@@ -169,6 +178,9 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
                     let mut pipeline = Pipeline::new(net, shard, Arc::clone(&counters));
                     pipeline.ttl =
                         if spec.decrement_ttl { TtlPolicy::Decrement } else { TtlPolicy::Preserve };
+                    if let Some(p) = &predictors {
+                        pipeline.predict_rss(w, p.clone());
+                    }
                     let (tx, rx) = crossbeam_channel::unbounded();
                     channels.push(tx);
                     let worker = DirectorWorker {
@@ -296,6 +308,39 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
 }
 
 /// The director's network: the configured addresses with the ports' MACs.
+/// Each port's RSS for predicting where NAT replies arrive, or `None` for all of them (with a
+/// warning) when any port cannot be predicted: a reply on an unpredictable port would find no copy of
+/// its connection, so prediction is all or nothing and the hand-over serves otherwise.
+fn rss_predictors(
+    cfg: &Config,
+    ports: &[Port<Started>],
+    workers: usize,
+) -> Result<Vec<Option<RssPredictor>>, DaemonError> {
+    let mut out = Vec::with_capacity(ports.len());
+    for (spec, port) in cfg.ports.iter().zip(ports) {
+        let steering = port
+            .rss_steering(workers as u16)
+            .context(|| format!("port {:?}: setting the RSS redirection table", spec.name))?;
+        let hf = port.rss_hash_fields();
+        let predictor = steering.and_then(|(key, reta)| {
+            RssPredictor::new(key, hf & rss::NONFRAG_IPV4_TCP != 0, hf & rss::NONFRAG_IPV4_UDP != 0, reta)
+        });
+        match predictor {
+            Some(p) => out.push(Some(p)),
+            None => {
+                warn!(
+                    port = %spec.name,
+                    "nat_reply_steering = \"toeplitz\" needs RSS with a redirection table on every port; \
+                     this one has none, so NAT replies are handed to their client's worker instead"
+                );
+                return Ok(Vec::new());
+            }
+        }
+    }
+    info!(workers, "NAT reply steering: Toeplitz predicted, one copy per connection");
+    Ok(out)
+}
+
 fn build_network(
     cfg: &Config,
     spec: &DirectorSpec,

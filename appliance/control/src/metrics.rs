@@ -180,6 +180,12 @@ pub fn render(s: &Sources<'_>) -> String {
             &l,
             w.handed_off,
         );
+        f.counter(
+            "rvs_worker_mirrored_connections_total",
+            "NAT connections a worker copied to the worker the NIC delivers their replies to (nat_reply_steering = toeplitz).",
+            &l,
+            w.mirrored,
+        );
         for r in Drop::ALL {
             f.counter(
                 "rvs_worker_dropped_packets_total",

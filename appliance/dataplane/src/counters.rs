@@ -125,6 +125,8 @@ pub struct WorkerCounters {
     tx_packets: AtomicU64,
     /// Packets passed to the worker that owns their flow.
     handed_off: AtomicU64,
+    /// NAT connections copied to the worker the NIC brings their replies to (RSS predicted).
+    mirrored: AtomicU64,
     /// Per [`Drop`] reason, by [`Drop::index`].
     drops: [AtomicU64; Drop::COUNT],
     /// Poll-loop iterations.
@@ -141,6 +143,7 @@ pub struct CounterSnapshot {
     pub rx_packets: u64,
     pub tx_packets: u64,
     pub handed_off: u64,
+    pub mirrored: u64,
     /// Per [`Drop`] reason, by [`Drop::index`].
     pub drops: [u64; Drop::COUNT],
     pub polls: u64,
@@ -154,6 +157,7 @@ impl Default for CounterSnapshot {
             rx_packets: 0,
             tx_packets: 0,
             handed_off: 0,
+            mirrored: 0,
             drops: [0; Drop::COUNT],
             polls: 0,
             busy_cycles: 0,
@@ -183,6 +187,7 @@ impl CounterSnapshot {
             rx_packets: a.rx_packets + b.rx_packets,
             tx_packets: a.tx_packets + b.tx_packets,
             handed_off: a.handed_off + b.handed_off,
+            mirrored: a.mirrored + b.mirrored,
             drops: {
                 let mut d = a.drops;
                 d.iter_mut().zip(b.drops).for_each(|(x, y)| *x += y);
@@ -217,6 +222,11 @@ impl WorkerCounters {
     }
 
     #[inline]
+    pub fn count_mirror(&self) {
+        bump(&self.mirrored, 1);
+    }
+
+    #[inline]
     pub fn count_drop(&self, r: Drop) {
         self.add_drops(r, 1);
     }
@@ -248,6 +258,7 @@ impl WorkerCounters {
             rx_packets: self.rx_packets.load(Ordering::Relaxed),
             tx_packets: self.tx_packets.load(Ordering::Relaxed),
             handed_off: self.handed_off.load(Ordering::Relaxed),
+            mirrored: self.mirrored.load(Ordering::Relaxed),
             drops: std::array::from_fn(|i| self.drops.get(i).map_or(0, |c| c.load(Ordering::Relaxed))),
             polls: self.polls.load(Ordering::Relaxed),
             busy_cycles: self.busy_cycles.load(Ordering::Relaxed),

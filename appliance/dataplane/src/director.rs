@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rvs_dpdk::{Mbuf, Mempool, PacketBurst, RxQueue, TxQueue, rdtsc};
-use rvs_ipvs::{Op, ShardReport, Time};
+use rvs_ipvs::{ConnInfo, Op, ShardReport, Time};
 
 use crate::counters::{Drop, LoopTimer, WorkerCounters};
 use crate::pipeline::{Action, Pipeline};
@@ -30,11 +30,20 @@ pub enum Handoff {
     Packet { port: usize, mbuf: Mbuf },
     /// A neighbour learned from ARP (its answer may reach any worker's queue).
     Neighbour { ip: Ipv4Addr, mac: [u8; 6], port: usize },
+    /// A new NAT connection whose replies the NIC will bring to the receiving worker (RSS predicted
+    /// in software): keep a copy to translate them. One per connection.
+    Mirror(ConnInfo),
+    /// A reply that matched no connection, sent by a worker to itself to be tried once more after
+    /// the mirrors already in its inbox: a mirror is sent before the packet that causes the reply
+    /// is transmitted, so it is ahead of the reply in this first-in first-out channel.
+    Unmatched { port: usize, mbuf: Mbuf },
 }
 
-/// A worker's place among several: its index, the other workers' inboxes (indexed by worker; its
-/// own entry is never used) and its own inbox. Flows are owned by [`Pipeline::owner`]; a packet that
-/// arrives at another worker's queue crosses over once, through a bounded lock-free channel.
+/// A worker's place among several: its index, every worker's inbox (indexed by worker; its own is
+/// used for [`Handoff::Unmatched`]) and its own inbox's receiving end. Without RSS prediction, flows
+/// are owned by [`Pipeline::owner`] and a packet that arrives at another worker's queue crosses over
+/// once, through a bounded lock-free channel; with it, only a [`Handoff::Mirror`] per NAT connection
+/// crosses (and the packets of persistent services, which need all of a client on one shard).
 #[derive(Debug)]
 pub struct Steering {
     pub index: usize,
@@ -123,27 +132,31 @@ impl DirectorWorker {
                             return;
                         }
                     }
-                    process(pipeline, &mut out, counters, pool, p, m, now);
+                    process(pipeline, &mut out, counters, pool, steering, p, m, now);
                 });
             }
             if let Some(st) = &self.steering {
                 let mut out = Out { ports: &mut self.ports, staged: &mut staged, held: &mut held };
+                let pl = &mut self.pipeline;
                 for _ in 0..INBOX_BUDGET {
                     match st.inbox.try_recv() {
                         Ok(Handoff::Packet { port, mbuf }) => {
                             moved = true;
-                            process(
-                                &mut self.pipeline,
-                                &mut out,
-                                &self.counters,
-                                &self.pool,
-                                port,
-                                mbuf,
-                                now,
-                            );
+                            process(pl, &mut out, &self.counters, &self.pool, Some(st), port, mbuf, now);
+                        }
+                        Ok(Handoff::Unmatched { port, mbuf }) => {
+                            moved = true;
+                            let retry = std::mem::replace(&mut pl.retry_unmatched, false);
+                            process(pl, &mut out, &self.counters, &self.pool, Some(st), port, mbuf, now);
+                            pl.retry_unmatched = retry;
+                        }
+                        Ok(Handoff::Mirror(c)) => {
+                            if let Err(r) = pl.ipvs.insert_mirror(&c, now) {
+                                self.counters.count_drop(Drop::Ipvs(r));
+                            }
                         }
                         Ok(Handoff::Neighbour { ip, mac, port }) => {
-                            self.pipeline.neigh.learn(ip, mac, port, true, now);
+                            pl.neigh.learn(ip, mac, port, true, now);
                         }
                         Err(_) => break,
                     }
@@ -247,16 +260,33 @@ struct Out<'a> {
 }
 
 /// One packet through the pipeline, received on (or handed over as received on) `port`.
+#[allow(clippy::too_many_arguments)]
 fn process(
     pipeline: &mut Pipeline,
     out: &mut Out<'_>,
     counters: &WorkerCounters,
     pool: &Mempool,
+    steering: Option<&Steering>,
     port: usize,
     mut m: Mbuf,
     now: Time,
 ) {
-    match pipeline.handle(port, &mut MbufPacket(&mut m), now) {
+    let action = pipeline.handle(port, &mut MbufPacket(&mut m), now);
+    // Mirrors leave before the packet that created them can be transmitted (see Handoff::Unmatched).
+    for (worker, c) in pipeline.mirrors.drain(..) {
+        match steering.and_then(|st| st.peers.get(worker)).map(|peer| peer.try_send(Handoff::Mirror(c))) {
+            Some(Ok(())) => counters.count_mirror(),
+            _ => counters.count_drop(Drop::HandoffFull),
+        }
+    }
+    match action {
+        Action::Retry => {
+            let me = steering.and_then(|st| st.peers.get(st.index));
+            match me.map(|inbox| inbox.try_send(Handoff::Unmatched { port, mbuf: m })) {
+                Some(Ok(())) => {}
+                _ => counters.count_drop(Drop::NoService),
+            }
+        }
         Action::Tx(to) => stage(out.ports, out.staged, counters, to, m),
         Action::Hold { port, next_hop } => {
             if out.held.len() < HOLD_CAPACITY {

@@ -17,8 +17,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use hashbrown::HashMap;
-use rvs_ipvs::{Fwd, InVerdict, Ipvs, Op, OutVerdict, PacketMeta, Time};
+use hashbrown::{HashMap, HashSet};
+use rvs_ipvs::{ConnInfo, Fwd, InVerdict, Ipvs, Op, OutVerdict, PacketMeta, Time};
 use rvs_wire::arp::{self, ArpPacket};
 use rvs_wire::ethernet::{self, MacAddr, ethertype};
 use rvs_wire::icmpv4::{self, ErrorKind};
@@ -30,6 +30,7 @@ use rvs_wire::{Error as WireError, PacketBuffer, ip_proto};
 use crate::counters::{Drop, WorkerCounters};
 use crate::neigh::{Lookup, Neighbours};
 use crate::net::{Network, NextHop};
+use crate::rss::RssPredictor;
 
 /// What the worker does with the frame after [`Pipeline::handle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,9 @@ pub enum Action {
     IcmpError { port: usize, kind: ErrorKind },
     /// Dropped; the reason is counted.
     Drop,
+    /// A reply that matched no connection while RSS prediction is on: its connection's mirror may
+    /// still be in the worker's inbox. Try once more after it ([`crate::Handoff::Unmatched`]).
+    Retry,
 }
 
 /// Side queues are bounded: what does not fit waits for the next tick (ARP retries) or is lost
@@ -69,6 +73,16 @@ pub struct Pipeline {
     /// Neighbours learned from ARP addressed to us, for the other workers (whose own requests' answers
     /// may arrive here): (address, MAC, port).
     pub learned: Vec<(Ipv4Addr, MacAddr, usize)>,
+    /// New NAT connections to copy to the worker the NIC will bring their replies to: (worker, copy).
+    pub mirrors: Vec<(usize, ConnInfo)>,
+    /// Answer an unmatched reply with [`Action::Retry`] rather than dropping it (prediction on, and
+    /// not already a retry).
+    pub retry_unmatched: bool,
+    /// With RSS prediction: this worker's index (= its queue on every port) and each port's RSS.
+    predict: Option<(usize, Vec<Option<RssPredictor>>)>,
+    /// VIPs with persistent services (or FWM destinations, when a persistent FWM service exists):
+    /// all of a client's packets to them must meet on one shard, whatever the NIC's hash.
+    affinity_vips: HashSet<Ipv4Addr>,
     counters: Arc<WorkerCounters>,
 }
 
@@ -84,8 +98,22 @@ impl Pipeline {
             arp_requests: Vec::with_capacity(SIDE_QUEUE),
             announce: Vec::with_capacity(SIDE_QUEUE),
             learned: Vec::with_capacity(SIDE_QUEUE),
+            mirrors: Vec::with_capacity(SIDE_QUEUE),
+            retry_unmatched: false,
+            predict: None,
+            affinity_vips: HashSet::new(),
             counters,
         }
+    }
+
+    /// Turns RSS prediction on: this is worker `me` (it polls queue `me` of every port), and
+    /// `ports[p]` is port p's RSS as the NIC computes it (`None`: replies reaching that port cannot be
+    /// predicted and are handled as without prediction). A NAT connection's replies are then
+    /// translated where the NIC delivers them, from a copy sent once; nothing else crosses workers but
+    /// the packets of persistent services.
+    pub fn predict_rss(&mut self, me: usize, ports: Vec<Option<RssPredictor>>) {
+        self.retry_unmatched = true;
+        self.predict = Some((me, ports));
     }
 
     #[inline]
@@ -120,6 +148,18 @@ impl Pipeline {
                 if r.prefix_len == 32 {
                     next.insert(r.destination, port_of(r.destination));
                 }
+            }
+        }
+        self.affinity_vips.clear();
+        for (_, cfg, _, _) in self.ipvs.services().filter(|(_, c, _, _)| c.persistence.is_some()) {
+            match cfg.key {
+                rvs_ipvs::ServiceKey::Addr { addr: IpAddr::V4(a), .. } => {
+                    self.affinity_vips.insert(a);
+                }
+                rvs_ipvs::ServiceKey::Fwmark { .. } => {
+                    self.affinity_vips.extend(self.net.classifier.iter().map(|r| r.destination));
+                }
+                rvs_ipvs::ServiceKey::Addr { .. } => {}
             }
         }
         for (&vip, &port) in &next {
@@ -162,7 +202,18 @@ impl Pipeline {
             Some(Ipv4Addr::from(b))
         };
         let (src, dst) = (addr(12)?, addr(16)?);
-        let client = if self.vips.contains_key(&dst) { src } else { dst };
+        let client = if self.predict.is_some() {
+            // The NIC's hash is known: a packet stays where it arrived, but for the client packets of
+            // persistent services, whose templates live on the client's owner.
+            if !self.affinity_vips.contains(&dst) {
+                return None;
+            }
+            src
+        } else if self.vips.contains_key(&dst) {
+            src
+        } else {
+            dst
+        };
         // Fibonacci hashing of the address: cheap, and spreads sequential client ranges.
         let h = u64::from(u32::from(client)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
         Some((h % workers as u64) as usize)
@@ -278,7 +329,10 @@ impl Pipeline {
             len: info.ip_len as u32,
         };
         match self.ipvs.in_packet(&meta, now) {
-            InVerdict::Forward { daddr, dport: rport, fwd, .. } => {
+            InVerdict::Forward { daddr, dport: rport, fwd, new, conn, .. } => {
+                if new && matches!(fwd, Fwd::Masq) {
+                    self.mirror_if_elsewhere(conn, &meta, daddr, rport);
+                }
                 self.forward(port, buf, fwd, (dst, dport), (daddr, rport), now)
             }
             InVerdict::Drop(r) => self.drop(Drop::Ipvs(r)),
@@ -290,8 +344,24 @@ impl Pipeline {
                     let v = rewrite::nat_out(buf, &egress, &m);
                     self.finish(port, buf, v, nh, now)
                 }
+                OutVerdict::NotOurs if self.retry_unmatched => Action::Retry,
                 OutVerdict::NotOurs => self.drop(Drop::NoService),
             },
+        }
+    }
+
+    /// With RSS prediction: where will the NIC deliver the replies of this new NAT connection? The
+    /// reply comes from the real server to the client, on the port the server is reached by.
+    fn mirror_if_elsewhere(&mut self, conn: Option<(bool, u32)>, p: &PacketMeta, daddr: IpAddr, rport: u16) {
+        let Some((me, ports)) = &self.predict else { return };
+        let (IpAddr::V4(server), IpAddr::V4(client)) = (daddr, p.src) else { return };
+        let Some(rss) = self.net.route(server).and_then(|nh| ports.get(nh.port)?.as_ref()) else { return };
+        let worker = usize::from(rss.queue_v4(p.protocol, server, client, rport, p.sport));
+        if worker == *me || self.mirrors.len() >= SIDE_QUEUE {
+            return;
+        }
+        if let Some(c) = conn.and_then(|c| self.ipvs.connection(c)) {
+            self.mirrors.push((worker, c));
         }
     }
 
@@ -516,6 +586,89 @@ mod tests {
         let t = TcpSegment::new_checked(&f[34..]).unwrap();
         assert_eq!(t.src_port(), 80);
         assert!(t.verify_checksum_v4(VIP, CLIENT));
+    }
+
+    /// Two workers behind a software NIC that spreads packets as an RSS NIC does (Toeplitz, default
+    /// key, RETA alternating queues 0 and 1): which worker receives `frame`?
+    fn nic_queue(rss: &RssPredictor, frame: &[u8]) -> usize {
+        let ip = ip(frame);
+        let t = TcpSegment::new_checked(&frame[34..]).unwrap();
+        usize::from(rss.queue_v4(6, ip.src(), ip.dst(), t.src_port(), t.dst_port()))
+    }
+
+    #[test]
+    fn with_rss_prediction_nat_replies_are_translated_where_the_nic_delivers_them() {
+        let reta: Vec<u16> = (0..128).map(|i| (i % 2) as u16).collect();
+        let rss = RssPredictor::new(crate::rss::DEFAULT_KEY.to_vec(), true, true, reta).unwrap();
+        let mut workers: Vec<Pipeline> = (0..2).map(|_| pipeline().0).collect();
+        for (i, w) in workers.iter_mut().enumerate() {
+            service(w, Fwd::Masq, 8080);
+            w.predict_rss(i, vec![Some(rss.clone()), Some(rss.clone())]);
+        }
+        let (mut crossed, mut mirrored) = (0, 0);
+        for n in 0..200u16 {
+            let cport = 20000 + n * 7;
+            let syn = tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, cport), (VIP, 80), 0x02);
+            let q = nic_queue(&rss, &syn);
+            assert_eq!(workers[q].owner(&syn, 2), None, "nothing to hand over");
+            let mut b = VecBuffer::new(&syn);
+            assert_eq!(workers[q].handle(0, &mut b, 1), Action::Tx(1));
+            // The worker's loop delivers mirrors to their workers' inboxes.
+            for (to, c) in std::mem::take(&mut workers[q].mirrors) {
+                assert_ne!(to, q);
+                workers[to].ipvs.insert_mirror(&c, 1).unwrap();
+                mirrored += 1;
+            }
+            let reply = tcp(RS_MAC, BACK_MAC, (RS, 8080), (CLIENT, cport), 0x12);
+            let r = nic_queue(&rss, &reply);
+            crossed += usize::from(r != q);
+            assert_eq!(workers[r].owner(&reply, 2), None);
+            let mut b = VecBuffer::new(&reply);
+            assert_eq!(workers[r].handle(1, &mut b, 2), Action::Tx(0), "reply {n} translated on worker {r}");
+            assert_eq!(ip(b.bytes()).src(), VIP);
+        }
+        assert!(crossed > 50, "the NIC sent {crossed} of 200 replies to the other worker");
+        assert_eq!(mirrored, crossed, "one mirror per connection whose replies land elsewhere");
+        // Listings count each connection once.
+        assert_eq!(workers.iter().map(|w| w.ipvs.connections().count()).sum::<usize>(), 200);
+
+        // Without the mirror, the other worker has nothing to translate with, and says so.
+        let syn = (30000..).map(|c| tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, c), (VIP, 80), 0x02));
+        let (syn, cport) = syn
+            .zip(30000u16..)
+            .find(|(f, c)| {
+                let reply = tcp(RS_MAC, BACK_MAC, (RS, 8080), (CLIENT, *c), 0x12);
+                nic_queue(&rss, f) == 0 && nic_queue(&rss, &reply) == 1
+            })
+            .unwrap();
+        assert_eq!(workers[0].handle(0, &mut VecBuffer::new(&syn), 3), Action::Tx(1));
+        workers[0].mirrors.clear();
+        let reply = tcp(RS_MAC, BACK_MAC, (RS, 8080), (CLIENT, cport), 0x12);
+        assert_eq!(workers[1].handle(1, &mut VecBuffer::new(&reply), 4), Action::Retry);
+        workers[1].retry_unmatched = false;
+        assert_eq!(workers[1].handle(1, &mut VecBuffer::new(&reply), 4), Action::Drop);
+    }
+
+    #[test]
+    fn with_rss_prediction_persistent_services_keep_a_client_on_its_owner() {
+        let (mut p, _) = pipeline();
+        let key = ServiceKey::Addr { protocol: 6, addr: VIP.into(), port: 80 };
+        let mut cfg = ServiceConfig::new(key, SchedulerKind::Rr);
+        cfg.persistence = Some(rvs_ipvs::Persistence { timeout_seconds: 300, prefix_len: 32 });
+        assert_eq!(
+            p.apply(&[Op::AddService(cfg), Op::AddDest(key, DestConfig::new(RS.into(), 80, Fwd::Masq))]),
+            0
+        );
+        p.predict_rss(0, vec![None, None]);
+        let owners: std::collections::HashSet<_> = (0..20u16)
+            .map(|c| p.owner(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 1000 + c), (VIP, 80), 2), 4))
+            .collect();
+        assert_eq!(owners.len(), 1, "every connection of one client on one worker");
+        assert!(
+            owners
+                .contains(&Some(p.owner(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 1), (VIP, 80), 2), 4).unwrap()))
+        );
+        assert_eq!(p.owner(&tcp(RS_MAC, BACK_MAC, (RS, 80), (CLIENT, 1), 0x12), 4), None, "replies stay");
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub(crate) mod flag {
     /// A template that may no longer be found (its destination went away); kept until its
     /// controlled connections are gone.
     pub const INVALID: u8 = 32;
+    /// A copy of another shard's NAT connection, kept where the NIC delivers its replies
+    /// ([`crate::Ipvs::insert_mirror`]); not counted in the destination's connections.
+    pub const MIRROR: u8 = 64;
 }
 
 /// An address of one family, as stored in entries.
@@ -150,6 +153,10 @@ pub struct ConnInfo {
 impl ConnInfo {
     pub fn is_template(&self) -> bool {
         self.flags & flag::TEMPLATE != 0
+    }
+
+    pub fn is_mirror(&self) -> bool {
+        self.flags & flag::MIRROR != 0
     }
 }
 

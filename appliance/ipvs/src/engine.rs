@@ -510,9 +510,50 @@ impl Ipvs {
         self.by_key.get(key).copied()
     }
 
-    /// Live connections and templates.
+    /// Live connections and templates (mirrors are listed by the shard that owns the original).
     pub fn connections(&self) -> impl Iterator<Item = ConnInfo> + '_ {
-        self.v4.iter().map(|(_, c)| c).chain(self.v6.iter().map(|(_, c)| c))
+        self.v4.iter().map(|(_, c)| c).chain(self.v6.iter().map(|(_, c)| c)).filter(|c| !c.is_mirror())
+    }
+
+    /// Keeps a copy of another shard's NAT connection `c` here, so that this shard translates the
+    /// connection's replies: used where the NIC's hash is known to bring replies to another worker
+    /// than the client's packets. The copy follows the replies' state transitions and expires on its
+    /// own; it holds its destination (like a connection in IPVS's trash would) but is not counted in
+    /// ActiveConn/InActConn, which the owner's shard counts. A copy of a connection already here is
+    /// refreshed instead.
+    pub fn insert_mirror(&mut self, c: &ConnInfo, now: Time) -> Result<(), DropReason> {
+        if c.is_template() || self.dest(DestId(c.dest)).is_none() {
+            return Err(DropReason::NoDestination);
+        }
+        let v6 = c.caddr.is_ipv6();
+        let meta = PacketMeta {
+            protocol: c.proto,
+            src: c.raddr,
+            sport: c.rport,
+            dst: c.caddr,
+            dport: c.cport,
+            tcp_flags: 0,
+            fwmark: None,
+            len: 0,
+        };
+        let expires = c.expires.max(now + 1000);
+        let existing =
+            if v6 { self.lookup_out::<[u8; 16]>(&meta) } else { self.lookup_out::<[u8; 4]>(&meta) };
+        if let Some(i) = existing {
+            with_table!(self, v6, t => t.set_expiry(i, expires));
+            return Ok(());
+        }
+        let flags = (c.flags & flag::NOOUTPUT) | flag::MIRROR | flag::INACTIVE;
+        let inserted = if v6 {
+            insert_mirror_entry(&mut self.v6, c, flags, expires)
+        } else {
+            insert_mirror_entry(&mut self.v4, c, flags, expires)
+        };
+        inserted.ok_or(DropReason::TableFull)?;
+        if let Some(r) = self.dest_refs.get_mut(c.dest as usize) {
+            *r += 1;
+        }
+        Ok(())
     }
 
     pub fn connection(&self, conn: (bool, u32)) -> Option<ConnInfo> {
@@ -668,7 +709,7 @@ impl Ipvs {
             };
             let old = TcpState::from_u8(c.state);
             let new = state::next_state(dir, old, p.tcp_flags).unwrap_or(old);
-            if new != old {
+            if new != old && flags & flag::MIRROR == 0 {
                 let was_inactive = flags & flag::INACTIVE != 0;
                 if let Some(d) = self.dest_mut(DestId(c.dest)) {
                     if !was_inactive && !new.is_active() {
@@ -856,6 +897,13 @@ impl Ipvs {
     /// The bookkeeping of a connection or template that goes (ip_vs_unbind_dest and friends).
     fn unbind(&mut self, v6: bool, c: &ConnInfo) {
         let did = DestId(c.dest);
+        if c.is_mirror() {
+            if let Some(r) = self.dest_refs.get_mut(did.0 as usize) {
+                *r = r.saturating_sub(1);
+            }
+            self.gc_dest(did);
+            return;
+        }
         if let Some(d) = self.dest_mut(did) {
             if c.is_template() {
                 d.persistent = d.persistent.saturating_sub(1);
@@ -993,6 +1041,29 @@ fn insert_conn<A: Addr>(
         // A new entry's first timeout is replaced by its state's at once (ip_vs_conn_new uses 3 s).
         expires: now + 3000,
         reply: matches!(fwd, Fwd::Masq),
+    })
+    .ok()
+}
+
+fn insert_mirror_entry<A: Addr>(t: &mut ConnTable<A>, c: &ConnInfo, flags: u8, expires: Time) -> Option<u32> {
+    let key = ConnKey {
+        proto: c.proto,
+        caddr: A::from_ip(c.caddr)?,
+        cport: c.cport,
+        vaddr: A::from_ip(c.vaddr)?,
+        vport: c.vport,
+    };
+    t.insert(&NewEntry {
+        key,
+        raddr: A::from_ip(c.raddr)?,
+        rport: c.rport,
+        flags,
+        state: c.state,
+        fwd: c.fwd,
+        dest: c.dest,
+        control: NONE,
+        expires,
+        reply: true,
     })
     .ok()
 }

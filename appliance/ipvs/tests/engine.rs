@@ -449,3 +449,39 @@ fn a_burst_decides_exactly_as_packet_by_packet() {
     assert_eq!(burst, single);
     assert_eq!(a.occupancy(), b.occupancy());
 }
+
+#[test]
+fn a_mirror_translates_replies_on_another_shard_without_counting_the_connection_twice() {
+    // Two shards with the same configuration, as two workers have.
+    let mut owner = setup(SchedulerKind::Rr, Fwd::Masq, 2);
+    let mut other = setup(SchedulerKind::Rr, Fwd::Masq, 2);
+    let InVerdict::Forward { conn: Some(conn), daddr, .. } = owner.in_packet(&syn("198.51.100.7", 40000), 0)
+    else {
+        panic!("not scheduled")
+    };
+    let reply_to = |v: &mut Ipvs, flags, t| {
+        v.out_packet(&reply(&daddr.to_string(), 8080, "198.51.100.7", 40000, flags), t)
+    };
+    assert_eq!(reply_to(&mut other, SYN | ACK, 5), OutVerdict::NotOurs, "no copy yet");
+
+    let c = owner.connection(conn).expect("connection");
+    other.insert_mirror(&c, 10).unwrap();
+    assert!(matches!(reply_to(&mut other, SYN | ACK, 20), OutVerdict::Reply { vport: 80, .. }));
+    // Listings and ActiveConn/InActConn come from the owner's shard alone.
+    assert_eq!(other.connections().count(), 0);
+    assert_eq!(counts(&other), [(0, 0), (0, 0)]);
+    assert_eq!(counts(&owner), [(1, 0), (0, 0)]);
+    // Out packets are counted where they pass.
+    let out: u64 = other.services().map(|(_, _, s, _)| s.out_pkts).sum();
+    assert_eq!(out, 1);
+    // Inserting again refreshes rather than duplicating.
+    other.insert_mirror(&c, 30).unwrap();
+    assert_eq!(other.occupancy().0, 1);
+
+    // The copy expires on its own (SYN_RECV's 60 s after the last reply), releasing its destination:
+    // deleting the server afterwards frees it at once.
+    assert_eq!(other.expire(20 + 61 * SEC, 1000), 1);
+    assert_eq!(other.occupancy().0, 0);
+    assert_eq!(reply_to(&mut other, ACK, 20 + 62 * SEC), OutVerdict::NotOurs);
+    assert_eq!(counts(&other), [(0, 0), (0, 0)]);
+}
