@@ -133,6 +133,18 @@ struct Figure {
     cycles_per_packet: f64,
 }
 
+/// The rvsd binary: as given, or the one built next to this one.
+fn rvsd_path(given: Option<PathBuf>) -> Result<PathBuf> {
+    let rvsd = match given {
+        Some(p) => p,
+        None => std::env::current_exe()?.with_file_name("rvsd"),
+    };
+    if !rvsd.exists() {
+        bail!("{} not found: build it with `cargo build --release -p rvs --bin rvsd`", rvsd.display());
+    }
+    Ok(rvsd)
+}
+
 fn main() -> Result<()> {
     match Args::parse().cmd {
         Cmd::DirectorRun { dut, flows, flood_flows, flood_load, seconds, warmup_seconds, rvsd, testpmd } => {
@@ -165,13 +177,7 @@ fn main() -> Result<()> {
             rounds,
             out_dir,
         } => {
-            let rvsd = match rvsd {
-                Some(p) => p,
-                None => std::env::current_exe()?.with_file_name("rvsd"),
-            };
-            if !rvsd.exists() {
-                bail!("{} not found: build it with `cargo build --release --bins`", rvsd.display());
-            }
+            let rvsd = rvsd_path(rvsd)?;
             if flows.iter().any(|&f| f == 0 || f > 15_000_000) {
                 bail!("--flows: each count must be 1..=15000000 (the generator's client addressing)");
             }
@@ -189,13 +195,7 @@ fn main() -> Result<()> {
             })
         }
         Cmd::Baseline { seconds, warmup_seconds, rvsd, testpmd, no_huge, rounds, csv } => {
-            let rvsd = match rvsd {
-                Some(p) => p,
-                None => std::env::current_exe()?.with_file_name("rvsd"),
-            };
-            if !rvsd.exists() {
-                bail!("{} not found: build it with `cargo build --release --bins`", rvsd.display());
-            }
+            let rvsd = rvsd_path(rvsd)?;
             let run = Run { rvsd, testpmd, seconds, warmup: warmup_seconds, no_huge, rounds: rounds.max(1) };
             baseline(&run, csv)
         }
