@@ -46,14 +46,8 @@ pub enum Plan {
 /// The generator's counters, written by its loop only.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Packets port 0 accepted.
-    pub tx: AtomicU64,
     /// Established packets built during a flood (accepted or not).
     pub offered_est: AtomicU64,
-    /// Established packets accepted during a flood.
-    pub tx_est: AtomicU64,
-    /// Flood SYNs accepted.
-    pub tx_flood: AtomicU64,
     /// Frames out of the device on port 1 (servers' side) carrying a client's packet.
     pub rx: AtomicU64,
     /// Of `rx`, those from flood sources.
@@ -118,10 +112,7 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 /// Local tallies, published to the atomics every `PUBLISH_EVERY` turns of the loop.
 #[derive(Default)]
 struct Tally {
-    tx: u64,
     offered_est: u64,
-    tx_est: u64,
-    tx_flood: u64,
     rx: u64,
     rx_flood: u64,
     rx_bytes: u64,
@@ -147,8 +138,8 @@ impl Generator {
         let mut t = Tally::default();
         let mut turn = 0u32;
         let mut flood_start = 0u64;
-        // Packets built since the flood began, established and SYN: the pacing's tallies.
-        let (mut flood_est, mut flood_syn) = (0u64, 0u64);
+        // The flood's pacing: established packets offered before it began, SYNs built since.
+        let (mut flood_est_base, mut flood_syn) = (0u64, 0u64);
         loop {
             turn = turn.wrapping_add(1);
             if turn % PUBLISH_EVERY == 0 {
@@ -176,7 +167,7 @@ impl Generator {
                             walk = Walk::new(*flows);
                             by_size = vec![(packets::SMALL, Template::new(&a, packets::SMALL, false))];
                             flood_start = rdtsc();
-                            (flood_est, flood_syn) = (0, 0);
+                            (flood_est_base, flood_syn) = (t.offered_est, 0);
                         }
                         Plan::Idle => {}
                     }
@@ -198,7 +189,7 @@ impl Generator {
                         syn_left -= 1;
                         let _ = pending.push(m);
                     }
-                    t.tx += u64::from(self.tx[0].tx_burst_retaining(&mut pending));
+                    self.tx[0].tx_burst_retaining(&mut pending);
                 }
                 Plan::Flows { .. } => {
                     while !pending.is_full() {
@@ -207,12 +198,12 @@ impl Generator {
                         let Some(m) = self.build(tpl, walk.next()) else { break };
                         let _ = pending.push(m);
                     }
-                    t.tx += u64::from(self.tx[0].tx_burst_retaining(&mut pending));
+                    self.tx[0].tx_burst_retaining(&mut pending);
                 }
                 Plan::Flood { pps, flood_pps, .. } => {
                     let elapsed = rdtsc().wrapping_sub(flood_start) as f64 / self.tsc_hz as f64;
                     let due = |rate: f64, done: u64| ((elapsed * rate) as u64).saturating_sub(done);
-                    let mut n_est = due(*pps, flood_est) as usize;
+                    let mut n_est = due(*pps, t.offered_est - flood_est_base) as usize;
                     let mut n_syn = due(*flood_pps, flood_syn) as usize;
                     let total = n_est + n_syn;
                     if total == 0 {
@@ -226,8 +217,7 @@ impl Generator {
                     let n = n_est + n_syn;
                     // Established packets spread evenly through the burst, SYNs in between.
                     let mut burst = PacketBurst::new();
-                    let mut is_est = [false; rvs_dpdk::BURST_SIZE];
-                    for (j, slot) in is_est.iter_mut().enumerate().take(n) {
+                    for j in 0..n {
                         let est = (j + 1) * n_est / n > j * n_est / n;
                         let m = if est {
                             self.build(&by_size[0].1, walk.next())
@@ -241,19 +231,13 @@ impl Generator {
                         };
                         let Some(m) = m else { break };
                         if est {
-                            flood_est += 1;
                             t.offered_est += 1;
                         } else {
                             flood_syn += 1;
                         }
-                        *slot = est;
                         let _ = burst.push(m);
                     }
-                    let sent = usize::from(self.tx[0].tx_burst(&mut burst).sent);
-                    let est_sent = is_est[..sent].iter().filter(|e| **e).count() as u64;
-                    t.tx += sent as u64;
-                    t.tx_est += est_sent;
-                    t.tx_flood += sent as u64 - est_sent;
+                    self.tx[0].tx_burst(&mut burst);
                 }
             }
         }
@@ -319,10 +303,7 @@ impl Generator {
 
     fn publish(&self, t: &Tally) {
         let c = &self.counters;
-        c.tx.store(t.tx, Ordering::Relaxed);
         c.offered_est.store(t.offered_est, Ordering::Relaxed);
-        c.tx_est.store(t.tx_est, Ordering::Relaxed);
-        c.tx_flood.store(t.tx_flood, Ordering::Relaxed);
         c.rx.store(t.rx, Ordering::Relaxed);
         c.rx_flood.store(t.rx_flood, Ordering::Relaxed);
         c.rx_bytes.store(t.rx_bytes, Ordering::Relaxed);
