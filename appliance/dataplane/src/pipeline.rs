@@ -17,7 +17,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 use rvs_ipvs::{ConnInfo, Fwd, InVerdict, Ipvs, Op, OutVerdict, PacketMeta, Time};
 use rvs_wire::arp::{self, ArpPacket};
 use rvs_wire::ethernet::{self, MacAddr, ethertype};
@@ -29,7 +29,7 @@ use rvs_wire::{Error as WireError, PacketBuffer, ip_proto};
 
 use crate::counters::{Drop, WorkerCounters};
 use crate::neigh::{Lookup, Neighbours};
-use crate::net::{Network, NextHop};
+use crate::net::{Network, NextHop, same_prefix};
 use crate::rss::RssPredictor;
 
 /// What the worker does with the frame after [`Pipeline::handle`].
@@ -80,9 +80,10 @@ pub struct Pipeline {
     pub retry_unmatched: bool,
     /// With RSS prediction: this worker's index (= its queue on every port) and each port's RSS.
     predict: Option<(usize, Vec<Option<RssPredictor>>)>,
-    /// VIPs with persistent services (or FWM destinations, when a persistent FWM service exists):
-    /// all of a client's packets to them must meet on one shard, whatever the NIC's hash.
-    affinity_vips: HashSet<Ipv4Addr>,
+    /// Destinations of persistent services, as prefixes: the VIP (/32) of an address service, the
+    /// classifier rules of a firewall-mark service's mark. All of a client's packets to them must
+    /// meet on one shard, whatever the NIC's hash.
+    affinity: Vec<(Ipv4Addr, u8)>,
     counters: Arc<WorkerCounters>,
 }
 
@@ -101,14 +102,15 @@ impl Pipeline {
             mirrors: Vec::with_capacity(SIDE_QUEUE),
             retry_unmatched: false,
             predict: None,
-            affinity_vips: HashSet::new(),
+            affinity: Vec::new(),
             counters,
         }
     }
 
     /// Turns RSS prediction on: this is worker `me` (it polls queue `me` of every port), and
-    /// `ports[p]` is port p's RSS as the NIC computes it (`None`: replies reaching that port cannot be
-    /// predicted and are handled as without prediction). A NAT connection's replies are then
+    /// `ports[p]` is port p's RSS as the NIC computes it (`None`: no prediction for replies reaching
+    /// that port, so none of their connections gets a copy; the daemon turns prediction on only when
+    /// every port has RSS, since such replies would find nothing). A NAT connection's replies are then
     /// translated where the NIC delivers them, from a copy sent once; nothing else crosses workers but
     /// the packets of persistent services.
     pub fn predict_rss(&mut self, me: usize, ports: Vec<Option<RssPredictor>>) {
@@ -150,15 +152,17 @@ impl Pipeline {
                 }
             }
         }
-        self.affinity_vips.clear();
+        self.affinity.clear();
         for (_, cfg, _, _) in self.ipvs.services().filter(|(_, c, _, _)| c.persistence.is_some()) {
             match cfg.key {
-                rvs_ipvs::ServiceKey::Addr { addr: IpAddr::V4(a), .. } => {
-                    self.affinity_vips.insert(a);
-                }
-                rvs_ipvs::ServiceKey::Fwmark { .. } => {
-                    self.affinity_vips.extend(self.net.classifier.iter().map(|r| r.destination));
-                }
+                rvs_ipvs::ServiceKey::Addr { addr: IpAddr::V4(a), .. } => self.affinity.push((a, 32)),
+                rvs_ipvs::ServiceKey::Fwmark { mark, .. } => self.affinity.extend(
+                    self.net
+                        .classifier
+                        .iter()
+                        .filter(|r| r.mark == mark)
+                        .map(|r| (r.destination, r.prefix_len)),
+                ),
                 rvs_ipvs::ServiceKey::Addr { .. } => {}
             }
         }
@@ -205,7 +209,7 @@ impl Pipeline {
         let client = if self.predict.is_some() {
             // The NIC's hash is known: a packet stays where it arrived, but for the client packets of
             // persistent services, whose templates live on the client's owner.
-            if !self.affinity_vips.contains(&dst) {
+            if !self.affinity.iter().any(|&(net, len)| same_prefix(dst, net, len)) {
                 return None;
             }
             src
@@ -669,6 +673,31 @@ mod tests {
                 .contains(&Some(p.owner(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 1), (VIP, 80), 2), 4).unwrap()))
         );
         assert_eq!(p.owner(&tcp(RS_MAC, BACK_MAC, (RS, 80), (CLIENT, 1), 0x12), 4), None, "replies stay");
+    }
+
+    #[test]
+    fn with_rss_prediction_a_persistent_fwm_service_covers_its_classifier_prefixes() {
+        let (mut p, _) = pipeline();
+        let mut net = (*p.net).clone();
+        net.classifier.push(ClassifierRule {
+            destination: [192, 0, 2, 128].into(),
+            prefix_len: 25,
+            protocol: 6,
+            ports: vec![80],
+            mark: 2,
+        });
+        p.net = Arc::new(net);
+        let key = ServiceKey::Fwmark { mark: 2, v6: false };
+        let mut cfg = ServiceConfig::new(key, SchedulerKind::Rr);
+        cfg.persistence = Some(rvs_ipvs::Persistence { timeout_seconds: 300, prefix_len: 32 });
+        assert_eq!(
+            p.apply(&[Op::AddService(cfg), Op::AddDest(key, DestConfig::new(RS.into(), 80, Fwd::Masq))]),
+            0
+        );
+        p.predict_rss(0, vec![None, None]);
+        let to = |dst: [u8; 4]| p.owner(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 1000), (dst.into(), 80), 2), 4);
+        assert!(to([192, 0, 2, 200]).is_some(), "inside mark 2's /25: the client's owner");
+        assert_eq!(to([192, 0, 2, 90]), None, "mark 1's rule has no persistent service");
     }
 
     #[test]
