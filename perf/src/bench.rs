@@ -149,22 +149,17 @@ impl Row {
     fn median(rounds: &[Row]) -> Option<Row> {
         let first = rounds.first()?;
         let all: Vec<Vec<f64>> = rounds.iter().map(Row::numbers).collect();
-        let nums: Vec<String> = (0..all[0].len())
+        let nums: Vec<f64> = (0..all[0].len())
             .map(|i| {
-                let mut v: Vec<f64> = all.iter().map(|n| n[i]).filter(|x| !x.is_nan()).collect();
-                if v.is_empty() {
-                    return f64::NAN;
+                let v: Vec<f64> = all.iter().map(|n| n[i]).filter(|x| !x.is_nan()).collect();
+                match i {
+                    _ if v.is_empty() => f64::NAN,
+                    2 => v.iter().copied().fold(1.0, f64::min),
+                    _ => crate::median(v),
                 }
-                if i == 2 {
-                    return v.iter().copied().fold(1.0, f64::min);
-                }
-                v.sort_by(f64::total_cmp);
-                let k = v.len();
-                if k % 2 == 1 { v[k / 2] } else { (v[k / 2 - 1] + v[k / 2]) / 2.0 }
             })
-            .map(|x| x.to_string())
             .collect();
-        Row::from_line(&format!("{ROW_TAG} {} {}", first.mode, nums.join(" ")))
+        Row::from_numbers(first.mode.clone(), &nums)
     }
 
     fn numbers(&self) -> Vec<f64> {
@@ -185,6 +180,11 @@ impl Row {
         let mut it = line.split_whitespace().skip_while(|w| *w != ROW_TAG).skip(1);
         let mode = it.next()?.to_string();
         let n: Vec<f64> = it.map(|w| w.parse().ok()).collect::<Option<_>>()?;
+        Row::from_numbers(mode, &n)
+    }
+
+    /// The inverse of [`Row::numbers`].
+    fn from_numbers(mode: String, n: &[f64]) -> Option<Self> {
         if n.len() != 23 {
             return None;
         }
@@ -770,4 +770,46 @@ fn report(rows: &[Row], testpmd: Option<&Row>, tsc_hz: u64, a: &BenchArgs) -> (S
         let _ = write!(summary, "; testpmd io {:.2} Mpps", t.small.mpps);
     }
     (md, csv, summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(mpps: f64, syn: Option<f64>, complete: bool, flood: bool) -> Row {
+        let w = Window { mpps, gbps: 1.5, cycles: 900.0, busy: 1.0, est_share: 0.0, flood_out_mpps: 0.0 };
+        Row {
+            mode: "NAT".into(),
+            flows: 1_000_000,
+            syn_rate: syn,
+            syn_complete: complete,
+            small: w,
+            imix: w,
+            flood: flood.then_some(Window { est_share: 0.75, ..w }),
+            rss_mib: 240.0,
+            tsc_hz: 2.6e9,
+        }
+    }
+
+    #[test]
+    fn a_result_line_reads_back_and_rounds_take_medians() {
+        let r = Row::from_line(&format!("noise {}", row(2.5, Some(1.6e6), true, true).to_line())).unwrap();
+        assert_eq!(
+            (r.mode.as_str(), r.flows, r.small.mpps, r.syn_rate),
+            ("NAT", 1_000_000, 2.5, Some(1.6e6))
+        );
+        assert_eq!(r.flood.map(|f| f.est_share), Some(0.75));
+        assert!(Row::from_line("RVS-PERF-ROW NAT 1 2").is_none());
+
+        let m = Row::median(&[
+            row(2.0, Some(1.0e6), true, false),
+            row(9.0, None, false, false),
+            row(3.0, Some(2.0e6), true, false),
+        ])
+        .unwrap();
+        assert_eq!(m.small.mpps, 3.0);
+        assert_eq!(m.syn_rate, Some(1.5e6), "absent values are left out");
+        assert!(!m.syn_complete, "one incomplete round marks the row");
+        assert!(m.flood.is_none());
+    }
 }
