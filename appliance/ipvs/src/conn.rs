@@ -21,7 +21,9 @@
 //!
 //! A wheel of 1024 one-second slots, each an intrusive doubly-linked list. Refreshing an entry to a
 //! later time only rewrites its expiry (it is moved when its old slot comes round); shortening one
-//! (a state change to a shorter timeout) moves it at once. [`ConnTable::expire`] takes a budget, so
+//! (a state change to a shorter timeout) moves it at once. An entry more than a lap ahead waits in
+//! the last slot of the current lap and moves on each time that slot comes round, so a slot never
+//! holds entries that are not due (which could stall a budgeted run at the slot's head). [`ConnTable::expire`] takes a budget, so
 //! the worker spreads expiry over its loop and never scans the table on the packet path.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -562,10 +564,15 @@ impl<A: Addr> ConnTable<A> {
         }
     }
 
+    /// Links entry `i` into the slot of its expiry, or, when that is a lap or more ahead, into the
+    /// last slot of the current lap (it moves on from there when that slot comes round). So every
+    /// entry the current slot holds is due or has moved on, and each one examined leaves the slot:
+    /// the expiry run always progresses. (Linking by `expires % WHEEL` alone let entries of later
+    /// laps pile up at the head of a slot and stall the wheel for good once a budget's worth did.)
     fn wheel_link(&mut self, i: u32) {
         let tick = self.wheel_tick;
         let Some(e) = self.entries.get_mut(i as usize) else { return };
-        let slot = (e.expires.max(tick) % WHEEL) as usize;
+        let slot = (e.expires.clamp(tick, tick.saturating_add(WHEEL - 1)) % WHEEL) as usize;
         let head = self.wheel.get(slot).copied().unwrap_or(NONE);
         e.wheel_next = head;
         e.wheel_prev = NONE;
@@ -673,8 +680,9 @@ impl<A: Addr> ConnTable<A> {
                             self.wheel_link(cur);
                         }
                     }
-                } else if e.expires % WHEEL != u32::from(e.wheel_slot) {
-                    // Refreshed since it was linked: move it to its slot now.
+                } else {
+                    // Refreshed since it was linked, or parked here from an earlier lap: it moves
+                    // to a later slot (never this one, see wheel_link).
                     self.wheel_unlink(cur);
                     self.wheel_link(cur);
                 }
@@ -830,6 +838,42 @@ mod tests {
         }
         assert_eq!(removed, 2001);
         assert!(t.get(far).is_none());
+    }
+
+    /// The stall a long-uptime director with `-p 3600` met: entries a lap or more ahead sat at the
+    /// head of the current slot, each expiry run re-examined them from the head and stopped at its
+    /// budget, so the wheel never advanced and nothing expired again. Simulated time, 100 new
+    /// long-lived entries and 50 short ones a second, the worker's budget per millisecond.
+    #[test]
+    fn long_timeouts_never_stall_the_wheel() {
+        let mut t = ConnTable::<[u8; 4]>::new(400_000, 0);
+        let mut c = 0u32;
+        let mut shorts = std::collections::VecDeque::new();
+        let mut late = 0;
+        for s in 0..4000u64 {
+            for _ in 0..100 {
+                c += 1;
+                t.insert(&new(key(c, 1), (s + 3600) * 1000, false)).expect("full: the wheel stalled");
+            }
+            for _ in 0..50 {
+                c += 1;
+                t.insert(&new(key(c, 2), (s + 10) * 1000, false)).expect("full: the wheel stalled");
+                shorts.push_back((s + 10, c));
+            }
+            for ms in 0..1000 {
+                t.expire(s * 1000 + ms, 256, |_, _| Expiry::Remove);
+            }
+            while let Some(&(due, c)) = shorts.front() {
+                if due + 1 > s {
+                    break;
+                }
+                late += usize::from(t.lookup(&key(c, 2), false).is_some());
+                shorts.pop_front();
+            }
+        }
+        assert_eq!(late, 0, "short entries kept past their time");
+        // Every long entry inserted before second 400 is gone by second 4000.
+        assert!(t.len() < 100 * 3600 + 50 * 12, "{} entries left", t.len());
     }
 
     #[test]
