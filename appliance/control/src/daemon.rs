@@ -121,6 +121,9 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
         }
         _ => None,
     };
+    // Keys picked per start: the flow-owner hash and the schedulers' are shared by the workers (they
+    // must agree), each connection table has its own (see random_seed).
+    let (owner_key, sched_seed) = (random_seed(), random_seed());
     let stop = Arc::new(AtomicBool::new(false));
     let nports = ports.len();
     let lcores = eal.worker_lcores();
@@ -167,8 +170,9 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
                     let mut shard = Ipvs::new(
                         cfg.connections_per_worker,
                         (cfg.connections_per_worker / 16).max(1024),
-                        0x5eed + w as u64,
+                        random_seed(),
                     );
+                    shard.set_sched_seed(sched_seed);
                     for op in model_ops(&model) {
                         shard.apply(&op).map_err(|e| DaemonError::Rules {
                             path: "(copy to a worker)".into(),
@@ -178,6 +182,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
                     let mut pipeline = Pipeline::new(net, shard, Arc::clone(&counters));
                     pipeline.ttl =
                         if spec.decrement_ttl { TtlPolicy::Decrement } else { TtlPolicy::Preserve };
+                    pipeline.owner_key = owner_key;
                     if let Some(p) = &predictors {
                         pipeline.predict_rss(w, p.clone());
                     }
@@ -307,6 +312,20 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
     Ok(summary)
 }
 
+/// A fresh 64-bit key for the data plane's hashes. std's `RandomState` is keyed from the OS's
+/// random source once per thread and then varies per instance; SipHash over a counter and the clock
+/// under those keys gives keys nobody outside can predict, with no extra dependency.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}
+
 /// The director's network: the configured addresses with the ports' MACs.
 /// Each port's RSS for predicting where NAT replies arrive, or `None` for all of them (with a
 /// warning) when any port cannot be predicted: a reply on an unpredictable port would find no copy of
@@ -418,4 +437,15 @@ fn log_summary(s: &Summary) {
 
 fn fmt_mac(m: [u8; 6]) -> String {
     m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_differ_per_call() {
+        let seeds: std::collections::HashSet<u64> = (0..64).map(|_| random_seed()).collect();
+        assert_eq!(seeds.len(), 64);
+    }
 }

@@ -32,6 +32,16 @@ use crate::neigh::{Lookup, Neighbours};
 use crate::net::{Network, NextHop, same_prefix};
 use crate::rss::RssPredictor;
 
+/// The worker (of `workers`) that owns `client`'s flows: a keyed mix of the address (splitmix64's
+/// finaliser over key ⊕ address), cheap, and unpredictable without the key.
+fn owner_of(key: u64, client: Ipv4Addr, workers: usize) -> usize {
+    let mut z = (key ^ u64::from(u32::from(client))).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    ((z >> 32) % workers.max(1) as u64) as usize
+}
+
 /// What the worker does with the frame after [`Pipeline::handle`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -84,6 +94,10 @@ pub struct Pipeline {
     /// classifier rules of a firewall-mark service's mark. All of a client's packets to them must
     /// meet on one shard, whatever the NIC's hash.
     affinity: Vec<(Ipv4Addr, u8)>,
+    /// Keys [`Pipeline::owner`]'s hash. Every worker of a director holds the same key (they must
+    /// agree on owners); the daemon picks it at random per start, so nobody outside can choose
+    /// client addresses that all land on one worker.
+    pub owner_key: u64,
     counters: Arc<WorkerCounters>,
 }
 
@@ -103,6 +117,7 @@ impl Pipeline {
             retry_unmatched: false,
             predict: None,
             affinity: Vec::new(),
+            owner_key: 0,
             counters,
         }
     }
@@ -218,9 +233,7 @@ impl Pipeline {
         } else {
             dst
         };
-        // Fibonacci hashing of the address: cheap, and spreads sequential client ranges.
-        let h = u64::from(u32::from(client)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
-        Some((h % workers as u64) as usize)
+        Some(owner_of(self.owner_key, client, workers))
     }
 
     /// Decides one frame received on `port`, rewriting it in place.
@@ -718,6 +731,30 @@ mod tests {
         let mut req = [0u8; 42];
         arp::build_request(&mut req, ROUTER_MAC, ROUTER, VIP).unwrap();
         assert_eq!(p.owner(&req, 4), None, "ARP is anyone's");
+    }
+
+    /// Which worker owns a client was a fixed function of the address (Fibonacci hashing), so a
+    /// sender could pick sources that all land on one worker. Keyed, the same clients spread
+    /// differently under each key, and each key still spreads them evenly.
+    #[test]
+    fn flow_owners_depend_on_a_key() {
+        let clients: Vec<Ipv4Addr> = (0..4096u32).map(|c| Ipv4Addr::from(0xc633_6400 + c)).collect();
+        let owners = |key: u64| -> Vec<usize> { clients.iter().map(|&c| owner_of(key, c, 4)).collect() };
+        let (a, b) = (owners(0x0123_4567_89ab_cdef), owners(0xfedc_ba98_7654_3210));
+        let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+        assert!(same < 4096 / 4 + 200, "{same} of 4096 clients kept their worker under another key");
+        for w in 0..4 {
+            let n = a.iter().filter(|&&o| o == w).count();
+            assert!((900..1150).contains(&n), "worker {w} owns {n} of 4096");
+        }
+        // An attacker's set: the clients that the old unkeyed hash gave to worker 0.
+        let aimed: Vec<Ipv4Addr> = clients
+            .iter()
+            .copied()
+            .filter(|&c| (u64::from(u32::from(c)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % 4 == 0)
+            .collect();
+        let on_zero = aimed.iter().filter(|&&c| owner_of(0x5151_7272_9393_b4b4, c, 4) == 0).count();
+        assert!(on_zero * 2 < aimed.len(), "{on_zero} of {} aimed clients still on worker 0", aimed.len());
     }
 
     #[test]

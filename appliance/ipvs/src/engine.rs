@@ -192,7 +192,9 @@ pub struct Ipvs {
     pub timeouts: Timeouts,
     pub sysctl: Sysctl,
     pub drops: DropCounters,
-    seed: u64,
+    /// Keys the schedulers' hashes (mh) and random choices (twos). Shards of one director share it,
+    /// so every worker maps a client to the same server; the connection tables' keys differ.
+    sched_seed: u64,
     /// Entries removed by one expiry run, kept between runs so expiry does not allocate.
     scratch: Vec<ConnInfo>,
 }
@@ -212,6 +214,8 @@ macro_rules! with_table {
 
 impl Ipvs {
     /// A shard with room for `capacity` IPv4 and `capacity_v6` IPv6 connections (templates included).
+    /// `seed` keys the connection tables' hashes (random per start in the daemon, so clients cannot
+    /// choose ports that collide) and, until [`Ipvs::set_sched_seed`], the schedulers'.
     pub fn new(capacity: usize, capacity_v6: usize, seed: u64) -> Self {
         Self {
             services: Vec::new(),
@@ -226,9 +230,15 @@ impl Ipvs {
             timeouts: Timeouts::default(),
             sysctl: Sysctl::default(),
             drops: DropCounters::default(),
-            seed,
+            sched_seed: seed,
             scratch: Vec::new(),
         }
+    }
+
+    /// Keys the schedulers (see `sched_seed`); takes effect for services added from now on, so set
+    /// it before the first.
+    pub fn set_sched_seed(&mut self, seed: u64) {
+        self.sched_seed = seed;
     }
 
     // ---- configuration ----------------------------------------------------------------------------
@@ -238,7 +248,7 @@ impl Ipvs {
         if self.by_key.contains_key(&cfg.key) {
             return Err(Error::ServiceExists);
         }
-        let sched = Scheduler::new(cfg.scheduler, cfg.mh_table_size, self.seed);
+        let sched = Scheduler::new(cfg.scheduler, cfg.mh_table_size, self.sched_seed);
         let entry = ServiceEntry {
             cfg: cfg.clone(),
             sched,
@@ -266,7 +276,7 @@ impl Ipvs {
     pub fn edit_service(&mut self, cfg: ServiceConfig) -> Result<(), Error> {
         cfg.validate()?;
         let id = *self.by_key.get(&cfg.key).ok_or(Error::NoService)?;
-        let seed = self.seed;
+        let seed = self.sched_seed;
         let svc = self.svc_mut(id).ok_or(Error::NoService)?;
         if svc.cfg.scheduler != cfg.scheduler || svc.cfg.mh_table_size != cfg.mh_table_size {
             svc.sched = Scheduler::new(cfg.scheduler, cfg.mh_table_size, seed);
