@@ -120,12 +120,19 @@ impl PacketBurst {
         (self.slots.as_mut_ptr().cast::<*mut rte_mbuf>(), self.len as u16)
     }
 
-    /// Records that DPDK wrote `n` mbuf pointers into the tail.
+    /// Records that DPDK wrote `n` mbuf pointers into the tail, and forgets whatever it wrote past
+    /// them: vector RX paths (ixgbe's, i40e's, ice's) store whole groups of 4 or 8 descriptors'
+    /// pointers and return a smaller count, so the slots after `len + n` may hold pointers to mbufs
+    /// the driver still owns. Left there, `push`, `Drop` or `clear` would free them (a double free).
     ///
     /// # Safety
     /// The `n` slots after `len` must hold valid, uniquely owned mbufs.
     pub(crate) unsafe fn commit_tail(&mut self, n: usize) {
-        self.len += n;
+        self.len = (self.len + n).min(BURST_SIZE);
+        for slot in self.slots.iter_mut().skip(self.len) {
+            // Not ours: overwrite with None without dropping (which would free the driver's mbuf).
+            std::mem::forget(slot.take());
+        }
     }
 
     /// DPDK took ownership of the first `n` packets: forget them (no free) and move the rest to the
@@ -159,3 +166,66 @@ impl PacketBurst {
 
 // The zero-copy hand-over to DPDK depends on this layout guarantee.
 const _: () = assert!(size_of::<Option<Mbuf>>() == size_of::<*mut rte_mbuf>());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Eal, EalConfig, Mempool, MempoolConfig};
+
+    /// A vector RX path writes pointers past the count it returns. Here the "driver's" mbufs are real
+    /// ones the test still owns: after the burst is used and dropped, they must still be allocated
+    /// (in_use unchanged), which fails when the tail is left as the driver wrote it.
+    /// (The only EAL test of this crate's unit tests: an EAL starts once per process.)
+    #[test]
+    fn rx_tail_written_past_the_count_is_not_ours() {
+        let cfg = EalConfig {
+            main_lcore: 0,
+            worker_lcores: vec![],
+            memory_mib: Some(64),
+            no_huge: true,
+            in_memory: true,
+            file_prefix: Some(format!("rvs-burst-test-{}", std::process::id())),
+            ..EalConfig::default()
+        };
+        let _eal = Eal::init(&cfg.to_args()).expect("EAL");
+        let pool = Mempool::new(&MempoolConfig {
+            name: "burst_tail".into(),
+            mbufs: 255,
+            cache_size: 0,
+            data_room_bytes: 2176,
+            socket: None,
+        })
+        .expect("pool");
+        let received: Vec<Mbuf> = (0..3).map(|_| pool.alloc().expect("mbuf")).collect();
+        let drivers: Vec<*mut rte_mbuf> =
+            (0..5).map(|_| pool.alloc().expect("mbuf").into_raw().as_ptr()).collect();
+        assert_eq!(pool.in_use(), 8);
+        let mut burst = PacketBurst::new();
+        let (tail, free) = burst.raw_tail();
+        assert_eq!(usize::from(free), BURST_SIZE);
+        // SAFETY: `tail` points at BURST_SIZE slots; the first 3 get mbufs the burst now owns, the
+        // next 5 pointers the "driver" keeps, as a vector PMD leaves them.
+        unsafe {
+            for (i, m) in received.into_iter().enumerate() {
+                tail.add(i).write(m.into_raw().as_ptr());
+            }
+            for (i, &p) in drivers.iter().enumerate() {
+                tail.add(3 + i).write(p);
+            }
+            burst.commit_tail(3);
+        }
+        assert_eq!(burst.len(), 3);
+        // Every path that touches slots past len: push into them, clear, drop.
+        let extra = pool.alloc().expect("mbuf");
+        assert!(burst.push(extra).is_ok());
+        burst.clear();
+        assert!(burst.push(pool.alloc().expect("mbuf")).is_ok());
+        drop(burst);
+        assert_eq!(pool.in_use(), 5, "only the driver's mbufs are still out");
+        for p in drivers {
+            // SAFETY: each pointer came from into_raw above and was never freed.
+            drop(unsafe { Mbuf::from_raw(std::ptr::NonNull::new(p).expect("non-null")) });
+        }
+        assert_eq!(pool.in_use(), 0);
+    }
+}
