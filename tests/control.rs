@@ -326,3 +326,99 @@ fn prometheus_scrapes_rvsd_and_promtool_accepts_the_exposition() {
     assert!(rvsd.wait(Duration::from_secs(20)).success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).expect("value").parse().expect("number")
+}
+
+/// Writes `chunk` every `every` until the peer stops taking it or `limit` passes; returns how long
+/// the peer kept the connection.
+fn trickle(
+    mut w: impl Write + Send + 'static,
+    chunk: &'static [u8],
+    every: Duration,
+    limit: Duration,
+) -> std::thread::JoinHandle<Duration> {
+    std::thread::spawn(move || {
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < limit {
+            if w.write_all(chunk).and_then(|()| w.flush()).is_err() {
+                break;
+            }
+            std::thread::sleep(every);
+        }
+        t0.elapsed()
+    })
+}
+
+/// A scrape, timed.
+fn timed_get(addr: &str) -> Duration {
+    let t0 = std::time::Instant::now();
+    assert!(http_get(addr, "/metrics").contains("rvs_build_info"));
+    t0.elapsed()
+}
+
+/// Clients that send slowly, never finish a line, or send without end: rvsadm and scrapes are still
+/// answered at once, the slow clients are cut off at a total deadline, memory stays flat, and SIGTERM
+/// still stops rvsd. (The hand-written endpoint on the management loop froze all of these.)
+#[test]
+fn hostile_clients_never_stall_rvsd() {
+    let dir = std::env::temp_dir().join(format!("rvs-hostile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (mut rvsd, adm) = start(&dir, "hostile");
+    let addr = metrics_address(&mut rvsd);
+    // Memory settles once the ports have cycled every mbuf and a scrape has run.
+    std::thread::sleep(Duration::from_secs(2));
+    timed_get(&addr);
+    let rss_before = rss_kib(rvsd.child.id());
+
+    // A scrape whose header never ends, one byte at a time.
+    let mut slow_http = std::net::TcpStream::connect(&addr).expect("connect");
+    slow_http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ").expect("write");
+    let slow_http = trickle(slow_http, b"a", Duration::from_millis(100), Duration::from_secs(60));
+    // A control request that never completes: one argument of 4096 bytes, sent a byte at a time.
+    let mut slow_ctl = std::os::unix::net::UnixStream::connect(&adm.sock).expect("connect");
+    slow_ctl.write_all(b"RVS\x01\x00\x00\x00\x01\x00\x00\x10\x00").expect("write");
+    let slow_ctl = trickle(slow_ctl, b"a", Duration::from_millis(100), Duration::from_secs(60));
+    // A request line without end, as fast as the server takes it.
+    let flood = std::net::TcpStream::connect(&addr).expect("connect");
+    let flood = trickle(flood, &[b'a'; 65536], Duration::ZERO, Duration::from_secs(60));
+
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..5 {
+        let t0 = std::time::Instant::now();
+        assert!(adm.ok("-Ln").contains("192.0.2.80:80"));
+        assert!(t0.elapsed() < Duration::from_secs(1), "rvsadm took {:?}", t0.elapsed());
+        let t = timed_get(&addr);
+        assert!(t < Duration::from_secs(1), "a scrape took {t:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let kept = flood.join().expect("flood");
+    assert!(kept < Duration::from_secs(15), "a request line without end was read for {kept:?}");
+    let kept = slow_http.join().expect("slow http");
+    assert!(kept < Duration::from_secs(40), "a header sent byte by byte was read for {kept:?}");
+    let kept = slow_ctl.join().expect("slow control");
+    assert!(kept < Duration::from_secs(15), "a control request sent byte by byte was read for {kept:?}");
+    let grown = rss_kib(rvsd.child.id()).saturating_sub(rss_before);
+    eprintln!("rvsd grew by {grown} KiB while clients sent without end");
+    assert!(grown < 16 * 1024, "rvsd grew by {grown} KiB");
+
+    // Changes are logged with who made them (SO_PEERCRED).
+    adm.ok("-A -t 192.0.2.81:80");
+    let log = rvsd.log_text();
+    let line = log.lines().find(|l| l.contains("configuration changed")).expect("logged");
+    assert!(line.contains("uid=0") && line.contains("pid="), "{line}");
+
+    // SIGTERM with a slow client connected.
+    let mut lingering = std::net::TcpStream::connect(&addr).expect("connect");
+    lingering.write_all(b"GET /metrics HTTP/1.1\r\n").expect("write");
+    let t0 = std::time::Instant::now();
+    rvsd.signal("-TERM");
+    assert!(rvsd.wait(Duration::from_secs(10)).success(), "{}", rvsd.log_text());
+    assert!(t0.elapsed() < Duration::from_secs(5), "SIGTERM took {:?}", t0.elapsed());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,10 +3,12 @@
 //! answers an error and changes nothing; a restore is tried on a scratch copy first.
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use rvs_adm::listing;
 use rvs_adm::protocol::{FrameError, Request, Response};
@@ -17,11 +19,42 @@ use crate::rates::Estimator;
 use crate::shards::Shards;
 use tracing::{info, warn};
 
-/// The listening socket, removed on drop.
+/// Requests waiting for the management loop, at most (more are answered "busy" at once).
+const QUEUED_REQUESTS: usize = 8;
+/// Connections being read or answered at once, at most (more are closed at once).
+const MAX_CONNECTIONS: usize = 8;
+/// A whole request must arrive within this time, however it is split into reads (a rule file of
+/// 64 MiB takes well under a second over a unix socket).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// And the whole response must be taken within this time.
+const RESPONSE_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a connection waits for the management loop to execute its request.
+const EXECUTE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Who sent a request (SO_PEERCRED), for the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub pid: i32,
+}
+
+/// A request read in full, waiting for the management loop.
+#[derive(Debug)]
+struct Pending {
+    req: Request,
+    peer: Peer,
+    reply: crossbeam_channel::Sender<Response>,
+}
+
+/// The control socket. Connections are accepted, read and answered on threads of their own, with
+/// time and size limits per request; the management loop only executes requests read in full
+/// ([`ControlServer::poll`]), so no client, however slow, holds it. The socket is removed on drop.
 #[derive(Debug)]
 pub struct ControlServer {
-    listener: UnixListener,
     path: PathBuf,
+    requests: crossbeam_channel::Receiver<Pending>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Numeric group id of `name`, from /etc/group.
@@ -38,51 +71,192 @@ fn group_id(name: &str) -> io::Result<u32> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no group named {name:?}")))
 }
 
+/// Makes way for a new socket at `path`: nothing there, or a socket nobody listens on (left by a
+/// dead rvsd), which is removed. Anything else is left alone and is an error: a mistyped
+/// `socket_path` must never delete a file.
+fn clear_stale(path: &Path) -> io::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the path exists and is not a socket; rvsd leaves it alone",
+        ));
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(io::ErrorKind::AddrInUse, "another rvsd is listening there"));
+    }
+    std::fs::remove_file(path)
+}
+
+/// Binds a unix socket at `path` that is never reachable with a wider mode than 0660: it is created
+/// in a fresh directory of mode 0700 beside `path`, given its mode and group there, then renamed
+/// into place (no umask, which is process-wide, and no window between bind and chmod).
+fn bind_private(path: &Path, group: Option<u32>) -> io::Result<UnixListener> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("rvsd.sock");
+    let private = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // A leftover of this pid's earlier life: a directory of ours, never followed if a symlink.
+    if std::fs::symlink_metadata(&private).is_ok_and(|m| m.is_dir()) {
+        std::fs::remove_dir_all(&private)?;
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let inner = private.join("s");
+    let bound = (|| {
+        let listener = UnixListener::bind(&inner)?;
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o660))?;
+        if let Some(gid) = group {
+            std::os::unix::fs::chown(&inner, None, Some(gid))?;
+        }
+        std::fs::rename(&inner, path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_file(&inner);
+    let _ = std::fs::remove_dir(&private);
+    bound
+}
+
 impl ControlServer {
     /// Listens on `path` with mode 0660 (and `group` as its group): only root and that group may
-    /// change the director. A socket left by a dead rvsd is replaced; a live one is an error.
+    /// change the director. A socket left by a dead rvsd is replaced; a live one, or a file that is
+    /// not a socket, is an error.
     pub fn bind(path: &Path, group: Option<&str>) -> io::Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        if path.exists() {
-            if UnixStream::connect(path).is_ok() {
-                return Err(io::Error::new(io::ErrorKind::AddrInUse, "another rvsd is listening there"));
-            }
-            std::fs::remove_file(path)?;
-        }
-        let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
-        if let Some(g) = group {
-            std::os::unix::fs::chown(path, None, Some(group_id(g)?))?;
-        }
+        let gid = group.map(group_id).transpose()?;
+        clear_stale(path)?;
+        let listener = bind_private(path, gid)?;
         listener.set_nonblocking(true)?;
-        Ok(Self { listener, path: path.to_owned() })
+        let (tx, requests) = crossbeam_channel::bounded(QUEUED_REQUESTS);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("rvs-control".into())
+                .spawn(move || accept(listener, tx, stop))?
+        };
+        Ok(Self { path: path.to_owned(), requests, stop, thread: Some(thread) })
     }
 
-    /// Serves every request waiting, one at a time (called from the management loop).
+    /// Executes every request read in full so far, one at a time (called from the management loop;
+    /// never waits for a client).
     pub fn poll(&self, d: &mut Director<'_>) {
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    if let Err(e) = serve(stream, d) {
-                        warn!(error = %e, "control connection");
+        while let Ok(p) = self.requests.try_recv() {
+            let span = tracing::info_span!("rvsadm", uid = p.peer.uid, pid = p.peer.pid);
+            let resp = span.in_scope(|| execute(d, &p.req));
+            // The client may have given up meanwhile.
+            let _ = p.reply.send(resp);
+        }
+    }
+}
+
+impl std::ops::Drop for ControlServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The accepting thread: one short-lived thread per connection, at most [`MAX_CONNECTIONS`].
+fn accept(listener: UnixListener, requests: crossbeam_channel::Sender<Pending>, stop: Arc<AtomicBool>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                    warn!("control socket: too many connections at once; closing one");
+                    continue;
+                }
+                active.fetch_add(1, Ordering::Relaxed);
+                let (requests, active) = (requests.clone(), Arc::clone(&active));
+                let spawned = std::thread::Builder::new().name("rvs-control-conn".into()).spawn({
+                    let active = Arc::clone(&active);
+                    move || {
+                        if let Err(e) = converse(stream, &requests) {
+                            warn!(error = %e, "control connection");
+                        }
+                        active.fetch_sub(1, Ordering::Relaxed);
                     }
+                });
+                if spawned.is_err() {
+                    active.fetch_sub(1, Ordering::Relaxed);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    warn!(error = %e, "control socket accept");
-                    return;
-                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => {
+                warn!(error = %e, "control socket accept");
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
 }
 
-impl Drop for ControlServer {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+/// Reads from a stream until a deadline for the whole of what is read, not per read.
+struct Deadline<'a> {
+    stream: &'a UnixStream,
+    until: Instant,
+}
+
+impl Deadline<'_> {
+    fn left(&self) -> io::Result<Duration> {
+        self.until
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::TimedOut, "request deadline passed"))
     }
+}
+
+impl io::Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).read(buf)
+    }
+}
+
+impl io::Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One connection: read the request within its deadline, hand it to the management loop, write
+/// the answer within its own.
+fn converse(stream: UnixStream, requests: &crossbeam_channel::Sender<Pending>) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    let peer = rustix::net::sockopt::socket_peercred(&stream)
+        .map(|c| Peer { uid: c.uid.as_raw(), pid: c.pid.as_raw_nonzero().get() })
+        .unwrap_or_default();
+    let read =
+        Request::read_from(&mut Deadline { stream: &stream, until: Instant::now() + REQUEST_DEADLINE });
+    let resp = match read {
+        Ok(req) => {
+            let (reply, answer) = crossbeam_channel::bounded(1);
+            match requests.try_send(Pending { req, peer, reply }) {
+                Ok(()) => answer
+                    .recv_timeout(EXECUTE_TIMEOUT)
+                    .unwrap_or_else(|_| Response::error(255, "rvsd: the request was not executed in time")),
+                Err(_) => Response::error(255, "rvsd: busy (too many requests waiting); try again"),
+            }
+        }
+        // An rvsadm of another version gets an answer it can at least print.
+        Err(e @ FrameError::Version(_)) => Response::error(2, format!("rvsd: {e}")),
+        Err(e) => {
+            warn!(uid = peer.uid, pid = peer.pid, error = %e, "control request refused");
+            Response::error(2, format!("rvsd: bad request: {e}"))
+        }
+    };
+    resp.write_to(&mut Deadline { stream: &stream, until: Instant::now() + RESPONSE_DEADLINE })
 }
 
 /// What a request works on: the management core's configuration, the workers' shards behind it, and
@@ -95,19 +269,6 @@ pub struct Director<'a> {
     /// What listings call the connection-table size.
     pub table_size: usize,
     pub now: Time,
-}
-
-fn serve(mut stream: UnixStream, d: &mut Director<'_>) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let resp = match Request::read_from(&mut stream) {
-        Ok(req) => execute(d, &req),
-        // An rvsadm of another version gets an answer it can at least print.
-        Err(e @ FrameError::Version(_)) => Response::error(2, format!("rvsd: {e}")),
-        Err(e) => Response::error(2, format!("rvsd: bad request: {e}")),
-    };
-    resp.write_to(&mut stream)
 }
 
 fn ipvs_error(e: &IpvsError, on_dest: bool) -> String {
@@ -278,6 +439,37 @@ mod tests {
             l.stdout
         );
         assert_eq!(run(&mut m, "-L -t 192.0.2.99:80").stderr, "No such service\n");
+    }
+
+    /// The stale-socket path removed whatever it could not connect to: a mistyped socket_path
+    /// deleted a regular file. Now only a dead socket is replaced.
+    #[test]
+    fn bind_replaces_only_dead_sockets() {
+        let dir = std::env::temp_dir().join(format!("rvs-bind-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("precious.conf");
+        std::fs::write(&file, "keep me\n").unwrap();
+        let e = ControlServer::bind(&file, None).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me\n");
+
+        let sock = dir.join("rvsd.sock");
+        drop(UnixListener::bind(&sock).unwrap()); // a dead rvsd's socket: the file stays
+        let live = ControlServer::bind(&sock, None).unwrap();
+        let meta = std::fs::symlink_metadata(&sock).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        assert_eq!(
+            ControlServer::bind(&sock, None).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse,
+            "a live socket is not replaced"
+        );
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 2, "no private directory left behind: {left:?}");
+        drop(live);
+        assert!(!sock.exists(), "removed on drop");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -4,9 +4,18 @@
 //! `_info` for build metadata. IPVS series keep node_exporter's label names (local_address,
 //! local_port, remote_address, remote_port, proto, local_mark) so dashboards port by renaming.
 
-use std::io::{self, BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::convert::Infallible;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
@@ -14,7 +23,7 @@ use rvs_adm::listing::Snapshot;
 use rvs_dataplane::{CounterSnapshot, Drop};
 use rvs_dpdk::PortStats;
 use rvs_ipvs::{DropCounters, DropReason, ServiceKey, proto};
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// What one scrape reports.
 #[derive(Debug)]
@@ -336,68 +345,141 @@ pub fn render(s: &Sources<'_>) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// A minimal HTTP endpoint for GET /metrics, polled from the management loop.
+/// Concurrent scrape connections; more are closed at once (Prometheus uses one per target).
+const MAX_CONNECTIONS: usize = 16;
+/// The whole request head must arrive within this time...
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// ...and fit in this many bytes (hyper's smallest allowed buffer is 8 KiB).
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// A connection (keep-alive included) lives at most this long.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// How long a scrape waits for the management loop to render the body.
+const RENDER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A scrape waiting for its body: the management loop owns what the body reports (the IPVS model,
+/// the ports), so the HTTP thread asks it, and it answers between two of its turns.
+#[derive(Debug)]
+struct Scrape {
+    reply: tokio::sync::oneshot::Sender<String>,
+}
+
+/// The Prometheus endpoint: HTTP on a thread of its own (hyper on a current-thread tokio runtime),
+/// so no client, however slow or large, ever holds the management loop; the loop only renders
+/// bodies ([`MetricsServer::poll`]).
 #[derive(Debug)]
 pub struct MetricsServer {
-    listener: TcpListener,
+    addr: SocketAddr,
+    scrapes: crossbeam_channel::Receiver<Scrape>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl MetricsServer {
     pub fn bind(addr: &str) -> io::Result<Self> {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
-        Ok(Self { listener })
+        let local = listener.local_addr()?;
+        let (tx, scrapes) = crossbeam_channel::bounded(MAX_CONNECTIONS);
+        let (shutdown, stop) = tokio::sync::oneshot::channel();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+        let thread = std::thread::Builder::new()
+            .name("rvs-metrics".into())
+            .spawn(move || rt.block_on(serve(listener, tx, stop)))?;
+        Ok(Self { addr: local, scrapes, shutdown: Some(shutdown), thread: Some(thread) })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        Ok(self.addr)
     }
 
-    /// Answers every waiting scrape with `body()`.
+    /// Renders a body for every scrape waiting (called from the management loop; never blocks).
     pub fn poll(&self, body: impl Fn() -> String) {
-        loop {
-            match self.listener.accept() {
-                Ok((s, _)) => {
-                    if let Err(e) = answer(s, &body) {
-                        warn!(error = %e, "metrics request");
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    warn!(error = %e, "metrics accept");
-                    return;
-                }
-            }
+        while let Ok(s) = self.scrapes.try_recv() {
+            // The client may have gone meanwhile; nothing to do then.
+            let _ = s.reply.send(body());
         }
     }
 }
 
-fn answer(s: TcpStream, body: impl Fn() -> String) -> io::Result<()> {
-    s.set_nonblocking(false)?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(s.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    // Drain the headers (bounded) so the client sees a clean close.
-    let mut header = String::new();
-    for _ in 0..100 {
-        header.clear();
-        if reader.read_line(&mut header)? == 0 || header == "\r\n" || header == "\n" {
-            break;
+impl std::ops::Drop for MetricsServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
-    let mut s = s;
-    let path = line.split_whitespace().nth(1).unwrap_or("");
-    if line.starts_with("GET ") && (path == "/metrics" || path.starts_with("/metrics?")) {
-        let b = body();
-        write!(
-            s,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
-            b.len()
-        )
-    } else {
-        let b = "rvsd serves /metrics\n";
-        write!(s, "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len())
+}
+
+async fn serve(
+    listener: TcpListener,
+    scrapes: crossbeam_channel::Sender<Scrape>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(error = %e, "metrics listener");
+            return;
+        }
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "metrics accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        // Over the limit: close at once rather than queue.
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else { continue };
+        let scrapes = scrapes.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| answer(req, scrapes.clone()));
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                debug!(error = %e, "metrics connection");
+            }
+            drop(slot);
+        });
     }
+}
+
+fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    r
+}
+
+async fn answer(
+    req: hyper::Request<hyper::body::Incoming>,
+    scrapes: crossbeam_channel::Sender<Scrape>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    if req.uri().path() != "/metrics" {
+        return Ok(text(StatusCode::NOT_FOUND, "rvsd serves /metrics\n".into(), PLAIN));
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "GET /metrics\n".into(), PLAIN));
+    }
+    let (reply, body) = tokio::sync::oneshot::channel();
+    if scrapes.try_send(Scrape { reply }).is_err() {
+        return Ok(text(StatusCode::SERVICE_UNAVAILABLE, "too many scrapes waiting\n".into(), PLAIN));
+    }
+    Ok(match tokio::time::timeout(RENDER_TIMEOUT, body).await {
+        Ok(Ok(b)) => text(StatusCode::OK, b, "text/plain; version=0.0.4; charset=utf-8"),
+        _ => text(StatusCode::SERVICE_UNAVAILABLE, "rvsd did not render the metrics in time\n".into(), PLAIN),
+    })
 }

@@ -203,17 +203,17 @@ mod tests {
         let mut burst = PacketBurst::new();
         let (tail, free) = burst.raw_tail();
         assert_eq!(usize::from(free), BURST_SIZE);
-        // SAFETY: `tail` points at BURST_SIZE slots; the first 3 get mbufs the burst now owns, the
-        // next 5 pointers the "driver" keeps, as a vector PMD leaves them.
-        unsafe {
-            for (i, m) in received.into_iter().enumerate() {
-                tail.add(i).write(m.into_raw().as_ptr());
-            }
-            for (i, &p) in drivers.iter().enumerate() {
-                tail.add(3 + i).write(p);
-            }
-            burst.commit_tail(3);
+        // The first 3 slots get mbufs the burst now owns, the next 5 pointers the "driver" keeps,
+        // as a vector PMD leaves them.
+        let owned = received.into_iter().map(|m| m.into_raw().as_ptr());
+        for (i, p) in owned.chain(drivers.iter().copied()).enumerate() {
+            // SAFETY: `tail` points at BURST_SIZE writable slots and i < 8.
+            let slot = unsafe { tail.add(i) };
+            // SAFETY: `slot` is in bounds and aligned for a pointer.
+            unsafe { slot.write(p) };
         }
+        // SAFETY: the first 3 slots hold valid mbufs nobody else owns.
+        unsafe { burst.commit_tail(3) };
         assert_eq!(burst.len(), 3);
         // Every path that touches slots past len: push into them, clear, drop.
         let extra = pool.alloc().expect("mbuf");
