@@ -422,3 +422,80 @@ fn hostile_clients_never_stall_rvsd() {
     assert!(t0.elapsed() < Duration::from_secs(5), "SIGTERM took {:?}", t0.elapsed());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A director config on two net_null ports (no namespaces needed), with `extra` appended.
+fn director_config(dir: &Path, tag: &str, extra: &str) -> PathBuf {
+    let config = dir.join("rvsd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[eal]
+worker_lcores = [1]
+memory_mib = 128
+hugepages = false
+file_prefix = "rvs-ctl-{tag}-{pid}"
+
+[mempool]
+mbufs = 8191
+cache_size = 64
+
+[[port]]
+name = "front"
+device = "net_null0"
+address = "192.0.2.2/24"
+
+[[port]]
+name = "back"
+device = "net_null1"
+address = "203.0.113.1/24"
+
+[forwarding]
+mode = "director"
+
+[management]
+stats_interval_seconds = 0
+
+[control]
+socket_path = "{sock}"
+connections_per_worker = 4096
+
+[metrics]
+listen_address = "127.0.0.1:0"
+{extra}
+"#,
+            pid = std::process::id(),
+            sock = dir.join("rvsd.sock").display(),
+        ),
+    )
+    .expect("config");
+    config
+}
+
+/// A worker that dies is noticed within a second: rvsd logs it and exits non-zero (so that systemd
+/// restarts it). Before, its share of the traffic was lost silently until shutdown.
+#[test]
+fn a_worker_that_panics_stops_rvsd_within_a_second() {
+    let dir = std::env::temp_dir().join(format!("rvs-panic-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = director_config(&dir, "panic", "");
+    let mut rvsd = Daemon::spawn(
+        {
+            let mut c = Command::new(RVSD);
+            c.arg("--config").arg(&config).env("RVS_FAULT_WORKER_PANIC_AFTER_MS", "1500");
+            c
+        },
+        &dir.join("rvsd.log"),
+    );
+    let addr = metrics_address(&mut rvsd);
+    assert!(http_get(&addr, "/metrics").contains("rvs_worker_running{worker=\"1\"} 1"));
+    rvsd.wait_for_log("injected fault", Duration::from_secs(20));
+    let t0 = std::time::Instant::now();
+    let status = rvsd.wait(Duration::from_secs(10));
+    assert!(t0.elapsed() < Duration::from_secs(1), "rvsd took {:?} to stop", t0.elapsed());
+    assert_eq!(status.code(), Some(1), "{}", rvsd.log_text());
+    let log = rvsd.log_text();
+    assert!(log.contains("a worker stopped") && log.contains("worker on lcore 1 panicked"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

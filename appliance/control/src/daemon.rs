@@ -39,6 +39,8 @@ pub enum DaemonError {
     Dpdk { context: String, source: rvs_dpdk::Error },
     #[error("worker on lcore {0} panicked")]
     WorkerPanicked(u32),
+    #[error("worker on lcore {0} stopped on its own")]
+    WorkerStopped(u32),
     #[error("{in_use} of {capacity} mbufs did not return to the pool after shutdown")]
     MbufLeak { in_use: u32, capacity: u32 },
     #[error("control socket {path}: {source}")]
@@ -201,6 +203,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
                             peers: inbox_tx.clone(),
                             inbox: inbox_rx.remove(0),
                         }),
+                        panic_after_ms: fault_panic_after_ms(),
                     };
                     eal.launch(lcore, move || worker.run())
                 }
@@ -237,9 +240,23 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
 
     let interval = Duration::from_secs(u64::from(cfg.stats_interval_seconds));
     let mut next_report = Instant::now() + interval;
+    let mut failed = None;
     while !shutdown.load(Ordering::Relaxed) {
         // 5 ms: a scripted rvsadm session waits at most this long per command.
         std::thread::sleep(Duration::from_millis(5));
+        // A worker that stops (a panic caught on its lcore) leaves its queues unpolled and its share
+        // of the traffic lost: stop the daemon at once, with a non-zero status, so that the service
+        // manager restarts it (Restart=on-failure in its unit).
+        if let Some((h, _)) = workers.iter().find(|(h, _)| !h.is_running()) {
+            let (lcore, panicked) = (h.lcore().0, h.panicked());
+            tracing::error!(lcore, panicked, "a worker stopped; rvsd stops so that it can be restarted");
+            failed = Some(if panicked {
+                DaemonError::WorkerPanicked(lcore)
+            } else {
+                DaemonError::WorkerStopped(lcore)
+            });
+            break;
+        }
         let now_ms = started.elapsed().as_millis() as u64;
         if rates.due(now_ms) {
             let (snap, _, _) = shards.snapshot(&model, false, now_ms);
@@ -257,6 +274,8 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
                 let port_stats = port_totals(cfg, &ports);
                 let worker_stats: Vec<(u32, CounterSnapshot)> =
                     workers.iter().map(|(h, c)| (h.lcore().0, c.snapshot())).collect();
+                let running: Vec<(u32, bool)> =
+                    workers.iter().map(|(h, _)| (h.lcore().0, h.is_running())).collect();
                 let (snap, ipvs_drops, table_entries) = shards.snapshot(&model, false, now_ms);
                 crate::metrics::render(&Sources {
                     version: build.version,
@@ -264,6 +283,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
                     dpdk_version: build.dpdk_version,
                     ports: &port_stats,
                     workers: &worker_stats,
+                    workers_running: &running,
                     pool: (pool.name(), pool.in_use(), pool.capacity()),
                     ipvs: &snap,
                     ipvs_drops,
@@ -303,6 +323,9 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
     );
     drop(pool);
     drop(eal);
+    if let Some(e) = failed {
+        return Err(e);
+    }
     if let Some(lcore) = panicked {
         return Err(DaemonError::WorkerPanicked(lcore));
     }
@@ -310,6 +333,12 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
         return Err(DaemonError::MbufLeak { in_use: summary.mbufs_in_use, capacity: summary.mbufs_capacity });
     }
     Ok(summary)
+}
+
+/// `RVS_FAULT_WORKER_PANIC_AFTER_MS`: fault injection for the tests of a dying worker (a worker
+/// panics that many milliseconds after it starts). Unset in production.
+fn fault_panic_after_ms() -> Option<u64> {
+    std::env::var("RVS_FAULT_WORKER_PANIC_AFTER_MS").ok()?.parse().ok()
 }
 
 /// A fresh 64-bit key for the data plane's hashes. std's `RandomState` is keyed from the OS's

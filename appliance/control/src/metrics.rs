@@ -33,6 +33,8 @@ pub struct Sources<'a> {
     pub dpdk_version: &'a str,
     pub ports: &'a [(String, PortStats)],
     pub workers: &'a [(u32, CounterSnapshot)],
+    /// Whether each worker's loop is running (false: it stopped or panicked, and rvsd is exiting).
+    pub workers_running: &'a [(u32, bool)],
     pub pool: (&'a str, u32, u32),
     /// The director's services and servers, counters summed over the workers' shards.
     pub ipvs: &'a Snapshot,
@@ -178,6 +180,14 @@ pub fn render(s: &Sources<'_>) -> String {
                 v,
             );
         }
+    }
+    for (lcore, running) in s.workers_running {
+        f.gauge(
+            "rvs_worker_running",
+            "1 while the worker's poll loop runs; 0 once it stopped (rvsd then exits non-zero).",
+            &[("worker", lcore.to_string())],
+            f64::from(u8::from(*running)),
+        );
     }
     for (lcore, w) in s.workers {
         let l = [("worker", lcore.to_string())];

@@ -79,6 +79,9 @@ pub struct DirectorWorker {
     pub tsc_hz: u64,
     /// With several workers: who owns which flow, and the channels between them.
     pub steering: Option<Steering>,
+    /// Fault injection for the daemon's tests: panic once the loop's clock passes this many
+    /// milliseconds (rvsd sets it from `RVS_FAULT_WORKER_PANIC_AFTER_MS`; never set otherwise).
+    pub panic_after_ms: Option<Time>,
 }
 
 struct Held {
@@ -178,6 +181,9 @@ impl DirectorWorker {
             self.side_work(&mut staged, &mut held, &mut resolved);
             if now != last_ms {
                 last_ms = now;
+                if self.panic_after_ms.is_some_and(|t| now >= t) {
+                    injected_panic();
+                }
                 self.pipeline.ipvs.expire(now, EXPIRE_BUDGET);
                 self.pipeline.tick(now);
                 // Held packets whose neighbour was given up on.
@@ -250,6 +256,12 @@ impl DirectorWorker {
             }
         }
     }
+}
+
+#[allow(clippy::panic, reason = "fault injection: the daemon's test of a dying worker")]
+#[cold]
+fn injected_panic() -> ! {
+    panic!("injected fault: worker panics (RVS_FAULT_WORKER_PANIC_AFTER_MS)");
 }
 
 /// Where processed packets go: the TX staging bursts, or the hold queue.

@@ -227,6 +227,17 @@ impl LaunchHandle {
         self.lcore
     }
 
+    /// Whether the function is still running (false once it returned or panicked), without waiting:
+    /// the management loop watches its workers with it.
+    pub fn is_running(&self) -> bool {
+        self.state.load(Ordering::Acquire) == RUNNING
+    }
+
+    /// Whether the function panicked (the panic was caught on the lcore).
+    pub fn panicked(&self) -> bool {
+        self.state.load(Ordering::Acquire) == PANICKED
+    }
+
     /// Waits for the function and returns its value, or [`Error::Panicked`].
     pub fn join(mut self) -> Result<i32> {
         self.wait()
