@@ -32,6 +32,8 @@ use crate::Time;
 
 const NONE: u32 = u32::MAX;
 const WHEEL: u32 = 1024;
+/// Wheel seconds one expiry run walks at most (each is a load of an empty list head when idle).
+const MAX_SLOTS_PER_RUN: u32 = 4 * WHEEL;
 /// Lookups resolved together by [`ConnTable::lookup_batch`]: a burst.
 pub const BATCH: usize = 32;
 
@@ -690,9 +692,9 @@ impl<A: Addr> ConnTable<A> {
             }
             self.wheel_tick += 1;
             slots += 1;
-            if slots >= WHEEL {
-                // A whole lap examined: everything due has been seen.
-                self.wheel_tick = now_s + 1;
+            if slots >= MAX_SLOTS_PER_RUN {
+                // Far behind (time jumped): catch up over the next runs. No jump to `now`: entries
+                // parked in the lap's last slot are placed relative to the slots actually walked.
                 break;
             }
         }

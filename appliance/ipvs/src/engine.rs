@@ -184,9 +184,10 @@ pub struct Ipvs {
     /// Free slots of `services` and `dests`, so configuration changes stay O(1) at any scale.
     free_services: Vec<u32>,
     free_dests: Vec<u32>,
-    /// Removed destinations kept for their connections, by (service, address, port): re-adding one
-    /// brings it back (IPVS's trash).
-    trash: HashMap<(ServiceId, IpAddr, u16), DestId>,
+    /// Removed destinations kept for their connections, by (service key, address, port): re-adding
+    /// one brings it back (IPVS's trash), also to a service deleted and created again with the same
+    /// key (`-C; -R`), as ip_vs_trash_get_dest matches by the service's address/port/protocol/mark.
+    trash: HashMap<(ServiceKey, IpAddr, u16), DestId>,
     v4: ConnTable<[u8; 4]>,
     v6: ConnTable<[u8; 16]>,
     pub timeouts: Timeouts,
@@ -327,15 +328,29 @@ impl Ipvs {
         {
             return Err(Error::DestExists);
         }
-        // A removed destination with the same address comes back from the trash, connections and all.
-        let did = match self.trash.remove(&(id, cfg.addr, cfg.port)) {
+        // A removed destination with the same address comes back from the trash, connections and all
+        // (bound to this service, which may be a new one with the old one's key).
+        let did = match self.trash.remove(&(*key, cfg.addr, cfg.port)) {
             Some(did) => {
+                let mut previous = None;
                 if let Some(d) = self.dest_mut(did) {
                     d.removed = false;
                     d.cfg = cfg;
                     if cfg.weight > 0 {
                         d.last_weight = cfg.weight;
                     }
+                    if d.service != id {
+                        previous = Some(std::mem::replace(&mut d.service, id));
+                    }
+                }
+                if let Some(old) = previous {
+                    if let Some(s) = self.svc_mut(id) {
+                        s.arena_refs += 1;
+                    }
+                    if let Some(s) = self.svc_mut(old) {
+                        s.arena_refs = s.arena_refs.saturating_sub(1);
+                    }
+                    self.gc_service(old);
                 }
                 did
             }
@@ -439,9 +454,10 @@ impl Ipvs {
         if let Some(s) = self.svc_mut(id) {
             s.dests.retain(|&d| d != did);
         }
-        if let Some(d) = self.dest_mut(did) {
+        let skey = self.svc(id).map(|s| s.cfg.key);
+        if let (Some(d), Some(skey)) = (self.dest_mut(did), skey) {
             d.removed = true;
-            let key = (id, d.cfg.addr, d.cfg.port);
+            let key = (skey, d.cfg.addr, d.cfg.port);
             self.trash.insert(key, did);
         }
         self.resched(id);
@@ -455,7 +471,12 @@ impl Ipvs {
             && self.dest_refs.get(i).copied().unwrap_or(0) == 0;
         if free {
             let Some(d) = self.dests.get_mut(i).and_then(Option::take) else { return };
-            self.trash.remove(&(d.service, d.cfg.addr, d.cfg.port));
+            if let Some(skey) = self.svc(d.service).map(|s| s.cfg.key) {
+                let key = (skey, d.cfg.addr, d.cfg.port);
+                if self.trash.get(&key) == Some(&did) {
+                    self.trash.remove(&key);
+                }
+            }
             self.free_dests.push(did.0);
             if let Some(s) = self.svc_mut(d.service) {
                 s.arena_refs = s.arena_refs.saturating_sub(1);

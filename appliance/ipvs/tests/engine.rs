@@ -204,6 +204,38 @@ fn a_removed_server_comes_back_from_the_trash() {
     assert_eq!(counts(&v), [(1, 0)], "with its counters");
 }
 
+/// `-Sn; -C; -R` (a reload) re-creates the service and its servers: the servers come back from the
+/// trash, found by the service's address/port/protocol as IPVS finds them, and established
+/// connections go on (they were dropped as destination_unavailable when the trash was keyed by the
+/// service's internal id).
+#[test]
+fn a_cleared_and_restored_service_keeps_its_connections() {
+    let mut v = setup(SchedulerKind::Rr, Fwd::Masq, 2);
+    let a = dest_of(v.in_packet(&syn("198.51.100.1", 1), 0));
+    let _ = v.in_packet(&seg("198.51.100.1", 1, ACK), 1);
+    let r = v.out_packet(&reply(&a.to_string(), 8080, "198.51.100.1", 1, ACK), 1);
+    assert!(matches!(r, OutVerdict::Reply { .. }));
+    v.clear();
+    v.add_service(ServiceConfig::new(tcp_svc(80), SchedulerKind::Rr)).unwrap();
+    for rs in ["203.0.113.11", "203.0.113.10"] {
+        v.add_dest(&tcp_svc(80), DestConfig::new(ip(rs), 8080, Fwd::Masq)).unwrap();
+    }
+    assert_eq!(dest_of(v.in_packet(&seg("198.51.100.1", 1, ACK), 2)), a, "the connection goes on");
+    let r = v.out_packet(&reply(&a.to_string(), 8080, "198.51.100.1", 1, ACK), 2);
+    assert!(matches!(r, OutVerdict::Reply { .. }), "{r:?}");
+    let total: u32 = counts(&v).iter().map(|c| c.0).sum();
+    assert_eq!(total, 1, "counted once, on the re-created service's server");
+    let stats = v.services().next().unwrap().2;
+    assert_eq!(stats.in_pkts, 1, "its packets count on the new service");
+    // A server not re-added stays in the trash; its connections drop as before.
+    v.del_dest(&tcp_svc(80), a, 8080).unwrap();
+    assert_eq!(v.in_packet(&seg("198.51.100.1", 1, ACK), 3), InVerdict::Drop(DropReason::DestUnavailable));
+    // And a service that is not re-created frees everything once its connections expire.
+    v.clear();
+    v.expire(2000 * SEC, 10_000);
+    assert_eq!(v.occupancy().0, 0);
+}
+
 #[test]
 fn persistence_on_a_port_zero_service_with_netmask() {
     let mut v = Ipvs::new(1000, 10, 1);
