@@ -499,3 +499,31 @@ fn a_worker_that_panics_stops_rvsd_within_a_second() {
     assert!(log.contains("a worker stopped") && log.contains("worker on lcore 1 panicked"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SIGHUP re-reads the rules file and applies the difference; a bad file changes nothing; rvsd
+/// keeps running either way (SIGHUP's default action killed it before).
+#[test]
+fn sighup_rereads_the_rules_file() {
+    let dir = std::env::temp_dir().join(format!("rvs-hup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (mut rvsd, adm) = start(&dir, "hup");
+    let rules = dir.join("rules");
+    let next = "-A -t 192.0.2.80:80 -s wrr\n-a -t 192.0.2.80:80 -r 203.0.113.10:8080 -m -w 5\n\
+                -A -u 192.0.2.53:53 -s rr\n-a -u 192.0.2.53:53 -r 203.0.113.31:53 -g -w 1\n";
+    std::fs::write(&rules, next).expect("rules");
+    rvsd.signal("-HUP");
+    rvsd.wait_for_log("SIGHUP: rules file re-read", Duration::from_secs(10));
+    let want = "-A -t 192.0.2.80:80 -s wrr\n-a -t 192.0.2.80:80 -r 203.0.113.10:8080 -m -w 5\n\
+                -A -u 192.0.2.53:53 -s rr\n-a -u 192.0.2.53:53 -r 203.0.113.31:53 -g -w 1\n";
+    assert_eq!(adm.ok("-Sn"), want);
+
+    std::fs::write(&rules, "-A -t 192.0.2.80:80\n-a -t 192.0.2.99:80 -r 203.0.113.1\n").expect("rules");
+    rvsd.signal("-HUP");
+    rvsd.wait_for_log("SIGHUP: rules file refused", Duration::from_secs(10));
+    assert_eq!(adm.ok("-Sn"), want, "a bad file changes nothing");
+    assert!(rvsd.child.try_wait().expect("wait").is_none(), "still running");
+    rvsd.signal("-TERM");
+    assert!(rvsd.wait(Duration::from_secs(20)).success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

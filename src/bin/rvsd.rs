@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use clap::Parser;
 use rvs_control::Config;
@@ -52,9 +51,15 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    let shutdown = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&shutdown)) {
+    // SIGINT/SIGTERM stop rvsd cleanly; SIGHUP re-reads the rules file. The handlers only set flags
+    // the management loop polls.
+    let signals = rvs_control::Signals::default();
+    for (sig, flag) in [
+        (signal_hook::consts::SIGINT, &signals.shutdown),
+        (signal_hook::consts::SIGTERM, &signals.shutdown),
+        (signal_hook::consts::SIGHUP, &signals.reload),
+    ] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(flag)) {
             eprintln!("rvsd: cannot install the handler for signal {sig}: {e}");
             return ExitCode::FAILURE;
         }
@@ -65,7 +70,7 @@ fn main() -> ExitCode {
         git_revision: env!("RVS_GIT_REVISION"),
         dpdk_version: env!("RVS_DPDK_VERSION"),
     };
-    match rvs_control::run(&cfg, &build, &shutdown) {
+    match rvs_control::run(&cfg, &build, &signals) {
         Ok(_) => {
             tracing::info!("rvsd stopped cleanly");
             ExitCode::SUCCESS

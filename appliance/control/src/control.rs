@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rvs_adm::listing;
 use rvs_adm::protocol::{FrameError, Request, Response};
 use rvs_adm::{Command, parse, parse_rules};
-use rvs_ipvs::{Error as IpvsError, Ipvs, Op, Time};
+use rvs_ipvs::{DestConfig, Error as IpvsError, Ipvs, Op, ServiceConfig, ServiceKey, Time};
 
 use crate::rates::Estimator;
 use crate::shards::Shards;
@@ -324,6 +324,78 @@ pub fn restore(model: &mut Ipvs, text: &str) -> Result<Vec<Op>, String> {
     Ok(ops.into_iter().map(|(_, op)| op).collect())
 }
 
+/// The changes that turn `current`'s services into `target`'s, touching only what differs: services
+/// and servers that stay keep their counters and connections. Server removals come first, then
+/// service removals, then edits and additions. Timeouts change only where `target` sets them
+/// (a rule file without `--set` leaves them as they are, as `-R` would).
+pub fn diff_ops(current: &Ipvs, target: &Ipvs) -> Vec<Op> {
+    use std::collections::HashMap;
+    let dests_of = |v: &Ipvs| -> HashMap<ServiceKey, (ServiceConfig, Vec<DestConfig>)> {
+        v.services()
+            .map(|(_, cfg, _, ds)| (cfg.key, (cfg.clone(), ds.into_iter().map(|(_, d)| d.cfg).collect())))
+            .collect()
+    };
+    let (now, want) = (dests_of(current), dests_of(target));
+    let (mut removals, mut rest) = (Vec::new(), Vec::new());
+    for (_, cfg, _, ds) in current.services() {
+        match want.get(&cfg.key) {
+            None => rest.insert(0, Op::DelService(cfg.key)),
+            Some((_, keep)) => {
+                for (_, d) in ds {
+                    if !keep.iter().any(|k| k.addr == d.cfg.addr && k.port == d.cfg.port) {
+                        removals.push(Op::DelDest(cfg.key, d.cfg.addr, d.cfg.port));
+                    }
+                }
+            }
+        }
+    }
+    // Deletions of services go after the server removals, before anything is added.
+    let deletions: Vec<Op> = rest.drain(..).collect();
+    for (_, cfg, _, ds) in target.services() {
+        let targets = ds.into_iter().map(|(_, d)| d.cfg);
+        match now.get(&cfg.key) {
+            None => {
+                rest.push(Op::AddService(cfg.clone()));
+                rest.extend(targets.map(|d| Op::AddDest(cfg.key, d)));
+            }
+            Some((old_cfg, old_dests)) => {
+                if old_cfg != cfg {
+                    rest.push(Op::EditService(cfg.clone()));
+                }
+                for d in targets {
+                    match old_dests.iter().find(|o| o.addr == d.addr && o.port == d.port) {
+                        Some(o) if *o == d => {}
+                        Some(_) => rest.push(Op::EditDest(cfg.key, d)),
+                        None => rest.push(Op::AddDest(cfg.key, d)),
+                    }
+                }
+            }
+        }
+    }
+    let (tcp, tcp_fin, udp) = target.timeouts.listed();
+    let defaults = rvs_ipvs::Timeouts::default().listed();
+    if (tcp, tcp_fin, udp) != defaults && (tcp, tcp_fin, udp) != current.timeouts.listed() {
+        rest.push(Op::SetTimeouts { tcp, tcp_fin, udp });
+    }
+    removals.into_iter().chain(deletions).chain(rest).collect()
+}
+
+/// Re-reads a rule file (SIGHUP): the configuration becomes what the file says, all or nothing,
+/// changing only what differs ([`diff_ops`]). Returns the changes, to publish as one batch.
+pub fn reload(model: &mut Ipvs, text: &str) -> Result<Vec<Op>, String> {
+    let mut target = Ipvs::new(16, 16, 0);
+    restore(&mut target, text)?;
+    let ops = diff_ops(model, &target);
+    let mut scratch = Ipvs::new(16, 16, 0);
+    for op in model_ops(model).iter().chain(&ops) {
+        apply(&mut scratch, op).map_err(|e| format!("rvsd: the changes do not apply: {e}"))?;
+    }
+    for op in &ops {
+        apply(model, op)?;
+    }
+    Ok(ops)
+}
+
 fn usage(prog: &str) -> String {
     format!(
         "{prog} v{} (rvs; the ipvsadm 1.31 command language)
@@ -470,6 +542,32 @@ mod tests {
         drop(live);
         assert!(!sock.exists(), "removed on drop");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_reload_changes_only_what_differs() {
+        let mut m = Ipvs::new(16, 16, 0);
+        let before = "-A -t 192.0.2.80:80 -s wrr\n-a -t 192.0.2.80:80 -r 203.0.113.10:8080 -m -w 3\n\
+                      -a -t 192.0.2.80:80 -r 203.0.113.11:8080 -m -w 1\n-A -u 192.0.2.53:53 -s rr\n\
+                      -a -u 192.0.2.53:53 -r 203.0.113.31:53 -g -w 1\n";
+        restore(&mut m, before).unwrap();
+        let after = "-A -t 192.0.2.80:80 -s wrr\n-a -t 192.0.2.80:80 -r 203.0.113.10:8080 -m -w 5\n\
+                     -a -t 192.0.2.80:80 -r 203.0.113.12:8080 -m -w 1\n-A -t 192.0.2.81:443 -s sh\n\
+                     -a -t 192.0.2.81:443 -r 203.0.113.20:443 -g -w 1\n";
+        let ops = reload(&mut m, after).unwrap();
+        let key = ServiceKey::Addr { protocol: 6, addr: "192.0.2.80".parse().unwrap(), port: 80 };
+        let udp = ServiceKey::Addr { protocol: 17, addr: "192.0.2.53".parse().unwrap(), port: 53 };
+        assert_eq!(ops[0], Op::DelDest(key, "203.0.113.11".parse().unwrap(), 8080));
+        assert_eq!(ops[1], Op::DelService(udp));
+        assert!(!ops.iter().any(|o| matches!(o, Op::EditService(c) | Op::AddService(c) if c.key == key)));
+        assert_eq!(ops.len(), 6, "{ops:?}");
+        let mut fresh = Ipvs::new(16, 16, 0);
+        restore(&mut fresh, after).unwrap();
+        assert_eq!(model_ops(&m), model_ops(&fresh), "the same configuration as the file");
+        assert!(reload(&mut m, after).unwrap().is_empty(), "nothing to do the second time");
+        let e = reload(&mut m, "-A -t 192.0.2.80:80\n-A -t 192.0.2.80:80\n").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+        assert_eq!(model_ops(&m), model_ops(&fresh), "a bad file changes nothing");
     }
 
     #[test]

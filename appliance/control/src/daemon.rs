@@ -69,8 +69,18 @@ pub struct Summary {
     pub tsc_hz: u64,
 }
 
-/// Runs the daemon until `shutdown` becomes true (set by the signal handler).
-pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Summary, DaemonError> {
+/// What the signal handlers tell the management loop.
+#[derive(Debug, Default)]
+pub struct Signals {
+    /// SIGINT, SIGTERM: stop.
+    pub shutdown: Arc<AtomicBool>,
+    /// SIGHUP: re-read the rules file.
+    pub reload: Arc<AtomicBool>,
+}
+
+/// Runs the daemon until `signals.shutdown` becomes true (set by the signal handler).
+pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary, DaemonError> {
+    let shutdown = &*signals.shutdown;
     // The IPVS configuration the control socket edits. (The workers' per-shard copies follow it once
     // the IPVS pipeline runs in the data plane.) Rules load before anything starts, all or nothing.
     let mut model = Ipvs::new(16, 16, 0x5eed);
@@ -262,6 +272,9 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
             let (snap, _, _) = shards.snapshot(&model, false, now_ms);
             rates.tick(&snap, now_ms);
         }
+        if signals.reload.swap(false, Ordering::Relaxed) {
+            reload_rules(cfg, &mut model, &shards);
+        }
         control.poll(&mut Director {
             model: &mut model,
             shards: &shards,
@@ -333,6 +346,27 @@ pub fn run(cfg: &Config, build: &BuildInfo, shutdown: &AtomicBool) -> Result<Sum
         return Err(DaemonError::MbufLeak { in_use: summary.mbufs_in_use, capacity: summary.mbufs_capacity });
     }
     Ok(summary)
+}
+
+/// SIGHUP: the rules file again, applied as the difference to what runs (all or nothing; a bad
+/// file is logged and changes nothing).
+fn reload_rules(cfg: &Config, model: &mut Ipvs, shards: &Shards) {
+    let Some(path) = &cfg.rules_file else {
+        warn!("SIGHUP: no [control].rules_file to re-read; nothing changed");
+        return;
+    };
+    let result = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| crate::control::reload(model, &text));
+    match result {
+        Ok(ops) => {
+            info!(path = %path.display(), changes = ops.len(), "SIGHUP: rules file re-read");
+            shards.publish(ops);
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "SIGHUP: rules file refused; nothing changed")
+        }
+    }
 }
 
 /// `RVS_FAULT_WORKER_PANIC_AFTER_MS`: fault injection for the tests of a dying worker (a worker

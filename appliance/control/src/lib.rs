@@ -11,4 +11,4 @@ pub mod rates;
 pub mod shards;
 
 pub use config::{Config, ConfigError};
-pub use daemon::{BuildInfo, DaemonError, Summary, run};
+pub use daemon::{BuildInfo, DaemonError, Signals, Summary, run};
