@@ -336,10 +336,10 @@ pub fn diff_ops(current: &Ipvs, target: &Ipvs) -> Vec<Op> {
             .collect()
     };
     let (now, want) = (dests_of(current), dests_of(target));
-    let (mut removals, mut rest) = (Vec::new(), Vec::new());
+    let (mut removals, mut deletions, mut rest) = (Vec::new(), Vec::new(), Vec::new());
     for (_, cfg, _, ds) in current.services() {
         match want.get(&cfg.key) {
-            None => rest.insert(0, Op::DelService(cfg.key)),
+            None => deletions.push(Op::DelService(cfg.key)),
             Some((_, keep)) => {
                 for (_, d) in ds {
                     if !keep.iter().any(|k| k.addr == d.cfg.addr && k.port == d.cfg.port) {
@@ -349,8 +349,6 @@ pub fn diff_ops(current: &Ipvs, target: &Ipvs) -> Vec<Op> {
             }
         }
     }
-    // Deletions of services go after the server removals, before anything is added.
-    let deletions: Vec<Op> = rest.drain(..).collect();
     for (_, cfg, _, ds) in target.services() {
         let targets = ds.into_iter().map(|(_, d)| d.cfg);
         match now.get(&cfg.key) {
