@@ -76,7 +76,7 @@ memory_mib = 256
 file_prefix = "rvs-{p}"
 
 [mempool]
-mbufs = 16383
+mbufs = 32767
 cache_size = 128
 
 [[port]]

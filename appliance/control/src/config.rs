@@ -357,6 +357,28 @@ pub struct Config {
     pub metrics_address: Option<String>,
 }
 
+/// 64 M connections per worker: 6 GiB of IPv4 table per worker, far beyond any NIC queue's share.
+pub const MAX_CONNECTIONS_PER_WORKER: u32 = 1 << 26;
+
+/// Bytes one worker's connection tables take for `conns` connections: 64-byte IPv4 entries with two
+/// indexes of 8-byte slots (a power of two >= 1.25 per entry), and the IPv6 table of 1/16 the size
+/// (128-byte entries), as rvs_ipvs::ConnTable allocates them.
+fn table_bytes(conns: usize) -> u64 {
+    let one = |n: usize, entry: u64| {
+        let slots = (n + n / 4).next_power_of_two().max(16) as u64;
+        n as u64 * entry + 2 * slots * 8
+    };
+    one(conns, 64) + one((conns / 16).max(1024), 128)
+}
+
+/// MemTotal from /proc/meminfo, if readable.
+fn memory_total_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 =
+        info.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 impl Config {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -522,15 +544,42 @@ impl Config {
                     * (u32::from(p.config.rx_descriptors) + u32::from(p.config.tx_descriptors))
             })
             .sum();
-        let need = per_port + (u32::from(nworkers) + 1) * (m.cache_size + 32);
+        let mut need = per_port + (u32::from(nworkers) + 1) * (m.cache_size + 32);
+        let mut what = "these ports, queues and caches";
+        if matches!(forwarding, Forwarding::Director(_)) {
+            // A director worker also holds packets waiting for ARP, a TX burst staged per port, and,
+            // with several workers, an inbox of packets handed over by the others.
+            let staged = ports.len() as u32 * 32;
+            let inbox = if nworkers > 1 { crate::daemon::INBOX_CAPACITY as u32 } else { 0 };
+            need += u32::from(nworkers) * (rvs_dataplane::HOLD_CAPACITY as u32 + staged + inbox);
+            what = "these ports, queues, caches, hold queues and hand-over inboxes";
+        }
         if m.mbufs < need {
             return Err(invalid(
                 "mempool.mbufs",
-                format!(
-                    "{} is too few for these ports, queues and caches: at least {need} are needed",
-                    m.mbufs
-                ),
+                format!("{} is too few for {what}: at least {need} are needed", m.mbufs),
             ));
+        }
+        let conns = raw.control.connections_per_worker;
+        if conns == 0 || conns > MAX_CONNECTIONS_PER_WORKER {
+            return Err(invalid(
+                "control.connections_per_worker",
+                format!("{conns} is out of range: 1 to {MAX_CONNECTIONS_PER_WORKER}"),
+            ));
+        }
+        let table = table_bytes(conns as usize) * workers.len() as u64;
+        if let Some(total) = memory_total_bytes() {
+            if table > total / 2 {
+                return Err(invalid(
+                    "control.connections_per_worker",
+                    format!(
+                        "{conns} per worker needs {} MiB of connection tables, more than half of this \
+                         machine's {} MiB",
+                        table >> 20,
+                        total >> 20
+                    ),
+                ));
+            }
         }
         if m.cache_size > 0 && f64::from(m.cache_size) * 1.5 > f64::from(m.mbufs) {
             return Err(invalid("mempool.cache_size", "must be at most mbufs / 1.5"));
@@ -838,6 +887,59 @@ mark = 1
             "[[route]]\ndestination = \"0.0.0.0/0\"\ngateway = \"192.0.2.1\"\n\n[forwarding]",
         ));
         assert!(e.contains("need mode = \"director\""), "{e}");
+    }
+
+    /// Found at run time before: a pool sized for the rings alone ran dry once the hand-over inboxes
+    /// and hold queues filled, and a huge connections_per_worker aborted rvsd after the ports were up.
+    #[test]
+    fn mbufs_cover_inboxes_and_holds_and_the_table_is_bounded() {
+        let two = DIRECTOR.replace("worker_lcores = [1]", "worker_lcores = [1, 2]");
+        // Rings: 2 workers × 2 ports × (1024 + 1024) descriptors = 8192, caches 3 × (256 + 32) = 864;
+        // then 2 × (256 held + 64 staged + 4096 inbox) = 8832 more.
+        let e = err(&format!(
+            "{two}
+[mempool]
+mbufs = 12000
+"
+        ));
+        assert!(e.contains("hold queues and hand-over inboxes: at least 17888 are needed"), "{e}");
+        assert!(
+            Config::from_toml(&format!(
+                "{two}
+[mempool]
+mbufs = 17888
+"
+            ))
+            .is_ok()
+        );
+        for bad in ["0", "100000000"] {
+            let e = err(&format!(
+                "{DIRECTOR}
+[control]
+connections_per_worker = {bad}
+"
+            ));
+            assert!(e.starts_with("control.connections_per_worker: "), "{e}");
+        }
+        let total = memory_total_bytes().expect("/proc/meminfo");
+        let too_many = (total / 2 / 96).min(u64::from(MAX_CONNECTIONS_PER_WORKER)) as u32;
+        let e = Config::from_toml(&format!(
+            "{}
+[mempool]
+mbufs = 100000
+[control]
+connections_per_worker = {too_many}
+",
+            DIRECTOR.replace("worker_lcores = [1]", "worker_lcores = [1, 2, 3, 4]")
+        ))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("of connection tables, more than half of this machine's"), "{e}");
+        assert_eq!(
+            table_bytes(10_000_000),
+            640_000_000 + 2 * (1 << 24) * 8 + 625_000 * 128 + 2 * (1 << 20) * 8
+        );
     }
 
     #[test]

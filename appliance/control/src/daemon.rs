@@ -23,7 +23,7 @@ use crate::metrics::{MetricsServer, Sources};
 use crate::shards::Shards;
 
 /// Packets one worker may have waiting from the others (per-worker inbox).
-const INBOX_CAPACITY: usize = 4096;
+pub const INBOX_CAPACITY: usize = 4096;
 
 /// What rvs_build_info reports.
 #[derive(Debug, Clone, Copy)]

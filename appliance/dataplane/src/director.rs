@@ -56,7 +56,7 @@ const INBOX_BUDGET: usize = 64;
 
 /// Packets waiting for a neighbour, at most this many per worker (Linux keeps 101 per neighbour by
 /// default; a director resolves a handful of next hops, so a small shared queue suffices).
-const HOLD_CAPACITY: usize = 256;
+pub const HOLD_CAPACITY: usize = 256;
 /// Connection-table entries examined per expiry run (one run per millisecond).
 const EXPIRE_BUDGET: usize = 256;
 

@@ -25,7 +25,7 @@ mod pkt;
 pub mod rss;
 
 pub use counters::{CounterSnapshot, Drop, WorkerCounters};
-pub use director::{DirectorWorker, Handoff, PortQueues, Steering, WorkerMsg};
+pub use director::{DirectorWorker, HOLD_CAPACITY, Handoff, PortQueues, Steering, WorkerMsg};
 pub use l2::{ForwardMode, L2Worker, Link};
 pub use pipeline::{Action, Pipeline};
 pub use pkt::MbufPacket;
