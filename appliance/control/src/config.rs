@@ -201,6 +201,25 @@ pub struct RawForwarding {
     /// the connection there once; packets stay where they arrive (but for persistent services').
     #[serde(default)]
     pub nat_reply_steering: ReplySteering,
+    /// Director mode: ICMP errors (time exceeded, fragmentation needed) each worker may send per
+    /// second, and the burst it may save up (Linux's icmp_msgs_per_sec / icmp_msgs_burst). 0 = no limit.
+    #[serde(default = "default_icmp_per_sec")]
+    pub icmp_msgs_per_sec: u32,
+    #[serde(default = "default_icmp_burst")]
+    pub icmp_msgs_burst: u32,
+    /// Director mode: echo replies each worker may send per second (bursts of icmp_msgs_burst);
+    /// 0 = no limit (Linux does not limit echo replies by default; a director under a ping flood
+    /// had better).
+    #[serde(default = "default_icmp_per_sec")]
+    pub icmp_echo_replies_per_sec: u32,
+}
+
+fn default_icmp_per_sec() -> u32 {
+    1000
+}
+
+fn default_icmp_burst() -> u32 {
+    50
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -314,6 +333,9 @@ pub struct DirectorSpec {
     pub classifier: Vec<ClassifierRule>,
     pub decrement_ttl: bool,
     pub reply_steering: ReplySteering,
+    /// (per second, burst) of ICMP errors, and per second of echo replies, per worker.
+    pub icmp_errors: (u32, u32),
+    pub icmp_echo_per_sec: u32,
 }
 
 fn parse_hex(h: &str) -> Option<Vec<u8>> {
@@ -686,6 +708,8 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, 
         classifier,
         decrement_ttl: raw.forwarding.decrement_ttl,
         reply_steering: raw.forwarding.nat_reply_steering,
+        icmp_errors: (raw.forwarding.icmp_msgs_per_sec, raw.forwarding.icmp_msgs_burst),
+        icmp_echo_per_sec: raw.forwarding.icmp_echo_replies_per_sec,
     }))
 }
 

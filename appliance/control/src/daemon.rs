@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rvs_dataplane::net::{Interface, Network};
+use rvs_dataplane::ratelimit::TokenBucket;
 use rvs_dataplane::rss::RssPredictor;
 use rvs_dataplane::{
     CounterSnapshot, DirectorWorker, Drop, Handoff, L2Worker, Link, Pipeline, PortQueues, Steering,
@@ -195,6 +196,9 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
                     pipeline.ttl =
                         if spec.decrement_ttl { TtlPolicy::Decrement } else { TtlPolicy::Preserve };
                     pipeline.owner_key = owner_key;
+                    let (per_sec, burst) = spec.icmp_errors;
+                    pipeline.icmp_errors = TokenBucket::new(per_sec, burst);
+                    pipeline.icmp_echo = TokenBucket::new(spec.icmp_echo_per_sec, burst);
                     if let Some(p) = &predictors {
                         pipeline.predict_rss(w, p.clone());
                     }

@@ -38,12 +38,15 @@ pub enum Drop {
     TxRingFull,
     /// Another worker owns the flow and its inbox was full.
     HandoffFull,
+    /// Over the worker's ICMP rate limit: an echo request left unanswered, or a packet whose ICMP
+    /// error was not sent (counted here instead of ttl_exceeded / frag_needed).
+    IcmpRateLimit,
     /// IPVS refused it.
     Ipvs(DropReason),
 }
 
 impl Drop {
-    pub const COUNT: usize = 16 + DropReason::ALL.len();
+    pub const COUNT: usize = 17 + DropReason::ALL.len();
 
     pub const ALL: [Drop; Self::COUNT] = [
         Drop::Malformed,
@@ -62,6 +65,7 @@ impl Drop {
         Drop::NoMbuf,
         Drop::TxRingFull,
         Drop::HandoffFull,
+        Drop::IcmpRateLimit,
         Drop::Ipvs(DropReason::ALL[0]),
         Drop::Ipvs(DropReason::ALL[1]),
         Drop::Ipvs(DropReason::ALL[2]),
@@ -87,7 +91,8 @@ impl Drop {
             Drop::NoMbuf => 13,
             Drop::TxRingFull => 14,
             Drop::HandoffFull => 15,
-            Drop::Ipvs(r) => 16 + DropReason::ALL.iter().position(|x| *x == r).unwrap_or(0),
+            Drop::IcmpRateLimit => 16,
+            Drop::Ipvs(r) => 17 + DropReason::ALL.iter().position(|x| *x == r).unwrap_or(0),
         }
     }
 
@@ -110,6 +115,7 @@ impl Drop {
             Drop::NoMbuf => "no_mbuf",
             Drop::TxRingFull => "tx_ring_full",
             Drop::HandoffFull => "handoff_full",
+            Drop::IcmpRateLimit => "icmp_ratelimit",
             Drop::Ipvs(r) => r.name(),
         }
     }

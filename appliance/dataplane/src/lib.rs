@@ -22,6 +22,7 @@ pub mod neigh;
 pub mod net;
 mod pipeline;
 mod pkt;
+pub mod ratelimit;
 pub mod rss;
 
 pub use counters::{CounterSnapshot, Drop, WorkerCounters};

@@ -30,6 +30,7 @@ use rvs_wire::{Error as WireError, PacketBuffer, ip_proto};
 use crate::counters::{Drop, WorkerCounters};
 use crate::neigh::{Lookup, Neighbours};
 use crate::net::{Network, NextHop, same_prefix};
+use crate::ratelimit::TokenBucket;
 use crate::rss::RssPredictor;
 
 /// The worker (of `workers`) that owns `client`'s flows: a keyed mix of the address (splitmix64's
@@ -98,6 +99,10 @@ pub struct Pipeline {
     /// agree on owners); the daemon picks it at random per start, so nobody outside can choose
     /// client addresses that all land on one worker.
     pub owner_key: u64,
+    /// ICMP errors this worker may send (Linux's icmp_msgs_per_sec / icmp_msgs_burst, per worker).
+    pub icmp_errors: TokenBucket,
+    /// Echo replies this worker may send.
+    pub icmp_echo: TokenBucket,
     counters: Arc<WorkerCounters>,
 }
 
@@ -118,6 +123,8 @@ impl Pipeline {
             predict: None,
             affinity: Vec::new(),
             owner_key: 0,
+            icmp_errors: TokenBucket::default(),
+            icmp_echo: TokenBucket::default(),
             counters,
         }
     }
@@ -310,6 +317,9 @@ impl Pipeline {
         let local = self.net.local_port(dst).is_some();
         let vip = self.vips.contains_key(&dst);
         if info.protocol == ip_proto::ICMP && (local || vip) {
+            if !self.icmp_echo.allow(now) {
+                return self.drop(Drop::IcmpRateLimit);
+            }
             return match rewrite::echo_reply_v4(buf) {
                 Ok(()) => Action::Tx(port),
                 // Other ICMP to us (errors about NAT flows are not translated yet).
@@ -430,10 +440,16 @@ impl Pipeline {
         match v {
             Ok(Verdict::Forward) => {}
             Ok(Verdict::TtlExceeded) => {
+                if !self.icmp_errors.allow(now) {
+                    return self.drop(Drop::IcmpRateLimit);
+                }
                 self.counters.count_drop(Drop::TtlExceeded);
                 return Action::IcmpError { port: ingress, kind: ErrorKind::TtlExceeded };
             }
             Ok(Verdict::FragNeeded { mtu }) => {
+                if !self.icmp_errors.allow(now) {
+                    return self.drop(Drop::IcmpRateLimit);
+                }
                 self.counters.count_drop(Drop::FragNeeded);
                 return Action::IcmpError { port: ingress, kind: ErrorKind::FragNeeded { mtu } };
             }
@@ -849,6 +865,38 @@ mod tests {
             (s.dropped(Drop::NoService), s.dropped(Drop::Malformed), s.dropped(Drop::NotOurMac)),
             (1, 1, 1)
         );
+    }
+
+    /// Echo replies and ICMP errors were sent for every packet, however many; now each worker sends
+    /// at most Linux's default 1000 a second (bursts of 50) of each, and counts the rest.
+    #[test]
+    fn icmp_is_rate_limited_per_worker() {
+        let (mut p, c) = pipeline();
+        service(&mut p, Fwd::Masq, 80);
+        let mut f = vec![0u8; 14 + 20 + 8];
+        ethernet::write_header(&mut f, FRONT_MAC, ROUTER_MAC, ethertype::IPV4).unwrap();
+        ipv4::write_header(&mut f[14..], CLIENT, VIP, 1, 8, 64, 0, 1, false).unwrap();
+        f[34] = 8;
+        let ck = rvs_wire::checksum::fold(rvs_wire::checksum::sum(0, &f[34..]));
+        f[36..38].copy_from_slice(&(!ck).to_be_bytes());
+        let mut ttl1 = tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02);
+        ttl1[14 + 8] = 1;
+        Ipv4Packet::new_unchecked(&mut ttl1[14..34]).fill_checksum();
+        let (mut echoed, mut errors) = (0, 0);
+        for ms in 0..1000u64 {
+            for _ in 0..20 {
+                echoed += usize::from(p.handle(0, &mut VecBuffer::new(&f), ms) == Action::Tx(0));
+                errors += usize::from(matches!(
+                    p.handle(0, &mut VecBuffer::new(&ttl1), ms),
+                    Action::IcmpError { .. }
+                ));
+            }
+        }
+        assert!((1000..=1050).contains(&echoed), "{echoed} echo replies in one second");
+        assert!((1000..=1050).contains(&errors), "{errors} ICMP errors in one second");
+        let s = c.snapshot();
+        assert_eq!(s.dropped(Drop::IcmpRateLimit) as usize, 2 * 20_000 - echoed - errors);
+        assert_eq!(s.dropped(Drop::TtlExceeded) as usize, errors);
     }
 
     #[test]
