@@ -200,6 +200,18 @@ pub fn render(s: &Sources<'_>) -> String {
             w.handed_off,
         );
         f.counter(
+            "rvs_worker_neighbours_refused_total",
+            "ARP senders asking for the director not learned: the neighbour table's room for them was full.",
+            &l,
+            w.neighbours_refused,
+        );
+        f.counter(
+            "rvs_worker_neighbours_evicted_total",
+            "Neighbours pushed out of a full table to make room for a next hop.",
+            &l,
+            w.neighbours_evicted,
+        );
+        f.counter(
             "rvs_worker_mirrored_connections_total",
             "NAT connections a worker copied to the worker the NIC delivers their replies to (nat_reply_steering = toeplitz).",
             &l,

@@ -41,12 +41,14 @@ pub enum Drop {
     /// Over the worker's ICMP rate limit: an echo request left unanswered, or a packet whose ICMP
     /// error was not sent (counted here instead of ttl_exceeded / frag_needed).
     IcmpRateLimit,
+    /// ARP from a sender outside the port's subnets: not learned, not answered.
+    ArpRefused,
     /// IPVS refused it.
     Ipvs(DropReason),
 }
 
 impl Drop {
-    pub const COUNT: usize = 17 + DropReason::ALL.len();
+    pub const COUNT: usize = 18 + DropReason::ALL.len();
 
     pub const ALL: [Drop; Self::COUNT] = [
         Drop::Malformed,
@@ -66,6 +68,7 @@ impl Drop {
         Drop::TxRingFull,
         Drop::HandoffFull,
         Drop::IcmpRateLimit,
+        Drop::ArpRefused,
         Drop::Ipvs(DropReason::ALL[0]),
         Drop::Ipvs(DropReason::ALL[1]),
         Drop::Ipvs(DropReason::ALL[2]),
@@ -92,7 +95,8 @@ impl Drop {
             Drop::TxRingFull => 14,
             Drop::HandoffFull => 15,
             Drop::IcmpRateLimit => 16,
-            Drop::Ipvs(r) => 17 + DropReason::ALL.iter().position(|x| *x == r).unwrap_or(0),
+            Drop::ArpRefused => 17,
+            Drop::Ipvs(r) => 18 + DropReason::ALL.iter().position(|x| *x == r).unwrap_or(0),
         }
     }
 
@@ -116,6 +120,7 @@ impl Drop {
             Drop::TxRingFull => "tx_ring_full",
             Drop::HandoffFull => "handoff_full",
             Drop::IcmpRateLimit => "icmp_ratelimit",
+            Drop::ArpRefused => "arp_refused",
             Drop::Ipvs(r) => r.name(),
         }
     }
@@ -133,6 +138,10 @@ pub struct WorkerCounters {
     handed_off: AtomicU64,
     /// NAT connections copied to the worker the NIC brings their replies to (RSS predicted).
     mirrored: AtomicU64,
+    /// Neighbours asked for us but not learned (the table's passive share was full).
+    neighbours_refused: AtomicU64,
+    /// Neighbours pushed out of a full table to make room for a next hop.
+    neighbours_evicted: AtomicU64,
     /// Per [`Drop`] reason, by [`Drop::index`].
     drops: [AtomicU64; Drop::COUNT],
     /// Poll-loop iterations.
@@ -150,6 +159,8 @@ pub struct CounterSnapshot {
     pub tx_packets: u64,
     pub handed_off: u64,
     pub mirrored: u64,
+    pub neighbours_refused: u64,
+    pub neighbours_evicted: u64,
     /// Per [`Drop`] reason, by [`Drop::index`].
     pub drops: [u64; Drop::COUNT],
     pub polls: u64,
@@ -164,6 +175,8 @@ impl Default for CounterSnapshot {
             tx_packets: 0,
             handed_off: 0,
             mirrored: 0,
+            neighbours_refused: 0,
+            neighbours_evicted: 0,
             drops: [0; Drop::COUNT],
             polls: 0,
             busy_cycles: 0,
@@ -194,6 +207,8 @@ impl CounterSnapshot {
             tx_packets: a.tx_packets + b.tx_packets,
             handed_off: a.handed_off + b.handed_off,
             mirrored: a.mirrored + b.mirrored,
+            neighbours_refused: a.neighbours_refused + b.neighbours_refused,
+            neighbours_evicted: a.neighbours_evicted + b.neighbours_evicted,
             drops: {
                 let mut d = a.drops;
                 d.iter_mut().zip(b.drops).for_each(|(x, y)| *x += y);
@@ -233,6 +248,17 @@ impl WorkerCounters {
     }
 
     #[inline]
+    pub fn count_neighbour_refused(&self) {
+        bump(&self.neighbours_refused, 1);
+    }
+
+    /// Publishes the neighbour table's eviction count (the table keeps the running total).
+    #[inline]
+    pub fn set_neighbours_evicted(&self, total: u64) {
+        self.neighbours_evicted.store(total, Ordering::Relaxed);
+    }
+
+    #[inline]
     pub fn count_drop(&self, r: Drop) {
         self.add_drops(r, 1);
     }
@@ -265,6 +291,8 @@ impl WorkerCounters {
             tx_packets: self.tx_packets.load(Ordering::Relaxed),
             handed_off: self.handed_off.load(Ordering::Relaxed),
             mirrored: self.mirrored.load(Ordering::Relaxed),
+            neighbours_refused: self.neighbours_refused.load(Ordering::Relaxed),
+            neighbours_evicted: self.neighbours_evicted.load(Ordering::Relaxed),
             drops: std::array::from_fn(|i| self.drops.get(i).map_or(0, |c| c.load(Ordering::Relaxed))),
             polls: self.polls.load(Ordering::Relaxed),
             busy_cycles: self.busy_cycles.load(Ordering::Relaxed),

@@ -97,7 +97,7 @@ impl DirectorWorker {
         let mut rx = PacketBurst::new();
         let mut staged: Vec<PacketBurst> = (0..nports).map(|_| PacketBurst::new()).collect();
         let mut held: Vec<Held> = Vec::with_capacity(HOLD_CAPACITY);
-        let mut resolved: Vec<Ipv4Addr> = Vec::with_capacity(64);
+        let mut resolved: Vec<(usize, Ipv4Addr)> = Vec::with_capacity(64);
         let ticks_per_ms = (self.tsc_hz / 1000).max(1);
         let origin = rdtsc();
         let mut last_ms: Time = 0;
@@ -159,7 +159,7 @@ impl DirectorWorker {
                             }
                         }
                         Ok(Handoff::Neighbour { ip, mac, port }) => {
-                            pl.neigh.learn(ip, mac, port, true, now);
+                            let _ = pl.neigh.learn(ip, mac, port, true, now);
                         }
                         Err(_) => break,
                     }
@@ -189,7 +189,9 @@ impl DirectorWorker {
                 // Held packets whose neighbour was given up on.
                 let before = held.len();
                 let neigh = &self.pipeline.neigh;
-                held.retain(|h| neigh.is_pending(h.next_hop) || neigh.get(h.next_hop).is_some());
+                held.retain(|h| {
+                    neigh.is_pending(h.port, h.next_hop) || neigh.get(h.port, h.next_hop).is_some()
+                });
                 self.counters.add_drops(Drop::NoNeighbour, (before - held.len()) as u64);
                 self.serve_control(now);
             }
@@ -201,7 +203,12 @@ impl DirectorWorker {
     }
 
     /// ARP requests and announcements the pipeline queued, and held packets whose neighbour answered.
-    fn side_work(&mut self, staged: &mut [PacketBurst], held: &mut Vec<Held>, resolved: &mut Vec<Ipv4Addr>) {
+    fn side_work(
+        &mut self,
+        staged: &mut [PacketBurst],
+        held: &mut Vec<Held>,
+        resolved: &mut Vec<(usize, Ipv4Addr)>,
+    ) {
         let mut any = false;
         while let Some((target, port)) = self.pipeline.arp_requests.pop() {
             let pl = &self.pipeline;
@@ -218,11 +225,11 @@ impl DirectorWorker {
             }
         }
         self.pipeline.neigh.take_resolved(resolved);
-        for ip in resolved.drain(..) {
-            let Some(mac) = self.pipeline.neigh.get(ip) else { continue };
+        for (port, ip) in resolved.drain(..) {
+            let Some(mac) = self.pipeline.neigh.get(port, ip) else { continue };
             let mut i = 0;
             while i < held.len() {
-                if held.get(i).is_some_and(|h| h.next_hop == ip) {
+                if held.get(i).is_some_and(|h| h.next_hop == ip && h.port == port) {
                     let mut h = held.remove(i);
                     if let Some(d) = h.mbuf.data_mut().get_mut(..6) {
                         d.copy_from_slice(&mac);

@@ -1,10 +1,20 @@
 //! The neighbour (ARP) table of one worker: who has which MAC on which port, with RFC 826's learning
 //! rule and a small part of Linux's neighbour state machine (probe, reachable, stale, gone).
 //!
+//! Entries are keyed by (port, address): what a host on one segment says about an address never
+//! changes where the director sends that address's packets on another (a client-LAN host answering
+//! for a real server's address poisons nothing). The pipeline learns only senders inside the port's
+//! subnets.
+//!
 //! Timing (milliseconds of worker time): an unresolved address is asked for every [`RETRY_MS`], at
 //! most [`TRIES`] times, then forgotten (packets held for it are dropped as `no_neighbour`). A resolved
 //! entry is used as is for [`REACHABLE_MS`]; after that it is still used while a refresh request goes
 //! out at most every [`RETRY_MS`], and it is forgotten [`STALE_MS`] after its last confirmation.
+//!
+//! Capacity: entries learned passively (a host asked for us) never push others out; when the table is
+//! full, a packet that needs a new next hop evicts a passive entry nothing has sent to, else the
+//! least recently confirmed entry that is not being resolved. So a flood of ARP requests from many
+//! senders fills at most the passive share and never costs the director its gateway or real servers.
 
 use std::net::Ipv4Addr;
 
@@ -20,11 +30,12 @@ pub const STALE_MS: Time = 180_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     mac: Option<MacAddr>,
-    port: usize,
     /// Last confirmation (resolved) or first request (unresolved).
     confirmed: Time,
     last_request: Time,
     tries: u8,
+    /// Packets were sent to it (or are waiting for it): it is a next hop, not only an asker.
+    used: bool,
 }
 
 /// What the caller does with a packet for a neighbour.
@@ -34,26 +45,37 @@ pub enum Lookup {
     Known { mac: MacAddr, refresh: bool },
     /// Unknown yet: hold the packet; if `request`, send an ARP request now.
     Pending { request: bool },
-    /// The table is full of other entries: drop.
+    /// The table is full of next hops being resolved: drop.
     Full,
 }
 
+/// (port, address).
+type Key = (usize, Ipv4Addr);
+
 #[derive(Debug)]
 pub struct Neighbours {
-    map: HashMap<Ipv4Addr, Entry>,
+    map: HashMap<Key, Entry>,
     capacity: usize,
-    /// Addresses that became resolved since the last [`Neighbours::take_resolved`].
-    resolved: Vec<Ipv4Addr>,
+    /// Neighbours that became resolved since the last [`Neighbours::take_resolved`].
+    resolved: Vec<Key>,
+    /// Entries pushed out to make room for a next hop.
+    pub evicted: u64,
 }
 
 impl Neighbours {
     /// A table of at most `capacity` neighbours, allocated now (learning never allocates).
     pub fn new(capacity: usize) -> Self {
-        Self { map: HashMap::with_capacity(capacity), capacity, resolved: Vec::with_capacity(capacity) }
+        Self {
+            map: HashMap::with_capacity(capacity),
+            capacity,
+            resolved: Vec::with_capacity(capacity),
+            evicted: 0,
+        }
     }
 
     pub fn lookup(&mut self, ip: Ipv4Addr, port: usize, now: Time) -> Lookup {
-        if let Some(e) = self.map.get_mut(&ip) {
+        if let Some(e) = self.map.get_mut(&(port, ip)) {
+            e.used = true;
             return match e.mac {
                 Some(mac) => {
                     let refresh = now.saturating_sub(e.confirmed) >= REACHABLE_MS
@@ -66,55 +88,78 @@ impl Neighbours {
                 None => Lookup::Pending { request: false },
             };
         }
-        if self.map.len() >= self.capacity {
+        if self.map.len() >= self.capacity && !self.evict_one() {
             return Lookup::Full;
         }
-        self.map.insert(ip, Entry { mac: None, port, confirmed: now, last_request: now, tries: 1 });
+        let e = Entry { mac: None, confirmed: now, last_request: now, tries: 1, used: true };
+        self.map.insert((port, ip), e);
         Lookup::Pending { request: true }
     }
 
-    /// An ARP packet from `ip` at `mac` arrived on `port`. RFC 826: an existing entry is updated; a
-    /// new one is created only when the packet was addressed to us (`for_us`).
-    pub fn learn(&mut self, ip: Ipv4Addr, mac: MacAddr, port: usize, for_us: bool, now: Time) {
-        if ip.is_unspecified() || mac == [0; 6] || mac[0] & 1 != 0 {
-            return;
-        }
-        let len = self.map.len();
-        match self.map.get_mut(&ip) {
-            Some(e) => {
-                if e.mac.is_none() && self.resolved.len() < self.capacity {
-                    self.resolved.push(ip);
-                }
-                *e = Entry { mac: Some(mac), port, confirmed: now, last_request: now, tries: 0 };
+    /// Makes room: a passive entry first, else the least recently confirmed resolved one. A scan of
+    /// the table, done only when it is full and a packet needs a new next hop.
+    fn evict_one(&mut self) -> bool {
+        let victim = self
+            .map
+            .iter()
+            .filter(|(_, e)| e.mac.is_some())
+            .min_by_key(|(_, e)| (e.used, e.confirmed))
+            .map(|(k, _)| *k);
+        match victim {
+            Some(k) => {
+                self.map.remove(&k);
+                self.evicted += 1;
+                true
             }
-            None if for_us && len < self.capacity => {
-                self.map
-                    .insert(ip, Entry { mac: Some(mac), port, confirmed: now, last_request: now, tries: 0 });
-            }
-            None => {}
+            None => false,
         }
     }
 
-    /// Addresses resolved since the last call (their held packets can go).
-    pub fn take_resolved(&mut self, out: &mut Vec<Ipv4Addr>) {
+    /// An ARP packet from `ip` at `mac` arrived on `port` (the caller checked that `ip` is on the
+    /// port's subnet). RFC 826: an existing entry is updated; a new one is created only when the
+    /// packet was addressed to us (`for_us`) and there is room. Returns whether it was learned.
+    pub fn learn(&mut self, ip: Ipv4Addr, mac: MacAddr, port: usize, for_us: bool, now: Time) -> bool {
+        if ip.is_unspecified() || mac == [0; 6] || mac[0] & 1 != 0 {
+            return false;
+        }
+        let len = self.map.len();
+        match self.map.get_mut(&(port, ip)) {
+            Some(e) => {
+                if e.mac.is_none() && self.resolved.len() < self.capacity {
+                    self.resolved.push((port, ip));
+                }
+                *e = Entry { mac: Some(mac), confirmed: now, last_request: now, tries: 0, used: e.used };
+                true
+            }
+            None if for_us && len < self.capacity => {
+                let e = Entry { mac: Some(mac), confirmed: now, last_request: now, tries: 0, used: false };
+                self.map.insert((port, ip), e);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Neighbours resolved since the last call, as (port, address): their held packets can go.
+    pub fn take_resolved(&mut self, out: &mut Vec<(usize, Ipv4Addr)>) {
         out.append(&mut self.resolved);
     }
 
-    /// Whether packets for `ip` may still wait (an unresolved entry is being asked for).
-    pub fn is_pending(&self, ip: Ipv4Addr) -> bool {
-        self.map.get(&ip).is_some_and(|e| e.mac.is_none())
+    /// Whether packets for `ip` on `port` may still wait (it is being asked for).
+    pub fn is_pending(&self, port: usize, ip: Ipv4Addr) -> bool {
+        self.map.get(&(port, ip)).is_some_and(|e| e.mac.is_none())
     }
 
     /// Retries and ageing. `request` is called for every ARP request to send (address, port).
     pub fn tick(&mut self, now: Time, mut request: impl FnMut(Ipv4Addr, usize)) {
-        self.map.retain(|&ip, e| match e.mac {
+        self.map.retain(|&(port, ip), e| match e.mac {
             None if now.saturating_sub(e.last_request) >= RETRY_MS => {
                 if e.tries >= TRIES {
                     return false;
                 }
                 e.tries += 1;
                 e.last_request = now;
-                request(ip, e.port);
+                request(ip, port);
                 true
             }
             None => true,
@@ -130,8 +175,8 @@ impl Neighbours {
         self.map.is_empty()
     }
 
-    pub fn get(&self, ip: Ipv4Addr) -> Option<MacAddr> {
-        self.map.get(&ip).and_then(|e| e.mac)
+    pub fn get(&self, port: usize, ip: Ipv4Addr) -> Option<MacAddr> {
+        self.map.get(&(port, ip)).and_then(|e| e.mac)
     }
 }
 
@@ -150,7 +195,7 @@ mod tests {
         n.learn(IP, MAC, 1, false, 20);
         let mut r = vec![];
         n.take_resolved(&mut r);
-        assert_eq!(r, vec![IP]);
+        assert_eq!(r, vec![(1, IP)]);
         assert_eq!(n.lookup(IP, 1, 30), Lookup::Known { mac: MAC, refresh: false });
     }
 
@@ -190,13 +235,36 @@ mod tests {
         n.learn(Ipv4Addr::UNSPECIFIED, MAC, 1, true, 0);
         assert!(n.is_empty());
         n.learn(IP, MAC, 1, true, 0);
-        assert_eq!(n.get(IP), Some(MAC));
+        assert_eq!(n.get(1, IP), Some(MAC));
     }
 
     #[test]
-    fn a_full_table_refuses_new_addresses() {
+    fn a_full_table_refuses_only_when_every_entry_is_being_resolved() {
         let mut n = Neighbours::new(1);
-        n.learn(IP, MAC, 1, true, 0);
+        assert_eq!(n.lookup(IP, 1, 0), Lookup::Pending { request: true });
         assert_eq!(n.lookup(Ipv4Addr::new(203, 0, 113, 12), 1, 0), Lookup::Full);
+    }
+
+    /// Keyed by address alone, any ARP on any port overwrote the entry a real server's packets use;
+    /// and 4096 senders asking for us filled the table for good.
+    #[test]
+    fn ports_are_separate_and_passive_entries_never_push_next_hops_out() {
+        let mut n = Neighbours::new(8);
+        n.learn(IP, MAC, 1, true, 0);
+        assert_eq!(n.lookup(IP, 1, 1), Lookup::Known { mac: MAC, refresh: false });
+        // A host on port 0 claims the real server's address.
+        n.learn(IP, [2, 0, 0, 0, 0, 0x66], 0, true, 2);
+        assert_eq!(n.get(1, IP), Some(MAC), "port 1's entry is untouched");
+        // A flood of askers fills what is left, then is refused.
+        let learned = (0..100u8)
+            .filter(|&i| n.learn(Ipv4Addr::new(192, 0, 2, 100 + i), [2, 0, 0, 0, 1, i], 0, true, 3))
+            .count();
+        assert_eq!(learned, 6);
+        assert_eq!(n.get(1, IP), Some(MAC), "the next hop in use stays");
+        // A new next hop evicts a passive entry, not the one in use.
+        let other = Ipv4Addr::new(203, 0, 113, 12);
+        assert_eq!(n.lookup(other, 1, 4), Lookup::Pending { request: true });
+        assert_eq!((n.len(), n.evicted), (8, 1));
+        assert_eq!(n.get(1, IP), Some(MAC));
     }
 }

@@ -286,8 +286,16 @@ impl Pipeline {
         let Some(iface) = self.net.interfaces.get(port) else { return self.drop(Drop::Unsupported) };
         let ours =
             target == iface.addr || self.vips.get(&target).is_some_and(|p| p.is_none_or(|p| p == port));
-        self.neigh.learn(a.sender_ip(), a.sender_mac(), port, ours, now);
-        if ours && self.learned.len() < SIDE_QUEUE {
+        // Only hosts of the port's own subnet are neighbours there: anything else claiming an
+        // address (a real server's, from the client LAN) is refused, not learned.
+        if !iface.contains(a.sender_ip()) {
+            return self.drop(Drop::ArpRefused);
+        }
+        let learned = self.neigh.learn(a.sender_ip(), a.sender_mac(), port, ours, now);
+        if ours && !learned {
+            self.counters.count_neighbour_refused();
+        }
+        if ours && learned && self.learned.len() < SIDE_QUEUE {
             self.learned.push((a.sender_ip(), a.sender_mac(), port));
         }
         if a.operation() != arp::OP_REQUEST || !ours || a.sender_ip() == target {
@@ -490,6 +498,7 @@ impl Pipeline {
                 reqs.push((ip, port));
             }
         });
+        self.counters.set_neighbours_evicted(self.neigh.evicted);
     }
 
     /// Builds into `out` an ARP request for `target` from `port`; returns its length.
@@ -805,9 +814,32 @@ mod tests {
         assert_eq!((a.operation(), a.sender_mac(), a.sender_ip()), (arp::OP_REPLY, FRONT_MAC, VIP));
         assert_eq!(b.bytes().len(), arp::FRAME_LEN);
         // Not on the server side: real servers must never learn the VIP at the director.
+        let mut req = [0u8; 60];
+        arp::build_request(&mut req, RS_MAC, RS, VIP).unwrap();
         let mut b = VecBuffer::new(&req);
         assert_eq!(p.handle(1, &mut b, 1), Action::Drop);
         assert_eq!(c.snapshot().dropped(Drop::ArpNotOurs), 1);
+    }
+
+    /// A host of the client LAN answering for a real server's address (or asking with it as the
+    /// sender) redirected the director's packets for that server: the table was keyed by address
+    /// alone and learned from any port.
+    #[test]
+    fn arp_from_outside_the_ports_subnet_is_refused() {
+        let (mut p, c) = pipeline();
+        service(&mut p, Fwd::Masq, 8080);
+        let evil = [2, 0, 0, 0, 0, 0x66];
+        for op in [arp::OP_REQUEST, arp::OP_REPLY] {
+            let mut f = [0u8; 42];
+            arp::build_request(&mut f, evil, RS, VIP).unwrap();
+            f[21] = op as u8;
+            assert_eq!(p.handle(0, &mut VecBuffer::new(&f), 1), Action::Drop);
+        }
+        assert_eq!(c.snapshot().dropped(Drop::ArpRefused), 2);
+        assert_eq!(p.neigh.get(1, RS), Some(RS_MAC));
+        let mut b = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02));
+        assert_eq!(p.handle(0, &mut b, 2), Action::Tx(1));
+        assert_eq!(&b.bytes()[..6], &RS_MAC[..], "still to the real server");
     }
 
     #[test]
@@ -831,7 +863,7 @@ mod tests {
         p.handle(1, &mut b, 2);
         let mut r = vec![];
         p.neigh.take_resolved(&mut r);
-        assert_eq!(r, vec![other]);
+        assert_eq!(r, vec![(1, other)]);
     }
 
     #[test]
