@@ -78,6 +78,9 @@ connections_per_worker = 4096
 
 [metrics]
 listen_address = "127.0.0.1:0"
+
+[ipvs]
+expire_nodest_conn = 1
 "#,
             pid = std::process::id(),
             sock = sock.display(),
@@ -131,6 +134,13 @@ FWM  1 wlc persistent 600 mask 255.255.255.0
     assert_eq!(adm.ok("-L --timeout"), "Timeout (tcp tcpfin udp): 900 120 300\n");
     adm.ok("--set 3600 0 60");
     assert_eq!(adm.ok("-L --timeout"), "Timeout (tcp tcpfin udp): 3600 120 60\n");
+
+    // IPVS's knobs (rvs's --sysctl): the config's [ipvs] section, then changed at run time.
+    assert_eq!(adm.ok("--sysctl expire_nodest_conn"), "net.ipv4.vs.expire_nodest_conn = 1\n");
+    assert_eq!(adm.ok("--sysctl conn_reuse_mode=2"), "net.ipv4.vs.conn_reuse_mode = 2\n");
+    assert!(adm.ok("--sysctl").contains("net.ipv4.vs.conn_reuse_mode = 2\n"));
+    let (code, _, err) = adm.run("--sysctl drop_entry=9", "");
+    assert_eq!(code, 2, "{err}");
 
     // Save, clear, restore: the same table.
     let saved = adm.ok("-Sn");

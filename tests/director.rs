@@ -432,7 +432,16 @@ fn quiesced_and_deleted_servers() {
     bed.adm("-a -t 192.0.2.80:80 -r 203.0.113.12:80 -m");
     bed.adm("-e -t 192.0.2.80:80 -r 203.0.113.11:80 -m -w 0");
     let list = bed.adm("-Ln");
-    assert!(list.contains("  -> 203.0.113.11:80              Masq    0      1          0"), "{list}");
+    assert!(
+        list.contains("  -> 203.0.113.11:80              Masq    0      1          0"),
+        "{list}{}{}",
+        bed.adm("-Lnc"),
+        bed.metrics()
+            .lines()
+            .filter(|l| l.contains("dropped") && !l.ends_with(" 0"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let got = bed.gets("http://192.0.2.80/", "198.51.100.10", 10);
     assert!(got.iter().all(|s| s == "s2"), "no new connection to the quiesced server: {got:?}");
     let out = slow.wait_with_output().expect("slow download");

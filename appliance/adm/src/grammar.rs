@@ -23,6 +23,11 @@ pub enum Command {
     Restore,
     Help,
     Version,
+    /// rvs's own `--sysctl [NAME[=VALUE]]`: show IPVS's knobs, one, or set one.
+    Sysctl {
+        name: Option<String>,
+        value: Option<String>,
+    },
 }
 
 /// What `-L` shows.
@@ -186,6 +191,12 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
     if args.is_empty() {
         return Ok(Command::List(ListOptions::default()));
     }
+    if let Some(first) = args.first().and_then(|a| a.strip_prefix("--sysctl")) {
+        return parse_sysctl(first, args.get(1..).unwrap_or_default());
+    }
+    if args.iter().any(|a| a.starts_with("--sysctl")) {
+        return Err(fail_help("--sysctl must come first and alone: rvsadm --sysctl [NAME[=VALUE]]"));
+    }
     let mut p = Parser::default();
     let mut i = 0;
     while i < args.len() {
@@ -277,6 +288,26 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
 /// Parses a rule file (the `-S` format `-R` reads): one invocation per line, a leading `ipvsadm` (or
 /// `rvsadm`) word dropped, blank lines and `#` comments skipped. All or nothing: the first bad line
 /// is reported with its number, and no command is returned. Commands come with their line numbers.
+/// `--sysctl`, `--sysctl NAME`, `--sysctl NAME=VALUE`, `--sysctl=NAME[=VALUE]` (rvs only: ipvsadm
+/// leaves these to sysctl(8), which has no reach into rvsd).
+fn parse_sysctl(after: &str, rest: &[&str]) -> Result<Command, ParseError> {
+    let arg = match (after.strip_prefix('='), after.is_empty(), rest) {
+        (Some(inline), _, []) => Some(inline),
+        (None, true, []) => None,
+        (None, true, [one]) => Some(*one),
+        _ => return Err(fail_help("--sysctl takes one NAME[=VALUE]")),
+    };
+    let (name, value) = match arg.map(|a| a.split_once('=').map_or((a, None), |(n, v)| (n, Some(v)))) {
+        None => (None, None),
+        Some((n, v)) => {
+            // sysctl(8)'s full names work too.
+            let n = n.strip_prefix("net.ipv4.vs.").unwrap_or(n);
+            (Some(n.to_owned()), v.map(str::to_owned))
+        }
+    };
+    Ok(Command::Sysctl { name, value })
+}
+
 pub fn parse_rules(text: &str) -> Result<Vec<(usize, Command)>, (usize, ParseError)> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -290,7 +321,12 @@ pub fn parse_rules(text: &str) -> Result<Vec<(usize, Command)>, (usize, ParseErr
         }
         let cmd = parse(&words).map_err(|e| (n + 1, e))?;
         match cmd {
-            Command::Restore | Command::Save { .. } | Command::List(_) | Command::Help | Command::Version => {
+            Command::Restore
+            | Command::Save { .. }
+            | Command::List(_)
+            | Command::Help
+            | Command::Version
+            | Command::Sysctl { .. } => {
                 return Err((n + 1, fail("only configuration commands may appear in a rule file")));
             }
             c => out.push((n + 1, c)),

@@ -57,6 +57,11 @@ pub struct RawConfig {
     /// The Prometheus endpoint.
     #[serde(default)]
     pub metrics: RawMetrics,
+    /// IPVS's run-time knobs by their /proc/sys/net/ipv4/vs names (`expire_nodest_conn = 1`,
+    /// `drop_entry = 1`, ...), with the kernel's defaults; rvs_ipvs::Sysctl says what each does.
+    /// Unknown names are errors. Changeable at run time with `rvsadm --sysctl NAME=VALUE`.
+    #[serde(default)]
+    pub ipvs: std::collections::BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -377,6 +382,8 @@ pub struct Config {
     pub connections_per_worker: usize,
     /// Where /metrics is served; `None` = disabled.
     pub metrics_address: Option<String>,
+    /// The IPVS knobs at start.
+    pub sysctl: rvs_ipvs::Sysctl,
 }
 
 /// 64 M connections per worker: 6 GiB of IPv4 table per worker, far beyond any NIC queue's share.
@@ -589,6 +596,27 @@ impl Config {
                 format!("{conns} is out of range: 1 to {MAX_CONNECTIONS_PER_WORKER}"),
             ));
         }
+        let mut sysctl = rvs_ipvs::Sysctl {
+            // "Memory" for IPVS's defences is the connection table: act when an eighth is left.
+            amemthresh: (conns / 8).max(1),
+            ..rvs_ipvs::Sysctl::default()
+        };
+        for (name, value) in &raw.ipvs {
+            let text = match value {
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Boolean(b) => u8::from(*b).to_string(),
+                other => other.to_string(),
+            };
+            sysctl.set(name, &text).map_err(|e| {
+                let reason = match e {
+                    rvs_ipvs::SysctlError::BadValue { value, range, .. } => {
+                        format!("{value:?} is not a valid value ({range})")
+                    }
+                    other => other.to_string(),
+                };
+                invalid(format!("ipvs.{name}"), reason)
+            })?;
+        }
         let table = table_bytes(conns as usize) * workers.len() as u64;
         if let Some(total) = memory_total_bytes() {
             if table > total / 2 {
@@ -646,6 +674,7 @@ impl Config {
             table_size: raw.control.connections_per_worker as usize * workers.len(),
             connections_per_worker: raw.control.connections_per_worker as usize,
             metrics_address: Some(raw.metrics.listen_address.clone()).filter(|a| !a.is_empty()),
+            sysctl,
         })
     }
 }
@@ -964,6 +993,21 @@ connections_per_worker = {too_many}
             table_bytes(10_000_000),
             640_000_000 + 2 * (1 << 24) * 8 + 625_000 * 128 + 2 * (1 << 20) * 8
         );
+    }
+
+    #[test]
+    fn the_ipvs_section_takes_kernel_names() {
+        let c = Config::from_toml(&format!(
+            "{DIRECTOR}\n[control]\nconnections_per_worker = 80000\n[ipvs]\nexpire_nodest_conn = 1\nsecure_tcp = 1\nsloppy_tcp = true\n"
+        ))
+        .unwrap();
+        assert!(c.sysctl.expire_nodest_conn && c.sysctl.sloppy_tcp);
+        assert_eq!(c.sysctl.secure_tcp, rvs_ipvs::Mode::AUTO);
+        assert_eq!(c.sysctl.amemthresh, 10_000, "an eighth of the table unless set");
+        let e = err(&format!("{DIRECTOR}\n[ipvs]\nbogus = 1\n"));
+        assert!(e.starts_with("ipvs.bogus: unknown IPVS setting \"bogus\""), "{e}");
+        let e = err(&format!("{DIRECTOR}\n[ipvs]\ndrop_entry = 5\n"));
+        assert!(e.starts_with("ipvs.drop_entry: \"5\" is not a valid value (0 to 3)"), "{e}");
     }
 
     #[test]

@@ -295,6 +295,7 @@ pub fn model_ops(model: &Ipvs) -> Vec<Op> {
     }
     let (tcp, tcp_fin, udp) = model.timeouts.listed();
     out.push(Op::SetTimeouts { tcp, tcp_fin, udp });
+    out.push(Op::SetSysctl(model.sysctl));
     out
 }
 
@@ -408,6 +409,7 @@ Usage:
   {prog} -L|l [virtual-service] [options]
   {prog} -Z [virtual-service]
   {prog} --set tcp tcpfin udp
+  {prog} --sysctl [NAME[=VALUE]]      (rvs: IPVS's /proc/sys/net/ipv4/vs knobs)
   {prog} -h
 ",
         env!("CARGO_PKG_VERSION")
@@ -460,6 +462,25 @@ pub fn execute(d: &mut Director<'_>, req: &Request) -> Response {
         },
         Command::Help => Response::ok(usage(&prog)),
         Command::Version => Response::ok(format!("{prog} v{} (rvs)\n", env!("CARGO_PKG_VERSION"))),
+        Command::Sysctl { name, value: None } => match d.model.sysctl.render(name.as_deref()) {
+            Ok(text) => Response::ok(text),
+            Err(e) => Response::error(2, format!("rvsadm: {e}")),
+        },
+        Command::Sysctl { name: Some(name), value: Some(value) } => {
+            let mut s = d.model.sysctl;
+            match s.set(&name, &value).and_then(|()| s.render(Some(&name))) {
+                Ok(line) => {
+                    info!(name, value, "IPVS setting changed");
+                    d.model.sysctl = s;
+                    d.shards.publish(vec![Op::SetSysctl(s)]);
+                    Response::ok(line)
+                }
+                Err(e) => Response::error(2, format!("rvsadm: {e}")),
+            }
+        }
+        Command::Sysctl { name: None, value: Some(_) } => {
+            Response::error(2, "rvsadm: --sysctl =VALUE needs a NAME")
+        }
         Command::Change(op) => match apply(d.model, &op) {
             Ok(()) => {
                 info!(command = ?args, "configuration changed");
@@ -566,6 +587,28 @@ mod tests {
         let e = reload(&mut m, "-A -t 192.0.2.80:80\n-A -t 192.0.2.80:80\n").unwrap_err();
         assert!(e.contains("line 2"), "{e}");
         assert_eq!(model_ops(&m), model_ops(&fresh), "a bad file changes nothing");
+    }
+
+    /// The knobs existed in the engine but nothing could set them.
+    #[test]
+    fn sysctl_shows_and_sets_ipvs_knobs() {
+        let mut m = Ipvs::new(16, 16, 0);
+        assert_eq!(run(&mut m, "--sysctl").stdout.lines().count(), rvs_ipvs::Sysctl::NAMES.len());
+        let r = run(&mut m, "--sysctl expire_nodest_conn=1");
+        assert_eq!((r.status, r.stdout.as_str()), (0, "net.ipv4.vs.expire_nodest_conn = 1\n"));
+        assert!(m.sysctl.expire_nodest_conn);
+        assert_eq!(run(&mut m, "--sysctl net.ipv4.vs.secure_tcp=3").stdout, "net.ipv4.vs.secure_tcp = 3\n");
+        assert_eq!(run(&mut m, "--sysctl=secure_tcp").stdout, "net.ipv4.vs.secure_tcp = 3\n");
+        let before = m.sysctl;
+        let r = run(&mut m, "--sysctl secure_tcp=7");
+        assert_eq!(r.status, 2);
+        assert!(r.stderr.contains("secure_tcp: \"7\" is not a valid value (0 to 3)"), "{}", r.stderr);
+        let r = run(&mut m, "--sysctl nat_icmp_send=1");
+        assert!(r.stderr.contains("unknown IPVS setting \"nat_icmp_send\""), "{}", r.stderr);
+        assert_eq!(m.sysctl, before);
+        assert_eq!(run(&mut m, "-L --sysctl").status, 2, "--sysctl stands alone");
+        // A restore copies the knobs along (model_ops carries them to new shards).
+        assert!(model_ops(&m).contains(&Op::SetSysctl(before)));
     }
 
     #[test]

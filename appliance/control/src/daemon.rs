@@ -85,6 +85,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
     // The IPVS configuration the control socket edits. (The workers' per-shard copies follow it once
     // the IPVS pipeline runs in the data plane.) Rules load before anything starts, all or nothing.
     let mut model = Ipvs::new(16, 16, 0x5eed);
+    model.sysctl = cfg.sysctl;
     if let Some(path) = &cfg.rules_file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| DaemonError::Rules { path: path.display().to_string(), reason: e.to_string() })?;

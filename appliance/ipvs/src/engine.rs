@@ -11,34 +11,10 @@ use crate::service::{
     Dest, DestConfig, DestId, Fwd, ServiceConfig, ServiceId, ServiceKey, Stats, fwmark_addr, mask_addr,
 };
 use crate::state::{self, Direction, TcpState, Timeouts, tcp_flags};
+use crate::sysctl::Sysctl;
 use crate::{Error, Time, proto};
 
 const NONE: u32 = u32::MAX;
-
-/// The sysctls of /proc/sys/net/ipv4/vs that change these decisions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sysctl {
-    /// Connections to a removed server: false = their packets are dropped until they expire; true =
-    /// they are expired at once and the packet is scheduled afresh.
-    pub expire_nodest_conn: bool,
-    /// Templates pointing at a quiesced (weight 0) server are dropped when next used.
-    pub expire_quiescent_template: bool,
-    /// 1 (default): a SYN reusing the ports of a closing connection gets a new one, rescheduled.
-    pub conn_reuse_mode: u8,
-    /// Schedule TCP connections on any segment, not only on SYN.
-    pub sloppy_tcp: bool,
-}
-
-impl Default for Sysctl {
-    fn default() -> Self {
-        Self {
-            expire_nodest_conn: false,
-            expire_quiescent_template: false,
-            conn_reuse_mode: 1,
-            sloppy_tcp: false,
-        }
-    }
-}
 
 /// The parts of a packet IPVS decides on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,9 +19,10 @@ mod ops;
 pub mod sched;
 pub mod service;
 pub mod state;
+pub mod sysctl;
 
 pub use conn::{ConnInfo, ConnTable};
-pub use engine::{DropCounters, DropReason, InVerdict, Ipvs, OutVerdict, PacketMeta, Sysctl};
+pub use engine::{DropCounters, DropReason, InVerdict, Ipvs, OutVerdict, PacketMeta};
 pub use ops::{DestReport, Op, ServiceReport, ShardReport};
 pub use sched::SchedulerKind;
 pub use service::{
@@ -29,6 +30,7 @@ pub use service::{
     TunnelType,
 };
 pub use state::{TcpState, Timeouts};
+pub use sysctl::{Mode, Sysctl, SysctlError};
 
 /// Milliseconds since an origin the caller picks (the data plane: its start).
 pub type Time = u64;

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use crate::conn::ConnInfo;
 use crate::engine::{DropCounters, Ipvs};
 use crate::service::{DestConfig, ServiceConfig, ServiceKey, Stats};
+use crate::sysctl::Sysctl;
 use crate::{Error, Time};
 
 /// One configuration change (the configuration commands of ipvsadm).
@@ -32,6 +33,8 @@ pub enum Op {
         tcp_fin: u32,
         udp: u32,
     },
+    /// The IPVS knobs, whole (`rvsadm --sysctl NAME=VALUE` and the `[ipvs]` configuration).
+    SetSysctl(Sysctl),
 }
 
 impl Ipvs {
@@ -51,6 +54,10 @@ impl Ipvs {
             Op::Zero(k) => self.zero(k.as_ref()),
             Op::SetTimeouts { tcp, tcp_fin, udp } => {
                 self.timeouts.set(*tcp, *tcp_fin, *udp);
+                Ok(())
+            }
+            Op::SetSysctl(s) => {
+                self.sysctl = *s;
                 Ok(())
             }
         }
