@@ -436,7 +436,7 @@ pub fn execute(d: &mut Director<'_>, req: &Request) -> Response {
         }
     };
     let snapshot = |d: &Director<'_>, conns: bool| {
-        let (mut s, _, _) = d.shards.snapshot(d.model, conns, d.now);
+        let (mut s, _) = d.shards.snapshot(d.model, conns, d.now);
         s.table_size = d.table_size;
         d.rates.fill(&mut s);
         s

@@ -274,7 +274,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
         }
         let now_ms = started.elapsed().as_millis() as u64;
         if rates.due(now_ms) {
-            let (snap, _, _) = shards.snapshot(&model, false, now_ms);
+            let (snap, _) = shards.snapshot(&model, false, now_ms);
             rates.tick(&snap, now_ms);
         }
         if signals.reload.swap(false, Ordering::Relaxed) {
@@ -294,7 +294,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
                     workers.iter().map(|(h, c)| (h.lcore().0, c.snapshot())).collect();
                 let running: Vec<(u32, bool)> =
                     workers.iter().map(|(h, _)| (h.lcore().0, h.is_running())).collect();
-                let (snap, ipvs_drops, table_entries) = shards.snapshot(&model, false, now_ms);
+                let (snap, totals) = shards.snapshot(&model, false, now_ms);
                 crate::metrics::render(&Sources {
                     version: build.version,
                     git_revision: build.git_revision,
@@ -304,8 +304,9 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
                     workers_running: &running,
                     pool: (pool.name(), pool.in_use(), pool.capacity()),
                     ipvs: &snap,
-                    ipvs_drops,
-                    table_entries,
+                    ipvs_drops: totals.drops,
+                    ipvs_defense: totals.defense,
+                    table_entries: totals.entries,
                     table_capacity: cfg.table_size,
                 })
             });

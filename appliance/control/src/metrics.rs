@@ -22,7 +22,7 @@ use prometheus::{Encoder, TextEncoder};
 use rvs_adm::listing::Snapshot;
 use rvs_dataplane::{CounterSnapshot, Drop};
 use rvs_dpdk::PortStats;
-use rvs_ipvs::{DropCounters, DropReason, ServiceKey, proto};
+use rvs_ipvs::{DefenseCounters, DropCounters, DropReason, ServiceKey, proto};
 use tracing::{debug, warn};
 
 /// What one scrape reports.
@@ -39,6 +39,7 @@ pub struct Sources<'a> {
     /// The director's services and servers, counters summed over the workers' shards.
     pub ipvs: &'a Snapshot,
     pub ipvs_drops: DropCounters,
+    pub ipvs_defense: DefenseCounters,
     pub table_entries: usize,
     pub table_capacity: usize,
 }
@@ -358,6 +359,20 @@ pub fn render(s: &Sources<'_>) -> String {
             "Packets for a service that IPVS dropped, by reason.",
             &[("reason", r.name().into())],
             s.ipvs_drops.get(r),
+        );
+    }
+    let d = &s.ipvs_defense;
+    for (action, v) in [
+        ("stateless_syn", d.stateless_syns),
+        ("entry_made_on_ack", d.made_on_ack),
+        ("stateless_synack", d.stateless_replies),
+        ("half_open_dropped", d.dropped_entries),
+    ] {
+        f.counter(
+            "rvs_ipvs_defense_total",
+            "What the SYN-flood defences did: SYNs forwarded without an entry, entries made by a client's first ACK, NAT SYN-ACKs translated without an entry, half-open entries dropped (drop_entry).",
+            &[("action", action.into())],
+            v,
         );
     }
     let mut out = Vec::new();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use rvs_adm::listing::Snapshot;
 use rvs_dataplane::WorkerMsg;
-use rvs_ipvs::{DropCounters, Ipvs, Op, ShardReport, Time};
+use rvs_ipvs::{DefenseCounters, DropCounters, Ipvs, Op, ShardReport, Time};
 use tracing::warn;
 
 /// How long a report may take before the worker is reported as not answering.
@@ -64,14 +64,23 @@ impl Shards {
     }
 
     /// The director's state for listings and metrics.
-    pub fn snapshot(&self, model: &Ipvs, conns: bool, now: Time) -> (Snapshot, DropCounters, usize) {
+    pub fn snapshot(&self, model: &Ipvs, conns: bool, now: Time) -> (Snapshot, Totals) {
         let reports = self.reports(model, conns, now);
-        let mut drops = DropCounters::default();
-        let mut entries = 0;
+        let mut t = Totals::default();
         for r in &reports {
-            drops.add(&r.drops);
-            entries += r.entries;
+            t.drops.add(&r.drops);
+            t.defense.add(&r.defense);
+            t.entries += r.entries;
         }
-        (Snapshot::from_reports(model, &reports), drops, entries)
+        (Snapshot::from_reports(model, &reports), t)
     }
+}
+
+/// Counters summed over the shards.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Totals {
+    pub drops: DropCounters,
+    pub defense: DefenseCounters,
+    /// Live connection-table entries.
+    pub entries: usize,
 }

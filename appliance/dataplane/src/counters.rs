@@ -73,6 +73,7 @@ impl Drop {
         Drop::Ipvs(DropReason::ALL[1]),
         Drop::Ipvs(DropReason::ALL[2]),
         Drop::Ipvs(DropReason::ALL[3]),
+        Drop::Ipvs(DropReason::ALL[4]),
     ];
 
     #[inline]

@@ -630,6 +630,35 @@ mod tests {
         assert!(t.verify_checksum_v4(VIP, CLIENT));
     }
 
+    /// stateless_syn through the pipeline, on frames: the SYN reaches the server rewritten with no
+    /// entry made, the server's SYN-ACK is translated from the configuration, and the client's ACK
+    /// makes the entry the rest of the connection uses.
+    #[test]
+    fn a_stateless_syn_handshake_through_nat() {
+        let (mut p, _) = pipeline();
+        service(&mut p, Fwd::Masq, 8080);
+        p.ipvs.sysctl.stateless_syn = rvs_ipvs::Mode::ALWAYS;
+        let mut b = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02));
+        assert_eq!(p.handle(0, &mut b, 1), Action::Tx(1));
+        let t = TcpSegment::new_checked(&b.bytes()[34..]).unwrap();
+        assert_eq!((ip(b.bytes()).dst(), t.dst_port()), (RS, 8080));
+        assert!(t.verify_checksum_v4(CLIENT, RS));
+        assert_eq!(p.ipvs.occupancy().0, 0, "no entry for the SYN");
+
+        let mut r = VecBuffer::new(&tcp(RS_MAC, BACK_MAC, (RS, 8080), (CLIENT, 40000), 0x12));
+        assert_eq!(p.handle(1, &mut r, 2), Action::Tx(0));
+        let t = TcpSegment::new_checked(&r.bytes()[34..]).unwrap();
+        assert_eq!((ip(r.bytes()).src(), t.src_port()), (VIP, 80));
+        assert!(t.verify_checksum_v4(VIP, CLIENT));
+
+        let mut a = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x10));
+        assert_eq!(p.handle(0, &mut a, 3), Action::Tx(1));
+        assert_eq!(p.ipvs.occupancy().0, 1, "the ACK made the entry");
+        let mut d = VecBuffer::new(&tcp(RS_MAC, BACK_MAC, (RS, 8080), (CLIENT, 40000), 0x18));
+        assert_eq!(p.handle(1, &mut d, 4), Action::Tx(0), "the server's data finds it");
+        assert_eq!((p.ipvs.defense.stateless_syns, p.ipvs.defense.made_on_ack), (1, 1));
+    }
+
     /// Two workers behind a software NIC that spreads packets as an RSS NIC does (Toeplitz, default
     /// key, RETA alternating queues 0 and 1): which worker receives `frame`?
     fn nic_queue(rss: &RssPredictor, frame: &[u8]) -> usize {
@@ -685,7 +714,9 @@ mod tests {
             .unwrap();
         assert_eq!(workers[0].handle(0, &mut VecBuffer::new(&syn), 3), Action::Tx(1));
         workers[0].mirrors.clear();
-        let reply = tcp(RS_MAC, BACK_MAC, (RS, 8080), (CLIENT, cport), 0x12);
+        // (A SYN-ACK would be translated from the configuration, as for stateless SYNs; the
+        // server's later segments are not.)
+        let reply = tcp(RS_MAC, BACK_MAC, (RS, 8080), (CLIENT, cport), 0x10);
         assert_eq!(workers[1].handle(1, &mut VecBuffer::new(&reply), 4), Action::Retry);
         workers[1].retry_unmatched = false;
         assert_eq!(workers[1].handle(1, &mut VecBuffer::new(&reply), 4), Action::Drop);

@@ -8,7 +8,8 @@ use hashbrown::HashMap;
 use crate::conn::{Addr, ConnInfo, ConnKey, ConnTable, Expiry, NewEntry, flag};
 use crate::sched::{SchedCtx, Scheduler};
 use crate::service::{
-    Dest, DestConfig, DestId, Fwd, ServiceConfig, ServiceId, ServiceKey, Stats, fwmark_addr, mask_addr,
+    Dest, DestConfig, DestId, Fwd, Persistence, ServiceConfig, ServiceId, ServiceKey, Stats, fwmark_addr,
+    mask_addr,
 };
 use crate::state::{self, Direction, TcpState, Timeouts, tcp_flags};
 use crate::sysctl::Sysctl;
@@ -43,11 +44,13 @@ pub enum DropReason {
     DestUnavailable,
     /// A TCP segment other than SYN with no connection.
     NotSyn,
+    /// Refused by the drop_packet defence (the table is short of free entries).
+    DropPacket,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 4] =
-        [Self::NoDestination, Self::TableFull, Self::DestUnavailable, Self::NotSyn];
+    pub const ALL: [DropReason; 5] =
+        [Self::NoDestination, Self::TableFull, Self::DestUnavailable, Self::NotSyn, Self::DropPacket];
 
     /// The `reason` label of the exported counter.
     pub fn name(self) -> &'static str {
@@ -56,6 +59,7 @@ impl DropReason {
             Self::TableFull => "table_full",
             Self::DestUnavailable => "destination_unavailable",
             Self::NotSyn => "not_syn",
+            Self::DropPacket => "drop_packet",
         }
     }
 }
@@ -67,6 +71,7 @@ pub struct DropCounters {
     pub table_full: u64,
     pub dest_unavailable: u64,
     pub not_syn: u64,
+    pub drop_packet: u64,
 }
 
 impl DropCounters {
@@ -76,6 +81,7 @@ impl DropCounters {
             DropReason::TableFull => self.table_full,
             DropReason::DestUnavailable => self.dest_unavailable,
             DropReason::NotSyn => self.not_syn,
+            DropReason::DropPacket => self.drop_packet,
         }
     }
 
@@ -84,6 +90,7 @@ impl DropCounters {
         self.table_full += o.table_full;
         self.dest_unavailable += o.dest_unavailable;
         self.not_syn += o.not_syn;
+        self.drop_packet += o.drop_packet;
     }
 
     fn count(&mut self, r: DropReason) {
@@ -92,10 +99,37 @@ impl DropCounters {
             DropReason::TableFull => &mut self.table_full,
             DropReason::DestUnavailable => &mut self.dest_unavailable,
             DropReason::NotSyn => &mut self.not_syn,
+            DropReason::DropPacket => &mut self.drop_packet,
         };
         *c += 1;
     }
 }
+
+/// What the flood defences did, for the exported counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DefenseCounters {
+    /// SYNs forwarded without an entry (stateless_syn).
+    pub stateless_syns: u64,
+    /// Connections whose entry the client's first ACK made.
+    pub made_on_ack: u64,
+    /// NAT SYN-ACKs translated from the configuration (no entry yet).
+    pub stateless_replies: u64,
+    /// Half-open entries dropped by drop_entry.
+    pub dropped_entries: u64,
+}
+
+impl DefenseCounters {
+    pub fn add(&mut self, o: &DefenseCounters) {
+        self.stateless_syns += o.stateless_syns;
+        self.made_on_ack += o.made_on_ack;
+        self.stateless_replies += o.stateless_replies;
+        self.dropped_entries += o.dropped_entries;
+    }
+}
+
+/// A client's ACK may make its connection's entry this long after stateless_syn last acted (its
+/// SYN went without one): long enough for SYN-ACK retransmissions (1, 2, 4 s).
+const STATELESS_GRACE_MS: Time = 10_000;
 
 /// Where a client packet goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +154,8 @@ pub enum InVerdict {
 pub enum OutVerdict {
     /// Rewrite the source to the virtual address and port.
     Reply {
-        conn: (bool, u32),
+        /// `None`: a SYN-ACK translated from the configuration (stateless_syn made no entry).
+        conn: Option<(bool, u32)>,
         vaddr: IpAddr,
         vport: u16,
     },
@@ -169,6 +204,16 @@ pub struct Ipvs {
     pub timeouts: Timeouts,
     pub sysctl: Sysctl,
     pub drops: DropCounters,
+    pub defense: DefenseCounters,
+    /// NAT servers by (protocol, address, port) -> the virtual (address, port) of each service they
+    /// serve (a port-0 server: port 0): how a SYN-ACK is translated before its connection has an
+    /// entry. Only a server of exactly one virtual service can be translated so.
+    nat_reverse: HashMap<(u8, IpAddr, u16), Vec<(IpAddr, u16)>>,
+    /// When stateless_syn last acted (ACKs without entries are scheduled for a while after).
+    stateless_at: Option<Time>,
+    /// drop_packet's countdown, and drop_entry's place in the table.
+    drop_counter: u32,
+    drop_cursor: [u32; 2],
     /// Keys the schedulers' hashes (mh) and random choices (twos). Shards of one director share it,
     /// so every worker maps a client to the same server; the connection tables' keys differ.
     sched_seed: u64,
@@ -205,8 +250,17 @@ impl Ipvs {
             v4: ConnTable::new(capacity, seed),
             v6: ConnTable::new(capacity_v6, seed.rotate_left(17)),
             timeouts: Timeouts::default(),
-            sysctl: Sysctl::default(),
+            // The defences act when an eighth of the table is left (rvsd sets it from its config).
+            sysctl: Sysctl {
+                amemthresh: u32::try_from(capacity / 8).unwrap_or(u32::MAX).max(1),
+                ..Sysctl::default()
+            },
             drops: DropCounters::default(),
+            defense: DefenseCounters::default(),
+            nat_reverse: HashMap::new(),
+            stateless_at: None,
+            drop_counter: 0,
+            drop_cursor: [0; 2],
             sched_seed: seed,
             scratch: Vec::new(),
         }
@@ -356,6 +410,7 @@ impl Ipvs {
         if let Some(s) = self.svc_mut(id) {
             s.dests.push(did);
         }
+        self.nat_reverse_update(id, &cfg, true);
         self.resched(id);
         Ok(did)
     }
@@ -369,6 +424,10 @@ impl Ipvs {
             cfg.port = key.port();
         }
         let did = self.find_dest(id, cfg.addr, cfg.port).ok_or(Error::NoDest)?;
+        if let Some(old) = self.dest(did).map(|d| d.cfg) {
+            self.nat_reverse_update(id, &old, false);
+            self.nat_reverse_update(id, &cfg, true);
+        }
         if let Some(d) = self.dest_mut(did) {
             d.cfg = cfg;
             if cfg.weight > 0 {
@@ -430,6 +489,9 @@ impl Ipvs {
         if let Some(s) = self.svc_mut(id) {
             s.dests.retain(|&d| d != did);
         }
+        if let Some(cfg) = self.dest(did).map(|d| d.cfg) {
+            self.nat_reverse_update(id, &cfg, false);
+        }
         let skey = self.svc(id).map(|s| s.cfg.key);
         if let (Some(d), Some(skey)) = (self.dest_mut(did), skey) {
             d.removed = true;
@@ -485,6 +547,102 @@ impl Ipvs {
             flags: svc.cfg.flags,
         };
         svc.sched.update(&ctx);
+    }
+
+    /// Records (or, with `add` false, forgets) that NAT server `d` serves service `sid`, for
+    /// translating SYN-ACKs without an entry.
+    fn nat_reverse_update(&mut self, sid: ServiceId, d: &DestConfig, add: bool) {
+        let Some(ServiceKey::Addr { protocol, addr, port }) = self.svc(sid).map(|s| s.cfg.key) else {
+            return;
+        };
+        if !matches!(d.fwd, Fwd::Masq) {
+            return;
+        }
+        let key = (protocol, d.addr, d.port);
+        let virt = (addr, port);
+        if add {
+            self.nat_reverse.entry(key).or_default().push(virt);
+        } else if let Some(v) = self.nat_reverse.get_mut(&key) {
+            if let Some(i) = v.iter().position(|x| *x == virt) {
+                v.swap_remove(i);
+            }
+            if v.is_empty() {
+                self.nat_reverse.remove(&key);
+            }
+        }
+    }
+
+    /// The virtual (address, port) a NAT server's packet from (`raddr`, `rport`) answers for, when
+    /// the configuration alone says so (the server belongs to one virtual service).
+    fn nat_reverse_lookup(&self, protocol: u8, raddr: IpAddr, rport: u16) -> Option<(IpAddr, u16)> {
+        let one = |v: &Vec<(IpAddr, u16)>| match v.as_slice() {
+            [first, rest @ ..] if rest.iter().all(|x| x == first) => Some(*first),
+            _ => None,
+        };
+        if let Some(v) = self.nat_reverse.get(&(protocol, raddr, rport)) {
+            return one(v);
+        }
+        // A port-0 server answers from the port the client asked for: the virtual port.
+        let (vaddr, vport) = one(self.nat_reverse.get(&(protocol, raddr, 0))?)?;
+        Some((vaddr, if vport == 0 { rport } else { vport }))
+    }
+
+    /// The family's table is short of free entries: automatic defences act.
+    /// (`amemthresh` is in entries of the IPv4 table; the IPv6 table, smaller, uses the same share.)
+    #[inline]
+    fn pressure(&self, v6: bool) -> bool {
+        let (cap, len) =
+            if v6 { (self.v6.capacity(), self.v6.len()) } else { (self.v4.capacity(), self.v4.len()) };
+        let free = cap.saturating_sub(len) as u128;
+        free * (self.v4.capacity() as u128) < u128::from(self.sysctl.amemthresh) * cap as u128
+    }
+
+    /// drop_packet: one new connection in `rate` is refused, the rate rising as the table fills
+    /// (ip_vs_todrop; in mode 3, one in am_droprate).
+    fn todrop(&mut self, v6: bool) -> bool {
+        let rate = if self.sysctl.drop_packet == crate::sysctl::Mode::ALWAYS {
+            self.sysctl.am_droprate
+        } else {
+            let (cap, len) =
+                if v6 { (self.v6.capacity(), self.v6.len()) } else { (self.v4.capacity(), self.v4.len()) };
+            let free = u32::try_from(cap.saturating_sub(len)).unwrap_or(u32::MAX);
+            // In the family's own table's scale (see pressure).
+            let scale = |x: usize| x as u128 * cap as u128 / (self.v4.capacity().max(1) as u128);
+            let thresh = u32::try_from(scale(self.sysctl.amemthresh as usize)).unwrap_or(u32::MAX).max(1);
+            thresh / thresh.saturating_sub(free).max(1)
+        };
+        self.drop_counter += 1;
+        if self.drop_counter >= rate.max(1) {
+            self.drop_counter = 0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The server a stateless SYN goes to, and the one its first ACK binds: sh and mh decide by
+    /// hash already; other schedulers are replaced by a hash of the client's address and port over
+    /// the available servers by weight, so the SYN and the ACK agree without an entry.
+    fn pick_stateless(&mut self, sid: ServiceId, p: &PacketMeta, now: Time) -> Option<DestId> {
+        let svc = self.svc(sid)?;
+        if matches!(svc.cfg.scheduler, crate::SchedulerKind::Sh | crate::SchedulerKind::Mh) {
+            return self.pick(sid, p, now);
+        }
+        let avail =
+            |d: &DestId| self.dest(*d).filter(|x| x.weight() > 0 && !x.removed).map(|x| (*d, x.weight()));
+        let total: u64 = svc.dests.iter().filter_map(avail).map(|(_, w)| u64::from(w)).sum();
+        if total == 0 {
+            return None;
+        }
+        let h = stateless_hash(self.sched_seed, p.src, p.sport, p.dst, p.dport) % total;
+        let mut acc = 0u64;
+        for (d, w) in svc.dests.iter().filter_map(avail) {
+            acc += u64::from(w);
+            if h < acc {
+                return Some(d);
+            }
+        }
+        None
     }
 
     fn svc(&self, id: ServiceId) -> Option<&ServiceEntry> {
@@ -679,7 +837,7 @@ impl Ipvs {
     pub fn out_packet(&mut self, p: &PacketMeta, now: Time) -> OutVerdict {
         let v6 = p.src.is_ipv6();
         let found = if v6 { self.lookup_out::<[u8; 16]>(p) } else { self.lookup_out::<[u8; 4]>(p) };
-        let Some(i) = found else { return OutVerdict::NotOurs };
+        let Some(i) = found else { return self.stateless_reply(p) };
         let Some(c) = self.connection((v6, i)) else { return OutVerdict::NotOurs };
         self.transition(v6, i, &c, p, Direction::Output, now);
         if let Some(d) = self.dest_mut(DestId(c.dest)) {
@@ -691,7 +849,25 @@ impl Ipvs {
                 s.stats.out_bytes += u64::from(p.len);
             }
         }
-        OutVerdict::Reply { conn: (v6, i), vaddr: c.vaddr, vport: c.vport }
+        OutVerdict::Reply { conn: Some((v6, i)), vaddr: c.vaddr, vport: c.vport }
+    }
+
+    /// A NAT server's SYN-ACK with no entry: its SYN went through statelessly (stateless_syn), so
+    /// it is translated from the configuration. Nothing else is (a reply without an entry is not
+    /// ours).
+    fn stateless_reply(&mut self, p: &PacketMeta) -> OutVerdict {
+        let synack = p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST)
+            == tcp_flags::SYN | tcp_flags::ACK;
+        if p.protocol != proto::TCP || !synack || self.sysctl.stateless_syn == crate::sysctl::Mode::OFF {
+            return OutVerdict::NotOurs;
+        }
+        match self.nat_reverse_lookup(p.protocol, p.src, p.sport) {
+            Some((vaddr, vport)) => {
+                self.defense.stateless_replies += 1;
+                OutVerdict::Reply { conn: None, vaddr, vport }
+            }
+            None => OutVerdict::NotOurs,
+        }
     }
 
     fn lookup_out<A: Addr>(&self, p: &PacketMeta) -> Option<u32>
@@ -731,7 +907,11 @@ impl Ipvs {
                 }
             }
             with_table!(self, v6, t => t.set_state(i, new as u8, flags));
-            self.timeouts.tcp(new)
+            if new == TcpState::SynRecv {
+                self.syn_recv_timeout(self.pressure(v6))
+            } else {
+                self.timeouts.tcp(new)
+            }
         } else {
             if flags != c.flags {
                 with_table!(self, v6, t => t.set_state(i, c.state, flags));
@@ -744,32 +924,72 @@ impl Ipvs {
 
     fn schedule(&mut self, p: &PacketMeta, now: Time) -> InVerdict {
         let Some(sid) = self.find_service(p) else { return InVerdict::NotOurs };
-        if p.protocol == proto::TCP
-            && !self.sysctl.sloppy_tcp
-            && !(p.tcp_flags & tcp_flags::SYN != 0 && p.tcp_flags & tcp_flags::RST == 0)
-        {
-            return self.drop(DropReason::NotSyn);
-        }
         let Some(svc) = self.svc(sid) else { return InVerdict::NotOurs };
         let (cfg, v6) = (svc.cfg.clone(), p.src.is_ipv6());
-        let template = match cfg.persistence {
-            Some(per) => match self.persist(sid, &cfg, per.prefix_len, per.timeout_seconds, p, now) {
-                Ok(t) => Some(t),
-                Err(r) => return self.drop(r),
-            },
-            None => None,
+        let tcp = p.protocol == proto::TCP;
+        let syn = p.tcp_flags & tcp_flags::SYN != 0 && p.tcp_flags & tcp_flags::RST == 0;
+        let pressure = self.pressure(v6);
+        // A firewall-mark service's virtual address is not in its configuration, so its NAT
+        // SYN-ACKs could not be translated without an entry: stateless_syn is for address services.
+        let stateless_ok = tcp
+            && matches!(cfg.key, ServiceKey::Addr { .. })
+            && self.sysctl.stateless_syn != crate::sysctl::Mode::OFF;
+        let mut on_ack = false;
+        if tcp && !syn && !self.sysctl.sloppy_tcp {
+            // The client's first ACK of a connection whose SYN went through without an entry.
+            let ack = p.tcp_flags & (tcp_flags::ACK | tcp_flags::FIN | tcp_flags::RST) == tcp_flags::ACK;
+            let recent = self.stateless_at.is_some_and(|t| now.saturating_sub(t) <= STATELESS_GRACE_MS);
+            if !(stateless_ok && ack && recent) {
+                return self.drop(DropReason::NotSyn);
+            }
+            on_ack = true;
+        }
+        if self.sysctl.drop_packet.active(pressure) && self.todrop(v6) {
+            return self.drop(DropReason::DropPacket);
+        }
+        let stateless = stateless_ok && syn && self.sysctl.stateless_syn.active(pressure);
+        if stateless {
+            self.stateless_at = Some(now);
+        }
+        let hashed = stateless || on_ack;
+        let how = if stateless {
+            Persist::FindOnly
+        } else if hashed {
+            Persist::Hash
+        } else {
+            Persist::Schedule
         };
-        let did = match template {
-            Some((_, d)) => d,
-            None => match self.pick(sid, p, now) {
-                Some(d) => d,
-                None => return self.drop(DropReason::NoDestination),
-            },
+        let mut template = match self.persist(sid, &cfg, p, now, how) {
+            Ok(t) => t,
+            Err(r) => return self.drop(r),
         };
+        let picked = match template {
+            Some((_, d)) => Some(d),
+            None if hashed => self.pick_stateless(sid, p, now),
+            None => self.pick(sid, p, now),
+        };
+        let Some(did) = picked else { return self.drop(DropReason::NoDestination) };
         let Some(dest) = self.dest(did) else { return self.drop(DropReason::NoDestination) };
         let (daddr, fwd) = (dest.cfg.addr, dest.cfg.fwd);
         let dport = if dest.cfg.port != 0 { dest.cfg.port } else { p.dport };
 
+        if stateless {
+            // NAT: the SYN-ACK must be translatable from the configuration alone.
+            let reversible = !matches!(fwd, Fwd::Masq)
+                || self.nat_reverse_lookup(p.protocol, daddr, dport) == Some((p.dst, p.dport));
+            if reversible {
+                self.defense.stateless_syns += 1;
+                self.count_packet(sid, did, p);
+                return InVerdict::Forward { conn: None, dest: did, daddr, dport, fwd, new: true };
+            }
+            // A server of several services: this connection keeps an entry from its SYN.
+            if template.is_none() {
+                template = match self.persist(sid, &cfg, p, now, Persist::Hash) {
+                    Ok(t) => t,
+                    Err(r) => return self.drop(r),
+                };
+            }
+        }
         if cfg.one_packet && p.protocol == proto::UDP {
             // -o: no entry is kept; each datagram is scheduled on its own (a template, if any, stays).
             self.count_new(sid, did, p);
@@ -801,7 +1021,35 @@ impl Ipvs {
         if let Some(c) = self.connection((v6, i)) {
             self.transition(v6, i, &c, p, Direction::Input, now);
         }
+        if on_ack {
+            // Made by an ACK nobody vouches for (a spoofed one makes it too): half-open lifetime
+            // until the client's next packet refreshes it.
+            self.defense.made_on_ack += 1;
+            let t = self.syn_recv_timeout(pressure);
+            with_table!(self, v6, tb => tb.set_expiry(i, now + u64::from(t) * 1000));
+        }
         InVerdict::Forward { conn: Some((v6, i)), dest: did, daddr, dport, fwd, new: true }
+    }
+
+    /// SYN_RECV's timeout: shortened while secure_tcp acts.
+    fn syn_recv_timeout(&self, pressure: bool) -> u32 {
+        if self.sysctl.secure_tcp.active(pressure) {
+            crate::sysctl::SECURE_SYN_RECV_SECONDS
+        } else {
+            self.timeouts.tcp(TcpState::SynRecv)
+        }
+    }
+
+    /// A packet of a connection without an entry (stateless_syn): counted, not as a connection.
+    fn count_packet(&mut self, sid: ServiceId, did: DestId, p: &PacketMeta) {
+        if let Some(d) = self.dest_mut(did) {
+            d.stats.in_pkts += 1;
+            d.stats.in_bytes += u64::from(p.len);
+        }
+        if let Some(s) = self.svc_mut(sid) {
+            s.stats.in_pkts += 1;
+            s.stats.in_bytes += u64::from(p.len);
+        }
     }
 
     fn count_new(&mut self, sid: ServiceId, did: DestId, p: &PacketMeta) {
@@ -841,11 +1089,13 @@ impl Ipvs {
         &mut self,
         sid: ServiceId,
         cfg: &ServiceConfig,
-        prefix: u8,
-        timeout_s: u32,
         p: &PacketMeta,
         now: Time,
-    ) -> Result<(u32, DestId), DropReason> {
+        how: Persist,
+    ) -> Result<Option<(u32, DestId)>, DropReason> {
+        let Some(Persistence { prefix_len: prefix, timeout_seconds: timeout_s }) = cfg.persistence else {
+            return Ok(None);
+        };
         let v6 = p.src.is_ipv6();
         let snet = mask_addr(p.src, prefix);
         let (tproto, tvaddr, tvport) = match cfg.key {
@@ -869,13 +1119,18 @@ impl Ipvs {
                 });
                 if valid {
                     with_table!(self, v6, tb => tb.set_expiry(t, expires));
-                    return Ok((t, d));
+                    return Ok(Some((t, d)));
                 }
                 // ip_vs_check_template: the template is invalidated; connections it controls go on.
                 with_table!(self, v6, tb => tb.invalidate(t));
             }
         }
-        let did = self.pick(sid, p, now).ok_or(DropReason::NoDestination)?;
+        let did = match how {
+            Persist::FindOnly => return Ok(None),
+            Persist::Schedule => self.pick(sid, p, now),
+            Persist::Hash => self.pick_stateless(sid, p, now),
+        }
+        .ok_or(DropReason::NoDestination)?;
         let daddr = self.dest(did).map(|d| d.cfg.addr).ok_or(DropReason::NoDestination)?;
         let k = ConnKeyAny { proto: tproto, caddr: snet, vaddr: tvaddr, vport: tvport };
         let t = if v6 {
@@ -890,7 +1145,7 @@ impl Ipvs {
         if let Some(r) = self.dest_refs.get_mut(did.0 as usize) {
             *r += 1;
         }
-        Ok((t, did))
+        Ok(Some((t, did)))
     }
 
     /// Ends a connection now (ip_vs_conn_expire_now + the unbind of ip_vs_conn_expire).
@@ -935,6 +1190,11 @@ impl Ipvs {
     pub fn expire(&mut self, now: Time, budget: usize) -> usize {
         let mut n = 0;
         for v6 in [false, true] {
+            if self.sysctl.drop_entry.active(self.pressure(v6)) {
+                n += self.drop_half_open(v6);
+            }
+        }
+        for v6 in [false, true] {
             let mut gone = std::mem::take(&mut self.scratch);
             gone.clear();
             let (dests, services) = (&self.dests, &self.services);
@@ -961,6 +1221,61 @@ impl Ipvs {
             s.sched.tick(now);
         }
         n
+    }
+}
+
+/// How [`Ipvs::persist`] gets a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Persist {
+    /// A valid existing one, or none (a stateless SYN makes nothing).
+    FindOnly,
+    /// Existing, or made for the server the scheduler picks.
+    Schedule,
+    /// Existing, or made for the server [`Ipvs::pick_stateless`] picks.
+    Hash,
+}
+
+/// The hash stateless_syn schedules by: the connection's tuple under the shard's scheduler key (all
+/// shards of a director share it, so a SYN and its ACK agree on any worker).
+fn stateless_hash(seed: u64, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> u64 {
+    let fold = |a: IpAddr| match a {
+        IpAddr::V4(a) => u64::from(u32::from(a)),
+        IpAddr::V6(a) => {
+            let x = u128::from(a);
+            (x as u64) ^ ((x >> 64) as u64).rotate_left(29)
+        }
+    };
+    let mut z = seed ^ fold(src).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ fold(dst).rotate_left(31);
+    z ^= (u64::from(sport) << 16 | u64::from(dport)).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Ipvs {
+    /// drop_entry (ip_vs_random_dropentry): examines the next 1/32000 of the table (called every
+    /// millisecond: a thirty-second of it a second, as IPVS does) and drops TCP entries still
+    /// half-open (SYN_RECV, SYNACK), which is what a SYN flood leaves. Returns how many went.
+    fn drop_half_open(&mut self, v6: bool) -> usize {
+        let cap = if v6 { self.v6.capacity() } else { self.v4.capacity() };
+        let span = (cap / 32_000).max(16).min(cap);
+        let cursor = self.drop_cursor.get(usize::from(v6)).copied().unwrap_or(0) as usize;
+        let mut dropped = 0;
+        for k in 0..span {
+            let i = ((cursor + k) % cap.max(1)) as u32;
+            let c = if v6 { self.v6.get(i) } else { self.v4.get(i) };
+            let Some(c) = c else { continue };
+            let half_open = matches!(TcpState::from_u8(c.state), TcpState::SynRecv | TcpState::SynAck);
+            if c.proto == proto::TCP && half_open && !c.is_template() && !c.is_mirror() {
+                self.end_connection(v6, i);
+                dropped += 1;
+            }
+        }
+        if let Some(x) = self.drop_cursor.get_mut(usize::from(v6)) {
+            *x = ((cursor + span) % cap.max(1)) as u32;
+        }
+        self.defense.dropped_entries += dropped as u64;
+        dropped
     }
 }
 

@@ -22,7 +22,7 @@ pub mod state;
 pub mod sysctl;
 
 pub use conn::{ConnInfo, ConnTable};
-pub use engine::{DropCounters, DropReason, InVerdict, Ipvs, OutVerdict, PacketMeta};
+pub use engine::{DefenseCounters, DropCounters, DropReason, InVerdict, Ipvs, OutVerdict, PacketMeta};
 pub use ops::{DestReport, Op, ServiceReport, ShardReport};
 pub use sched::SchedulerKind;
 pub use service::{

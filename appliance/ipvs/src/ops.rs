@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use crate::conn::ConnInfo;
-use crate::engine::{DropCounters, Ipvs};
+use crate::engine::{DefenseCounters, DropCounters, Ipvs};
 use crate::service::{DestConfig, ServiceConfig, ServiceKey, Stats};
 use crate::sysctl::Sysctl;
 use crate::{Error, Time};
@@ -87,7 +87,7 @@ impl Ipvs {
             .collect();
         let conns = if with_conns { self.connections().collect() } else { Vec::new() };
         let (entries, capacity) = self.occupancy();
-        ShardReport { now, services, conns, drops: self.drops, entries, capacity }
+        ShardReport { now, services, conns, drops: self.drops, defense: self.defense, entries, capacity }
     }
 }
 
@@ -119,6 +119,8 @@ pub struct ShardReport {
     /// Connections and templates, when asked for.
     pub conns: Vec<ConnInfo>,
     pub drops: DropCounters,
+    /// What the flood defences did.
+    pub defense: DefenseCounters,
     /// Live entries and capacity of the connection tables.
     pub entries: usize,
     pub capacity: usize,
