@@ -109,7 +109,14 @@ struct Window {
     /// Flood only: share of offered established packets that came out, and flood SYNs out per second.
     est_share: f64,
     flood_out_mpps: f64,
+    /// Flood only: share of legitimate new connections that completed (SYN out, the server's SYN-ACK
+    /// back for NAT, ACK out), and the connection table's fullest moment (share of its capacity).
+    new_share: f64,
+    table_peak: f64,
 }
+
+/// Numbers per [`Window`] in a row line.
+const WINDOW_FIELDS: usize = 8;
 
 #[derive(Debug, Clone, Default)]
 struct Row {
@@ -126,12 +133,22 @@ struct Row {
 
 /// Fields drop in order: the ports before the EAL they live in.
 impl Window {
-    fn fields(&self) -> [f64; 6] {
-        [self.mpps, self.gbps, self.cycles, self.busy, self.est_share, self.flood_out_mpps]
+    fn fields(&self) -> [f64; WINDOW_FIELDS] {
+        [
+            self.mpps,
+            self.gbps,
+            self.cycles,
+            self.busy,
+            self.est_share,
+            self.flood_out_mpps,
+            self.new_share,
+            self.table_peak,
+        ]
     }
     fn from_fields(f: &[f64]) -> Option<Self> {
-        let [mpps, gbps, cycles, busy, est_share, flood_out_mpps] = f.try_into().ok()?;
-        Some(Self { mpps, gbps, cycles, busy, est_share, flood_out_mpps })
+        let [mpps, gbps, cycles, busy, est_share, flood_out_mpps, new_share, table_peak] =
+            f.try_into().ok()?;
+        Some(Self { mpps, gbps, cycles, busy, est_share, flood_out_mpps, new_share, table_peak })
     }
 }
 
@@ -171,7 +188,7 @@ impl Row {
         ];
         nums.extend(self.small.fields());
         nums.extend(self.imix.fields());
-        nums.extend(self.flood.map_or([f64::NAN; 6], |f| f.fields()));
+        nums.extend(self.flood.map_or([f64::NAN; WINDOW_FIELDS], |f| f.fields()));
         nums.push(self.tsc_hz);
         nums
     }
@@ -185,7 +202,8 @@ impl Row {
 
     /// The inverse of [`Row::numbers`].
     fn from_numbers(mode: String, n: &[f64]) -> Option<Self> {
-        if n.len() != 23 {
+        const W: usize = WINDOW_FIELDS;
+        if n.len() != 4 + 3 * W + 1 {
             return None;
         }
         Some(Row {
@@ -194,10 +212,10 @@ impl Row {
             syn_rate: Some(n[1]).filter(|v| !v.is_nan()),
             syn_complete: n[2] == 1.0,
             rss_mib: n[3],
-            small: Window::from_fields(&n[4..10])?,
-            imix: Window::from_fields(&n[10..16])?,
-            flood: Some(&n[16..22]).filter(|f| !f[0].is_nan()).and_then(Window::from_fields),
-            tsc_hz: n[22],
+            small: Window::from_fields(&n[4..4 + W])?,
+            imix: Window::from_fields(&n[4 + W..4 + 2 * W])?,
+            flood: Some(&n[4 + 2 * W..4 + 3 * W]).filter(|f| !f[0].is_nan()).and_then(Window::from_fields),
+            tsc_hz: n[4 + 3 * W],
         })
     }
 }
@@ -494,16 +512,22 @@ impl Harness {
 
         let metrics = format!("127.0.0.1:{METRICS_PORT}");
         self.plan(Plan::Flows { flows, sizes: vec![packets::SMALL] })?;
-        row.small = self.measure(Some(&metrics))?;
+        row.small = self.measure(Some(&metrics), mode == Mode::Nat)?;
         // memif cannot change its 1500-byte MTU, so in TUN mode IMIX's largest frames are 20 bytes
         // shorter: the IPIP header must fit (a real server LAN would carry a larger MTU instead).
         let imix = packets::IMIX.map(|s| if mode == Mode::Tun && s > 1500 { s - 20 } else { s });
         self.plan(Plan::Flows { flows, sizes: imix.to_vec() })?;
-        row.imix = self.measure(Some(&metrics))?;
+        row.imix = self.measure(Some(&metrics), mode == Mode::Nat)?;
         if flood {
             let capacity = row.small.mpps * 1e6;
-            self.plan(Plan::Flood { flows, pps: capacity / 2.0, flood_pps: capacity * a.flood_load })?;
-            row.flood = Some(self.measure(Some(&metrics))?);
+            // Legitimate new clients at 1 % of the device's rate alongside.
+            self.plan(Plan::Flood {
+                flows,
+                pps: capacity / 2.0,
+                flood_pps: capacity * a.flood_load,
+                new_pps: capacity / 100.0,
+            })?;
+            row.flood = Some(self.measure(Some(&metrics), mode == Mode::Nat)?);
         }
         self.plan(Plan::Idle)?;
         Ok((row, dut))
@@ -546,16 +570,16 @@ impl Harness {
         let flows = self.args.flood_flows;
         let mut row = Row { mode: "testpmd".into(), flows, ..Row::default() };
         self.plan(Plan::Flows { flows, sizes: vec![packets::SMALL] })?;
-        row.small = self.measure(None)?;
+        row.small = self.measure(None, false)?;
         self.plan(Plan::Flows { flows, sizes: packets::IMIX.to_vec() })?;
-        row.imix = self.measure(None)?;
+        row.imix = self.measure(None, false)?;
         self.plan(Plan::Idle)?;
         let _ = dut.drain();
         Ok((row, dut))
     }
 
     /// Warms up, then measures one window. `metrics`: the device's Prometheus address (rvsd).
-    fn measure(&self, metrics: Option<&str>) -> Result<Window> {
+    fn measure(&self, metrics: Option<&str>, nat: bool) -> Result<Window> {
         let a = &self.args;
         std::thread::sleep(Duration::from_secs_f64(a.warmup_seconds));
         let c = &self.counters;
@@ -567,10 +591,33 @@ impl Harness {
                 c.offered_est.load(Ordering::Relaxed),
             )
         };
+        let new = || {
+            (
+                c.offered_new.load(Ordering::Relaxed),
+                c.rx_new_syn.load(Ordering::Relaxed),
+                c.rx_new_synack.load(Ordering::Relaxed),
+                c.rx_new_ack.load(Ordering::Relaxed),
+            )
+        };
         let m0 = metrics.map(scrape).transpose()?;
-        let (t0, g0) = (Instant::now(), read());
-        std::thread::sleep(Duration::from_secs_f64(a.seconds));
-        let (t1, g1) = (Instant::now(), read());
+        let (t0, g0, n0) = (Instant::now(), read(), new());
+        // The connection table's occupancy through the window, a sample every quarter second.
+        let mut peak = 0.0f64;
+        let mut samples = Vec::new();
+        let end = t0 + Duration::from_secs_f64(a.seconds);
+        while Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(250).min(end.saturating_duration_since(Instant::now())));
+            if let Some(m) = metrics.map(scrape).transpose()? {
+                let (e, cap) =
+                    (m.get("rvs_connection_table_entries"), m.get("rvs_connection_table_capacity"));
+                if let (Some(e), Some(cap)) = (e, cap) {
+                    let share = e / cap.max(1.0);
+                    peak = peak.max(share);
+                    samples.push(format!("{:.3}", share));
+                }
+            }
+        }
+        let (t1, g1, n1) = (Instant::now(), read(), new());
         let m1 = metrics.map(scrape).transpose()?;
         let secs = (t1 - t0).as_secs_f64();
         let rx = (g1.0 - g0.0) as f64;
@@ -601,6 +648,17 @@ impl Harness {
             w.est_share = (rx - flood_out) / offered;
             w.flood_out_mpps = flood_out / secs / 1e6;
             w.mpps = (rx - flood_out) / secs / 1e6;
+            let offered_new = (n1.0 - n0.0) as f64;
+            let (syn, synack, ack) = ((n1.1 - n0.1) as f64, (n1.2 - n0.2) as f64, (n1.3 - n0.3) as f64);
+            // NAT's handshake crosses the director twice more: the server's SYN-ACK must come back.
+            let completed = if nat { syn.min(synack).min(ack) } else { syn.min(ack) };
+            w.new_share = if offered_new > 0.0 { completed / offered_new } else { f64::NAN };
+            w.table_peak = peak;
+            eprintln!(
+                "flood window: new connections offered {offered_new}, SYNs out {syn}, SYN-ACKs back {synack}, \
+                 ACKs out {ack}; table occupancy every 250 ms: {}",
+                samples.join(" ")
+            );
         }
         Ok(w)
     }
@@ -614,7 +672,9 @@ fn scrape(addr: &str) -> Result<std::collections::HashMap<String, f64>> {
     let mut body = String::new();
     s.read_to_string(&mut body)?;
     let mut out = std::collections::HashMap::new();
-    for line in body.lines().filter(|l| l.starts_with("rvs_worker_")) {
+    for line in
+        body.lines().filter(|l| l.starts_with("rvs_worker_") || l.starts_with("rvs_connection_table_"))
+    {
         let (Some(name), Some(v)) = (line.split(['{', ' ']).next(), line.rsplit(' ').next()) else {
             continue;
         };
@@ -643,7 +703,13 @@ fn describe(r: &Row) -> String {
         let _ = write!(s, ", SYN {:.2} M/s{}", rate / 1e6, if r.syn_complete { "" } else { " (incomplete)" });
     }
     if let Some(f) = &r.flood {
-        let _ = write!(s, ", flood: {:.1} % forwarded", f.est_share * 100.0);
+        let _ = write!(
+            s,
+            ", flood: {:.1} % established forwarded, {:.1} % new connections completed, table peak {:.1} %",
+            f.est_share * 100.0,
+            f.new_share * 100.0,
+            f.table_peak * 100.0
+        );
     }
     s
 }
@@ -669,12 +735,13 @@ fn report(rows: &[Row], testpmd: Option<&Row>, tsc_hz: u64, a: &BenchArgs) -> (S
     );
     let _ = writeln!(
         md,
-        "| mode | flows | new conns/s | 64B Mpps | cycles/pkt | busy | vs testpmd | IMIX Mpps | IMIX Gb/s | IMIX vs testpmd | RSS MiB | SYN flood: est. forwarded |"
+        "| mode | flows | new conns/s | 64B Mpps | cycles/pkt | busy | vs testpmd | IMIX Mpps | IMIX Gb/s | IMIX vs testpmd | RSS MiB | SYN flood: est. forwarded, new completed, table peak |"
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut csv = String::from(
         "mode,flows,syn_per_second,syn_complete,mpps_64,cycles_per_packet_64,busy_64,ratio_testpmd_64,\
-         mpps_imix,gbps_imix,cycles_per_packet_imix,ratio_testpmd_imix,rss_mib,flood_est_share,flood_syn_out_mpps\n",
+         mpps_imix,gbps_imix,cycles_per_packet_imix,ratio_testpmd_imix,rss_mib,flood_est_share,flood_syn_out_mpps,\
+         flood_new_share,flood_table_peak\n",
     );
     let ratio = |ours: f64, theirs: Option<f64>| theirs.filter(|t| *t > 0.0).map(|t| ours / t);
     let fmt_opt = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
@@ -702,14 +769,16 @@ fn report(rows: &[Row], testpmd: Option<&Row>, tsc_hz: u64, a: &BenchArgs) -> (S
             fmt_opt(rimix, 2),
             if is_ref { "-".into() } else { format!("{:.0}", r.rss_mib) },
             r.flood.map_or("-".into(), |f| format!(
-                "{:.1} % (flood SYNs out {:.2} Mpps)",
+                "{:.1} %, new {:.1} %, table peak {:.0} % (flood SYNs out {:.2} Mpps)",
                 f.est_share * 100.0,
+                f.new_share * 100.0,
+                f.table_peak * 100.0,
                 f.flood_out_mpps
             )),
         );
         let _ = writeln!(
             csv,
-            "{},{},{},{},{:.4},{:.1},{:.3},{},{:.4},{:.3},{:.1},{},{:.1},{},{}",
+            "{},{},{},{},{:.4},{:.1},{:.3},{},{:.4},{:.3},{:.1},{},{:.1},{},{},{},{}",
             r.mode,
             r.flows,
             r.syn_rate.map_or(String::new(), |s| format!("{s:.0}")),
@@ -725,6 +794,8 @@ fn report(rows: &[Row], testpmd: Option<&Row>, tsc_hz: u64, a: &BenchArgs) -> (S
             r.rss_mib,
             r.flood.map_or(String::new(), |f| format!("{:.4}", f.est_share)),
             r.flood.map_or(String::new(), |f| format!("{:.4}", f.flood_out_mpps)),
+            r.flood.map_or(String::new(), |f| format!("{:.4}", f.new_share)),
+            r.flood.map_or(String::new(), |f| format!("{:.4}", f.table_peak)),
         );
     }
     let _ = writeln!(
@@ -777,7 +848,16 @@ mod tests {
     use super::*;
 
     fn row(mpps: f64, syn: Option<f64>, complete: bool, flood: bool) -> Row {
-        let w = Window { mpps, gbps: 1.5, cycles: 900.0, busy: 1.0, est_share: 0.0, flood_out_mpps: 0.0 };
+        let w = Window {
+            mpps,
+            gbps: 1.5,
+            cycles: 900.0,
+            busy: 1.0,
+            est_share: 0.0,
+            flood_out_mpps: 0.0,
+            new_share: 0.0,
+            table_peak: 0.0,
+        };
         Row {
             mode: "NAT".into(),
             flows: 1_000_000,

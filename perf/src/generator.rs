@@ -13,7 +13,7 @@ use crossbeam_channel::Receiver;
 use rvs_dpdk::{Mbuf, Mempool, PacketBurst, RxQueue, TxQueue, rdtsc};
 use rvs_wire::arp;
 
-use crate::packets::{self, Addressing, FLOOD_FIRST_OCTET, Template};
+use crate::packets::{self, Addressing, FLOOD_FIRST_OCTET, NEW_FIRST_OCTET, Template};
 
 /// What the generator does until told otherwise.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,10 +35,14 @@ pub enum Plan {
     /// Established 64-byte packets over `0..flows` at `pps`, mixed with SYNs from random sources at
     /// `flood_pps`. Nothing is offered twice: what the port refuses is lost, as on a wire into a full
     /// NIC ring.
+    /// And `new_pps` legitimate new connections from 11.0.0.0/8: a SYN, then the client's ACK
+    /// [`NEW_ACK_DELAY_US`] later (the generator answers such SYNs reaching the servers' side after
+    /// NAT with the server's SYN-ACK).
     Flood {
         flows: u32,
         pps: f64,
         flood_pps: f64,
+        new_pps: f64,
     },
     Stop,
 }
@@ -55,6 +59,12 @@ pub struct Counters {
     pub rx_bytes: AtomicU64,
     /// Anything else received (ARP, frames on port 0).
     pub rx_other: AtomicU64,
+    /// Legitimate new connections offered during a flood; their SYNs and ACKs out of port 1; their
+    /// servers' SYN-ACKs (NAT) back out of port 0.
+    pub offered_new: AtomicU64,
+    pub rx_new_syn: AtomicU64,
+    pub rx_new_ack: AtomicU64,
+    pub rx_new_synack: AtomicU64,
     pub arp_replies: AtomicU64,
     /// Set when the loop has taken the latest plan (the main thread clears it before sending).
     pub plan_taken: AtomicBool,
@@ -118,7 +128,14 @@ struct Tally {
     rx_bytes: u64,
     rx_other: u64,
     arp: u64,
+    offered_new: u64,
+    rx_new_syn: u64,
+    rx_new_ack: u64,
+    rx_new_synack: u64,
 }
+
+/// How long after its SYN a legitimate new client sends its ACK (a LAN round trip).
+pub const NEW_ACK_DELAY_US: u64 = 200;
 
 const PUBLISH_EVERY: u32 = 64;
 
@@ -140,6 +157,11 @@ impl Generator {
         let mut flood_start = 0u64;
         // The flood's pacing: established packets offered before it began, SYNs built since.
         let (mut flood_est_base, mut flood_syn) = (0u64, 0u64);
+        // Legitimate new connections: their ACKs wait here until due (TSC).
+        let mut acks: std::collections::VecDeque<(u32, u16, u64)> =
+            std::collections::VecDeque::with_capacity(1 << 16);
+        let ack_delay = self.tsc_hz / 1_000_000 * NEW_ACK_DELAY_US;
+        let mut new_seq = 0u32;
         loop {
             turn = turn.wrapping_add(1);
             if turn % PUBLISH_EVERY == 0 {
@@ -168,6 +190,8 @@ impl Generator {
                             by_size = vec![(packets::SMALL, Template::new(&a, packets::SMALL, false))];
                             flood_start = rdtsc();
                             (flood_est_base, flood_syn) = (t.offered_est, 0);
+                            t.offered_new = 0;
+                            acks.clear();
                         }
                         Plan::Idle => {}
                     }
@@ -200,9 +224,37 @@ impl Generator {
                     }
                     self.tx[0].tx_burst_retaining(&mut pending);
                 }
-                Plan::Flood { pps, flood_pps, .. } => {
-                    let elapsed = rdtsc().wrapping_sub(flood_start) as f64 / self.tsc_hz as f64;
+                Plan::Flood { pps, flood_pps, new_pps, .. } => {
+                    let now = rdtsc();
+                    let elapsed = now.wrapping_sub(flood_start) as f64 / self.tsc_hz as f64;
                     let due = |rate: f64, done: u64| ((elapsed * rate) as u64).saturating_sub(done);
+                    // Legitimate clients first: their SYNs, and the ACKs now due (lossy like the rest).
+                    let mut legit = PacketBurst::new();
+                    let n_new = due(*new_pps, t.offered_new).min(8);
+                    for _ in 0..n_new {
+                        new_seq = new_seq.wrapping_add(1);
+                        let ip = u32::from(Ipv4Addr::new(NEW_FIRST_OCTET, 0, 0, 0))
+                            | (new_seq >> 14) & 0x00ff_ffff;
+                        let port = 1024 + (new_seq & 0x3fff) as u16;
+                        let Some(m) = self.build_at(&syn, ip, port) else { break };
+                        t.offered_new += 1;
+                        let _ = legit.push(m);
+                        if acks.len() < acks.capacity() {
+                            acks.push_back((ip, port, now + ack_delay));
+                        }
+                    }
+                    while let Some(&(ip, port, at)) = acks.front() {
+                        if at > now || legit.is_full() {
+                            break;
+                        }
+                        acks.pop_front();
+                        if let Some(m) = self.build_at(&by_size[0].1, ip, port) {
+                            let _ = legit.push(m);
+                        }
+                    }
+                    if !legit.is_empty() {
+                        self.tx[0].tx_burst(&mut legit);
+                    }
                     let mut n_est = due(*pps, t.offered_est - flood_est_base) as usize;
                     let mut n_syn = due(*flood_pps, flood_syn) as usize;
                     let total = n_est + n_syn;
@@ -270,6 +322,22 @@ impl Generator {
                 let data = m.data();
                 if port == 1 {
                     if let Some(src) = packets::source_of(data) {
+                        if src[0] == NEW_FIRST_OCTET {
+                            let flags = packets::tcp_flags_of(data).unwrap_or(0);
+                            if flags & 0x02 != 0 {
+                                t.rx_new_syn += 1;
+                                // NAT took it to a server: answer as the server would. (DR and TUN
+                                // servers answer the client directly, not through the director.)
+                                let nat = data.get(23) == Some(&6)
+                                    && packets::destination_of(data) != Some(self.addressing.vip.octets());
+                                if nat && packets::syn_to_synack(m.data_mut(), self.macs[1]) {
+                                    let _ = replies.push(m);
+                                }
+                            } else {
+                                t.rx_new_ack += 1;
+                            }
+                            return;
+                        }
                         t.rx += 1;
                         t.rx_bytes += data.len() as u64;
                         if src[0] == FLOOD_FIRST_OCTET {
@@ -277,6 +345,13 @@ impl Generator {
                         }
                         return;
                     }
+                }
+                if port == 0
+                    && packets::destination_of(data).is_some_and(|d| d[0] == NEW_FIRST_OCTET)
+                    && packets::tcp_flags_of(data) == Some(0x12)
+                {
+                    t.rx_new_synack += 1;
+                    return;
                 }
                 t.rx_other += 1;
                 if data.get(12..14) == Some(&[0x08, 0x06]) {
@@ -309,6 +384,10 @@ impl Generator {
         c.rx_bytes.store(t.rx_bytes, Ordering::Relaxed);
         c.rx_other.store(t.rx_other, Ordering::Relaxed);
         c.arp_replies.store(t.arp, Ordering::Relaxed);
+        c.offered_new.store(t.offered_new, Ordering::Relaxed);
+        c.rx_new_syn.store(t.rx_new_syn, Ordering::Relaxed);
+        c.rx_new_ack.store(t.rx_new_ack, Ordering::Relaxed);
+        c.rx_new_synack.store(t.rx_new_synack, Ordering::Relaxed);
     }
 }
 

@@ -12,6 +12,8 @@ pub const IMIX: [usize; 12] = [60, 60, 60, 60, 60, 60, 60, 590, 590, 590, 590, 1
 
 /// The flood's sources: 100.64.0.0/10, apart from every established client (10.0.0.0/8).
 pub const FLOOD_FIRST_OCTET: u8 = 100;
+/// Legitimate new clients during a flood: 11.0.0.0/8.
+pub const NEW_FIRST_OCTET: u8 = 11;
 
 const ETH: usize = 14;
 const IP: usize = 20;
@@ -35,6 +37,57 @@ pub fn source_of(frame: &[u8]) -> Option<[u8; 4]> {
     }
     let at = if *frame.get(ETH + 9)? == 4 { ETH + IP + 12 } else { ETH + 12 };
     frame.get(at..at + 4)?.try_into().ok()
+}
+
+/// The TCP flags of a received frame (the inner segment of an IPIP packet).
+#[inline]
+pub fn tcp_flags_of(frame: &[u8]) -> Option<u8> {
+    let at = if *frame.get(ETH + 9)? == 4 { ETH + IP + IP } else { ETH + IP };
+    frame.get(at + 13).copied()
+}
+
+/// The IPv4 destination of a received frame (the outer one of an IPIP packet).
+#[inline]
+pub fn destination_of(frame: &[u8]) -> Option<[u8; 4]> {
+    frame.get(ETH + 16..ETH + 20)?.try_into().ok()
+}
+
+/// Turns a NAT-rewritten SYN (client -> real server) into the server's SYN-ACK in place: addresses,
+/// ports and MACs swapped, SYN|ACK set, both checksums recomputed. `mac` is the generator's own (the
+/// server side's) MAC. `false` if the frame is not a plain TCP/IPv4 SYN.
+pub fn syn_to_synack(frame: &mut [u8], mac: [u8; 6]) -> bool {
+    if frame.len() < ETH + IP + 20 || frame.get(12..14) != Some(&[0x08, 0x00][..]) || frame[ETH + 9] != 6 {
+        return false;
+    }
+    let ihl = usize::from(frame[ETH] & 0x0f) * 4;
+    let tcp = ETH + ihl;
+    let ip_len = usize::from(u16::from_be_bytes([frame[ETH + 2], frame[ETH + 3]]));
+    if ihl != IP || frame.len() < ETH + ip_len || ip_len < IP + 20 {
+        return false;
+    }
+    let dut_mac: [u8; 6] = frame[6..12].try_into().unwrap_or_default();
+    frame[0..6].copy_from_slice(&dut_mac);
+    frame[6..12].copy_from_slice(&mac);
+    for i in 0..4 {
+        frame.swap(ETH + 12 + i, ETH + 16 + i);
+    }
+    frame.swap(tcp, tcp + 2);
+    frame.swap(tcp + 1, tcp + 3);
+    let seq = u32::from_be_bytes(frame[tcp + 4..tcp + 8].try_into().unwrap_or_default());
+    frame[tcp + 8..tcp + 12].copy_from_slice(&seq.wrapping_add(1).to_be_bytes());
+    frame[tcp + 4..tcp + 8].copy_from_slice(&0x3000_0000u32.to_be_bytes());
+    frame[tcp + 13] = TCP_FLAGS_SYN | TCP_FLAGS_ACK;
+    frame[ETH + 10..ETH + 12].copy_from_slice(&[0, 0]);
+    let ip_sum = checksum::finish(checksum::sum(0, &frame[ETH..ETH + IP]));
+    frame[ETH + 10..ETH + 12].copy_from_slice(&ip_sum.to_be_bytes());
+    let src: [u8; 4] = frame[ETH + 12..ETH + 16].try_into().unwrap_or_default();
+    let dst: [u8; 4] = frame[ETH + 16..ETH + 20].try_into().unwrap_or_default();
+    frame[tcp + 16..tcp + 18].copy_from_slice(&[0, 0]);
+    let seg_len = (ip_len - IP) as u16;
+    let pseudo = checksum::pseudo_header_v4(src.into(), dst.into(), 6, seg_len);
+    let sum = checksum::finish(checksum::sum(pseudo, &frame[tcp..ETH + ip_len]));
+    frame[tcp + 16..tcp + 18].copy_from_slice(&sum.to_be_bytes());
+    true
 }
 
 /// A TCP/IPv4 frame of one size with the client address and port zero; `ip_sum` and `tcp_sum` are
@@ -135,6 +188,24 @@ mod tests {
                 assert_eq!(source_of(&out), Some(Ipv4Addr::from(ip).octets()));
             }
         }
+    }
+
+    #[test]
+    fn a_syn_becomes_the_servers_synack() {
+        let t = Template::new(&addressing(), 60, true);
+        let mut f = vec![0u8; t.len()];
+        t.write(&mut f, u32::from(Ipv4Addr::new(11, 0, 0, 5)), 4000);
+        // As the director's NAT would: to the server 198.19.0.10:8080 (checksums redone by the test).
+        f[ETH + 16..ETH + 20].copy_from_slice(&[198, 19, 0, 10]);
+        f[ETH + IP + 2..ETH + IP + 4].copy_from_slice(&8080u16.to_be_bytes());
+        assert!(syn_to_synack(&mut f, [2, 0, 0, 0, 0x0a, 1]));
+        assert!(checksum::verify(&f[ETH..ETH + IP]));
+        let pseudo = checksum::pseudo_header_v4([198, 19, 0, 10].into(), [11, 0, 0, 5].into(), 6, 26);
+        assert_eq!(checksum::fold(checksum::sum(pseudo, &f[ETH + IP..])), 0xffff);
+        assert_eq!(tcp_flags_of(&f), Some(0x12));
+        assert_eq!(source_of(&f), Some([198, 19, 0, 10]));
+        assert_eq!(destination_of(&f), Some([11, 0, 0, 5]));
+        assert_eq!(&f[ETH + IP..ETH + IP + 4], &[0x1f, 0x90, 0x0f, 0xa0]);
     }
 
     #[test]
