@@ -17,6 +17,7 @@
 mod bench;
 mod generator;
 mod packets;
+mod pauses;
 mod running;
 
 use std::fmt::Write as _;
@@ -62,6 +63,13 @@ enum Cmd {
         /// Also write the table as CSV to this file.
         #[arg(long)]
         csv: Option<PathBuf>,
+    },
+    /// How long a director worker pauses while rvsd changes and reads its state (a 10,000-service
+    /// restore, scrapes, -Lnc, an mh rebuild).
+    Pauses {
+        /// The rvsd binary (default: next to this one; rvsadm beside it).
+        #[arg(long)]
+        rvsd: Option<PathBuf>,
     },
     /// The director (NAT, DR, TUN) against an in-process DPDK traffic generator over net_memif, with
     /// dpdk-testpmd through the same ports for the ratio; writes director.md, director.csv and
@@ -194,6 +202,7 @@ fn main() -> Result<()> {
                 out_dir,
             })
         }
+        Cmd::Pauses { rvsd } => pauses::run(rvsd_path(rvsd)?),
         Cmd::Baseline { seconds, warmup_seconds, rvsd, testpmd, no_huge, rounds, csv } => {
             let rvsd = rvsd_path(rvsd)?;
             let run = Run { rvsd, testpmd, seconds, warmup: warmup_seconds, no_huge, rounds: rounds.max(1) };

@@ -94,6 +94,11 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
             .len();
         info!(path = %path.display(), commands = n, "rules loaded");
     }
+    let started = Instant::now();
+    let mut rates = crate::rates::Estimator::default();
+    let eal = Eal::init(&cfg.eal.to_args()).context(|| "starting the DPDK EAL".into())?;
+    // The control and metrics threads start after the EAL has pinned this thread to the main lcore's
+    // CPU, so that they inherit that affinity and never preempt a worker on its own CPU.
     let control = ControlServer::bind(&cfg.socket_path, cfg.socket_group.as_deref())
         .map_err(|source| DaemonError::Control { path: cfg.socket_path.display().to_string(), source })?;
     info!(socket = %cfg.socket_path.display(), "control socket listening");
@@ -106,9 +111,6 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
         }
         None => None,
     };
-    let started = Instant::now();
-    let mut rates = crate::rates::Estimator::default();
-    let eal = Eal::init(&cfg.eal.to_args()).context(|| "starting the DPDK EAL".into())?;
     let pool =
         Mempool::new(&cfg.mempool).context(|| format!("creating mempool of {} mbufs", cfg.mempool.mbufs))?;
     let mut summary = Summary { mbufs_capacity: pool.capacity(), tsc_hz: eal.tsc_hz(), ..Summary::default() };
@@ -301,6 +303,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
                     dpdk_version: build.dpdk_version,
                     ports: &port_stats,
                     workers: &worker_stats,
+                    tsc_hz: summary.tsc_hz,
                     workers_running: &running,
                     pool: (pool.name(), pool.in_use(), pool.capacity()),
                     ipvs: &snap,

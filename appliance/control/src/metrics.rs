@@ -33,6 +33,8 @@ pub struct Sources<'a> {
     pub dpdk_version: &'a str,
     pub ports: &'a [(String, PortStats)],
     pub workers: &'a [(u32, CounterSnapshot)],
+    /// TSC ticks per second (worker cycle counts to seconds).
+    pub tsc_hz: u64,
     /// Whether each worker's loop is running (false: it stopped or panicked, and rvsd is exiting).
     pub workers_running: &'a [(u32, bool)],
     pub pool: (&'a str, u32, u32),
@@ -192,6 +194,12 @@ pub fn render(s: &Sources<'_>) -> String {
     }
     for (lcore, w) in s.workers {
         let l = [("worker", lcore.to_string())];
+        f.gauge(
+            "rvs_worker_longest_pause_seconds",
+            "The longest a worker spent away from its queues at once since it started (expiry, configuration changes, reports).",
+            &l,
+            w.longest_pause_cycles as f64 / s.tsc_hz.max(1) as f64,
+        );
         f.counter("rvs_worker_received_packets_total", "Packets a worker received.", &l, w.rx_packets);
         f.counter("rvs_worker_transmitted_packets_total", "Packets a worker sent.", &l, w.tx_packets);
         f.counter(

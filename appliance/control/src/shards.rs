@@ -12,8 +12,12 @@ use rvs_dataplane::WorkerMsg;
 use rvs_ipvs::{DefenseCounters, DropCounters, Ipvs, Op, ShardReport, Time};
 use tracing::warn;
 
-/// How long a report may take before the worker is reported as not answering.
-const REPORT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a report may take before the worker is reported as not answering (workers build it a
+/// share per millisecond: 256 services, or 1024 connection slots).
+const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The same with every connection (-Lc walks the whole table, 1024 slots a millisecond: 10 M slots
+/// take 10 s).
+const CONNS_REPORT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Every worker's channel; empty when the workers run no IPVS (the L2 modes).
 #[derive(Debug, Default)]
@@ -52,7 +56,7 @@ impl Shards {
             .count();
         let mut out = Vec::with_capacity(asked);
         for _ in 0..asked {
-            match rx.recv_timeout(REPORT_TIMEOUT) {
+            match rx.recv_timeout(if conns { CONNS_REPORT_TIMEOUT } else { REPORT_TIMEOUT }) {
                 Ok(r) => out.push(r),
                 Err(_) => {
                     warn!("a worker did not report in time");

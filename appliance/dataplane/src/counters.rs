@@ -151,6 +151,9 @@ pub struct WorkerCounters {
     busy_cycles: AtomicU64,
     /// TSC cycles of all iterations.
     loop_cycles: AtomicU64,
+    /// The longest the worker spent away from its queues at once (its millisecond housekeeping:
+    /// expiry, configuration changes, reports), in TSC cycles, since it started.
+    longest_pause_cycles: AtomicU64,
 }
 
 /// A point-in-time copy of [`WorkerCounters`].
@@ -167,6 +170,7 @@ pub struct CounterSnapshot {
     pub polls: u64,
     pub busy_cycles: u64,
     pub loop_cycles: u64,
+    pub longest_pause_cycles: u64,
 }
 
 impl Default for CounterSnapshot {
@@ -182,6 +186,7 @@ impl Default for CounterSnapshot {
             polls: 0,
             busy_cycles: 0,
             loop_cycles: 0,
+            longest_pause_cycles: 0,
         }
     }
 }
@@ -218,6 +223,7 @@ impl CounterSnapshot {
             polls: a.polls + b.polls,
             busy_cycles: a.busy_cycles + b.busy_cycles,
             loop_cycles: a.loop_cycles + b.loop_cycles,
+            longest_pause_cycles: a.longest_pause_cycles.max(b.longest_pause_cycles),
         })
     }
 }
@@ -259,6 +265,14 @@ impl WorkerCounters {
         self.neighbours_evicted.store(total, Ordering::Relaxed);
     }
 
+    /// Records a pause of `cycles` (kept if the longest so far; single writer).
+    #[inline]
+    pub fn note_pause(&self, cycles: u64) {
+        if cycles > self.longest_pause_cycles.load(Ordering::Relaxed) {
+            self.longest_pause_cycles.store(cycles, Ordering::Relaxed);
+        }
+    }
+
     #[inline]
     pub fn count_drop(&self, r: Drop) {
         self.add_drops(r, 1);
@@ -298,6 +312,7 @@ impl WorkerCounters {
             polls: self.polls.load(Ordering::Relaxed),
             busy_cycles: self.busy_cycles.load(Ordering::Relaxed),
             loop_cycles: self.loop_cycles.load(Ordering::Relaxed),
+            longest_pause_cycles: self.longest_pause_cycles.load(Ordering::Relaxed),
         }
     }
 }

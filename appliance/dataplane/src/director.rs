@@ -2,13 +2,14 @@
 //! queue on every port, its IPVS shard and neighbour table, and takes configuration changes from the
 //! management core between bursts.
 
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rvs_dpdk::{Mbuf, Mempool, PacketBurst, RxQueue, TxQueue, rdtsc};
-use rvs_ipvs::{ConnInfo, Op, ShardReport, Time};
+use rvs_ipvs::{ConnInfo, Op, ReportCursor, ShardReport, Time};
 
 use crate::counters::{Drop, LoopTimer, WorkerCounters};
 use crate::pipeline::{Action, Pipeline};
@@ -59,6 +60,27 @@ const INBOX_BUDGET: usize = 64;
 pub const HOLD_CAPACITY: usize = 256;
 /// Connection-table entries examined per expiry run (one run per millisecond).
 const EXPIRE_BUDGET: usize = 256;
+/// Configuration ops applied per millisecond, at most: a restore of thousands of services is spread
+/// over milliseconds instead of stopping the worker for all of it (ipvsadm -R is applied line by
+/// line by the kernel too; rvs validated the whole batch on the management core first).
+const OPS_PER_TURN: usize = 64;
+/// Report units (a service, or 4 connection slots) built per millisecond for listings and scrapes.
+const REPORT_UNITS_PER_TURN: usize = 256;
+
+/// Control work waiting for the worker's next turns.
+#[derive(Default)]
+struct Backlog {
+    /// Batches being applied, and how far.
+    ops: VecDeque<(Arc<[Op]>, usize)>,
+    /// Reports asked for; each starts once the changes asked before it are applied.
+    reports: VecDeque<PendingReport>,
+}
+
+struct PendingReport {
+    conns: bool,
+    reply: Sender<ShardReport>,
+    building: Option<(ShardReport, ReportCursor)>,
+}
 
 /// One port's queues, as a worker holds them.
 #[derive(Debug)]
@@ -102,6 +124,7 @@ impl DirectorWorker {
         let origin = rdtsc();
         let mut last_ms: Time = 0;
         let mut timer = LoopTimer::new();
+        let mut backlog = Backlog::default();
         self.pipeline.refresh_vips();
         while !self.stop.load(Ordering::Relaxed) {
             let t0 = rdtsc();
@@ -184,6 +207,8 @@ impl DirectorWorker {
                 if self.panic_after_ms.is_some_and(|t| now >= t) {
                     injected_panic();
                 }
+                // The millisecond's housekeeping: the packets behind it wait for all of it.
+                let pause_from = rdtsc();
                 self.pipeline.ipvs.expire(now, EXPIRE_BUDGET);
                 self.pipeline.tick(now);
                 // Held packets whose neighbour was given up on.
@@ -193,7 +218,8 @@ impl DirectorWorker {
                     neigh.is_pending(h.port, h.next_hop) || neigh.get(h.port, h.next_hop).is_some()
                 });
                 self.counters.add_drops(Drop::NoNeighbour, (before - held.len()) as u64);
-                self.serve_control(now);
+                self.serve_control(now, &mut backlog);
+                self.counters.note_pause(rdtsc().wrapping_sub(pause_from));
             }
             timer.turn(&self.counters, t0, moved);
         }
@@ -246,20 +272,49 @@ impl DirectorWorker {
         }
     }
 
-    /// Configuration changes and report requests, between bursts.
-    fn serve_control(&mut self, now: Time) {
+    /// Configuration changes and report requests, between bursts, a bounded share per turn.
+    fn serve_control(&mut self, now: Time, backlog: &mut Backlog) {
         loop {
             match self.control.try_recv() {
-                Ok(WorkerMsg::Apply(ops)) => {
-                    let failed = self.pipeline.apply(&ops);
-                    if failed > 0 {
-                        tracing::error!(failed, "configuration ops the management core accepted failed here");
-                    }
-                }
+                Ok(WorkerMsg::Apply(ops)) => backlog.ops.push_back((ops, 0)),
                 Ok(WorkerMsg::Report { conns, reply }) => {
-                    let _ = reply.send(self.pipeline.ipvs.report(conns, now));
+                    backlog.reports.push_back(PendingReport { conns, reply, building: None });
                 }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        let (mut budget, mut finished, mut failed) = (OPS_PER_TURN, false, 0);
+        while budget > 0 {
+            let Some((batch, at)) = backlog.ops.front_mut() else { break };
+            let end = (*at + budget).min(batch.len());
+            failed += self.pipeline.apply_ops(batch.get(*at..end).unwrap_or_default());
+            budget -= end - *at;
+            *at = end;
+            if *at >= batch.len() {
+                backlog.ops.pop_front();
+                finished = true;
+            }
+        }
+        if finished {
+            self.pipeline.finish_batch();
+        }
+        if failed > 0 {
+            tracing::error!(failed, "configuration ops the management core accepted failed here");
+        }
+        // A report reflects every change asked for before it.
+        if !backlog.ops.is_empty() {
+            return;
+        }
+        let Some(p) = backlog.reports.front_mut() else { return };
+        let ipvs = &self.pipeline.ipvs;
+        let (report, at) =
+            p.building.get_or_insert_with(|| (ipvs.report_start(now), ReportCursor::default()));
+        if ipvs.report_step(report, at, p.conns, REPORT_UNITS_PER_TURN) {
+            if let Some(done) = backlog.reports.pop_front() {
+                if let Some((report, _)) = done.building {
+                    // The management core may have given up waiting; nothing to do then.
+                    let _ = done.reply.send(report);
+                }
             }
         }
     }

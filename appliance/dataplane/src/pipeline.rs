@@ -76,6 +76,12 @@ pub struct Pipeline {
     pub ttl: TtlPolicy,
     /// VIPs (IPv4) -> the port that answers ARP for them (`None`: every port).
     vips: HashMap<Ipv4Addr, Option<usize>>,
+    /// Services (and FWM classifier hosts) that make each VIP one: it goes with the last.
+    vip_refs: HashMap<Ipv4Addr, u32>,
+    /// Firewall-mark services configured.
+    fwm_services: u32,
+    /// A service changed since the affinity prefixes were computed.
+    affinity_dirty: bool,
     tun_ident: u16,
     /// ARP requests to send: (target, port).
     pub arp_requests: Vec<(Ipv4Addr, usize)>,
@@ -114,6 +120,9 @@ impl Pipeline {
             neigh: Neighbours::new(4096),
             ttl: TtlPolicy::Decrement,
             vips: HashMap::new(),
+            vip_refs: HashMap::new(),
+            fwm_services: 0,
+            affinity_dirty: false,
             tun_ident: 0,
             arp_requests: Vec::with_capacity(SIDE_QUEUE),
             announce: Vec::with_capacity(SIDE_QUEUE),
@@ -138,6 +147,7 @@ impl Pipeline {
     pub fn predict_rss(&mut self, me: usize, ports: Vec<Option<RssPredictor>>) {
         self.retry_unmatched = true;
         self.predict = Some((me, ports));
+        self.refresh_affinity();
     }
 
     #[inline]
@@ -146,35 +156,132 @@ impl Pipeline {
         Action::Drop
     }
 
-    /// Applies a published batch of configuration changes (between bursts), then refreshes the VIP
-    /// set and queues gratuitous ARP for VIPs that appeared. Returns how many ops failed (none, when
-    /// the management core validated them on the same configuration).
+    /// Applies a published batch of configuration changes (between bursts), keeping the VIP set and
+    /// queueing gratuitous ARP for VIPs that appeared. Returns how many ops failed (none, when the
+    /// management core validated them on the same configuration).
     pub fn apply(&mut self, ops: &[Op]) -> usize {
-        let failed = ops.iter().filter(|op| self.ipvs.apply(op).is_err()).count();
-        self.refresh_vips();
+        let failed = self.apply_ops(ops);
+        self.finish_batch();
         failed
     }
 
-    /// Recomputes the VIP set from the services and the classifier (FWM services have no address of
-    /// their own; the classifier's host destinations are their VIPs).
-    pub fn refresh_vips(&mut self) {
-        let mut next: HashMap<Ipv4Addr, Option<usize>> = HashMap::new();
-        let port_of = |ip: Ipv4Addr| self.net.interfaces.iter().position(|i| i.contains(ip));
-        for (_, cfg, _, _) in self.ipvs.services() {
-            if let rvs_ipvs::ServiceKey::Addr { addr: IpAddr::V4(a), .. } = cfg.key {
-                next.insert(a, port_of(a));
+    /// Applies ops, keeping the VIP set up to date as each one lands (a worker applying a large
+    /// batch a share at a time calls [`Pipeline::finish_batch`] at its end). Returns how many failed.
+    pub fn apply_ops(&mut self, ops: &[Op]) -> usize {
+        let mut failed = 0;
+        for op in ops {
+            if self.ipvs.apply(op).is_ok() {
+                self.note_applied(op);
+            } else {
+                failed += 1;
             }
         }
-        let has_fwm =
-            self.ipvs.services().any(|(_, c, _, _)| matches!(c.key, rvs_ipvs::ServiceKey::Fwmark { .. }));
-        if has_fwm {
-            for r in &self.net.classifier {
-                if r.prefix_len == 32 {
-                    next.insert(r.destination, port_of(r.destination));
+        failed
+    }
+
+    /// After a whole batch: the client-affinity prefixes, if a service changed (used with RSS
+    /// prediction only; a walk over the services, so once per batch rather than per op).
+    pub fn finish_batch(&mut self) {
+        if std::mem::take(&mut self.affinity_dirty) {
+            self.refresh_affinity();
+        }
+    }
+
+    /// What an applied op changes in the VIP set: per op, never a walk over every service, so a
+    /// restore of thousands of services costs the worker no long pause.
+    fn note_applied(&mut self, op: &Op) {
+        match op {
+            Op::AddService(cfg) => self.vip_key(cfg.key, true),
+            Op::DelService(key) => self.vip_key(*key, false),
+            // Every service went: recounting what is left is cheap.
+            Op::Clear => self.refresh_vips(),
+            _ => {}
+        }
+        if matches!(op, Op::AddService(_) | Op::EditService(_) | Op::DelService(_) | Op::Clear) {
+            self.affinity_dirty = true;
+        }
+    }
+
+    fn vip_key(&mut self, key: rvs_ipvs::ServiceKey, add: bool) {
+        match key {
+            rvs_ipvs::ServiceKey::Addr { addr: IpAddr::V4(a), .. } => self.vip_ref(a, add),
+            rvs_ipvs::ServiceKey::Fwmark { .. } => {
+                let before = self.fwm_services;
+                self.fwm_services = if add { before + 1 } else { before.saturating_sub(1) };
+                // FWM services have no address of their own: the classifier's hosts are their VIPs
+                // while any exists.
+                if (before == 0) != (self.fwm_services == 0) {
+                    let hosts: Vec<Ipv4Addr> = self
+                        .net
+                        .classifier
+                        .iter()
+                        .filter(|r| r.prefix_len == 32)
+                        .map(|r| r.destination)
+                        .collect();
+                    for h in hosts {
+                        self.vip_ref(h, add);
+                    }
                 }
             }
+            rvs_ipvs::ServiceKey::Addr { .. } => {}
         }
+    }
+
+    /// Counts a reference to `vip`; the first makes it a VIP (announced), the last removes it.
+    fn vip_ref(&mut self, vip: Ipv4Addr, add: bool) {
+        let n = self.vip_refs.entry(vip).or_insert(0);
+        *n = if add { *n + 1 } else { n.saturating_sub(1) };
+        if *n == 0 {
+            self.vip_refs.remove(&vip);
+            self.vips.remove(&vip);
+        } else if !self.vips.contains_key(&vip) {
+            let port = self.net.interfaces.iter().position(|i| i.contains(vip));
+            self.vips.insert(vip, port);
+            self.announce_vip(vip, port);
+        }
+    }
+
+    fn announce_vip(&mut self, vip: Ipv4Addr, port: Option<usize>) {
+        let ports = match port {
+            Some(p) => p..p + 1,
+            None => 0..self.net.interfaces.len(),
+        };
+        for p in ports {
+            if self.announce.len() < SIDE_QUEUE {
+                self.announce.push((vip, p));
+            }
+        }
+    }
+
+    /// Recomputes the VIP set from the services and the classifier (FWM services have no address of
+    /// their own; the classifier's host destinations are their VIPs), at start and after -C.
+    pub fn refresh_vips(&mut self) {
+        let old = std::mem::take(&mut self.vips);
+        self.vip_refs.clear();
+        self.fwm_services = 0;
+        let mark = self.announce.len();
+        let keys: Vec<rvs_ipvs::ServiceKey> = self.ipvs.services().map(|(_, cfg, _, _)| cfg.key).collect();
+        for k in keys {
+            self.vip_key(k, true);
+        }
+        // Only VIPs that are new since before are announced.
+        let mut i = mark;
+        while i < self.announce.len() {
+            if self.announce.get(i).is_some_and(|(v, _)| old.contains_key(v)) {
+                self.announce.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        self.refresh_affinity();
+    }
+
+    /// Destinations of persistent services, as prefixes (see `affinity`).
+    fn refresh_affinity(&mut self) {
         self.affinity.clear();
+        if self.predict.is_none() {
+            return;
+        }
         for (_, cfg, _, _) in self.ipvs.services().filter(|(_, c, _, _)| c.persistence.is_some()) {
             match cfg.key {
                 rvs_ipvs::ServiceKey::Addr { addr: IpAddr::V4(a), .. } => self.affinity.push((a, 32)),
@@ -188,20 +295,6 @@ impl Pipeline {
                 rvs_ipvs::ServiceKey::Addr { .. } => {}
             }
         }
-        for (&vip, &port) in &next {
-            if !self.vips.contains_key(&vip) {
-                let ports = match port {
-                    Some(p) => p..p + 1,
-                    None => 0..self.net.interfaces.len(),
-                };
-                for p in ports {
-                    if self.announce.len() < SIDE_QUEUE {
-                        self.announce.push((vip, p));
-                    }
-                }
-            }
-        }
-        self.vips = next;
     }
 
     pub fn is_vip(&self, ip: Ipv4Addr) -> bool {
@@ -871,6 +964,31 @@ mod tests {
         let mut b = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02));
         assert_eq!(p.handle(0, &mut b, 2), Action::Tx(1));
         assert_eq!(&b.bytes()[..6], &RS_MAC[..], "still to the real server");
+    }
+
+    /// The VIP set follows each op (no walk over every service per batch): a VIP stays while any
+    /// service uses it, an FWM service's classifier hosts while any FWM service exists.
+    #[test]
+    fn vips_follow_services_op_by_op() {
+        let (mut p, _) = pipeline();
+        let k80 = ServiceKey::Addr { protocol: 6, addr: VIP.into(), port: 80 };
+        let k443 = ServiceKey::Addr { protocol: 6, addr: VIP.into(), port: 443 };
+        let fwm = ServiceKey::Fwmark { mark: 1, v6: false };
+        let mut cfg = ServiceConfig::new(fwm, SchedulerKind::Rr);
+        cfg.persistence = Some(rvs_ipvs::Persistence { timeout_seconds: 300, prefix_len: 32 });
+        p.apply(&[
+            Op::AddService(ServiceConfig::new(k80, SchedulerKind::Rr)),
+            Op::AddService(ServiceConfig::new(k443, SchedulerKind::Rr)),
+            Op::AddService(cfg),
+        ]);
+        assert!(p.is_vip(VIP) && p.is_vip([192, 0, 2, 90].into()));
+        assert_eq!(p.announce.iter().filter(|(v, _)| *v == VIP).count(), 1, "announced once");
+        p.apply(&[Op::DelService(k80)]);
+        assert!(p.is_vip(VIP), "443 still uses it");
+        p.apply(&[Op::DelService(k443), Op::DelService(fwm)]);
+        assert!(!p.is_vip(VIP) && !p.is_vip([192, 0, 2, 90].into()));
+        p.apply(&[Op::AddService(ServiceConfig::new(k80, SchedulerKind::Rr)), Op::Clear]);
+        assert!(!p.is_vip(VIP));
     }
 
     #[test]

@@ -131,6 +131,9 @@ impl DefenseCounters {
 /// SYN went without one): long enough for SYN-ACK retransmissions (1, 2, 4 s).
 const STATELESS_GRACE_MS: Time = 10_000;
 
+/// Services whose scheduler housekeeping one expiry run does.
+const SCHED_TICKS_PER_RUN: usize = 64;
+
 /// Where a client packet goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InVerdict {
@@ -214,6 +217,8 @@ pub struct Ipvs {
     /// drop_packet's countdown, and drop_entry's place in the table.
     drop_counter: u32,
     drop_cursor: [u32; 2],
+    /// The next service whose scheduler [`Ipvs::expire`] ticks.
+    sched_cursor: usize,
     /// Keys the schedulers' hashes (mh) and random choices (twos). Shards of one director share it,
     /// so every worker maps a client to the same server; the connection tables' keys differ.
     sched_seed: u64,
@@ -261,6 +266,7 @@ impl Ipvs {
             stateless_at: None,
             drop_counter: 0,
             drop_cursor: [0; 2],
+            sched_cursor: 0,
             sched_seed: seed,
             scratch: Vec::new(),
         }
@@ -669,6 +675,37 @@ impl Ipvs {
             let dests = s.dests.iter().filter_map(|&d| self.dest(d).map(|x| (d, x))).collect();
             Some((ServiceId(i as u32), &s.cfg, &s.stats, dests))
         })
+    }
+
+    /// Services configured.
+    pub fn service_count(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Slots of the service arena (live, deleted or free), for walking it a share at a time.
+    pub(crate) fn service_slots(&self) -> usize {
+        self.services.len()
+    }
+
+    /// The service in arena slot `i`, as [`Ipvs::services`] lists it, if live.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn service_at(&self, i: usize) -> Option<(&ServiceConfig, &Stats, Vec<(DestId, &Dest)>)> {
+        let s = self.services.get(i)?.as_ref().filter(|s| !s.removed)?;
+        let dests = s.dests.iter().filter_map(|&d| self.dest(d).map(|x| (d, x))).collect();
+        Some((&s.cfg, &s.stats, dests))
+    }
+
+    /// (IPv4 table slots, IPv4 + IPv6 table slots): the connection slots a report walks.
+    pub(crate) fn conn_slots(&self) -> (usize, usize) {
+        (self.v4.capacity(), self.v4.capacity() + self.v6.capacity())
+    }
+
+    /// The live entry in connection slot `i` (IPv4 slots first, then IPv6).
+    pub(crate) fn conn_at(&self, i: usize, v4_slots: usize) -> Option<ConnInfo> {
+        match i.checked_sub(v4_slots) {
+            None => self.v4.get(u32::try_from(i).ok()?),
+            Some(j) => self.v6.get(u32::try_from(j).ok()?),
+        }
     }
 
     pub fn service_id(&self, key: &ServiceKey) -> Option<ServiceId> {
@@ -1217,8 +1254,14 @@ impl Ipvs {
             }
             self.scratch = gone;
         }
-        for s in self.services.iter_mut().flatten() {
-            s.sched.tick(now);
+        // Scheduler housekeeping (lblc/lblcr cache expiry, on a scale of minutes): a share of the
+        // services per run, so thousands of services cost each run the same as a few.
+        let slots = self.services.len();
+        for _ in 0..slots.min(SCHED_TICKS_PER_RUN) {
+            self.sched_cursor = if self.sched_cursor + 1 >= slots { 0 } else { self.sched_cursor + 1 };
+            if let Some(Some(s)) = self.services.get_mut(self.sched_cursor) {
+                s.sched.tick(now);
+            }
         }
         n
     }

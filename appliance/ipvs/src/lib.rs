@@ -23,7 +23,7 @@ pub mod sysctl;
 
 pub use conn::{ConnInfo, ConnTable};
 pub use engine::{DefenseCounters, DropCounters, DropReason, InVerdict, Ipvs, OutVerdict, PacketMeta};
-pub use ops::{DestReport, Op, ServiceReport, ShardReport};
+pub use ops::{DestReport, Op, ReportCursor, ServiceReport, ShardReport};
 pub use sched::SchedulerKind;
 pub use service::{
     Dest, DestConfig, DestId, Fwd, Persistence, SchedFlags, ServiceConfig, ServiceId, ServiceKey, Stats,

@@ -64,31 +64,90 @@ impl Ipvs {
     }
 
     /// The shard's counters (and, if asked, its connections) for the management core, which sums
-    /// the reports of all workers. Built between bursts; it allocates, so it is asked for on demand
-    /// (a listing, a scrape, the 2-second estimator), never per packet.
+    /// the reports of all workers, built in one go (tests, and shards without a worker).
     pub fn report(&self, with_conns: bool, now: Time) -> ShardReport {
-        let services = self
-            .services()
-            .map(|(_, cfg, stats, dests)| ServiceReport {
-                key: cfg.key,
-                stats: *stats,
-                dests: dests
-                    .into_iter()
-                    .map(|(_, d)| DestReport {
-                        addr: d.cfg.addr,
-                        port: d.cfg.port,
-                        active: d.active,
-                        inactive: d.inactive,
-                        persistent: d.persistent,
-                        stats: d.stats,
-                    })
-                    .collect(),
-            })
-            .collect();
-        let conns = if with_conns { self.connections().collect() } else { Vec::new() };
-        let (entries, capacity) = self.occupancy();
-        ShardReport { now, services, conns, drops: self.drops, defense: self.defense, entries, capacity }
+        let mut r = self.report_start(now);
+        let mut cursor = ReportCursor::default();
+        while !self.report_step(&mut r, &mut cursor, with_conns, usize::MAX / 64) {}
+        r
     }
+
+    /// A report's header: the counters read at once. Services and connections follow, a share at a
+    /// time, through [`Ipvs::report_step`], so a worker never pauses long for a listing or a scrape.
+    pub fn report_start(&self, now: Time) -> ShardReport {
+        let (entries, capacity) = self.occupancy();
+        ShardReport {
+            now,
+            // Room for every service now: growing it a step at a time would copy it over and over.
+            services: Vec::with_capacity(self.service_count()),
+            conns: Vec::new(),
+            drops: self.drops,
+            defense: self.defense,
+            entries,
+            capacity,
+        }
+    }
+
+    /// Adds about `budget` units to `r` (a service is one unit plus one per eight servers;
+    /// four connection-table slots are one); true once the report is complete. Configuration may
+    /// change between steps: the report then mixes instants, as counters read over time do.
+    pub fn report_step(
+        &self,
+        r: &mut ShardReport,
+        at: &mut ReportCursor,
+        with_conns: bool,
+        budget: usize,
+    ) -> bool {
+        let mut budget = budget.max(1);
+        let slots = self.service_slots();
+        while budget > 0 && at.service < slots {
+            if let Some((cfg, stats, dests)) = self.service_at(at.service) {
+                budget = budget.saturating_sub(1 + dests.len() / 8);
+                r.services.push(ServiceReport {
+                    key: cfg.key,
+                    stats: *stats,
+                    dests: dests
+                        .into_iter()
+                        .map(|(_, d)| DestReport {
+                            addr: d.cfg.addr,
+                            port: d.cfg.port,
+                            active: d.active,
+                            inactive: d.inactive,
+                            persistent: d.persistent,
+                            stats: d.stats,
+                        })
+                        .collect(),
+                });
+            }
+            at.service += 1;
+        }
+        if at.service < slots {
+            return false;
+        }
+        if !with_conns {
+            return true;
+        }
+        let (v4, total) = self.conn_slots();
+        if r.conns.capacity() == 0 {
+            r.conns.reserve(self.occupancy().0);
+        }
+        let mut left = budget.saturating_mul(4);
+        while left > 0 && at.conn < total {
+            if let Some(c) = self.conn_at(at.conn, v4).filter(|c| !c.is_mirror()) {
+                r.conns.push(c);
+            }
+            at.conn += 1;
+            left -= 1;
+        }
+        at.conn >= total
+    }
+}
+
+/// Where a report built a share at a time has got to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReportCursor {
+    service: usize,
+    conn: usize,
 }
 
 /// A destination's counters in one shard.

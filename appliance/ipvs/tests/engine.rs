@@ -660,3 +660,31 @@ fn a_syn_flood_neither_fills_the_table_nor_stops_new_clients() {
         ipvs_only.flood_entries
     );
 }
+
+/// A worker builds reports a share per millisecond: the pieces add up to the report made at once.
+#[test]
+fn a_report_built_in_steps_equals_one_built_at_once() {
+    let mut v = Ipvs::new(4096, 64, 3);
+    for i in 0..300u16 {
+        let k = tcp_svc(1000 + i);
+        v.add_service(ServiceConfig::new(k, SchedulerKind::Rr)).unwrap();
+        for d in 0..(i % 20) {
+            v.add_dest(&k, DestConfig::new(ip(&format!("203.0.113.{}", 1 + d)), 80, Fwd::Route)).unwrap();
+        }
+    }
+    v.del_service(&tcp_svc(1005)).unwrap();
+    for c in 0..1000u16 {
+        let _ = v.in_packet(&pkt(proto::TCP, "198.51.100.7", 2000 + c, "192.0.2.80", 1000 + c % 300, SYN), 1);
+    }
+    let whole = v.report(true, 5);
+    let mut r = v.report_start(5);
+    let mut at = rvs_ipvs::ReportCursor::default();
+    let mut steps = 0;
+    while !v.report_step(&mut r, &mut at, true, 7) {
+        steps += 1;
+    }
+    assert!(steps > 100, "{steps} steps");
+    assert_eq!(r, whole);
+    assert_eq!(whole.services.len(), 299);
+    assert!(whole.conns.len() > 900);
+}
