@@ -454,7 +454,7 @@ pub fn execute(d: &mut Director<'_>, req: &Request) -> Response {
             Ok(text) => match restore(d.model, text) {
                 Ok(ops) => {
                     info!(commands = ops.len(), "rules restored");
-                    d.shards.publish(ops);
+                    d.shards.publish(d.model, ops);
                     Response::ok(String::new())
                 }
                 Err(e) => Response::error(2, format!("{e}; nothing was changed")),
@@ -472,7 +472,7 @@ pub fn execute(d: &mut Director<'_>, req: &Request) -> Response {
                 Ok(line) => {
                     info!(name, value, "IPVS setting changed");
                     d.model.sysctl = s;
-                    d.shards.publish(vec![Op::SetSysctl(s)]);
+                    d.shards.publish(d.model, vec![Op::SetSysctl(s)]);
                     Response::ok(line)
                 }
                 Err(e) => Response::error(2, format!("rvsadm: {e}")),
@@ -484,7 +484,7 @@ pub fn execute(d: &mut Director<'_>, req: &Request) -> Response {
         Command::Change(op) => match apply(d.model, &op) {
             Ok(()) => {
                 info!(command = ?args, "configuration changed");
-                d.shards.publish(vec![op]);
+                d.shards.publish(d.model, vec![op]);
                 Response::ok(String::new())
             }
             Err(e) => Response::error(2, e),

@@ -84,7 +84,12 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
     let shutdown = &*signals.shutdown;
     // The IPVS configuration the control socket edits. (The workers' per-shard copies follow it once
     // the IPVS pipeline runs in the data plane.) Rules load before anything starts, all or nothing.
+    // Keys picked per start: the flow-owner hash and the schedulers' are shared by the workers and
+    // the management core's copy (they must agree: mh tables are built on the copy), each
+    // connection table has its own (see random_seed).
+    let (owner_key, sched_seed) = (random_seed(), random_seed());
     let mut model = Ipvs::new(16, 16, 0x5eed);
+    model.set_sched_seed(sched_seed);
     model.sysctl = cfg.sysctl;
     if let Some(path) = &cfg.rules_file {
         let text = std::fs::read_to_string(path)
@@ -137,9 +142,6 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
         }
         _ => None,
     };
-    // Keys picked per start: the flow-owner hash and the schedulers' are shared by the workers (they
-    // must agree), each connection table has its own (see random_seed).
-    let (owner_key, sched_seed) = (random_seed(), random_seed());
     let stop = Arc::new(AtomicBool::new(false));
     let nports = ports.len();
     let lcores = eal.worker_lcores();
@@ -195,6 +197,8 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
                             reason: e.to_string(),
                         })?;
                     }
+                    // From here on, mh tables come from the management core's copy.
+                    shard.defer_sched_tables();
                     let mut pipeline = Pipeline::new(net, shard, Arc::clone(&counters));
                     pipeline.ttl =
                         if spec.decrement_ttl { TtlPolicy::Decrement } else { TtlPolicy::Preserve };
@@ -370,7 +374,7 @@ fn reload_rules(cfg: &Config, model: &mut Ipvs, shards: &Shards) {
     match result {
         Ok(ops) => {
             info!(path = %path.display(), changes = ops.len(), "SIGHUP: rules file re-read");
-            shards.publish(ops);
+            shards.publish(model, ops);
         }
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "SIGHUP: rules file refused; nothing changed")

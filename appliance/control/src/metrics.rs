@@ -200,6 +200,12 @@ pub fn render(s: &Sources<'_>) -> String {
             &l,
             w.longest_pause_cycles as f64 / s.tsc_hz.max(1) as f64,
         );
+        f.counter(
+            "rvs_worker_long_pauses_total",
+            "Housekeeping turns that kept a worker from its queues for more than 50 microseconds.",
+            &l,
+            w.long_pauses,
+        );
         f.counter("rvs_worker_received_packets_total", "Packets a worker received.", &l, w.rx_packets);
         f.counter("rvs_worker_transmitted_packets_total", "Packets a worker sent.", &l, w.tx_packets);
         f.counter(

@@ -9,15 +9,15 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use rvs_adm::listing::Snapshot;
 use rvs_dataplane::WorkerMsg;
-use rvs_ipvs::{DefenseCounters, DropCounters, Ipvs, Op, ShardReport, Time};
+use rvs_ipvs::{DefenseCounters, DropCounters, Ipvs, Op, ServiceKey, ShardReport, Time};
 use tracing::warn;
 
 /// How long a report may take before the worker is reported as not answering (workers build it a
-/// share per millisecond: 256 services, or 1024 connection slots).
+/// share per millisecond: 64 services, or 256 connection slots).
 const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
-/// The same with every connection (-Lc walks the whole table, 1024 slots a millisecond: 10 M slots
-/// take 10 s).
-const CONNS_REPORT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The same with every connection (-Lc walks the whole table, 256 slots a millisecond: 1 M slots take
+/// 4 s, 10 M slots 40 s).
+const CONNS_REPORT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Every worker's channel; empty when the workers run no IPVS (the L2 modes).
 #[derive(Debug, Default)]
@@ -30,10 +30,29 @@ impl Shards {
         Self { workers }
     }
 
-    /// Sends one validated batch to every shard (the same `Arc`, so all apply the same change).
-    pub fn publish(&self, ops: Vec<Op>) {
+    /// Sends one validated batch, already applied to `model`, to every shard (the same `Arc`, so all
+    /// apply the same change). The batch ends with the lookup tables of the mh services it touched,
+    /// as `model` built them: the shards install them instead of building them (a Maglev table of
+    /// 65,537 slots takes a worker a millisecond or more).
+    pub fn publish(&self, model: &Ipvs, mut ops: Vec<Op>) {
         if ops.is_empty() {
             return;
+        }
+        let mut touched: Vec<ServiceKey> = Vec::new();
+        for op in &ops {
+            let key = match op {
+                Op::AddService(c) | Op::EditService(c) => c.key,
+                Op::AddDest(k, _) | Op::EditDest(k, _) | Op::DelDest(k, ..) => *k,
+                _ => continue,
+            };
+            if !touched.contains(&key) {
+                touched.push(key);
+            }
+        }
+        for key in touched {
+            if let Some(t) = model.sched_table(&key) {
+                ops.push(Op::SchedTable(key, t));
+            }
         }
         let batch: Arc<[Op]> = ops.into();
         for w in &self.workers {

@@ -154,6 +154,10 @@ pub struct WorkerCounters {
     /// The longest the worker spent away from its queues at once (its millisecond housekeeping:
     /// expiry, configuration changes, reports), in TSC cycles, since it started.
     longest_pause_cycles: AtomicU64,
+    /// Housekeeping turns that kept the worker away from its queues for more than 50 µs.
+    long_pauses: AtomicU64,
+    /// 50 µs in TSC cycles (set once at start; 0 = not counted).
+    long_pause_cycles: AtomicU64,
 }
 
 /// A point-in-time copy of [`WorkerCounters`].
@@ -171,6 +175,7 @@ pub struct CounterSnapshot {
     pub busy_cycles: u64,
     pub loop_cycles: u64,
     pub longest_pause_cycles: u64,
+    pub long_pauses: u64,
 }
 
 impl Default for CounterSnapshot {
@@ -187,6 +192,7 @@ impl Default for CounterSnapshot {
             busy_cycles: 0,
             loop_cycles: 0,
             longest_pause_cycles: 0,
+            long_pauses: 0,
         }
     }
 }
@@ -224,6 +230,7 @@ impl CounterSnapshot {
             busy_cycles: a.busy_cycles + b.busy_cycles,
             loop_cycles: a.loop_cycles + b.loop_cycles,
             longest_pause_cycles: a.longest_pause_cycles.max(b.longest_pause_cycles),
+            long_pauses: a.long_pauses + b.long_pauses,
         })
     }
 }
@@ -271,6 +278,15 @@ impl WorkerCounters {
         if cycles > self.longest_pause_cycles.load(Ordering::Relaxed) {
             self.longest_pause_cycles.store(cycles, Ordering::Relaxed);
         }
+        let long = self.long_pause_cycles.load(Ordering::Relaxed);
+        if long > 0 && cycles > long {
+            bump(&self.long_pauses, 1);
+        }
+    }
+
+    /// The TSC rate, so that pauses over 50 µs are counted.
+    pub fn set_tsc_hz(&self, hz: u64) {
+        self.long_pause_cycles.store(hz / 20_000, Ordering::Relaxed);
     }
 
     #[inline]
@@ -313,6 +329,7 @@ impl WorkerCounters {
             busy_cycles: self.busy_cycles.load(Ordering::Relaxed),
             loop_cycles: self.loop_cycles.load(Ordering::Relaxed),
             longest_pause_cycles: self.longest_pause_cycles.load(Ordering::Relaxed),
+            long_pauses: self.long_pauses.load(Ordering::Relaxed),
         }
     }
 }

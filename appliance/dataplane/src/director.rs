@@ -64,8 +64,10 @@ const EXPIRE_BUDGET: usize = 256;
 /// over milliseconds instead of stopping the worker for all of it (ipvsadm -R is applied line by
 /// line by the kernel too; rvs validated the whole batch on the management core first).
 const OPS_PER_TURN: usize = 64;
+/// And for no longer than this, in microseconds.
+const CONTROL_BUDGET_US: u64 = 20;
 /// Report units (a service, or 4 connection slots) built per millisecond for listings and scrapes.
-const REPORT_UNITS_PER_TURN: usize = 256;
+const REPORT_UNITS_PER_TURN: usize = 64;
 
 /// Control work waiting for the worker's next turns.
 #[derive(Default)]
@@ -125,6 +127,7 @@ impl DirectorWorker {
         let mut last_ms: Time = 0;
         let mut timer = LoopTimer::new();
         let mut backlog = Backlog::default();
+        self.counters.set_tsc_hz(self.tsc_hz);
         self.pipeline.refresh_vips();
         while !self.stop.load(Ordering::Relaxed) {
             let t0 = rdtsc();
@@ -276,20 +279,25 @@ impl DirectorWorker {
     fn serve_control(&mut self, now: Time, backlog: &mut Backlog) {
         loop {
             match self.control.try_recv() {
-                Ok(WorkerMsg::Apply(ops)) => backlog.ops.push_back((ops, 0)),
+                Ok(WorkerMsg::Apply(ops)) => {
+                    self.pipeline.reserve_for(&ops);
+                    backlog.ops.push_back((ops, 0));
+                }
                 Ok(WorkerMsg::Report { conns, reply }) => {
                     backlog.reports.push_back(PendingReport { conns, reply, building: None });
                 }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
+        // Up to OPS_PER_TURN ops, and no more once CONTROL_BUDGET_US has gone (an op that rebuilds a
+        // scheduler's table costs far more than one that adds a server).
+        let deadline = rdtsc().wrapping_add(self.tsc_hz / 1_000_000 * CONTROL_BUDGET_US);
         let (mut budget, mut finished, mut failed) = (OPS_PER_TURN, false, 0);
-        while budget > 0 {
+        while budget > 0 && rdtsc() < deadline {
             let Some((batch, at)) = backlog.ops.front_mut() else { break };
-            let end = (*at + budget).min(batch.len());
-            failed += self.pipeline.apply_ops(batch.get(*at..end).unwrap_or_default());
-            budget -= end - *at;
-            *at = end;
+            failed += self.pipeline.apply_ops(batch.get(*at..*at + 1).unwrap_or_default());
+            budget -= 1;
+            *at += 1;
             if *at >= batch.len() {
                 backlog.ops.pop_front();
                 finished = true;

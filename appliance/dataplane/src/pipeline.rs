@@ -179,6 +179,17 @@ impl Pipeline {
         failed
     }
 
+    /// Makes room for what a batch adds, before its first op (see [`rvs_ipvs::Ipvs::reserve`]).
+    pub fn reserve_for(&mut self, ops: &[Op]) {
+        let services = ops.iter().filter(|o| matches!(o, Op::AddService(_))).count();
+        let dests = ops.iter().filter(|o| matches!(o, Op::AddDest(..))).count();
+        if services + dests > 64 {
+            self.ipvs.reserve(services, dests);
+            self.vips.reserve(services);
+            self.vip_refs.reserve(services);
+        }
+    }
+
     /// After a whole batch: the client-affinity prefixes, if a service changed (used with RSS
     /// prediction only; a walk over the services, so once per batch rather than per op).
     pub fn finish_batch(&mut self) {

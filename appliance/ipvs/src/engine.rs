@@ -219,6 +219,8 @@ pub struct Ipvs {
     drop_cursor: [u32; 2],
     /// The next service whose scheduler [`Ipvs::expire`] ticks.
     sched_cursor: usize,
+    /// mh tables come built from the management core (Op::SchedTable) instead of being built here.
+    defer_tables: bool,
     /// Keys the schedulers' hashes (mh) and random choices (twos). Shards of one director share it,
     /// so every worker maps a client to the same server; the connection tables' keys differ.
     sched_seed: u64,
@@ -267,9 +269,39 @@ impl Ipvs {
             drop_counter: 0,
             drop_cursor: [0; 2],
             sched_cursor: 0,
+            defer_tables: false,
             sched_seed: seed,
             scratch: Vec::new(),
         }
+    }
+
+    /// A worker's shard: Maglev tables (mh) are built once, on the management core's copy, and
+    /// shipped as [`crate::Op::SchedTable`], instead of 65,537 slots rebuilt by every worker on every
+    /// change of an mh service's servers.
+    pub fn defer_sched_tables(&mut self) {
+        self.defer_tables = true;
+        for s in self.services.iter_mut().flatten() {
+            s.sched.defer_tables();
+        }
+    }
+
+    /// The lookup table of the service's scheduler, if it has one to ship (mh).
+    pub fn sched_table(&self, key: &ServiceKey) -> Option<std::sync::Arc<[u32]>> {
+        let id = self.by_key.get(key)?;
+        self.svc(*id)?.sched.table()
+    }
+
+    /// Installs a table built on another copy of the same configuration.
+    pub fn install_sched_table(
+        &mut self,
+        key: &ServiceKey,
+        table: std::sync::Arc<[u32]>,
+    ) -> Result<(), Error> {
+        let id = *self.by_key.get(key).ok_or(Error::NoService)?;
+        if let Some(s) = self.svc_mut(id) {
+            s.sched.install_table(table);
+        }
+        Ok(())
     }
 
     /// Keys the schedulers (see `sched_seed`); takes effect for services added from now on, so set
@@ -285,7 +317,10 @@ impl Ipvs {
         if self.by_key.contains_key(&cfg.key) {
             return Err(Error::ServiceExists);
         }
-        let sched = Scheduler::new(cfg.scheduler, cfg.mh_table_size, self.sched_seed);
+        let mut sched = Scheduler::new(cfg.scheduler, cfg.mh_table_size, self.sched_seed);
+        if self.defer_tables {
+            sched.defer_tables();
+        }
         let entry = ServiceEntry {
             cfg: cfg.clone(),
             sched,
@@ -313,10 +348,13 @@ impl Ipvs {
     pub fn edit_service(&mut self, cfg: ServiceConfig) -> Result<(), Error> {
         cfg.validate()?;
         let id = *self.by_key.get(&cfg.key).ok_or(Error::NoService)?;
-        let seed = self.sched_seed;
+        let (seed, defer) = (self.sched_seed, self.defer_tables);
         let svc = self.svc_mut(id).ok_or(Error::NoService)?;
         if svc.cfg.scheduler != cfg.scheduler || svc.cfg.mh_table_size != cfg.mh_table_size {
             svc.sched = Scheduler::new(cfg.scheduler, cfg.mh_table_size, seed);
+            if defer {
+                svc.sched.defer_tables();
+            }
         }
         svc.cfg = cfg;
         self.resched(id);
@@ -675,6 +713,16 @@ impl Ipvs {
             let dests = s.dests.iter().filter_map(|&d| self.dest(d).map(|x| (d, x))).collect();
             Some((ServiceId(i as u32), &s.cfg, &s.stats, dests))
         })
+    }
+
+    /// Makes room for `services` more services and `dests` more servers at once, so that a large
+    /// batch grows the arenas and maps once (one allocation) instead of at every doubling on the way.
+    pub fn reserve(&mut self, services: usize, dests: usize) {
+        self.services.reserve(services);
+        self.by_key.reserve(services);
+        self.dests.reserve(dests);
+        self.dest_refs.reserve(dests);
+        self.nat_reverse.reserve(dests);
     }
 
     /// Services configured.

@@ -35,6 +35,9 @@ pub enum Op {
     },
     /// The IPVS knobs, whole (`rvsadm --sysctl NAME=VALUE` and the `[ipvs]` configuration).
     SetSysctl(Sysctl),
+    /// A scheduler's lookup table (mh's Maglev table), built once on the management core's copy
+    /// and installed as is by the workers' shards (see [`Ipvs::defer_sched_tables`]).
+    SchedTable(ServiceKey, std::sync::Arc<[u32]>),
 }
 
 impl Ipvs {
@@ -60,6 +63,7 @@ impl Ipvs {
                 self.sysctl = *s;
                 Ok(())
             }
+            Op::SchedTable(k, t) => self.install_sched_table(k, std::sync::Arc::clone(t)),
         }
     }
 

@@ -688,3 +688,39 @@ fn a_report_built_in_steps_equals_one_built_at_once() {
     assert_eq!(whole.services.len(), 299);
     assert!(whole.conns.len() > 900);
 }
+
+/// mh tables built once on the management core's copy and installed by a worker's shard schedule
+/// exactly as the shard's own would, and a deferred shard never builds one while tables arrive.
+#[test]
+fn maglev_tables_shipped_from_the_model_schedule_as_built_ones() {
+    let k = tcp_svc(80);
+    let setup_mh = |v: &mut Ipvs| {
+        v.set_sched_seed(42);
+        let mut cfg = ServiceConfig::new(k, SchedulerKind::Mh);
+        cfg.mh_table_size = 251;
+        v.apply(&rvs_ipvs::Op::AddService(cfg)).unwrap();
+    };
+    let (mut model, mut own, mut shipped) =
+        (Ipvs::new(100, 10, 1), Ipvs::new(1000, 10, 2), Ipvs::new(1000, 10, 3));
+    for v in [&mut model, &mut own, &mut shipped] {
+        setup_mh(v);
+    }
+    shipped.defer_sched_tables();
+    for i in 0..5u8 {
+        let op =
+            rvs_ipvs::Op::AddDest(k, DestConfig::new(ip(&format!("203.0.113.{}", 10 + i)), 80, Fwd::Route));
+        for v in [&mut model, &mut own, &mut shipped] {
+            v.apply(&op).unwrap();
+        }
+    }
+    let t = model.sched_table(&k).expect("mh has a table");
+    assert_eq!(t.len(), 251);
+    assert!(shipped.sched_table(&k).expect("table").is_empty(), "a deferred shard built nothing");
+    shipped.apply(&rvs_ipvs::Op::SchedTable(k, t)).unwrap();
+    for c in 0..200u16 {
+        let client = format!("198.51.100.{}", c % 250);
+        let (a, b) =
+            (own.in_packet(&syn(&client, 5000 + c), 1), shipped.in_packet(&syn(&client, 5000 + c), 1));
+        assert_eq!(dest_of(a), dest_of(b), "client {client}");
+    }
+}

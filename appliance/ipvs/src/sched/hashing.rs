@@ -2,6 +2,7 @@
 //! consistent hashing, ip_vs_mh.c).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::SchedCtx;
 use crate::service::{Dest, DestId};
@@ -128,26 +129,70 @@ fn addr_key(a: &IpAddr) -> u64 {
 /// Maglev hashing (Eisenbud et al., NSDI 2016; ip_vs_mh.c): a prime-sized lookup table filled by each
 /// server's permutation in turn, `weight / gcd` slots per turn. Removing one of N servers moves
 /// about 1/N of the keys; quiescing one (weight 0) keeps the table and lets mh-fallback walk on.
+///
+/// The table holds positions in the service's server list, not server ids, so one built from the
+/// same list (the management core's copy of the configuration) serves every worker's shard: a
+/// worker can take a table shipped to it ([`Maglev::install`]) instead of spending a millisecond or
+/// more building 65,537 slots itself ([`Maglev::defer`]).
 #[derive(Debug, Clone)]
 pub struct Maglev {
-    table: Vec<Option<DestId>>,
+    table: Arc<[u32]>,
     size: u32,
     seed: u64,
+    /// Tables come from elsewhere: an update only marks the table stale.
+    deferred: bool,
+    /// The server list changed and no table for it has been installed yet.
+    stale: bool,
 }
+
+/// A table slot with no server.
+const NO_SERVER: u32 = u32::MAX;
 
 impl Maglev {
     pub(super) fn new(size: u32, seed: u64) -> Self {
-        Self { table: Vec::new(), size, seed }
+        Self { table: Arc::from(Vec::new()), size, seed, deferred: false, stale: false }
     }
 
-    /// ip_vs_mh_populate.
+    /// From now on, updates wait for [`Maglev::install`] instead of building.
+    pub(super) fn defer(&mut self) {
+        self.deferred = true;
+    }
+
+    /// The current table (to ship to the shards).
+    pub(super) fn table(&self) -> Arc<[u32]> {
+        Arc::clone(&self.table)
+    }
+
+    /// Takes a table built elsewhere from the same server list.
+    pub(super) fn install(&mut self, table: Arc<[u32]>) {
+        if table.len() == self.size as usize || table.is_empty() {
+            self.table = table;
+            self.stale = false;
+        }
+    }
+
+    /// ip_vs_mh_populate (or, deferred, a note that the table no longer fits the list).
     pub(super) fn update(&mut self, ctx: &SchedCtx<'_>) {
-        let m = self.size as usize;
-        self.table = vec![None; m];
-        let list: Vec<(DestId, &Dest)> = ctx.iter().filter(|(_, d)| d.last_weight > 0).collect();
-        if list.is_empty() {
+        if self.deferred {
+            self.stale = true;
             return;
         }
+        self.table = Self::build(ctx, self.size, self.seed).into();
+    }
+
+    fn build(ctx: &SchedCtx<'_>, size: u32, seed: u64) -> Vec<u32> {
+        let m = size as usize;
+        let list: Vec<(u32, &Dest)> = ctx
+            .ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &id)| Some((u32::try_from(i).ok()?, ctx.dest(id)?)))
+            .filter(|(_, d)| d.last_weight > 0)
+            .collect();
+        if list.is_empty() {
+            return Vec::new();
+        }
+        let mut table = vec![NO_SERVER; m];
         let g = list.iter().map(|(_, d)| d.last_weight).fold(0, |a, b| if a == 0 { b } else { gcd(a, b) });
         // Per server: (permutation position, skip, turns).
         let mut perm: Vec<(u64, u64, u32)> = list
@@ -155,23 +200,23 @@ impl Maglev {
             .map(|(_, d)| {
                 let k = addr_key(&d.cfg.addr);
                 let p = u64::from(d.cfg.port);
-                let offset = mix(self.seed, k, p) % u64::from(self.size);
-                let skip = mix(self.seed ^ 0x5bd1_e995, k, p) % u64::from(self.size - 1) + 1;
+                let offset = mix(seed, k, p) % u64::from(size);
+                let skip = mix(seed ^ 0x5bd1_e995, k, p) % u64::from(size - 1) + 1;
                 (offset, skip, (d.last_weight / g.max(1)).max(1))
             })
             .collect();
         let mut filled = 0usize;
         'fill: loop {
-            for (i, (id, _)) in list.iter().enumerate() {
+            for (i, (pos, _)) in list.iter().enumerate() {
                 let Some(ds) = perm.get_mut(i) else { continue };
                 for _ in 0..ds.2 {
                     let mut c = ds.0 as usize;
-                    while self.table.get(c).is_some_and(Option::is_some) {
-                        ds.0 = (ds.0 + ds.1) % u64::from(self.size);
+                    while table.get(c).is_some_and(|s| *s != NO_SERVER) {
+                        ds.0 = (ds.0 + ds.1) % u64::from(size);
                         c = ds.0 as usize;
                     }
-                    if let Some(slot) = self.table.get_mut(c) {
-                        *slot = Some(*id);
+                    if let Some(slot) = table.get_mut(c) {
+                        *slot = *pos;
                     }
                     filled += 1;
                     if filled == m {
@@ -180,6 +225,7 @@ impl Maglev {
                 }
             }
         }
+        table
     }
 
     fn key(&self, ctx: &SchedCtx<'_>, offset: u64) -> usize {
@@ -188,10 +234,23 @@ impl Maglev {
             as usize
     }
 
-    /// ip_vs_mh_schedule (+ ip_vs_mh_get_fallback with mh-fallback).
-    pub(super) fn schedule(&self, ctx: &SchedCtx<'_>) -> Option<DestId> {
+    #[inline]
+    fn at(&self, ctx: &SchedCtx<'_>, slot: usize) -> Option<DestId> {
+        let pos = *self.table.get(slot)?;
+        ctx.ids.get(pos as usize).copied()
+    }
+
+    /// ip_vs_mh_schedule (+ ip_vs_mh_get_fallback with mh-fallback). Between a change of the server
+    /// list and the arrival of its table, a deferred shard answers from the old one as long as it
+    /// picks an available server of the list, and builds the table itself otherwise (rare: only
+    /// when the shipped table is late).
+    pub(super) fn schedule(&mut self, ctx: &SchedCtx<'_>) -> Option<DestId> {
+        if self.stale && self.table.len() != self.size as usize {
+            self.table = Self::build(ctx, self.size, self.seed).into();
+            self.stale = false;
+        }
         let ihash = self.key(ctx, 0);
-        let id = (*self.table.get(ihash)?)?;
+        let id = self.at(ctx, ihash)?;
         if !unavailable(ctx.dest(id)) {
             return Some(id);
         }
@@ -200,7 +259,7 @@ impl Maglev {
         }
         for offset in 0..u64::from(self.size) {
             let roffset = (offset + ihash as u64) % u64::from(self.size);
-            let id = (*self.table.get(self.key(ctx, roffset))?)?;
+            let id = self.at(ctx, self.key(ctx, roffset))?;
             if !unavailable(ctx.dest(id)) {
                 return Some(id);
             }

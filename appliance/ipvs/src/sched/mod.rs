@@ -160,6 +160,28 @@ impl Scheduler {
         }
     }
 
+    /// mh only: from now on, wait for tables built elsewhere ([`Scheduler::install_table`]).
+    pub fn defer_tables(&mut self) {
+        if let Self::Mh(m) = self {
+            m.defer();
+        }
+    }
+
+    /// mh only: the lookup table, to ship to shards that defer theirs.
+    pub fn table(&self) -> Option<std::sync::Arc<[u32]>> {
+        match self {
+            Self::Mh(m) => Some(m.table()),
+            _ => None,
+        }
+    }
+
+    /// mh only: takes a table built from the same server list.
+    pub fn install_table(&mut self, table: std::sync::Arc<[u32]>) {
+        if let Self::Mh(m) = self {
+            m.install(table);
+        }
+    }
+
     /// Picks a destination for a new connection, or none.
     pub fn schedule(&mut self, ctx: &SchedCtx<'_>) -> Option<DestId> {
         match self {
