@@ -503,6 +503,14 @@ impl Harness {
         row.syn_rate = Some(f64::from(flows) / secs);
         row.syn_complete = complete;
         if !complete {
+            // Say where the lost SYNs went (the device's drop counters).
+            if let Ok(body) = scrape_text(&format!("127.0.0.1:{METRICS_PORT}")) {
+                let drops: Vec<&str> = body
+                    .lines()
+                    .filter(|l| l.contains("dropped_packets_total{") && !l.ends_with(" 0"))
+                    .collect();
+                eprintln!("{mode:?} {flows} flows: SYNs lost; the device's drops: {}", drops.join("; "));
+            }
             // Some SYNs were lost (a device drop, or the generator descheduled while the device's TX
             // ring to it was full): a second SYN for a live connection is just forwarded, a lost one
             // creates its connection now, so the established-flow rounds run over every flow.
@@ -664,13 +672,19 @@ impl Harness {
     }
 }
 
-/// Sums of the worker series of a Prometheus text page, by metric name.
-fn scrape(addr: &str) -> Result<std::collections::HashMap<String, f64>> {
+/// A Prometheus text page.
+fn scrape_text(addr: &str) -> Result<String> {
     let mut s = TcpStream::connect(addr).with_context(|| format!("metrics at {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut body = String::new();
     s.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+/// Sums of the worker series of a Prometheus text page, by metric name.
+fn scrape(addr: &str) -> Result<std::collections::HashMap<String, f64>> {
+    let body = scrape_text(addr)?;
     let mut out = std::collections::HashMap::new();
     for line in
         body.lines().filter(|l| l.starts_with("rvs_worker_") || l.starts_with("rvs_connection_table_"))

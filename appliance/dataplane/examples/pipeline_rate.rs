@@ -1,7 +1,8 @@
 //! The director pipeline's per-packet cost on one core, without I/O: frames of established flows
 //! (`flows` of them, visited in a scattered order so the connection table is not cache-resident)
 //! through `Pipeline::handle` — parse, IPVS lookup, NAT / DR / TUN rewrite, route, neighbour — and the
-//! new-connection rate (SYN -> schedule, insert, rewrite). Each packet is first copied into its buffer
+//! new-connection rate (SYN -> schedule, insert, rewrite), and the cost of a SYN-flood packet while
+//! stateless_syn acts (random source, no entry). Each packet is first copied into its buffer
 //! (a 60-byte memcpy, as a NIC would have written it), which is included in the figures.
 //!
 //! `cargo run --release -p rvs-dataplane --example pipeline_rate -- [flows...]`
@@ -90,8 +91,8 @@ fn main() {
         "TSC {ghz:.2} GHz; 60-byte TCP frames; per packet: copy-in, parse, IPVS, rewrite, route, neighbour"
     );
     println!(
-        "{:<5} {:>9} {:>10} {:>9} {:>12} {:>13}",
-        "mode", "flows", "Mpps/core", "cyc/pkt", "new conn/s", "cyc/new conn"
+        "{:<5} {:>9} {:>10} {:>9} {:>12} {:>13} {:>14}",
+        "mode", "flows", "Mpps/core", "cyc/pkt", "new conn/s", "cyc/new conn", "cyc/flood SYN"
     );
     for (name, fwd) in [("nat", Fwd::Masq), ("dr", Fwd::Route), ("tun", Fwd::Tunnel(TunnelType::Ipip))] {
         for &flows in &sizes {
@@ -123,12 +124,23 @@ fn main() {
             let cycles = (rvs_dpdk::rdtsc() - c0) as f64 / n as f64;
             let ns = t.elapsed().as_nanos() as f64 / n as f64;
             assert_eq!(forwarded, n, "every packet of an established flow is forwarded");
+            // A SYN flood's packets while stateless_syn acts: random sources, no entry made.
+            p.ipvs.sysctl.stateless_syn = rvs_ipvs::Mode::ALWAYS;
+            let flood = 1_000_000u32;
+            let c0 = rvs_dpdk::rdtsc();
+            for k in 0..flood {
+                fill(&mut buf, &syn, 0x4000_0000 + k.wrapping_mul(2_654_435_761) % 0x3fff_ffff);
+                let act = p.handle(0, &mut buf, 3);
+                assert!(matches!(act, Action::Tx(1)), "flood SYN {k}: {act:?}");
+            }
+            let flood_cycles = (rvs_dpdk::rdtsc() - c0) as f64 / f64::from(flood);
             println!(
-                "{name:<5} {flows:>9} {:>10.2} {:>9.0} {:>12.0} {:>13.0}",
+                "{name:<5} {flows:>9} {:>10.2} {:>9.0} {:>12.0} {:>13.0} {:>14.0}",
                 1e3 / ns,
                 cycles,
                 1e9 / new_ns,
-                new_cycles
+                new_cycles,
+                flood_cycles
             );
         }
     }

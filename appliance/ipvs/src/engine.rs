@@ -833,6 +833,9 @@ impl Ipvs {
     /// A client -> virtual service packet (ip_vs_in): its connection, or a new one.
     pub fn in_packet(&mut self, p: &PacketMeta, now: Time) -> InVerdict {
         let v6 = p.src.is_ipv6();
+        if self.skip_lookup(p, v6) {
+            return self.schedule(p, now);
+        }
         let existing = if v6 { self.lookup_in::<[u8; 16]>(p) } else { self.lookup_in::<[u8; 4]>(p) };
         if let Some(i) = existing {
             // None: the connection was ended to make way for a new one, scheduled below.
@@ -841,6 +844,19 @@ impl Ipvs {
             }
         }
         self.schedule(p, now)
+    }
+
+    /// Under a SYN flood (stateless_syn acting), a SYN skips the connection lookup: at millions of
+    /// entries that lookup is a miss to memory costing more than the rest of the SYN's path, and a
+    /// flood is nearly all misses. A retransmitted SYN of a connection made before the flood began is
+    /// then scheduled by the hash like any other (it may reach another server, which answers it; the
+    /// client's ACK then finds the old entry and the old server resets it: the client retries).
+    #[inline]
+    fn skip_lookup(&self, p: &PacketMeta, v6: bool) -> bool {
+        p.protocol == proto::TCP
+            && p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN
+            && self.sysctl.stateless_syn != crate::sysctl::Mode::OFF
+            && self.sysctl.stateless_syn.active(self.pressure(v6))
     }
 
     /// A burst of client packets: the connection lookups of the whole burst are resolved together
