@@ -768,3 +768,27 @@ fn a_reload_keeps_live_downloads() {
     let lost = bed.dropped("destination_unavailable");
     assert!(lost < 50, "{lost} packets lost to the reload");
 }
+
+/// The seed-style LVS-NAT lab: the VIP is the front port's own address (192.0.2.2), as in the
+/// LVS-NAT guides' `ipvsadm -A -t <the director's address>:80`. Before, ping worked but no
+/// connection was ever scheduled. Other ports of that address stay the director's own.
+#[test]
+fn a_nat_service_on_the_directors_own_address() {
+    let bed = Bed::up("own");
+    bed.rules(
+        "-A -t 192.0.2.2:80 -s rr\n\
+         -a -t 192.0.2.2:80 -r 203.0.113.11:8080 -m\n\
+         -a -t 192.0.2.2:80 -r 203.0.113.12:8080 -m\n",
+    );
+    let got = bed.gets("http://192.0.2.2/", "198.51.100.10", 10);
+    let c = count(&got);
+    assert_eq!((c.get("s1"), c.get("s2")), (Some(&5), Some(&5)), "{got:?}");
+    assert!(
+        bed.adm("-Ln --stats").contains("TCP  192.0.2.2:80                       10"),
+        "{}",
+        bed.adm("-Ln --stats")
+    );
+    let out = bed.in_ns("c", &["curl", "-sS", "-m", "2", "http://192.0.2.2:22/"]);
+    assert!(!out.status.success(), "nothing answers the director's own port 22 yet");
+    assert!(bed.dropped("to_director") >= 1);
+}

@@ -438,10 +438,12 @@ impl Pipeline {
                 Err(_) => self.drop(Drop::Unsupported),
             };
         }
-        if local {
+        if local && !vip {
             // Management traffic for the appliance itself would go to the exception path.
             return self.drop(Drop::ToDirector);
         }
+        // An address of ours that is also a VIP (the LVS-NAT guides' director whose public address
+        // is the VIP): IPVS takes what a service matches, the rest is the director's own traffic.
         if info.fragment {
             return self.drop(if vip { Drop::Fragment } else { Drop::NoService });
         }
@@ -483,6 +485,7 @@ impl Pipeline {
                     let v = rewrite::nat_out(buf, &egress, &m);
                     self.finish(port, buf, v, nh, now)
                 }
+                OutVerdict::NotOurs if local => self.drop(Drop::ToDirector),
                 OutVerdict::NotOurs if self.retry_unmatched => Action::Retry,
                 OutVerdict::NotOurs => self.drop(Drop::NoService),
             },
@@ -761,6 +764,29 @@ mod tests {
         let mut d = VecBuffer::new(&tcp(RS_MAC, BACK_MAC, (RS, 8080), (CLIENT, 40000), 0x18));
         assert_eq!(p.handle(1, &mut d, 4), Action::Tx(0), "the server's data finds it");
         assert_eq!((p.ipvs.defense.stateless_syns, p.ipvs.defense.made_on_ack), (1, 1));
+    }
+
+    /// The LVS-NAT guides' director: the VIP is the front port's own address. Services on it are
+    /// scheduled (before, every such packet was dropped as to_director and Conns stayed 0); other
+    /// ports of that address stay the director's own.
+    #[test]
+    fn a_vip_that_is_the_ports_own_address() {
+        let (mut p, c) = pipeline();
+        let own: Ipv4Addr = [192, 0, 2, 2].into();
+        let key = ServiceKey::Addr { protocol: 6, addr: own.into(), port: 80 };
+        p.apply(&[
+            Op::AddService(ServiceConfig::new(key, SchedulerKind::Rr)),
+            Op::AddDest(key, DestConfig::new(RS.into(), 8080, Fwd::Masq)),
+        ]);
+        let mut b = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (own, 80), 0x02));
+        assert_eq!(p.handle(0, &mut b, 1), Action::Tx(1));
+        assert_eq!(ip(b.bytes()).dst(), RS);
+        let mut r = VecBuffer::new(&tcp(RS_MAC, BACK_MAC, (RS, 8080), (CLIENT, 40000), 0x12));
+        assert_eq!(p.handle(1, &mut r, 2), Action::Tx(0));
+        assert_eq!(ip(r.bytes()).src(), own);
+        let mut ssh = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40001), (own, 22), 0x02));
+        assert_eq!(p.handle(0, &mut ssh, 3), Action::Drop);
+        assert_eq!(c.snapshot().dropped(Drop::ToDirector), 1);
     }
 
     /// Two workers behind a software NIC that spreads packets as an RSS NIC does (Toeplitz, default
