@@ -40,6 +40,11 @@ impl Bed {
 
     /// The bed with `workers` director workers, each with a queue pair on both ports.
     fn up_with(tag: &str, workers: usize) -> Self {
+        Self::up_full(tag, workers, "")
+    }
+
+    /// The bed with `front_extra` added to the front port's section of rvsd's config.
+    fn up_full(tag: &str, workers: usize, front_extra: &str) -> Self {
         let lock = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         common::require_root_and_tools(&["ip", "nginx", "curl", "clang", "ethtool", "tshark"]);
         let prefix = format!("{}{}", tag, std::process::id() % 1000);
@@ -50,7 +55,7 @@ impl Bed {
         let mut bed = Bed { prefix, dir, rvsd: None, _lock: lock };
         sh(&[testbed_script().to_str().expect("path"), "up", &bed.prefix, bed.dir.to_str().expect("dir")]);
         let config = bed.dir.join("rvsd.toml");
-        std::fs::write(&config, bed.config(workers)).expect("config");
+        std::fs::write(&config, bed.config(workers, front_extra)).expect("config");
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &bed.ns("d"), RVSD, "--config"]).arg(&config);
         let mut d = Daemon::spawn(cmd, &bed.dir.join("rvsd.log"));
@@ -59,7 +64,7 @@ impl Bed {
         bed
     }
 
-    fn config(&self, workers: usize) -> String {
+    fn config(&self, workers: usize, front_extra: &str) -> String {
         let p = &self.prefix;
         let lcores: Vec<String> = (1..=workers).map(|l| l.to_string()).collect();
         // This machine may have fewer CPUs than lcores: the workers share what there is.
@@ -83,6 +88,7 @@ cache_size = 128
 name = "front"
 device = "net_af_packet0,iface={p}df,qpairs={workers},framecnt=8192"
 address = "192.0.2.2/24"
+{front_extra}
 
 [[port]]
 name = "back"
@@ -791,4 +797,75 @@ fn a_nat_service_on_the_directors_own_address() {
     let out = bed.in_ns("c", &["curl", "-sS", "-m", "2", "http://192.0.2.2:22/"]);
     assert!(!out.status.success(), "nothing answers the director's own port 22 yet");
     assert!(bed.dropped("to_director") >= 1);
+}
+
+/// The front port's kernel twin: a web server on the director's own kernel, listening on the port's
+/// address, answers the client through rvs (before, such traffic was dropped as to_director); the
+/// director's kernel pings the router through the twin (its ARP goes out through rvs and the answer
+/// comes back up); and a flood at the director's address is bounded by the workers' budget.
+#[test]
+fn the_directors_kernel_speaks_through_its_twin() {
+    let bed = Bed::up_full("kt", 1, "kernel_twin = \"rvstwin0\"");
+    bed.rules("-A -t 192.0.2.80:80 -s rr\n-a -t 192.0.2.80:80 -r 203.0.113.11:8080 -m\n");
+    let d = bed.ns("d");
+    let addr = Command::new("ip")
+        .args(["netns", "exec", &d, "ip", "-4", "addr", "show", "dev", "rvstwin0"])
+        .output()
+        .expect("ip");
+    assert!(String::from_utf8_lossy(&addr.stdout).contains("192.0.2.2/24"), "{addr:?}");
+    // A server on the director's kernel (the role of ssh or BGP), on the port's own address.
+    let www = bed.dir.join("twin-www");
+    std::fs::create_dir_all(&www).expect("dir");
+    std::fs::write(www.join("index.html"), "the director's own kernel\n").expect("write");
+    let mut server = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &d,
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            "192.0.2.2",
+            "8000",
+            "--directory",
+        ])
+        .arg(&www)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    std::thread::sleep(Duration::from_millis(1500));
+    // The kernel's checksum offload: what it sends on the twin must leave finished.
+    let _ = Command::new("ip").args(["netns", "exec", &d, "ethtool", "-K", "rvstwin0", "tx", "off"]).output();
+    let body = bed.get("http://192.0.2.2:8000/", "198.51.100.10");
+    assert_eq!(body, "the director's own kernel");
+    // The service on a VIP still goes to its real server.
+    assert_eq!(bed.get("http://192.0.2.80/", "198.51.100.10"), "s1");
+    // The kernel's own traffic: it resolves the router through the twin and gets its echo reply.
+    let ping = Command::new("ip")
+        .args(["netns", "exec", &d, "ping", "-c", "2", "-W", "2", "192.0.2.1"])
+        .output()
+        .expect("ping");
+    assert!(ping.status.success(), "{}", String::from_utf8_lossy(&ping.stdout));
+    let m = bed.metrics();
+    assert!(metric(&m, "rvs_worker_kernel_frames_total", "direction=\"to\"") >= 4, "{m}");
+    assert!(metric(&m, "rvs_worker_kernel_frames_total", "direction=\"from\"") >= 4);
+    assert_eq!(bed.dropped("to_director"), 0);
+    // A SYN flood at the director's own address: at most the budget reaches the kernel.
+    let flood = bed.in_ns(
+        "c",
+        &["python3", "-c", "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nt=time.time()\nn=0\nwhile time.time()-t<1.0:\n  s.sendto(b'x',('192.0.2.2',9))\n  n+=1\nprint(n)"],
+    );
+    let sent: u64 = String::from_utf8_lossy(&flood.stdout).trim().parse().unwrap_or(0);
+    std::thread::sleep(Duration::from_millis(500));
+    let m = bed.metrics();
+    let up = metric(&m, "rvs_worker_kernel_frames_total", "direction=\"to\"");
+    let budget = bed.dropped("kernel_budget");
+    eprintln!(
+        "{sent} datagrams at the director's port 9 in 1 s: {up} frames went up in all, {budget} over the budget"
+    );
+    assert!(up < 20_000 + 512 + 100, "{up} frames reached the kernel");
+    let _ = server.kill();
+    let _ = server.wait();
 }

@@ -183,6 +183,13 @@ pub struct RawPort {
     pub rss_key_hex: Option<String>,
     /// The director's IPv4 address and prefix on this port (`192.0.2.2/24`); needed in director mode.
     pub address: Option<String>,
+    /// Director mode: the port's kernel twin, a kernel interface of this name (DPDK's TAP PMD, which
+    /// works wherever /dev/net/tun does; virtio-user would be faster but needs vhost-net) with the
+    /// port's MAC, MTU and address. What the director does not handle itself and is addressed to it
+    /// (TCP and UDP no service claims: ssh, BGP, health-check replies; ICMP other than echo
+    /// requests; multicast such as VRRP; ARP replies) goes up to it, and what the kernel sends on it
+    /// leaves by this port.
+    pub kernel_twin: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,6 +224,20 @@ pub struct RawForwarding {
     /// had better).
     #[serde(default = "default_icmp_per_sec")]
     pub icmp_echo_replies_per_sec: u32,
+    /// Director mode: frames each worker may pass up to the ports' kernel twins per second, and the
+    /// burst it may save up; the rest are dropped (`kernel_budget`). 0 = no limit.
+    #[serde(default = "default_kernel_per_sec")]
+    pub kernel_packets_per_second: u32,
+    #[serde(default = "default_kernel_burst")]
+    pub kernel_packets_burst: u32,
+}
+
+fn default_kernel_per_sec() -> u32 {
+    20_000
+}
+
+fn default_kernel_burst() -> u32 {
+    512
 }
 
 fn default_icmp_per_sec() -> u32 {
@@ -314,6 +335,18 @@ pub struct PortSpec {
     pub dpdk_name: String,
     pub device: Device,
     pub config: PortConfig,
+    /// Its kernel twin, if any.
+    pub twin: Option<TwinSpec>,
+}
+
+/// A port's kernel twin: a TAP interface, one queue pair per worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwinSpec {
+    /// The kernel interface's name.
+    pub iface: String,
+    /// The TAP vdev's name (`net_tap_twin<port>`).
+    pub dpdk_name: String,
+    pub config: PortConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,6 +374,8 @@ pub struct DirectorSpec {
     /// (per second, burst) of ICMP errors, and per second of echo replies, per worker.
     pub icmp_errors: (u32, u32),
     pub icmp_echo_per_sec: u32,
+    /// (per second, burst) of frames to the kernel twins, per worker.
+    pub kernel_packets: (u32, u32),
 }
 
 fn parse_hex(h: &str) -> Option<Vec<u8>> {
@@ -499,11 +534,46 @@ impl Config {
                 }
                 None => None,
             };
+            let twin = match &p.kernel_twin {
+                None => None,
+                Some(iface) => {
+                    let ok = (1..=15).contains(&iface.len())
+                        && iface.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                    if !ok {
+                        return Err(invalid(
+                            key("kernel_twin"),
+                            format!(
+                                "{iface:?}: an interface name is 1 to 15 letters, digits, '_', '.' or '-'"
+                            ),
+                        ));
+                    }
+                    if address.is_none() {
+                        return Err(invalid(
+                            key("kernel_twin"),
+                            "the twin carries the port's address: set address",
+                        ));
+                    }
+                    Some(TwinSpec {
+                        iface: iface.clone(),
+                        dpdk_name: format!("net_tap_twin{i}"),
+                        config: PortConfig {
+                            rx_queues: nworkers,
+                            tx_queues: nworkers,
+                            rx_descriptors: 512,
+                            tx_descriptors: 512,
+                            promiscuous: false,
+                            mtu_bytes: p.mtu_bytes,
+                            rss_key: None,
+                        },
+                    })
+                }
+            };
             ports.push(PortSpec {
                 name: p.name.clone(),
                 address,
                 dpdk_name,
                 device,
+                twin,
                 config: PortConfig {
                     rx_queues: nworkers,
                     tx_queues: nworkers,
@@ -581,6 +651,11 @@ impl Config {
             let staged = ports.len() as u32 * 32;
             let inbox = if nworkers > 1 { crate::daemon::INBOX_CAPACITY as u32 } else { 0 };
             need += u32::from(nworkers) * (rvs_dataplane::HOLD_CAPACITY as u32 + staged + inbox);
+            // Kernel twins: their rings, and a staged burst each.
+            for t in ports.iter().filter_map(|p| p.twin.as_ref()) {
+                need += u32::from(nworkers)
+                    * (u32::from(t.config.rx_descriptors) + u32::from(t.config.tx_descriptors) + 32);
+            }
             what = "these ports, queues, caches, hold queues and hand-over inboxes";
         }
         if m.mbufs < need {
@@ -638,13 +713,32 @@ impl Config {
             return Err(invalid("mempool.data_room_bytes", "must hold the 128-byte headroom and a frame"));
         }
 
-        let (vdevs, pci_allow) = ports.iter().fold((vec![], vec![]), |(mut v, mut p), s| {
+        let (mut vdevs, pci_allow) = ports.iter().fold((vec![], vec![]), |(mut v, mut p), s| {
             match &s.device {
                 Device::Vdev(d) => v.push(d.clone()),
                 Device::Pci(a) => p.push(a.clone()),
             }
             (v, p)
         });
+        for (i, p) in ports.iter().enumerate() {
+            let Some(t) = &p.twin else { continue };
+            if !matches!(forwarding, Forwarding::Director(_)) {
+                return Err(invalid(format!("port[{i}].kernel_twin"), "kernel twins are for director mode"));
+            }
+            if ports.iter().any(|q| q.dpdk_name == t.dpdk_name) {
+                return Err(invalid(
+                    format!("port[{i}].device"),
+                    format!("{:?} is rvs's name for a twin", t.dpdk_name),
+                ));
+            }
+            if ports.iter().filter_map(|q| q.twin.as_ref()).filter(|q| q.iface == t.iface).count() > 1 {
+                return Err(invalid(
+                    format!("port[{i}].kernel_twin"),
+                    format!("{:?} is another port's twin too", t.iface),
+                ));
+            }
+            vdevs.push(format!("{},iface={}", t.dpdk_name, t.iface));
+        }
         Ok(Self {
             eal: EalConfig {
                 main_lcore: raw.eal.main_lcore,
@@ -739,6 +833,7 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, 
         reply_steering: raw.forwarding.nat_reply_steering,
         icmp_errors: (raw.forwarding.icmp_msgs_per_sec, raw.forwarding.icmp_msgs_burst),
         icmp_echo_per_sec: raw.forwarding.icmp_echo_replies_per_sec,
+        kernel_packets: (raw.forwarding.kernel_packets_per_second, raw.forwarding.kernel_packets_burst),
     }))
 }
 
@@ -993,6 +1088,30 @@ connections_per_worker = {too_many}
             table_bytes(10_000_000),
             640_000_000 + 2 * (1 << 24) * 8 + 625_000 * 128 + 2 * (1 << 20) * 8
         );
+    }
+
+    #[test]
+    fn kernel_twins_are_tap_vdevs_with_checked_names() {
+        let c =
+            Config::from_toml(&DIRECTOR.replace(
+                "address = \"192.0.2.2/24\"",
+                "address = \"192.0.2.2/24\"\nkernel_twin = \"rvsfront\"",
+            ))
+            .unwrap();
+        assert_eq!(c.ports[0].twin.as_ref().map(|t| t.iface.as_str()), Some("rvsfront"));
+        assert!(c.eal.vdevs.contains(&"net_tap_twin0,iface=rvsfront".to_string()), "{:?}", c.eal.vdevs);
+        let e = err(&DIRECTOR.replace(
+            "address = \"192.0.2.2/24\"",
+            "address = \"192.0.2.2/24\"\nkernel_twin = \"a-name-far-too-long\"",
+        ));
+        assert!(e.starts_with("port[0].kernel_twin: \"a-name-far-too-long\": an interface name"), "{e}");
+        let e = err(&DIRECTOR
+            .replace(
+                "address = \"203.0.113.1/24\"",
+                "address = \"203.0.113.1/24\"\nkernel_twin = \"rvsfront\"",
+            )
+            .replace("address = \"192.0.2.2/24\"", "address = \"192.0.2.2/24\"\nkernel_twin = \"rvsfront\""));
+        assert!(e.contains("is another port's twin too"), "{e}");
     }
 
     #[test]

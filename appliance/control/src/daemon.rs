@@ -11,7 +11,7 @@ use rvs_dataplane::ratelimit::TokenBucket;
 use rvs_dataplane::rss::RssPredictor;
 use rvs_dataplane::{
     CounterSnapshot, DirectorWorker, Drop, Handoff, L2Worker, Link, Pipeline, PortQueues, Steering,
-    WorkerCounters,
+    TwinQueues, WorkerCounters,
 };
 use rvs_dpdk::{Eal, LaunchHandle, Mempool, Port, PortStats, QueueId, RxQueue, Started, TxQueue, rss};
 use rvs_ipvs::Ipvs;
@@ -48,6 +48,8 @@ pub enum DaemonError {
     Control { path: String, source: std::io::Error },
     #[error("rules file {path}: {reason}")]
     Rules { path: String, reason: String },
+    #[error("kernel twin {iface}: {reason}")]
+    Twin { iface: String, reason: String },
 }
 
 trait Context<T> {
@@ -130,6 +132,32 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
         ports.push(port);
     }
 
+    // Kernel twins: a TAP port each, given the data port's MAC, MTU and address in the kernel.
+    let mut twins: Vec<Option<Port<Started>>> = Vec::with_capacity(cfg.ports.len());
+    for (spec, port) in cfg.ports.iter().zip(&ports) {
+        let Some(t) = &spec.twin else {
+            twins.push(None);
+            continue;
+        };
+        let id = Port::lookup(&eal, &t.dpdk_name).context(|| format!("port {:?}: kernel twin", spec.name))?;
+        let twin = Port::configure(&eal, id, &t.config, &pool)
+            .and_then(Port::start)
+            .context(|| format!("port {:?}: kernel twin {}", spec.name, t.iface))?;
+        configure_twin(&t.iface, port.mac(), spec.address, spec.config.mtu_bytes)?;
+        // The director's routes whose gateway is on this port's subnet, for the kernel's own traffic.
+        if let (Forwarding::Director(d), Some((addr, len))) = (&cfg.forwarding, spec.address) {
+            for r in d.routes.iter().filter(|r| rvs_dataplane::net::same_prefix(r.gateway, addr, len)) {
+                let dst = format!("{}/{}", r.prefix, r.prefix_len);
+                twin_ip(
+                    &t.iface,
+                    &["route", "replace", &dst, "via", &r.gateway.to_string(), "dev", &t.iface],
+                )?;
+            }
+        }
+        info!(port = %spec.name, twin = %t.iface, "kernel twin up");
+        twins.push(Some(twin));
+    }
+
     let network = match &cfg.forwarding {
         Forwarding::Director(spec) => Some(build_network(cfg, spec, &ports)?),
         Forwarding::L2 { .. } => None,
@@ -182,9 +210,18 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
                         path: "network".into(),
                         reason: "not built".into(),
                     })?;
-                    let queues = (0..nports)
-                        .map(|p| take(p, p).map(|(rx, tx)| PortQueues { rx, tx }))
+                    let mut queues = (0..nports)
+                        .map(|p| take(p, p).map(|(rx, tx)| PortQueues { rx, tx, twin: None }))
                         .collect::<Result<Vec<_>, _>>()?;
+                    for (pq, t) in queues.iter_mut().zip(twins.iter_mut()) {
+                        if let Some(t) = t {
+                            let rx =
+                                t.take_rx_queue(q).context(|| format!("kernel twin rx queue {}", q.0))?;
+                            let tx =
+                                t.take_tx_queue(q).context(|| format!("kernel twin tx queue {}", q.0))?;
+                            pq.twin = Some(TwinQueues::new(rx, tx));
+                        }
+                    }
                     let mut shard = Ipvs::new(
                         cfg.connections_per_worker,
                         (cfg.connections_per_worker / 16).max(1024),
@@ -206,6 +243,8 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
                     let (per_sec, burst) = spec.icmp_errors;
                     pipeline.icmp_errors = TokenBucket::new(per_sec, burst);
                     pipeline.icmp_echo = TokenBucket::new(spec.icmp_echo_per_sec, burst);
+                    pipeline.twins = cfg.ports.iter().map(|p| p.twin.is_some()).collect();
+                    pipeline.kernel = TokenBucket::new(spec.kernel_packets.0, spec.kernel_packets.1);
                     if let Some(p) = &predictors {
                         pipeline.predict_rss(w, p.clone());
                     }
@@ -336,8 +375,9 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
     }
     summary.ports = port_totals(cfg, &ports);
     log_summary(&summary);
-    // Ports are stopped and closed by drop; close releases the mbufs parked in RX rings.
-    for port in ports {
+    // Ports are stopped and closed by drop; close releases the mbufs parked in RX rings (and
+    // removes the twins' TAP interfaces).
+    for port in ports.into_iter().chain(twins.into_iter().flatten()) {
         stop_port(port);
     }
     summary.mbufs_in_use = pool.in_use();
@@ -359,6 +399,41 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
         return Err(DaemonError::MbufLeak { in_use: summary.mbufs_in_use, capacity: summary.mbufs_capacity });
     }
     Ok(summary)
+}
+
+/// Gives a kernel twin the data port's MAC (so that the kernel's frames leave with it and answers
+/// to them come back to it), MTU and address, and brings it up. With iproute2, on the management
+/// core at start.
+fn configure_twin(
+    iface: &str,
+    mac: [u8; 6],
+    address: Option<(std::net::Ipv4Addr, u8)>,
+    mtu: Option<u16>,
+) -> Result<(), DaemonError> {
+    let ip = |args: &[&str]| twin_ip(iface, args);
+    let mac = fmt_mac(mac);
+    let mtu = mtu.unwrap_or(1500).to_string();
+    ip(&["link", "set", "dev", iface, "address", &mac, "mtu", &mtu, "up"])?;
+    if let Some((a, len)) = address {
+        ip(&["addr", "replace", &format!("{a}/{len}"), "dev", iface])?;
+    }
+    Ok(())
+}
+
+/// `ip ARGS` for a kernel twin.
+fn twin_ip(iface: &str, args: &[&str]) -> Result<(), DaemonError> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| DaemonError::Twin { iface: iface.into(), reason: format!("running ip: {e}") })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(DaemonError::Twin {
+            iface: iface.into(),
+            reason: format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()),
+        })
+    }
 }
 
 /// SIGHUP: the rules file again, applied as the difference to what runs (all or nothing; a bad

@@ -214,6 +214,14 @@ pub fn render(s: &Sources<'_>) -> String {
             &l,
             w.handed_off,
         );
+        for (direction, v) in [("to", w.to_kernel), ("from", w.from_kernel)] {
+            f.counter(
+                "rvs_worker_kernel_frames_total",
+                "Frames a worker passed up to the ports' kernel twins (to), and frames the kernel sent on them (from).",
+                &[("worker", lcore.to_string()), ("direction", direction.into())],
+                v,
+            );
+        }
         f.counter(
             "rvs_worker_neighbours_refused_total",
             "ARP senders asking for the director not learned: the neighbour table's room for them was full.",

@@ -43,12 +43,16 @@ pub enum Drop {
     IcmpRateLimit,
     /// ARP from a sender outside the port's subnets: not learned, not answered.
     ArpRefused,
+    /// For the director's kernel, over the worker's budget for it (`kernel_packets_per_second`).
+    KernelBudget,
+    /// For the director's kernel, but its twin's queue was full (or the port has none).
+    KernelQueueFull,
     /// IPVS refused it.
     Ipvs(DropReason),
 }
 
 impl Drop {
-    pub const COUNT: usize = 18 + DropReason::ALL.len();
+    pub const COUNT: usize = 20 + DropReason::ALL.len();
 
     pub const ALL: [Drop; Self::COUNT] = [
         Drop::Malformed,
@@ -69,6 +73,8 @@ impl Drop {
         Drop::HandoffFull,
         Drop::IcmpRateLimit,
         Drop::ArpRefused,
+        Drop::KernelBudget,
+        Drop::KernelQueueFull,
         Drop::Ipvs(DropReason::ALL[0]),
         Drop::Ipvs(DropReason::ALL[1]),
         Drop::Ipvs(DropReason::ALL[2]),
@@ -97,7 +103,9 @@ impl Drop {
             Drop::HandoffFull => 15,
             Drop::IcmpRateLimit => 16,
             Drop::ArpRefused => 17,
-            Drop::Ipvs(r) => 18 + DropReason::ALL.iter().position(|x| *x == r).unwrap_or(0),
+            Drop::KernelBudget => 18,
+            Drop::KernelQueueFull => 19,
+            Drop::Ipvs(r) => 20 + DropReason::ALL.iter().position(|x| *x == r).unwrap_or(0),
         }
     }
 
@@ -122,6 +130,8 @@ impl Drop {
             Drop::HandoffFull => "handoff_full",
             Drop::IcmpRateLimit => "icmp_ratelimit",
             Drop::ArpRefused => "arp_refused",
+            Drop::KernelBudget => "kernel_budget",
+            Drop::KernelQueueFull => "kernel_queue_full",
             Drop::Ipvs(r) => r.name(),
         }
     }
@@ -141,6 +151,9 @@ pub struct WorkerCounters {
     mirrored: AtomicU64,
     /// Neighbours asked for us but not learned (the table's passive share was full).
     neighbours_refused: AtomicU64,
+    /// Frames passed up to the ports' kernel twins, and frames the kernel sent on them.
+    to_kernel: AtomicU64,
+    from_kernel: AtomicU64,
     /// Neighbours pushed out of a full table to make room for a next hop.
     neighbours_evicted: AtomicU64,
     /// Per [`Drop`] reason, by [`Drop::index`].
@@ -169,6 +182,8 @@ pub struct CounterSnapshot {
     pub mirrored: u64,
     pub neighbours_refused: u64,
     pub neighbours_evicted: u64,
+    pub to_kernel: u64,
+    pub from_kernel: u64,
     /// Per [`Drop`] reason, by [`Drop::index`].
     pub drops: [u64; Drop::COUNT],
     pub polls: u64,
@@ -187,6 +202,8 @@ impl Default for CounterSnapshot {
             mirrored: 0,
             neighbours_refused: 0,
             neighbours_evicted: 0,
+            to_kernel: 0,
+            from_kernel: 0,
             drops: [0; Drop::COUNT],
             polls: 0,
             busy_cycles: 0,
@@ -221,6 +238,8 @@ impl CounterSnapshot {
             mirrored: a.mirrored + b.mirrored,
             neighbours_refused: a.neighbours_refused + b.neighbours_refused,
             neighbours_evicted: a.neighbours_evicted + b.neighbours_evicted,
+            to_kernel: a.to_kernel + b.to_kernel,
+            from_kernel: a.from_kernel + b.from_kernel,
             drops: {
                 let mut d = a.drops;
                 d.iter_mut().zip(b.drops).for_each(|(x, y)| *x += y);
@@ -259,6 +278,16 @@ impl WorkerCounters {
     #[inline]
     pub fn count_mirror(&self) {
         bump(&self.mirrored, 1);
+    }
+
+    #[inline]
+    pub fn add_to_kernel(&self, n: u64) {
+        bump(&self.to_kernel, n);
+    }
+
+    #[inline]
+    pub fn add_from_kernel(&self, n: u64) {
+        bump(&self.from_kernel, n);
     }
 
     #[inline]
@@ -324,6 +353,8 @@ impl WorkerCounters {
             mirrored: self.mirrored.load(Ordering::Relaxed),
             neighbours_refused: self.neighbours_refused.load(Ordering::Relaxed),
             neighbours_evicted: self.neighbours_evicted.load(Ordering::Relaxed),
+            to_kernel: self.to_kernel.load(Ordering::Relaxed),
+            from_kernel: self.from_kernel.load(Ordering::Relaxed),
             drops: std::array::from_fn(|i| self.drops.get(i).map_or(0, |c| c.load(Ordering::Relaxed))),
             polls: self.polls.load(Ordering::Relaxed),
             busy_cycles: self.busy_cycles.load(Ordering::Relaxed),

@@ -89,6 +89,22 @@ struct PendingReport {
 pub struct PortQueues {
     pub rx: RxQueue,
     pub tx: TxQueue,
+    /// The port's kernel twin, if it has one.
+    pub twin: Option<TwinQueues>,
+}
+
+/// A worker's queue pair on a port's kernel twin (a TAP device), and the burst staged for it.
+#[derive(Debug)]
+pub struct TwinQueues {
+    pub rx: RxQueue,
+    pub tx: TxQueue,
+    pub staged: PacketBurst,
+}
+
+impl TwinQueues {
+    pub fn new(rx: RxQueue, tx: TxQueue) -> Self {
+        Self { rx, tx, staged: PacketBurst::new() }
+    }
 }
 
 #[derive(Debug)]
@@ -163,6 +179,18 @@ impl DirectorWorker {
                     }
                     process(pipeline, &mut out, counters, pool, steering, p, m, now);
                 });
+            }
+            // What the kernel sent on the ports' twins leaves by the ports (ARP and all).
+            for p in 0..nports {
+                let Some(t) = self.ports.get_mut(p).and_then(|q| q.twin.as_mut()) else { continue };
+                let n = t.rx.rx_burst(&mut rx);
+                if n == 0 {
+                    continue;
+                }
+                moved = true;
+                self.counters.add_from_kernel(n as u64);
+                let (ports, counters) = (&mut self.ports, &self.counters);
+                rx.take_each(|m| stage(ports, &mut staged, counters, p, m));
             }
             if let Some(st) = &self.steering {
                 let mut out = Out { ports: &mut self.ports, staged: &mut staged, held: &mut held };
@@ -382,8 +410,33 @@ fn process(
                 stage(out.ports, out.staged, counters, port, e);
             }
         }
+        Action::ToKernel(p) => stage_twin(out.ports, counters, p, m),
         Action::Drop => {}
     }
+}
+
+/// A frame for the kernel, staged on the port's twin; counted as a drop if the twin's ring is full.
+fn stage_twin(ports: &mut [PortQueues], counters: &WorkerCounters, port: usize, m: Mbuf) {
+    let Some(t) = ports.get_mut(port).and_then(|q| q.twin.as_mut()) else {
+        counters.count_drop(Drop::KernelQueueFull);
+        return;
+    };
+    counters.add_to_kernel(1);
+    if let Err(m) = t.staged.push(m) {
+        flush_twin(t, counters);
+        if t.staged.push(m).is_err() {
+            counters.count_drop(Drop::KernelQueueFull);
+        }
+    }
+}
+
+fn flush_twin(t: &mut TwinQueues, counters: &WorkerCounters) {
+    if t.staged.is_empty() {
+        return;
+    }
+    // The kernel never makes the worker wait: what its queue refuses is dropped and counted.
+    let out = t.tx.tx_burst(&mut t.staged);
+    counters.add_drops(Drop::KernelQueueFull, u64::from(out.dropped));
 }
 
 /// A new mbuf filled by `build` (which returns the frame length); counted as a drop if none.
@@ -434,5 +487,8 @@ fn flush(q: &mut PortQueues, b: &mut PacketBurst, counters: &WorkerCounters) {
 fn flush_all(ports: &mut [PortQueues], staged: &mut [PacketBurst], counters: &WorkerCounters) {
     for (q, b) in ports.iter_mut().zip(staged.iter_mut()) {
         flush(q, b, counters);
+        if let Some(t) = q.twin.as_mut() {
+            flush_twin(t, counters);
+        }
     }
 }

@@ -26,7 +26,7 @@ pub mod ratelimit;
 pub mod rss;
 
 pub use counters::{CounterSnapshot, Drop, WorkerCounters};
-pub use director::{DirectorWorker, HOLD_CAPACITY, Handoff, PortQueues, Steering, WorkerMsg};
+pub use director::{DirectorWorker, HOLD_CAPACITY, Handoff, PortQueues, Steering, TwinQueues, WorkerMsg};
 pub use l2::{ForwardMode, L2Worker, Link};
 pub use pipeline::{Action, Pipeline};
 pub use pkt::MbufPacket;

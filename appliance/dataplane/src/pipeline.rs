@@ -59,6 +59,8 @@ pub enum Action {
     /// A reply that matched no connection while RSS prediction is on: its connection's mirror may
     /// still be in the worker's inbox. Try once more after it ([`crate::Handoff::Unmatched`]).
     Retry,
+    /// For the director's own kernel: up to this port's kernel twin, unchanged.
+    ToKernel(usize),
 }
 
 /// Side queues are bounded: what does not fit waits for the next tick (ARP retries) or is lost
@@ -109,6 +111,11 @@ pub struct Pipeline {
     pub icmp_errors: TokenBucket,
     /// Echo replies this worker may send.
     pub icmp_echo: TokenBucket,
+    /// Which ports have a kernel twin (indexed by port).
+    pub twins: Vec<bool>,
+    /// Frames this worker may pass up to the kernel twins (the data plane never waits for the
+    /// kernel, nor lets a flood at the director's address reach it unbounded).
+    pub kernel: TokenBucket,
     counters: Arc<WorkerCounters>,
 }
 
@@ -134,6 +141,8 @@ impl Pipeline {
             owner_key: 0,
             icmp_errors: TokenBucket::default(),
             icmp_echo: TokenBucket::default(),
+            twins: Vec::new(),
+            kernel: TokenBucket::new(20_000, 512),
             counters,
         }
     }
@@ -148,6 +157,17 @@ impl Pipeline {
         self.retry_unmatched = true;
         self.predict = Some((me, ports));
         self.refresh_affinity();
+    }
+
+    /// Up to the port's kernel twin, within the budget; `otherwise` when the port has no twin.
+    fn up_to_kernel(&mut self, port: usize, now: Time, otherwise: Drop) -> Action {
+        if !self.twins.get(port).copied().unwrap_or(false) {
+            return self.drop(otherwise);
+        }
+        if !self.kernel.allow(now) {
+            return self.drop(Drop::KernelBudget);
+        }
+        Action::ToKernel(port)
     }
 
     #[inline]
@@ -365,7 +385,8 @@ impl Pipeline {
         match l2.ethertype {
             ethertype::ARP => self.arp(port, buf, l2.len, now),
             ethertype::IPV4 if dst_mac == iface.mac => self.ipv4(port, buf, now),
-            ethertype::IPV4 => self.drop(Drop::NotOurMac),
+            // Multicast and broadcast IPv4 (VRRP's 224.0.0.18, routing protocols): the kernel's.
+            ethertype::IPV4 => self.up_to_kernel(port, now, Drop::NotOurMac),
             _ => self.drop(Drop::Unsupported),
         }
     }
@@ -402,6 +423,11 @@ impl Pipeline {
         if ours && learned && self.learned.len() < SIDE_QUEUE {
             self.learned.push((a.sender_ip(), a.sender_mac(), port));
         }
+        if a.operation() == arp::OP_REPLY && target == iface.addr {
+            // An answer to the kernel's own request (it speaks through the twin with the port's
+            // MAC); rvs learned it too.
+            return self.up_to_kernel(port, now, Drop::ArpNotOurs);
+        }
         if a.operation() != arp::OP_REQUEST || !ours || a.sender_ip() == target {
             return self.drop(Drop::ArpNotOurs);
         }
@@ -429,18 +455,27 @@ impl Pipeline {
         let local = self.net.local_port(dst).is_some();
         let vip = self.vips.contains_key(&dst);
         if info.protocol == ip_proto::ICMP && (local || vip) {
+            let echo_request = buf.bytes().get(info.l4_offset) == Some(&icmpv4::kind::ECHO_REQUEST);
+            if !echo_request {
+                // Other ICMP to us: the kernel's (echo replies to its pings, errors about its own
+                // traffic). About NAT flows they are not translated yet.
+                return if local {
+                    self.up_to_kernel(port, now, Drop::Unsupported)
+                } else {
+                    self.drop(Drop::Unsupported)
+                };
+            }
             if !self.icmp_echo.allow(now) {
                 return self.drop(Drop::IcmpRateLimit);
             }
             return match rewrite::echo_reply_v4(buf) {
                 Ok(()) => Action::Tx(port),
-                // Other ICMP to us (errors about NAT flows are not translated yet).
-                Err(_) => self.drop(Drop::Unsupported),
+                Err(e) => self.drop(wire_drop(e)),
             };
         }
         if local && !vip {
-            // Management traffic for the appliance itself would go to the exception path.
-            return self.drop(Drop::ToDirector);
+            // The director's own traffic (ssh, BGP, health-check replies): its kernel's.
+            return self.up_to_kernel(port, now, Drop::ToDirector);
         }
         // An address of ours that is also a VIP (the LVS-NAT guides' director whose public address
         // is the VIP): IPVS takes what a service matches, the rest is the director's own traffic.
@@ -485,7 +520,7 @@ impl Pipeline {
                     let v = rewrite::nat_out(buf, &egress, &m);
                     self.finish(port, buf, v, nh, now)
                 }
-                OutVerdict::NotOurs if local => self.drop(Drop::ToDirector),
+                OutVerdict::NotOurs if local => self.up_to_kernel(port, now, Drop::ToDirector),
                 OutVerdict::NotOurs if self.retry_unmatched => Action::Retry,
                 OutVerdict::NotOurs => self.drop(Drop::NoService),
             },
@@ -787,6 +822,52 @@ mod tests {
         let mut ssh = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40001), (own, 22), 0x02));
         assert_eq!(p.handle(0, &mut ssh, 3), Action::Drop);
         assert_eq!(c.snapshot().dropped(Drop::ToDirector), 1);
+    }
+
+    /// With a kernel twin on the front port, what is the director's own goes up to it: TCP no
+    /// service claims, ICMP other than echo requests, ARP replies to the kernel's requests,
+    /// multicast (VRRP); within the worker's budget. Without one, the old drops.
+    #[test]
+    fn the_directors_own_traffic_goes_to_its_kernel_twin() {
+        let (mut p, c) = pipeline();
+        let own: Ipv4Addr = [192, 0, 2, 2].into();
+        let ssh = tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (own, 22), 0x02);
+        assert_eq!(p.handle(0, &mut VecBuffer::new(&ssh), 1), Action::Drop, "no twin: to_director");
+        assert_eq!(c.snapshot().dropped(Drop::ToDirector), 1);
+        p.twins = vec![true, false];
+        assert_eq!(p.handle(0, &mut VecBuffer::new(&ssh), 1), Action::ToKernel(0));
+        // An echo reply (to the kernel's ping) goes up; an echo request is still answered here.
+        let mut f = vec![0u8; 14 + 20 + 8];
+        ethernet::write_header(&mut f, FRONT_MAC, ROUTER_MAC, ethertype::IPV4).unwrap();
+        ipv4::write_header(&mut f[14..], ROUTER, own, 1, 8, 64, 0, 1, false).unwrap();
+        let ck = rvs_wire::checksum::fold(rvs_wire::checksum::sum(0, &f[34..]));
+        f[36..38].copy_from_slice(&(!ck).to_be_bytes());
+        assert_eq!(p.handle(0, &mut VecBuffer::new(&f), 1), Action::ToKernel(0));
+        f[34] = 8;
+        f[36..38].copy_from_slice(&[0, 0]);
+        let ck = rvs_wire::checksum::fold(rvs_wire::checksum::sum(0, &f[34..]));
+        f[36..38].copy_from_slice(&(!ck).to_be_bytes());
+        assert_eq!(p.handle(0, &mut VecBuffer::new(&f), 1), Action::Tx(0));
+        // The router's answer to the kernel's ARP request: learned, and up.
+        let mut req = [0u8; 42];
+        arp::build_request(&mut req, FRONT_MAC, own, ROUTER).unwrap();
+        let mut rep = [0u8; 42];
+        arp::build_reply(&mut rep, &ArpPacket::new_checked(&req[14..]).unwrap(), ROUTER_MAC).unwrap();
+        assert_eq!(p.handle(0, &mut VecBuffer::new(&rep), 1), Action::ToKernel(0));
+        // VRRP to 224.0.0.18 in a multicast frame.
+        let mut vrrp = vec![0u8; 14 + 20 + 20];
+        ethernet::write_header(&mut vrrp, [1, 0, 0x5e, 0, 0, 0x12], ROUTER_MAC, ethertype::IPV4).unwrap();
+        ipv4::write_header(&mut vrrp[14..], ROUTER, [224, 0, 0, 18].into(), 112, 20, 255, 0, 1, false)
+            .unwrap();
+        assert_eq!(p.handle(0, &mut VecBuffer::new(&vrrp), 1), Action::ToKernel(0));
+        // The back port has no twin.
+        let to_back = tcp(RS_MAC, BACK_MAC, (RS, 40000), ([203, 0, 113, 1].into(), 22), 0x02);
+        assert_eq!(p.handle(1, &mut VecBuffer::new(&to_back), 1), Action::Drop);
+        // The budget: a burst of 3, nothing refilled within the same millisecond.
+        p.kernel = TokenBucket::new(1000, 3);
+        let up = (0..10).filter(|_| p.handle(0, &mut VecBuffer::new(&ssh), 5) == Action::ToKernel(0)).count();
+        assert_eq!(up, 3);
+        assert_eq!(c.snapshot().dropped(Drop::KernelBudget), 7);
     }
 
     /// Two workers behind a software NIC that spreads packets as an RSS NIC does (Toeplitz, default
