@@ -799,6 +799,21 @@ fn a_nat_service_on_the_directors_own_address() {
     assert!(bed.dropped("to_director") >= 1);
 }
 
+/// A small web server in namespace `ns` on `addr:port` serving `dir` (http.server's own start-up
+/// looks its address up in DNS, which a test namespace cannot reach, and waits for the timeout).
+fn web_server(ns: &str, addr: &str, port: u16, dir: &Path) -> Command {
+    let code = "import functools,http.server,socketserver,sys\n\
+                class S(http.server.ThreadingHTTPServer):\n\
+                \x20   def server_bind(self):\n\
+                \x20       socketserver.TCPServer.server_bind(self)\n\
+                \x20       self.server_name, self.server_port = 'director', self.server_address[1]\n\
+                h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[3])\n\
+                S((sys.argv[1], int(sys.argv[2])), h).serve_forever()\n";
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns, "python3", "-c", code, addr, &port.to_string()]).arg(dir);
+    c
+}
+
 /// The front port's kernel twin: a web server on the director's own kernel, listening on the port's
 /// address, answers the client through rvs (before, such traffic was dropped as to_director); the
 /// director's kernel pings the router through the twin (its ARP goes out through rvs and the answer
@@ -806,7 +821,17 @@ fn a_nat_service_on_the_directors_own_address() {
 #[test]
 fn the_directors_kernel_speaks_through_its_twin() {
     let bed = Bed::up_full("kt", 1, "kernel_twin = \"rvstwin0\"");
-    bed.rules("-A -t 192.0.2.80:80 -s rr\n-a -t 192.0.2.80:80 -r 203.0.113.11:8080 -m\n");
+    // 192.0.2.81 has the director itself as its real server (IPVS's Local forwarding, the LVS
+    // guides' sorry page on the director).
+    bed.rules(
+        "-A -t 192.0.2.80:80 -s rr\n-a -t 192.0.2.80:80 -r 203.0.113.11:8080 -m\n\
+         -A -t 192.0.2.81:80 -s rr\n-a -t 192.0.2.81:80 -r 192.0.2.2:80 -m\n",
+    );
+    assert!(
+        bed.adm("-Ln").contains("  -> 192.0.2.2:80                 Local   1      0          0"),
+        "{}",
+        bed.adm("-Ln")
+    );
     let d = bed.ns("d");
     let addr = Command::new("ip")
         .args(["netns", "exec", &d, "ip", "-4", "addr", "show", "dev", "rvstwin0"])
@@ -817,20 +842,7 @@ fn the_directors_kernel_speaks_through_its_twin() {
     let www = bed.dir.join("twin-www");
     std::fs::create_dir_all(&www).expect("dir");
     std::fs::write(www.join("index.html"), "the director's own kernel\n").expect("write");
-    let mut server = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &d,
-            "python3",
-            "-m",
-            "http.server",
-            "--bind",
-            "192.0.2.2",
-            "8000",
-            "--directory",
-        ])
-        .arg(&www)
+    let mut server = web_server(&d, "192.0.2.2", 8000, &www)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -842,6 +854,16 @@ fn the_directors_kernel_speaks_through_its_twin() {
     assert_eq!(body, "the director's own kernel");
     // The service on a VIP still goes to its real server.
     assert_eq!(bed.get("http://192.0.2.80/", "198.51.100.10"), "s1");
+    // The Local service: its VIP is put on the twin, and the director's kernel answers it.
+    let mut local = web_server(&d, "192.0.2.81", 80, &www)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(bed.get("http://192.0.2.81/", "198.51.100.10"), "the director's own kernel");
+    let _ = local.kill();
+    let _ = local.wait();
     // The kernel's own traffic: it resolves the router through the twin and gets its echo reply.
     let ping = Command::new("ip")
         .args(["netns", "exec", &d, "ping", "-c", "2", "-W", "2", "192.0.2.1"])

@@ -90,8 +90,12 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
     // the management core's copy (they must agree: mh tables are built on the copy), each
     // connection table has its own (see random_seed).
     let (owner_key, sched_seed) = (random_seed(), random_seed());
+    // The director's own addresses: a real server there is "Local" (the kernel twin serves it).
+    let locals: Vec<std::net::IpAddr> =
+        cfg.ports.iter().filter_map(|p| p.address.map(|(a, _)| std::net::IpAddr::V4(a))).collect();
     let mut model = Ipvs::new(16, 16, 0x5eed);
     model.set_sched_seed(sched_seed);
+    model.set_local_addrs(locals.clone());
     model.sysctl = cfg.sysctl;
     if let Some(path) = &cfg.rules_file {
         let text = std::fs::read_to_string(path)
@@ -228,6 +232,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
                         random_seed(),
                     );
                     shard.set_sched_seed(sched_seed);
+                    shard.set_local_addrs(locals.clone());
                     for op in model_ops(&model) {
                         shard.apply(&op).map_err(|e| DaemonError::Rules {
                             path: "(copy to a worker)".into(),
@@ -300,6 +305,10 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
 
     let interval = Duration::from_secs(u64::from(cfg.stats_interval_seconds));
     let mut next_report = Instant::now() + interval;
+    let twin_ifaces: Vec<&str> =
+        cfg.ports.iter().filter_map(|p| p.twin.as_ref().map(|t| t.iface.as_str())).collect();
+    let mut local_vips = std::collections::BTreeSet::new();
+    let mut next_local_sync = Instant::now();
     let mut failed = None;
     while !shutdown.load(Ordering::Relaxed) {
         // 5 ms: a scripted rvsadm session waits at most this long per command.
@@ -356,6 +365,10 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
                     table_capacity: cfg.table_size,
                 })
             });
+        }
+        if !twin_ifaces.is_empty() && Instant::now() >= next_local_sync {
+            next_local_sync = Instant::now() + Duration::from_millis(100);
+            sync_local_vips(&model, &locals, &twin_ifaces, &mut local_vips);
         }
         if cfg.stats_interval_seconds > 0 && Instant::now() >= next_report {
             next_report += interval;
@@ -418,6 +431,41 @@ fn configure_twin(
         ip(&["addr", "replace", &format!("{a}/{len}"), "dev", iface])?;
     }
     Ok(())
+}
+
+/// VIPs with a Local real server (the director itself) must be addresses of the director's kernel
+/// for it to take their packets: each such VIP is put on every kernel twin (as /32) while it has one,
+/// and taken off after.
+fn sync_local_vips(
+    model: &Ipvs,
+    locals: &[std::net::IpAddr],
+    twins: &[&str],
+    on: &mut std::collections::BTreeSet<std::net::Ipv4Addr>,
+) {
+    let want: std::collections::BTreeSet<std::net::Ipv4Addr> = model
+        .services()
+        .filter(|(_, _, _, ds)| ds.iter().any(|(_, d)| matches!(d.cfg.fwd, rvs_ipvs::Fwd::Local)))
+        .filter_map(|(_, cfg, _, _)| match cfg.key {
+            rvs_ipvs::ServiceKey::Addr { addr: std::net::IpAddr::V4(a), .. } => Some(a),
+            _ => None,
+        })
+        .filter(|a| !locals.contains(&std::net::IpAddr::V4(*a)))
+        .collect();
+    if want == *on {
+        return;
+    }
+    for t in twins {
+        for a in want.difference(on) {
+            if let Err(e) = twin_ip(t, &["addr", "replace", &format!("{a}/32"), "dev", t]) {
+                warn!(error = %e, "putting a VIP with a Local server on a kernel twin");
+            }
+        }
+        for a in on.difference(&want) {
+            let _ = twin_ip(t, &["addr", "del", &format!("{a}/32"), "dev", t]);
+        }
+    }
+    info!(vips = ?want, "VIPs with Local servers on the kernel twins");
+    *on = want;
 }
 
 /// `ip ARGS` for a kernel twin.

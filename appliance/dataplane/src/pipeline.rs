@@ -556,6 +556,11 @@ impl Pipeline {
         real: (IpAddr, u16),
         now: Time,
     ) -> Action {
+        if matches!(fwd, Fwd::Local) {
+            // The director itself is the real server: its kernel takes the packet unchanged (the
+            // VIP is one of the twin's addresses while it has Local servers).
+            return self.up_to_kernel(port, now, Drop::ToDirector);
+        }
         let IpAddr::V4(raddr) = real.0 else { return self.drop(Drop::Unsupported) };
         let Some(nh) = self.net.route(raddr) else { return self.drop(Drop::NoRoute) };
         let egress = self.egress(nh);
@@ -573,7 +578,7 @@ impl Pipeline {
                     TunOuter { src: src.into(), dst: raddr.into(), ttl: TUN_TTL, ident: self.tun_ident };
                 rewrite::tun(buf, &egress, &outer)
             }
-            Fwd::Local => return self.drop(Drop::ToDirector),
+            Fwd::Local => return self.up_to_kernel(port, now, Drop::ToDirector),
         };
         self.finish(port, buf, v, nh, now)
     }

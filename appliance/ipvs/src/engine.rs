@@ -221,6 +221,8 @@ pub struct Ipvs {
     sched_cursor: usize,
     /// mh tables come built from the management core (Op::SchedTable) instead of being built here.
     defer_tables: bool,
+    /// The director's own addresses (see [`Ipvs::set_local_addrs`]).
+    locals: Vec<IpAddr>,
     /// Keys the schedulers' hashes (mh) and random choices (twos). Shards of one director share it,
     /// so every worker maps a client to the same server; the connection tables' keys differ.
     sched_seed: u64,
@@ -270,6 +272,7 @@ impl Ipvs {
             drop_cursor: [0; 2],
             sched_cursor: 0,
             defer_tables: false,
+            locals: Vec::new(),
             sched_seed: seed,
             scratch: Vec::new(),
         }
@@ -390,6 +393,7 @@ impl Ipvs {
         if cfg.weight > 65535 {
             return Err(Error::BadWeight);
         }
+        self.localize(&mut cfg);
         if !matches!(cfg.fwd, Fwd::Masq) {
             // DR and TUN cannot map ports: the packet reaches the server unchanged (ipvsadm).
             cfg.port = key.port();
@@ -464,6 +468,7 @@ impl Ipvs {
         if cfg.weight > 65535 {
             return Err(Error::BadWeight);
         }
+        self.localize(&mut cfg);
         if !matches!(cfg.fwd, Fwd::Masq) {
             cfg.port = key.port();
         }
@@ -713,6 +718,19 @@ impl Ipvs {
             let dests = s.dests.iter().filter_map(|&d| self.dest(d).map(|x| (d, x))).collect();
             Some((ServiceId(i as u32), &s.cfg, &s.stats, dests))
         })
+    }
+
+    /// The director's own addresses: a real server at one of them (or on loopback) is the director
+    /// itself, forwarded "Local" whatever -m/-g/-i said, as the kernel makes such a destination
+    /// LOCALNODE (its packets are delivered to the director's own stack unchanged).
+    pub fn set_local_addrs(&mut self, addrs: Vec<IpAddr>) {
+        self.locals = addrs;
+    }
+
+    fn localize(&self, cfg: &mut DestConfig) {
+        if cfg.addr.is_loopback() || self.locals.contains(&cfg.addr) {
+            cfg.fwd = Fwd::Local;
+        }
     }
 
     /// Makes room for `services` more services and `dests` more servers at once, so that a large

@@ -724,3 +724,28 @@ fn maglev_tables_shipped_from_the_model_schedule_as_built_ones() {
         assert_eq!(dest_of(a), dest_of(b), "client {client}");
     }
 }
+
+/// A real server at the director's own address (or on loopback) is the director itself: forwarded
+/// "Local" whatever -m/-g/-i said, with the service's port (the packet reaches the local stack
+/// unchanged), as the kernel makes such a destination LOCALNODE.
+#[test]
+fn a_real_server_at_the_directors_own_address_is_local() {
+    let mut v = Ipvs::new(100, 10, 1);
+    v.set_local_addrs(vec![ip("192.0.2.2")]);
+    v.add_service(ServiceConfig::new(tcp_svc(80), SchedulerKind::Rr)).unwrap();
+    v.add_dest(&tcp_svc(80), DestConfig::new(ip("192.0.2.2"), 8080, Fwd::Masq)).unwrap();
+    v.add_dest(&tcp_svc(80), DestConfig::new(ip("127.0.0.1"), 80, Fwd::Route)).unwrap();
+    v.add_dest(&tcp_svc(80), DestConfig::new(ip("203.0.113.10"), 8080, Fwd::Masq)).unwrap();
+    let fwds: Vec<(IpAddr, u16, Fwd)> =
+        v.services().next().unwrap().3.iter().map(|(_, d)| (d.cfg.addr, d.cfg.port, d.cfg.fwd)).collect();
+    assert_eq!(
+        fwds,
+        [
+            (ip("192.0.2.2"), 80, Fwd::Local),
+            (ip("127.0.0.1"), 80, Fwd::Local),
+            (ip("203.0.113.10"), 8080, Fwd::Masq)
+        ]
+    );
+    let InVerdict::Forward { fwd, .. } = v.in_packet(&syn("198.51.100.7", 1), 0) else { panic!() };
+    assert_eq!(fwd, Fwd::Local);
+}
