@@ -41,17 +41,7 @@ fn start(dir: &Path, tag: &str) -> (Daemon, Adm) {
     std::fs::write(
         &config,
         format!(
-            r#"
-[eal]
-worker_lcores = [1]
-memory_mib = 128
-hugepages = false
-file_prefix = "rvs-ctl-{tag}-{pid}"
-
-[mempool]
-mbufs = 4095
-cache_size = 64
-
+            r#"{head}
 [[port]]
 name = "a"
 device = "net_null0"
@@ -82,7 +72,7 @@ listen_address = "127.0.0.1:0"
 [ipvs]
 expire_nodest_conn = 1
 "#,
-            pid = std::process::id(),
+            head = eal_head(tag, 4095),
             sock = sock.display(),
             rules = rules.display()
         ),
@@ -433,23 +423,23 @@ fn hostile_clients_never_stall_rvsd() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The [eal] and [mempool] sections every rvsd of these tests starts with (no hugepages, a file
+/// prefix of its own).
+fn eal_head(tag: &str, mbufs: u32) -> String {
+    format!(
+        "\n[eal]\nworker_lcores = [1]\nmemory_mib = 128\nhugepages = false\nfile_prefix = \"rvs-ctl-{tag}-{}\"\n\n\
+         [mempool]\nmbufs = {mbufs}\ncache_size = 64\n",
+        std::process::id()
+    )
+}
+
 /// A director config on two net_null ports (no namespaces needed), with `extra` appended.
 fn director_config(dir: &Path, tag: &str, extra: &str) -> PathBuf {
     let config = dir.join("rvsd.toml");
     std::fs::write(
         &config,
         format!(
-            r#"
-[eal]
-worker_lcores = [1]
-memory_mib = 128
-hugepages = false
-file_prefix = "rvs-ctl-{tag}-{pid}"
-
-[mempool]
-mbufs = 8191
-cache_size = 64
-
+            r#"{head}
 [[port]]
 name = "front"
 device = "net_null0"
@@ -474,7 +464,7 @@ connections_per_worker = 4096
 listen_address = "127.0.0.1:0"
 {extra}
 "#,
-            pid = std::process::id(),
+            head = eal_head(tag, 8191),
             sock = dir.join("rvsd.sock").display(),
         ),
     )

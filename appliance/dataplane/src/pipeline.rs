@@ -750,6 +750,17 @@ mod tests {
         f
     }
 
+    /// An ICMP echo (request when `kind` is 8, reply when 0) from `src` to `dst`, as the router sends.
+    fn icmp_echo(src: Ipv4Addr, dst: Ipv4Addr, kind: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 8];
+        ethernet::write_header(&mut f, FRONT_MAC, ROUTER_MAC, ethertype::IPV4).unwrap();
+        ipv4::write_header(&mut f[14..], src, dst, 1, 8, 64, 0, 1, false).unwrap();
+        f[34] = kind;
+        let c = rvs_wire::checksum::fold(rvs_wire::checksum::sum(0, &f[34..]));
+        f[36..38].copy_from_slice(&(!c).to_be_bytes());
+        f
+    }
+
     fn ip(f: &[u8]) -> Ipv4Packet<&[u8]> {
         Ipv4Packet::new_checked(&f[14..]).unwrap()
     }
@@ -842,17 +853,8 @@ mod tests {
         p.twins = vec![true, false];
         assert_eq!(p.handle(0, &mut VecBuffer::new(&ssh), 1), Action::ToKernel(0));
         // An echo reply (to the kernel's ping) goes up; an echo request is still answered here.
-        let mut f = vec![0u8; 14 + 20 + 8];
-        ethernet::write_header(&mut f, FRONT_MAC, ROUTER_MAC, ethertype::IPV4).unwrap();
-        ipv4::write_header(&mut f[14..], ROUTER, own, 1, 8, 64, 0, 1, false).unwrap();
-        let ck = rvs_wire::checksum::fold(rvs_wire::checksum::sum(0, &f[34..]));
-        f[36..38].copy_from_slice(&(!ck).to_be_bytes());
-        assert_eq!(p.handle(0, &mut VecBuffer::new(&f), 1), Action::ToKernel(0));
-        f[34] = 8;
-        f[36..38].copy_from_slice(&[0, 0]);
-        let ck = rvs_wire::checksum::fold(rvs_wire::checksum::sum(0, &f[34..]));
-        f[36..38].copy_from_slice(&(!ck).to_be_bytes());
-        assert_eq!(p.handle(0, &mut VecBuffer::new(&f), 1), Action::Tx(0));
+        assert_eq!(p.handle(0, &mut VecBuffer::new(&icmp_echo(ROUTER, own, 0)), 1), Action::ToKernel(0));
+        assert_eq!(p.handle(0, &mut VecBuffer::new(&icmp_echo(ROUTER, own, 8)), 1), Action::Tx(0));
         // The router's answer to the kernel's ARP request: learned, and up.
         let mut req = [0u8; 42];
         arp::build_request(&mut req, FRONT_MAC, own, ROUTER).unwrap();
@@ -1177,12 +1179,7 @@ mod tests {
     fn icmp_is_rate_limited_per_worker() {
         let (mut p, c) = pipeline();
         service(&mut p, Fwd::Masq, 80);
-        let mut f = vec![0u8; 14 + 20 + 8];
-        ethernet::write_header(&mut f, FRONT_MAC, ROUTER_MAC, ethertype::IPV4).unwrap();
-        ipv4::write_header(&mut f[14..], CLIENT, VIP, 1, 8, 64, 0, 1, false).unwrap();
-        f[34] = 8;
-        let ck = rvs_wire::checksum::fold(rvs_wire::checksum::sum(0, &f[34..]));
-        f[36..38].copy_from_slice(&(!ck).to_be_bytes());
+        let f = icmp_echo(CLIENT, VIP, 8);
         let mut ttl1 = tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02);
         ttl1[14 + 8] = 1;
         Ipv4Packet::new_unchecked(&mut ttl1[14..34]).fill_checksum();
@@ -1207,12 +1204,7 @@ mod tests {
     fn echo_to_a_vip_is_answered_and_ttl_expiry_gives_an_icmp_error() {
         let (mut p, _) = pipeline();
         service(&mut p, Fwd::Masq, 80);
-        let mut f = vec![0u8; 14 + 20 + 8];
-        ethernet::write_header(&mut f, FRONT_MAC, ROUTER_MAC, ethertype::IPV4).unwrap();
-        ipv4::write_header(&mut f[14..], CLIENT, VIP, 1, 8, 64, 0, 1, false).unwrap();
-        f[34] = 8;
-        let c = rvs_wire::checksum::fold(rvs_wire::checksum::sum(0, &f[34..]));
-        f[36..38].copy_from_slice(&(!c).to_be_bytes());
+        let f = icmp_echo(CLIENT, VIP, 8);
         let mut b = VecBuffer::new(&f);
         assert_eq!(p.handle(0, &mut b, 1), Action::Tx(0));
         assert_eq!((ip(b.bytes()).src(), ip(b.bytes()).dst(), b.bytes()[34]), (VIP, CLIENT, 0));
