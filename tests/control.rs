@@ -92,9 +92,7 @@ expire_nodest_conn = 1
 
 #[test]
 fn rvsadm_drives_rvsd_like_ipvsadm_drives_ipvs() {
-    let dir = std::env::temp_dir().join(format!("rvs-control-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = fresh_dir("rvs-control");
     let (mut rvsd, adm) = start(&dir, "adm");
 
     // The socket is mode 0660.
@@ -180,9 +178,7 @@ FWM  1 wlc persistent 600 mask 255.255.255.0
 
 #[test]
 fn a_bad_rules_file_stops_rvsd_at_start() {
-    let dir = std::env::temp_dir().join(format!("rvs-control-bad-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = fresh_dir("rvs-control-bad");
     let rules = dir.join("rules");
     std::fs::write(&rules, "-A -t 192.0.2.80:80\n-A -t 192.0.2.80:80\n").expect("rules");
     let config = dir.join("rvsd.toml");
@@ -222,9 +218,7 @@ fn http_get(addr: &str, path: &str) -> String {
 
 #[test]
 fn prometheus_scrapes_rvsd_and_promtool_accepts_the_exposition() {
-    let dir = std::env::temp_dir().join(format!("rvs-metrics-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = fresh_dir("rvs-metrics");
     let (mut rvsd, adm) = start(&dir, "metrics");
     adm.ok("-A -f 3 -p");
     adm.ok("-a -f 3 -r 203.0.113.50:0 -m -w 0");
@@ -327,6 +321,14 @@ fn prometheus_scrapes_rvsd_and_promtool_accepts_the_exposition() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An empty directory of this test's own under the temporary directory.
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    dir
+}
+
 /// Resident memory of a process, in KiB.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
@@ -366,9 +368,7 @@ fn timed_get(addr: &str) -> Duration {
 /// still stops rvsd. (The hand-written endpoint on the management loop froze all of these.)
 #[test]
 fn hostile_clients_never_stall_rvsd() {
-    let dir = std::env::temp_dir().join(format!("rvs-hostile-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = fresh_dir("rvs-hostile");
     let (mut rvsd, adm) = start(&dir, "hostile");
     let addr = metrics_address(&mut rvsd);
     // Memory settles once the ports have cycled every mbuf and a scrape has run.
@@ -476,9 +476,7 @@ listen_address = "127.0.0.1:0"
 /// restarts it). Before, its share of the traffic was lost silently until shutdown.
 #[test]
 fn a_worker_that_panics_stops_rvsd_within_a_second() {
-    let dir = std::env::temp_dir().join(format!("rvs-panic-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = fresh_dir("rvs-panic");
     let config = director_config(&dir, "panic", "");
     let mut rvsd = Daemon::spawn(
         {
@@ -504,9 +502,7 @@ fn a_worker_that_panics_stops_rvsd_within_a_second() {
 /// keeps running either way (SIGHUP's default action killed it before).
 #[test]
 fn sighup_rereads_the_rules_file() {
-    let dir = std::env::temp_dir().join(format!("rvs-hup-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = fresh_dir("rvs-hup");
     let (mut rvsd, adm) = start(&dir, "hup");
     let rules = dir.join("rules");
     let next = "-A -t 192.0.2.80:80 -s wrr\n-a -t 192.0.2.80:80 -r 203.0.113.10:8080 -m -w 5\n\
