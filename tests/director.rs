@@ -891,3 +891,34 @@ fn the_directors_kernel_speaks_through_its_twin() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// An ICMP error from a NAT real server about a client's packet (here port unreachable: nothing
+/// listens on the server's port) is translated back to the client: its kernel matches the quoted
+/// packet to its socket and reports the refusal (the client's kernel is the independent decoder).
+/// Before, such errors were dropped and the client waited for its timeout.
+#[test]
+fn icmp_errors_about_nat_flows_reach_the_client() {
+    let bed = Bed::up("ic");
+    bed.rules("-A -u 192.0.2.80:5999 -s rr\n-a -u 192.0.2.80:5999 -r 203.0.113.11:5999 -m\n");
+    let probe = "import socket\n\
+                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                 s.settimeout(2)\n\
+                 s.connect(('192.0.2.80', 5999))\n\
+                 for i in range(3):\n\
+                 \x20   s.send(b'hello')\n\
+                 \x20   try:\n\
+                 \x20       s.recv(100)\n\
+                 \x20       print('answered')\n\
+                 \x20   except ConnectionRefusedError:\n\
+                 \x20       print('refused')\n\
+                 \x20       break\n\
+                 \x20   except socket.timeout:\n\
+                 \x20       print('timeout')\n";
+    let out = bed.in_ns("c", &["python3", "-c", probe]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("refused"),
+        "the client never heard of the refusal: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

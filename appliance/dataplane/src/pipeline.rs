@@ -454,6 +454,13 @@ impl Pipeline {
         };
         let local = self.net.local_port(dst).is_some();
         let vip = self.vips.contains_key(&dst);
+        if info.protocol == ip_proto::ICMP && !local {
+            // An ICMP error about a connection's packet (fragmentation needed, unreachable, time
+            // exceeded): translated and passed on as IPVS does (ip_vs_in_icmp / ip_vs_out_icmp).
+            if let Some(a) = self.translate_icmp_error(port, buf, vip, now) {
+                return a;
+            }
+        }
         if info.protocol == ip_proto::ICMP && (local || vip) {
             let echo_request = buf.bytes().get(info.l4_offset) == Some(&icmpv4::kind::ECHO_REQUEST);
             if !echo_request {
@@ -525,6 +532,51 @@ impl Pipeline {
                 OutVerdict::NotOurs => self.drop(Drop::NoService),
             },
         }
+    }
+
+    /// An ICMP error about a connection: from the client side about a reply (to a VIP), passed to
+    /// the real server (NAT: addresses translated, the quoted source back to the server; DR and TUN:
+    /// forwarded as the connection's packets are); from the servers' side about a client's packet
+    /// through NAT (to the client), translated to come from the VIP about the packet the client
+    /// sent. `None`: not an ICMP error about a connection of ours (the caller goes on).
+    fn translate_icmp_error<B: PacketBuffer + ?Sized>(
+        &mut self,
+        port: usize,
+        buf: &mut B,
+        to_vip: bool,
+        now: Time,
+    ) -> Option<Action> {
+        let (protocol, src, dst) = rewrite::icmp_error_inner(buf.bytes()).ok()?;
+        let quoted = PacketMeta {
+            protocol,
+            src: IpAddr::V4(src.0),
+            sport: src.1,
+            dst: IpAddr::V4(dst.0),
+            dport: dst.1,
+            tcp_flags: 0,
+            fwmark: None,
+            len: 0,
+        };
+        if to_vip {
+            let (raddr, rport, fwd) = self.ipvs.icmp_about_reply(&quoted)?;
+            let IpAddr::V4(real) = raddr else { return Some(self.drop(Drop::Unsupported)) };
+            return Some(match fwd {
+                Fwd::Masq => {
+                    let Some(nh) = self.net.route(real) else { return Some(self.drop(Drop::NoRoute)) };
+                    let egress = self.egress(nh);
+                    let m = NatMapping { virt: (IpAddr::V4(src.0), src.1), real: (raddr, rport) };
+                    let v = rewrite::icmp_nat_in(buf, &egress, &m);
+                    self.finish(port, buf, v, nh, now)
+                }
+                other => self.forward(port, buf, other, src, (raddr, rport), now),
+            });
+        }
+        let (vaddr, vport) = self.ipvs.icmp_about_client_packet(&quoted)?;
+        let Some(nh) = self.net.route(src.0) else { return Some(self.drop(Drop::NoRoute)) };
+        let egress = self.egress(nh);
+        let m = NatMapping { virt: (vaddr, vport), real: (IpAddr::V4(dst.0), dst.1) };
+        let v = rewrite::icmp_nat_out(buf, &egress, &m);
+        Some(self.finish(port, buf, v, nh, now))
     }
 
     /// With RSS prediction: where will the NIC deliver the replies of this new NAT connection? The
@@ -875,6 +927,60 @@ mod tests {
         let up = (0..10).filter(|_| p.handle(0, &mut VecBuffer::new(&ssh), 5) == Action::ToKernel(0)).count();
         assert_eq!(up, 3);
         assert_eq!(c.snapshot().dropped(Drop::KernelBudget), 7);
+    }
+
+    /// ICMP errors about NAT connections cross the director translated, both ways: a client's
+    /// "fragmentation needed" about a reply reaches the real server about the packet it sent, and the
+    /// real server's "port unreachable" about a client's packet reaches the client from the VIP.
+    #[test]
+    fn icmp_errors_about_nat_connections_are_translated() {
+        let (mut p, _) = pipeline();
+        service(&mut p, Fwd::Masq, 8080);
+        assert_eq!(
+            p.handle(
+                0,
+                &mut VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02)),
+                1
+            ),
+            Action::Tx(1)
+        );
+        // An ICMP error from `src` to `dst` quoting a TCP header from `q_src` to `q_dst`.
+        let icmp_err = |mac: (MacAddr, MacAddr),
+                        src: Ipv4Addr,
+                        dst: Ipv4Addr,
+                        q_src: (Ipv4Addr, u16),
+                        q_dst: (Ipv4Addr, u16)| {
+            let mut f = vec![0u8; 14 + 20 + 8 + 20 + 8];
+            ethernet::write_header(&mut f, mac.1, mac.0, ethertype::IPV4).unwrap();
+            ipv4::write_header(&mut f[14..], src, dst, 1, 8 + 28, 64, 0, 1, false).unwrap();
+            f[34] = 3;
+            f[35] = 4;
+            ipv4::write_header(&mut f[42..], q_src.0, q_dst.0, 6, 20, 64, 0, 1, true).unwrap();
+            f[62..64].copy_from_slice(&q_src.1.to_be_bytes());
+            f[64..66].copy_from_slice(&q_dst.1.to_be_bytes());
+            let c = rvs_wire::checksum::fold(rvs_wire::checksum::sum(0, &f[34..]));
+            f[36..38].copy_from_slice(&(!c).to_be_bytes());
+            f
+        };
+        let from_client = icmp_err((ROUTER_MAC, FRONT_MAC), CLIENT, VIP, (VIP, 80), (CLIENT, 40000));
+        let mut b = VecBuffer::new(&from_client);
+        assert_eq!(p.handle(0, &mut b, 2), Action::Tx(1));
+        assert_eq!(ip(b.bytes()).dst(), RS);
+        let (_, qs, qd) = rewrite::icmp_error_inner(b.bytes()).unwrap();
+        assert_eq!((qs, qd), ((RS, 8080), (CLIENT, 40000)), "about the packet the server sent");
+
+        let from_server = icmp_err((RS_MAC, BACK_MAC), RS, CLIENT, (CLIENT, 40000), (RS, 8080));
+        let mut b = VecBuffer::new(&from_server);
+        assert_eq!(p.handle(1, &mut b, 3), Action::Tx(0));
+        assert_eq!((ip(b.bytes()).src(), ip(b.bytes()).dst()), (VIP, CLIENT));
+        let (_, qs, qd) = rewrite::icmp_error_inner(b.bytes()).unwrap();
+        assert_eq!((qs, qd), ((CLIENT, 40000), (VIP, 80)), "about the packet the client sent");
+        let m = &b.bytes()[34..];
+        assert_eq!(rvs_wire::checksum::fold(rvs_wire::checksum::sum(0, m)), 0xffff, "ICMP checksum");
+
+        // About no connection of ours: dropped as before.
+        let stray = icmp_err((RS_MAC, BACK_MAC), RS, CLIENT, (CLIENT, 1), (RS, 8080));
+        assert_eq!(p.handle(1, &mut VecBuffer::new(&stray), 3), Action::Drop);
     }
 
     /// Two workers behind a software NIC that spreads packets as an RSS NIC does (Toeplitz, default

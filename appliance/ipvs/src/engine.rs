@@ -989,6 +989,28 @@ impl Ipvs {
         }
     }
 
+    /// An ICMP error about a packet a client sent through a NAT connection (ip_vs_out_icmp): `p` is
+    /// the quoted packet as the real server received it (client -> real). The virtual endpoint the
+    /// client knows, to translate the error back.
+    pub fn icmp_about_client_packet(&self, p: &PacketMeta) -> Option<(IpAddr, u16)> {
+        let reply = PacketMeta { src: p.dst, sport: p.dport, dst: p.src, dport: p.sport, ..*p };
+        let v6 = p.src.is_ipv6();
+        let i = if v6 { self.lookup_out::<[u8; 16]>(&reply) } else { self.lookup_out::<[u8; 4]>(&reply) }?;
+        let c = self.connection((v6, i))?;
+        Some((c.vaddr, c.vport))
+    }
+
+    /// An ICMP error about a packet the director sent a client for a connection (ip_vs_in_icmp):
+    /// `p` is the quoted packet (virtual -> client). The connection's server and how it is reached.
+    pub fn icmp_about_reply(&self, p: &PacketMeta) -> Option<(IpAddr, u16, Fwd)> {
+        let forward = PacketMeta { src: p.dst, sport: p.dport, dst: p.src, dport: p.sport, ..*p };
+        let v6 = p.src.is_ipv6();
+        let i = if v6 { self.lookup_in::<[u8; 16]>(&forward) } else { self.lookup_in::<[u8; 4]>(&forward) }?;
+        let c = self.connection((v6, i))?;
+        let d = self.dest(DestId(c.dest))?;
+        Some((c.raddr, c.rport, d.cfg.fwd))
+    }
+
     fn lookup_out<A: Addr>(&self, p: &PacketMeta) -> Option<u32>
     where
         Self: TableOf<A>,
