@@ -66,6 +66,8 @@ const EXPIRE_BUDGET: usize = 256;
 const OPS_PER_TURN: usize = 64;
 /// And for no longer than this, in microseconds.
 const CONTROL_BUDGET_US: u64 = 20;
+/// How often the kernel twins' RX queues are polled, in microseconds.
+const TWIN_POLL_US: u64 = 100;
 /// Report units (a service, or 4 connection slots) built per millisecond for listings and scrapes.
 const REPORT_UNITS_PER_TURN: usize = 64;
 
@@ -143,6 +145,9 @@ impl DirectorWorker {
         let mut last_ms: Time = 0;
         let mut timer = LoopTimer::new();
         let mut backlog = Backlog::default();
+        let has_twins = self.ports.iter().any(|q| q.twin.is_some());
+        let twin_poll_ticks = self.tsc_hz / 1_000_000 * TWIN_POLL_US;
+        let mut last_twin_poll = 0u64;
         self.counters.set_tsc_hz(self.tsc_hz);
         self.pipeline.refresh_vips();
         while !self.stop.load(Ordering::Relaxed) {
@@ -180,8 +185,14 @@ impl DirectorWorker {
                     process(pipeline, &mut out, counters, pool, steering, p, m, now);
                 });
             }
-            // What the kernel sent on the ports' twins leaves by the ports (ARP and all).
-            for p in 0..nports {
+            // What the kernel sent on the ports' twins leaves by the ports (ARP and all). A TAP
+            // port's RX is a read() system call even when empty, so the twins are polled every
+            // TWIN_POLL_US rather than every turn: the kernel's traffic waits 100 µs at most.
+            let twins_due = has_twins && t0.wrapping_sub(last_twin_poll) >= twin_poll_ticks;
+            if twins_due {
+                last_twin_poll = t0;
+            }
+            for p in (0..nports).filter(|_| twins_due) {
                 let Some(t) = self.ports.get_mut(p).and_then(|q| q.twin.as_mut()) else { continue };
                 let n = t.rx.rx_burst(&mut rx);
                 if n == 0 {
