@@ -152,7 +152,7 @@ impl ControlServer {
     }
 }
 
-impl std::ops::Drop for ControlServer {
+impl Drop for ControlServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {

@@ -10,7 +10,7 @@ use rvs_dataplane::net::{Interface, Network};
 use rvs_dataplane::ratelimit::TokenBucket;
 use rvs_dataplane::rss::RssPredictor;
 use rvs_dataplane::{
-    CounterSnapshot, DirectorWorker, Drop, Handoff, L2Worker, Link, Pipeline, PortQueues, Steering,
+    CounterSnapshot, DirectorWorker, DropReason, Handoff, L2Worker, Link, Pipeline, PortQueues, Steering,
     TwinQueues, WorkerCounters,
 };
 use rvs_dpdk::{Eal, LaunchHandle, Mempool, Port, PortStats, QueueId, RxQueue, Started, TxQueue, rss};
@@ -616,7 +616,7 @@ fn report(
             rx_packets = s.rx_packets,
             tx_packets = s.tx_packets,
             dropped = s.dropped_total(),
-            drop_tx_full = s.dropped(Drop::TxRingFull),
+            drop_tx_full = s.dropped(DropReason::TxRingFull),
             busy = %format!("{:.1}%", 100.0 * s.busy_ratio()),
             loop_cycles = s.loop_cycles,
             busy_cycles = s.busy_cycles,
@@ -630,7 +630,7 @@ fn log_summary(s: &Summary) {
         info!(port = %name, rx_packets = p.rx_packets, tx_packets = p.tx_packets, rx_bytes = p.rx_bytes, tx_bytes = p.tx_bytes, rx_missed = p.rx_missed, "port totals");
     }
     for (lcore, w) in &s.workers {
-        info!(lcore, rx_packets = w.rx_packets, tx_packets = w.tx_packets, dropped = w.dropped_total(), drop_tx_full = w.dropped(Drop::TxRingFull), busy = %format!("{:.1}%", 100.0 * w.busy_ratio()), "worker totals");
+        info!(lcore, rx_packets = w.rx_packets, tx_packets = w.tx_packets, dropped = w.dropped_total(), drop_tx_full = w.dropped(DropReason::TxRingFull), busy = %format!("{:.1}%", 100.0 * w.busy_ratio()), "worker totals");
     }
 }
 

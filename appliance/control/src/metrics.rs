@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
 use rvs_adm::listing::Snapshot;
-use rvs_dataplane::{CounterSnapshot, Drop};
+use rvs_dataplane::CounterSnapshot;
 use rvs_dpdk::PortStats;
 use rvs_ipvs::{DefenseCounters, DropCounters, DropReason, ServiceKey, proto};
 use tracing::{debug, warn};
@@ -240,7 +240,7 @@ pub fn render(s: &Sources<'_>) -> String {
             &l,
             w.mirrored,
         );
-        for r in Drop::ALL {
+        for r in rvs_dataplane::DropReason::ALL {
             f.counter(
                 "rvs_worker_dropped_packets_total",
                 "Packets a worker dropped, by reason.",
@@ -460,7 +460,7 @@ impl MetricsServer {
     }
 }
 
-impl std::ops::Drop for MetricsServer {
+impl Drop for MetricsServer {
     fn drop(&mut self) {
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());

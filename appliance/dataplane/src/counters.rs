@@ -1,12 +1,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rvs_dpdk::rdtsc;
-use rvs_ipvs::DropReason;
 
 /// Why a worker dropped a packet: every drop is counted under one of these (exported as the
 /// `reason` label of `rvs_worker_dropped_packets_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Drop {
+pub enum DropReason {
     /// Truncated, or a header field the protocol forbids.
     Malformed,
     /// Valid but not handled (IPv6, VLAN tags, other EtherTypes, ICMP other than echo to a VIP).
@@ -48,91 +47,91 @@ pub enum Drop {
     /// For the director's kernel, but its twin's queue was full (or the port has none).
     KernelQueueFull,
     /// IPVS refused it.
-    Ipvs(DropReason),
+    Ipvs(rvs_ipvs::DropReason),
 }
 
-impl Drop {
-    pub const COUNT: usize = 20 + DropReason::ALL.len();
+impl DropReason {
+    pub const COUNT: usize = 20 + rvs_ipvs::DropReason::ALL.len();
 
-    pub const ALL: [Drop; Self::COUNT] = [
-        Drop::Malformed,
-        Drop::Unsupported,
-        Drop::NotOurMac,
-        Drop::ArpNotOurs,
-        Drop::ToDirector,
-        Drop::NoService,
-        Drop::Fragment,
-        Drop::NoRoute,
-        Drop::NoNeighbour,
-        Drop::TtlExceeded,
-        Drop::FragNeeded,
-        Drop::TooBig,
-        Drop::RewriteFailed,
-        Drop::NoMbuf,
-        Drop::TxRingFull,
-        Drop::HandoffFull,
-        Drop::IcmpRateLimit,
-        Drop::ArpRefused,
-        Drop::KernelBudget,
-        Drop::KernelQueueFull,
-        Drop::Ipvs(DropReason::ALL[0]),
-        Drop::Ipvs(DropReason::ALL[1]),
-        Drop::Ipvs(DropReason::ALL[2]),
-        Drop::Ipvs(DropReason::ALL[3]),
-        Drop::Ipvs(DropReason::ALL[4]),
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::Malformed,
+        DropReason::Unsupported,
+        DropReason::NotOurMac,
+        DropReason::ArpNotOurs,
+        DropReason::ToDirector,
+        DropReason::NoService,
+        DropReason::Fragment,
+        DropReason::NoRoute,
+        DropReason::NoNeighbour,
+        DropReason::TtlExceeded,
+        DropReason::FragNeeded,
+        DropReason::TooBig,
+        DropReason::RewriteFailed,
+        DropReason::NoMbuf,
+        DropReason::TxRingFull,
+        DropReason::HandoffFull,
+        DropReason::IcmpRateLimit,
+        DropReason::ArpRefused,
+        DropReason::KernelBudget,
+        DropReason::KernelQueueFull,
+        DropReason::Ipvs(rvs_ipvs::DropReason::ALL[0]),
+        DropReason::Ipvs(rvs_ipvs::DropReason::ALL[1]),
+        DropReason::Ipvs(rvs_ipvs::DropReason::ALL[2]),
+        DropReason::Ipvs(rvs_ipvs::DropReason::ALL[3]),
+        DropReason::Ipvs(rvs_ipvs::DropReason::ALL[4]),
     ];
 
     #[inline]
     pub fn index(self) -> usize {
         match self {
-            Drop::Malformed => 0,
-            Drop::Unsupported => 1,
-            Drop::NotOurMac => 2,
-            Drop::ArpNotOurs => 3,
-            Drop::ToDirector => 4,
-            Drop::NoService => 5,
-            Drop::Fragment => 6,
-            Drop::NoRoute => 7,
-            Drop::NoNeighbour => 8,
-            Drop::TtlExceeded => 9,
-            Drop::FragNeeded => 10,
-            Drop::TooBig => 11,
-            Drop::RewriteFailed => 12,
-            Drop::NoMbuf => 13,
-            Drop::TxRingFull => 14,
-            Drop::HandoffFull => 15,
-            Drop::IcmpRateLimit => 16,
-            Drop::ArpRefused => 17,
-            Drop::KernelBudget => 18,
-            Drop::KernelQueueFull => 19,
-            Drop::Ipvs(r) => 20 + DropReason::ALL.iter().position(|x| *x == r).unwrap_or(0),
+            DropReason::Malformed => 0,
+            DropReason::Unsupported => 1,
+            DropReason::NotOurMac => 2,
+            DropReason::ArpNotOurs => 3,
+            DropReason::ToDirector => 4,
+            DropReason::NoService => 5,
+            DropReason::Fragment => 6,
+            DropReason::NoRoute => 7,
+            DropReason::NoNeighbour => 8,
+            DropReason::TtlExceeded => 9,
+            DropReason::FragNeeded => 10,
+            DropReason::TooBig => 11,
+            DropReason::RewriteFailed => 12,
+            DropReason::NoMbuf => 13,
+            DropReason::TxRingFull => 14,
+            DropReason::HandoffFull => 15,
+            DropReason::IcmpRateLimit => 16,
+            DropReason::ArpRefused => 17,
+            DropReason::KernelBudget => 18,
+            DropReason::KernelQueueFull => 19,
+            DropReason::Ipvs(r) => 20 + rvs_ipvs::DropReason::ALL.iter().position(|x| *x == r).unwrap_or(0),
         }
     }
 
     /// The `reason` label.
     pub fn name(self) -> &'static str {
         match self {
-            Drop::Malformed => "malformed",
-            Drop::Unsupported => "unsupported",
-            Drop::NotOurMac => "not_our_mac",
-            Drop::ArpNotOurs => "arp_not_ours",
-            Drop::ToDirector => "to_director",
-            Drop::NoService => "no_service",
-            Drop::Fragment => "fragment",
-            Drop::NoRoute => "no_route",
-            Drop::NoNeighbour => "no_neighbour",
-            Drop::TtlExceeded => "ttl_exceeded",
-            Drop::FragNeeded => "frag_needed",
-            Drop::TooBig => "too_big",
-            Drop::RewriteFailed => "rewrite_failed",
-            Drop::NoMbuf => "no_mbuf",
-            Drop::TxRingFull => "tx_ring_full",
-            Drop::HandoffFull => "handoff_full",
-            Drop::IcmpRateLimit => "icmp_ratelimit",
-            Drop::ArpRefused => "arp_refused",
-            Drop::KernelBudget => "kernel_budget",
-            Drop::KernelQueueFull => "kernel_queue_full",
-            Drop::Ipvs(r) => r.name(),
+            DropReason::Malformed => "malformed",
+            DropReason::Unsupported => "unsupported",
+            DropReason::NotOurMac => "not_our_mac",
+            DropReason::ArpNotOurs => "arp_not_ours",
+            DropReason::ToDirector => "to_director",
+            DropReason::NoService => "no_service",
+            DropReason::Fragment => "fragment",
+            DropReason::NoRoute => "no_route",
+            DropReason::NoNeighbour => "no_neighbour",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::FragNeeded => "frag_needed",
+            DropReason::TooBig => "too_big",
+            DropReason::RewriteFailed => "rewrite_failed",
+            DropReason::NoMbuf => "no_mbuf",
+            DropReason::TxRingFull => "tx_ring_full",
+            DropReason::HandoffFull => "handoff_full",
+            DropReason::IcmpRateLimit => "icmp_ratelimit",
+            DropReason::ArpRefused => "arp_refused",
+            DropReason::KernelBudget => "kernel_budget",
+            DropReason::KernelQueueFull => "kernel_queue_full",
+            DropReason::Ipvs(r) => r.name(),
         }
     }
 }
@@ -156,8 +155,8 @@ pub struct WorkerCounters {
     from_kernel: AtomicU64,
     /// Neighbours pushed out of a full table to make room for a next hop.
     neighbours_evicted: AtomicU64,
-    /// Per [`Drop`] reason, by [`Drop::index`].
-    drops: [AtomicU64; Drop::COUNT],
+    /// Per [`DropReason`] reason, by [`DropReason::index`].
+    drops: [AtomicU64; DropReason::COUNT],
     /// Poll-loop iterations.
     polls: AtomicU64,
     /// TSC cycles spent in iterations that moved at least one packet.
@@ -184,8 +183,8 @@ pub struct CounterSnapshot {
     pub neighbours_evicted: u64,
     pub to_kernel: u64,
     pub from_kernel: u64,
-    /// Per [`Drop`] reason, by [`Drop::index`].
-    pub drops: [u64; Drop::COUNT],
+    /// Per [`DropReason`] reason, by [`DropReason::index`].
+    pub drops: [u64; DropReason::COUNT],
     pub polls: u64,
     pub busy_cycles: u64,
     pub loop_cycles: u64,
@@ -204,7 +203,7 @@ impl Default for CounterSnapshot {
             neighbours_evicted: 0,
             to_kernel: 0,
             from_kernel: 0,
-            drops: [0; Drop::COUNT],
+            drops: [0; DropReason::COUNT],
             polls: 0,
             busy_cycles: 0,
             loop_cycles: 0,
@@ -215,7 +214,7 @@ impl Default for CounterSnapshot {
 }
 
 impl CounterSnapshot {
-    pub fn dropped(&self, r: Drop) -> u64 {
+    pub fn dropped(&self, r: DropReason) -> u64 {
         self.drops.get(r.index()).copied().unwrap_or(0)
     }
 
@@ -266,7 +265,7 @@ impl WorkerCounters {
         bump(&self.rx_packets, rx);
         bump(&self.tx_packets, tx);
         if dropped != 0 {
-            self.add_drops(Drop::TxRingFull, dropped);
+            self.add_drops(DropReason::TxRingFull, dropped);
         }
     }
 
@@ -319,12 +318,12 @@ impl WorkerCounters {
     }
 
     #[inline]
-    pub fn count_drop(&self, r: Drop) {
+    pub fn count_drop(&self, r: DropReason) {
         self.add_drops(r, 1);
     }
 
     #[inline]
-    pub fn add_drops(&self, r: Drop, n: u64) {
+    pub fn add_drops(&self, r: DropReason, n: u64) {
         if let Some(c) = self.drops.get(r.index()) {
             bump(c, n);
         }
@@ -414,7 +413,7 @@ mod tests {
         c.add_burst(5, 5, 0);
         c.add_loop(10, 250, 1000);
         let s = c.snapshot();
-        assert_eq!((s.rx_packets, s.tx_packets, s.dropped(Drop::TxRingFull), s.polls), (37, 35, 2, 10));
+        assert_eq!((s.rx_packets, s.tx_packets, s.dropped(DropReason::TxRingFull), s.polls), (37, 35, 2, 10));
         assert_eq!(s.busy_ratio(), 0.25);
         let total = CounterSnapshot::sum([&s, &s]);
         assert_eq!(total.rx_packets, 74);
@@ -424,7 +423,7 @@ mod tests {
     #[test]
     fn every_drop_reason_has_its_own_slot_and_name() {
         let mut seen = std::collections::HashSet::new();
-        for (i, r) in Drop::ALL.iter().enumerate() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
             assert!(seen.insert(r.name()), "{} twice", r.name());
         }

@@ -11,7 +11,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rvs_dpdk::{Mbuf, Mempool, PacketBurst, RxQueue, TxQueue, rdtsc};
 use rvs_ipvs::{ConnInfo, Op, ReportCursor, ShardReport, Time};
 
-use crate::counters::{Drop, LoopTimer, WorkerCounters};
+use crate::counters::{DropReason, LoopTimer, WorkerCounters};
 use crate::pipeline::{Action, Pipeline};
 use crate::pkt::MbufPacket;
 
@@ -177,7 +177,7 @@ impl DirectorWorker {
                             {
                                 Some(Ok(())) => counters.count_handoff(),
                                 // Full or gone: the mbuf comes back in the error and is freed here.
-                                _ => counters.count_drop(Drop::HandoffFull),
+                                _ => counters.count_drop(DropReason::HandoffFull),
                             }
                             return;
                         }
@@ -220,7 +220,7 @@ impl DirectorWorker {
                         }
                         Ok(Handoff::Mirror(c)) => {
                             if let Err(r) = pl.ipvs.insert_mirror(&c, now) {
-                                self.counters.count_drop(Drop::Ipvs(r));
+                                self.counters.count_drop(DropReason::Ipvs(r));
                             }
                         }
                         Ok(Handoff::Neighbour { ip, mac, port }) => {
@@ -259,14 +259,14 @@ impl DirectorWorker {
                 held.retain(|h| {
                     neigh.is_pending(h.port, h.next_hop) || neigh.get(h.port, h.next_hop).is_some()
                 });
-                self.counters.add_drops(Drop::NoNeighbour, (before - held.len()) as u64);
+                self.counters.add_drops(DropReason::NoNeighbour, (before - held.len()) as u64);
                 self.serve_control(now, &mut backlog);
                 self.counters.note_pause(rdtsc().wrapping_sub(pause_from));
             }
             timer.turn(&self.counters, t0, moved);
         }
         timer.publish(&self.counters);
-        self.counters.add_drops(Drop::NoNeighbour, held.len() as u64);
+        self.counters.add_drops(DropReason::NoNeighbour, held.len() as u64);
         0
     }
 
@@ -397,7 +397,7 @@ fn process(
     for (worker, c) in pipeline.mirrors.drain(..) {
         match steering.and_then(|st| st.peers.get(worker)).map(|peer| peer.try_send(Handoff::Mirror(c))) {
             Some(Ok(())) => counters.count_mirror(),
-            _ => counters.count_drop(Drop::HandoffFull),
+            _ => counters.count_drop(DropReason::HandoffFull),
         }
     }
     match action {
@@ -405,7 +405,7 @@ fn process(
             let me = steering.and_then(|st| st.peers.get(st.index));
             match me.map(|inbox| inbox.try_send(Handoff::Unmatched { port, mbuf: m })) {
                 Some(Ok(())) => {}
-                _ => counters.count_drop(Drop::NoService),
+                _ => counters.count_drop(DropReason::NoService),
             }
         }
         Action::Tx(to) => stage(out.ports, out.staged, counters, to, m),
@@ -413,7 +413,7 @@ fn process(
             if out.held.len() < HOLD_CAPACITY {
                 out.held.push(Held { port, next_hop, mbuf: m });
             } else {
-                counters.count_drop(Drop::NoNeighbour);
+                counters.count_drop(DropReason::NoNeighbour);
             }
         }
         Action::IcmpError { port, kind } => {
@@ -429,14 +429,14 @@ fn process(
 /// A frame for the kernel, staged on the port's twin; counted as a drop if the twin's ring is full.
 fn stage_twin(ports: &mut [PortQueues], counters: &WorkerCounters, port: usize, m: Mbuf) {
     let Some(t) = ports.get_mut(port).and_then(|q| q.twin.as_mut()) else {
-        counters.count_drop(Drop::KernelQueueFull);
+        counters.count_drop(DropReason::KernelQueueFull);
         return;
     };
     counters.add_to_kernel(1);
     if let Err(m) = t.staged.push(m) {
         flush_twin(t, counters);
         if t.staged.push(m).is_err() {
-            counters.count_drop(Drop::KernelQueueFull);
+            counters.count_drop(DropReason::KernelQueueFull);
         }
     }
 }
@@ -447,7 +447,7 @@ fn flush_twin(t: &mut TwinQueues, counters: &WorkerCounters) {
     }
     // The kernel never makes the worker wait: what its queue refuses is dropped and counted.
     let out = t.tx.tx_burst(&mut t.staged);
-    counters.add_drops(Drop::KernelQueueFull, u64::from(out.dropped));
+    counters.add_drops(DropReason::KernelQueueFull, u64::from(out.dropped));
 }
 
 /// A new mbuf filled by `build` (which returns the frame length); counted as a drop if none.
@@ -457,7 +457,7 @@ fn originate(
     build: impl FnOnce(&mut [u8]) -> Option<usize>,
 ) -> Option<Mbuf> {
     let Some(mut m) = pool.alloc() else {
-        counters.count_drop(Drop::NoMbuf);
+        counters.count_drop(DropReason::NoMbuf);
         return None;
     };
     // Room for the largest frame the director builds (an ICMP error quoting 576 bytes).
@@ -475,13 +475,13 @@ fn stage(
     m: Mbuf,
 ) {
     let (Some(q), Some(b)) = (ports.get_mut(port), staged.get_mut(port)) else {
-        counters.count_drop(Drop::NoRoute);
+        counters.count_drop(DropReason::NoRoute);
         return;
     };
     if let Err(m) = b.push(m) {
         flush(q, b, counters);
         if b.push(m).is_err() {
-            counters.count_drop(Drop::TxRingFull);
+            counters.count_drop(DropReason::TxRingFull);
         }
     }
 }
@@ -492,7 +492,7 @@ fn flush(q: &mut PortQueues, b: &mut PacketBurst, counters: &WorkerCounters) {
     }
     let out = q.tx.tx_burst(b);
     counters.add_rx_tx(0, u64::from(out.sent));
-    counters.add_drops(Drop::TxRingFull, u64::from(out.dropped));
+    counters.add_drops(DropReason::TxRingFull, u64::from(out.dropped));
 }
 
 fn flush_all(ports: &mut [PortQueues], staged: &mut [PacketBurst], counters: &WorkerCounters) {

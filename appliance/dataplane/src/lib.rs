@@ -25,7 +25,7 @@ mod pkt;
 pub mod ratelimit;
 pub mod rss;
 
-pub use counters::{CounterSnapshot, Drop, WorkerCounters};
+pub use counters::{CounterSnapshot, DropReason, WorkerCounters};
 pub use director::{DirectorWorker, HOLD_CAPACITY, Handoff, PortQueues, Steering, TwinQueues, WorkerMsg};
 pub use l2::{ForwardMode, L2Worker, Link};
 pub use pipeline::{Action, Pipeline};

@@ -27,7 +27,7 @@ use rvs_wire::tcp::TcpSegment;
 use rvs_wire::udp::UdpDatagram;
 use rvs_wire::{Error as WireError, PacketBuffer, ip_proto};
 
-use crate::counters::{Drop, WorkerCounters};
+use crate::counters::{DropReason, WorkerCounters};
 use crate::neigh::{Lookup, Neighbours};
 use crate::net::{Network, NextHop, same_prefix};
 use crate::ratelimit::TokenBucket;
@@ -160,18 +160,18 @@ impl Pipeline {
     }
 
     /// Up to the port's kernel twin, within the budget; `otherwise` when the port has no twin.
-    fn up_to_kernel(&mut self, port: usize, now: Time, otherwise: Drop) -> Action {
+    fn up_to_kernel(&mut self, port: usize, now: Time, otherwise: DropReason) -> Action {
         if !self.twins.get(port).copied().unwrap_or(false) {
             return self.drop(otherwise);
         }
         if !self.kernel.allow(now) {
-            return self.drop(Drop::KernelBudget);
+            return self.drop(DropReason::KernelBudget);
         }
         Action::ToKernel(port)
     }
 
     #[inline]
-    fn drop(&self, r: Drop) -> Action {
+    fn drop(&self, r: DropReason) -> Action {
         self.counters.count_drop(r);
         Action::Drop
     }
@@ -369,7 +369,7 @@ impl Pipeline {
 
     /// Decides one frame received on `port`, rewriting it in place.
     pub fn handle<B: PacketBuffer + ?Sized>(&mut self, port: usize, buf: &mut B, now: Time) -> Action {
-        let Some(iface) = self.net.interfaces.get(port) else { return self.drop(Drop::Unsupported) };
+        let Some(iface) = self.net.interfaces.get(port) else { return self.drop(DropReason::Unsupported) };
         let l2 = match ethernet::parse_l2(buf.bytes()) {
             Ok(l2) => l2,
             Err(e) => return self.drop(wire_drop(e)),
@@ -377,17 +377,17 @@ impl Pipeline {
         let dst_mac: MacAddr = buf.bytes().get(..6).and_then(|d| d.try_into().ok()).unwrap_or_default();
         // Promiscuous ports see frames for other hosts of the segment (flooded unicast): not ours.
         if dst_mac != iface.mac && dst_mac[0] & 1 == 0 {
-            return self.drop(Drop::NotOurMac);
+            return self.drop(DropReason::NotOurMac);
         }
         if l2.vlan.is_some() {
-            return self.drop(Drop::Unsupported);
+            return self.drop(DropReason::Unsupported);
         }
         match l2.ethertype {
             ethertype::ARP => self.arp(port, buf, l2.len, now),
             ethertype::IPV4 if dst_mac == iface.mac => self.ipv4(port, buf, now),
             // Multicast and broadcast IPv4 (VRRP's 224.0.0.18, routing protocols): the kernel's.
-            ethertype::IPV4 => self.up_to_kernel(port, now, Drop::NotOurMac),
-            _ => self.drop(Drop::Unsupported),
+            ethertype::IPV4 => self.up_to_kernel(port, now, DropReason::NotOurMac),
+            _ => self.drop(DropReason::Unsupported),
         }
     }
 
@@ -401,20 +401,20 @@ impl Pipeline {
         let mut req = [0u8; arp::PACKET_LEN];
         match buf.bytes().get(l2_len..l2_len + arp::PACKET_LEN) {
             Some(b) => req.copy_from_slice(b),
-            None => return self.drop(Drop::Malformed),
+            None => return self.drop(DropReason::Malformed),
         }
         let a = match ArpPacket::new_checked(&req[..]) {
             Ok(a) => a,
             Err(e) => return self.drop(wire_drop(e)),
         };
         let target = a.target_ip();
-        let Some(iface) = self.net.interfaces.get(port) else { return self.drop(Drop::Unsupported) };
+        let Some(iface) = self.net.interfaces.get(port) else { return self.drop(DropReason::Unsupported) };
         let ours =
             target == iface.addr || self.vips.get(&target).is_some_and(|p| p.is_none_or(|p| p == port));
         // Only hosts of the port's own subnet are neighbours there: anything else claiming an
         // address (a real server's, from the client LAN) is refused, not learned.
         if !iface.contains(a.sender_ip()) {
-            return self.drop(Drop::ArpRefused);
+            return self.drop(DropReason::ArpRefused);
         }
         let learned = self.neigh.learn(a.sender_ip(), a.sender_mac(), port, ours, now);
         if ours && !learned {
@@ -426,21 +426,21 @@ impl Pipeline {
         if a.operation() == arp::OP_REPLY && target == iface.addr {
             // An answer to the kernel's own request (it speaks through the twin with the port's
             // MAC); rvs learned it too.
-            return self.up_to_kernel(port, now, Drop::ArpNotOurs);
+            return self.up_to_kernel(port, now, DropReason::ArpNotOurs);
         }
         if a.operation() != arp::OP_REQUEST || !ours || a.sender_ip() == target {
-            return self.drop(Drop::ArpNotOurs);
+            return self.drop(DropReason::ArpNotOurs);
         }
         let mac = iface.mac;
         let len = buf.bytes().len();
         match arp::build_reply(buf.bytes_mut(), &a, mac) {
             Ok(n) => {
                 if len > n && buf.trim(len - n).is_err() {
-                    return self.drop(Drop::RewriteFailed);
+                    return self.drop(DropReason::RewriteFailed);
                 }
                 Action::Tx(port)
             }
-            Err(_) => self.drop(Drop::RewriteFailed),
+            Err(_) => self.drop(DropReason::RewriteFailed),
         }
     }
 
@@ -450,7 +450,7 @@ impl Pipeline {
             Err(e) => return self.drop(wire_drop(e)),
         };
         let (IpAddr::V4(src), IpAddr::V4(dst)) = (info.src, info.dst) else {
-            return self.drop(Drop::Unsupported);
+            return self.drop(DropReason::Unsupported);
         };
         let local = self.net.local_port(dst).is_some();
         let vip = self.vips.contains_key(&dst);
@@ -467,13 +467,13 @@ impl Pipeline {
                 // Other ICMP to us: the kernel's (echo replies to its pings, errors about its own
                 // traffic). About NAT flows they are not translated yet.
                 return if local {
-                    self.up_to_kernel(port, now, Drop::Unsupported)
+                    self.up_to_kernel(port, now, DropReason::Unsupported)
                 } else {
-                    self.drop(Drop::Unsupported)
+                    self.drop(DropReason::Unsupported)
                 };
             }
             if !self.icmp_echo.allow(now) {
-                return self.drop(Drop::IcmpRateLimit);
+                return self.drop(DropReason::IcmpRateLimit);
             }
             return match rewrite::echo_reply_v4(buf) {
                 Ok(()) => Action::Tx(port),
@@ -482,12 +482,12 @@ impl Pipeline {
         }
         if local && !vip {
             // The director's own traffic (ssh, BGP, health-check replies): its kernel's.
-            return self.up_to_kernel(port, now, Drop::ToDirector);
+            return self.up_to_kernel(port, now, DropReason::ToDirector);
         }
         // An address of ours that is also a VIP (the LVS-NAT guides' director whose public address
         // is the VIP): IPVS takes what a service matches, the rest is the director's own traffic.
         if info.fragment {
-            return self.drop(if vip { Drop::Fragment } else { Drop::NoService });
+            return self.drop(if vip { DropReason::Fragment } else { DropReason::NoService });
         }
         let l4 = buf.bytes().get(info.l4_offset..).unwrap_or_default();
         let (sport, dport, tcp_flags) = match info.protocol {
@@ -499,7 +499,7 @@ impl Pipeline {
                 Ok(u) => (u.src_port(), u.dst_port(), 0),
                 Err(e) => return self.drop(wire_drop(e)),
             },
-            _ => return self.drop(if vip { Drop::Unsupported } else { Drop::NoService }),
+            _ => return self.drop(if vip { DropReason::Unsupported } else { DropReason::NoService }),
         };
         let meta = PacketMeta {
             protocol: info.protocol,
@@ -518,18 +518,18 @@ impl Pipeline {
                 }
                 self.forward(port, buf, fwd, (dst, dport), (daddr, rport), now)
             }
-            InVerdict::Drop(r) => self.drop(Drop::Ipvs(r)),
+            InVerdict::Drop(r) => self.drop(DropReason::Ipvs(r)),
             InVerdict::NotOurs => match self.ipvs.out_packet(&meta, now) {
                 OutVerdict::Reply { vaddr, vport, .. } => {
-                    let Some(nh) = self.net.route(dst) else { return self.drop(Drop::NoRoute) };
+                    let Some(nh) = self.net.route(dst) else { return self.drop(DropReason::NoRoute) };
                     let egress = self.egress(nh);
                     let m = NatMapping { virt: (vaddr, vport), real: (IpAddr::V4(src), sport) };
                     let v = rewrite::nat_out(buf, &egress, &m);
                     self.finish(port, buf, v, nh, now)
                 }
-                OutVerdict::NotOurs if local => self.up_to_kernel(port, now, Drop::ToDirector),
+                OutVerdict::NotOurs if local => self.up_to_kernel(port, now, DropReason::ToDirector),
                 OutVerdict::NotOurs if self.retry_unmatched => Action::Retry,
-                OutVerdict::NotOurs => self.drop(Drop::NoService),
+                OutVerdict::NotOurs => self.drop(DropReason::NoService),
             },
         }
     }
@@ -559,10 +559,10 @@ impl Pipeline {
         };
         if to_vip {
             let (raddr, rport, fwd) = self.ipvs.icmp_about_reply(&quoted)?;
-            let IpAddr::V4(real) = raddr else { return Some(self.drop(Drop::Unsupported)) };
+            let IpAddr::V4(real) = raddr else { return Some(self.drop(DropReason::Unsupported)) };
             return Some(match fwd {
                 Fwd::Masq => {
-                    let Some(nh) = self.net.route(real) else { return Some(self.drop(Drop::NoRoute)) };
+                    let Some(nh) = self.net.route(real) else { return Some(self.drop(DropReason::NoRoute)) };
                     let egress = self.egress(nh);
                     let m = NatMapping { virt: (IpAddr::V4(src.0), src.1), real: (raddr, rport) };
                     let v = rewrite::icmp_nat_in(buf, &egress, &m);
@@ -572,7 +572,7 @@ impl Pipeline {
             });
         }
         let (vaddr, vport) = self.ipvs.icmp_about_client_packet(&quoted)?;
-        let Some(nh) = self.net.route(src.0) else { return Some(self.drop(Drop::NoRoute)) };
+        let Some(nh) = self.net.route(src.0) else { return Some(self.drop(DropReason::NoRoute)) };
         let egress = self.egress(nh);
         let m = NatMapping { virt: (vaddr, vport), real: (IpAddr::V4(dst.0), dst.1) };
         let v = rewrite::icmp_nat_out(buf, &egress, &m);
@@ -611,17 +611,17 @@ impl Pipeline {
         if matches!(fwd, Fwd::Local) {
             // The director itself is the real server: its kernel takes the packet unchanged (the
             // VIP is one of the twin's addresses while it has Local servers).
-            return self.up_to_kernel(port, now, Drop::ToDirector);
+            return self.up_to_kernel(port, now, DropReason::ToDirector);
         }
-        let IpAddr::V4(raddr) = real.0 else { return self.drop(Drop::Unsupported) };
-        let Some(nh) = self.net.route(raddr) else { return self.drop(Drop::NoRoute) };
+        let IpAddr::V4(raddr) = real.0 else { return self.drop(DropReason::Unsupported) };
+        let Some(nh) = self.net.route(raddr) else { return self.drop(DropReason::NoRoute) };
         let egress = self.egress(nh);
         let v = match fwd {
             Fwd::Masq => {
                 rewrite::nat_in(buf, &egress, &NatMapping { virt: (IpAddr::V4(virt.0), virt.1), real })
             }
             // DR hands the frame to the real server itself: it must be on a connected subnet.
-            Fwd::Route if nh.addr != raddr => return self.drop(Drop::NoRoute),
+            Fwd::Route if nh.addr != raddr => return self.drop(DropReason::NoRoute),
             Fwd::Route => rewrite::dr(buf, &egress),
             Fwd::Tunnel(_) => {
                 self.tun_ident = self.tun_ident.wrapping_add(1);
@@ -630,7 +630,7 @@ impl Pipeline {
                     TunOuter { src: src.into(), dst: raddr.into(), ttl: TUN_TTL, ident: self.tun_ident };
                 rewrite::tun(buf, &egress, &outer)
             }
-            Fwd::Local => return self.up_to_kernel(port, now, Drop::ToDirector),
+            Fwd::Local => return self.up_to_kernel(port, now, DropReason::ToDirector),
         };
         self.finish(port, buf, v, nh, now)
     }
@@ -648,19 +648,19 @@ impl Pipeline {
             Ok(Verdict::Forward) => {}
             Ok(Verdict::TtlExceeded) => {
                 if !self.icmp_errors.allow(now) {
-                    return self.drop(Drop::IcmpRateLimit);
+                    return self.drop(DropReason::IcmpRateLimit);
                 }
-                self.counters.count_drop(Drop::TtlExceeded);
+                self.counters.count_drop(DropReason::TtlExceeded);
                 return Action::IcmpError { port: ingress, kind: ErrorKind::TtlExceeded };
             }
             Ok(Verdict::FragNeeded { mtu }) => {
                 if !self.icmp_errors.allow(now) {
-                    return self.drop(Drop::IcmpRateLimit);
+                    return self.drop(DropReason::IcmpRateLimit);
                 }
-                self.counters.count_drop(Drop::FragNeeded);
+                self.counters.count_drop(DropReason::FragNeeded);
                 return Action::IcmpError { port: ingress, kind: ErrorKind::FragNeeded { mtu } };
             }
-            Ok(Verdict::TooBig) => return self.drop(Drop::TooBig),
+            Ok(Verdict::TooBig) => return self.drop(DropReason::TooBig),
             Err(e) => return self.drop(wire_drop(e)),
         }
         match self.neigh.lookup(nh.addr, nh.port, now) {
@@ -679,7 +679,7 @@ impl Pipeline {
                 }
                 Action::Hold { port: nh.port, next_hop: nh.addr }
             }
-            Lookup::Full => self.drop(Drop::NoNeighbour),
+            Lookup::Full => self.drop(DropReason::NoNeighbour),
         }
     }
 
@@ -722,11 +722,11 @@ impl Pipeline {
     }
 }
 
-fn wire_drop(e: WireError) -> Drop {
+fn wire_drop(e: WireError) -> DropReason {
     match e {
-        WireError::Truncated | WireError::Malformed(_) => Drop::Malformed,
-        WireError::Unsupported(_) => Drop::Unsupported,
-        WireError::NoRoom => Drop::RewriteFailed,
+        WireError::Truncated | WireError::Malformed(_) => DropReason::Malformed,
+        WireError::Unsupported(_) => DropReason::Unsupported,
+        WireError::NoRoom => DropReason::RewriteFailed,
     }
 }
 
@@ -889,7 +889,7 @@ mod tests {
         assert_eq!(ip(r.bytes()).src(), own);
         let mut ssh = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40001), (own, 22), 0x02));
         assert_eq!(p.handle(0, &mut ssh, 3), Action::Drop);
-        assert_eq!(c.snapshot().dropped(Drop::ToDirector), 1);
+        assert_eq!(c.snapshot().dropped(DropReason::ToDirector), 1);
     }
 
     /// With a kernel twin on the front port, what is the director's own goes up to it: TCP no
@@ -901,7 +901,7 @@ mod tests {
         let own: Ipv4Addr = [192, 0, 2, 2].into();
         let ssh = tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (own, 22), 0x02);
         assert_eq!(p.handle(0, &mut VecBuffer::new(&ssh), 1), Action::Drop, "no twin: to_director");
-        assert_eq!(c.snapshot().dropped(Drop::ToDirector), 1);
+        assert_eq!(c.snapshot().dropped(DropReason::ToDirector), 1);
         p.twins = vec![true, false];
         assert_eq!(p.handle(0, &mut VecBuffer::new(&ssh), 1), Action::ToKernel(0));
         // An echo reply (to the kernel's ping) goes up; an echo request is still answered here.
@@ -926,7 +926,7 @@ mod tests {
         p.kernel = TokenBucket::new(1000, 3);
         let up = (0..10).filter(|_| p.handle(0, &mut VecBuffer::new(&ssh), 5) == Action::ToKernel(0)).count();
         assert_eq!(up, 3);
-        assert_eq!(c.snapshot().dropped(Drop::KernelBudget), 7);
+        assert_eq!(c.snapshot().dropped(DropReason::KernelBudget), 7);
     }
 
     /// ICMP errors about NAT connections cross the director translated, both ways: a client's
@@ -1173,7 +1173,7 @@ mod tests {
         arp::build_request(&mut req, RS_MAC, RS, VIP).unwrap();
         let mut b = VecBuffer::new(&req);
         assert_eq!(p.handle(1, &mut b, 1), Action::Drop);
-        assert_eq!(c.snapshot().dropped(Drop::ArpNotOurs), 1);
+        assert_eq!(c.snapshot().dropped(DropReason::ArpNotOurs), 1);
     }
 
     /// A host of the client LAN answering for a real server's address (or asking with it as the
@@ -1190,7 +1190,7 @@ mod tests {
             f[21] = op as u8;
             assert_eq!(p.handle(0, &mut VecBuffer::new(&f), 1), Action::Drop);
         }
-        assert_eq!(c.snapshot().dropped(Drop::ArpRefused), 2);
+        assert_eq!(c.snapshot().dropped(DropReason::ArpRefused), 2);
         assert_eq!(p.neigh.get(1, RS), Some(RS_MAC));
         let mut b = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02));
         assert_eq!(p.handle(0, &mut b, 2), Action::Tx(1));
@@ -1274,7 +1274,11 @@ mod tests {
         assert_eq!(p.handle(0, &mut b, 1), Action::Drop);
         let s = c.snapshot();
         assert_eq!(
-            (s.dropped(Drop::NoService), s.dropped(Drop::Malformed), s.dropped(Drop::NotOurMac)),
+            (
+                s.dropped(DropReason::NoService),
+                s.dropped(DropReason::Malformed),
+                s.dropped(DropReason::NotOurMac)
+            ),
             (1, 1, 1)
         );
     }
@@ -1302,8 +1306,8 @@ mod tests {
         assert!((1000..=1050).contains(&echoed), "{echoed} echo replies in one second");
         assert!((1000..=1050).contains(&errors), "{errors} ICMP errors in one second");
         let s = c.snapshot();
-        assert_eq!(s.dropped(Drop::IcmpRateLimit) as usize, 2 * 20_000 - echoed - errors);
-        assert_eq!(s.dropped(Drop::TtlExceeded) as usize, errors);
+        assert_eq!(s.dropped(DropReason::IcmpRateLimit) as usize, 2 * 20_000 - echoed - errors);
+        assert_eq!(s.dropped(DropReason::TtlExceeded) as usize, errors);
     }
 
     #[test]
