@@ -581,7 +581,13 @@ impl Pipeline {
 
     /// With RSS prediction: where will the NIC deliver the replies of this new NAT connection? The
     /// reply comes from the real server to the client, on the port the server is reached by.
-    fn mirror_if_elsewhere(&mut self, conn: Option<(bool, u32)>, p: &PacketMeta, daddr: IpAddr, rport: u16) {
+    fn mirror_if_elsewhere(
+        &mut self,
+        conn: Option<rvs_ipvs::ConnId>,
+        p: &PacketMeta,
+        daddr: IpAddr,
+        rport: u16,
+    ) {
         let Some((me, ports)) = &self.predict else { return };
         let (IpAddr::V4(server), IpAddr::V4(client)) = (daddr, p.src) else { return };
         let Some(rss) = self.net.route(server).and_then(|nh| ports.get(nh.port)?.as_ref()) else { return };

@@ -134,12 +134,21 @@ const STATELESS_GRACE_MS: Time = 10_000;
 /// Services whose scheduler housekeeping one expiry run does.
 const SCHED_TICKS_PER_RUN: usize = 64;
 
+/// A connection-table entry: the table of its address family, and its slot there. It names the
+/// entry while the entry lives (slots are reused after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    pub v6: bool,
+    pub slot: u32,
+}
+
 /// Where a client packet goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InVerdict {
     Forward {
-        /// (IPv6 table?, entry index); `None` for one-packet scheduling, which keeps no entry.
-        conn: Option<(bool, u32)>,
+        /// The connection's entry; `None` for one-packet scheduling and stateless SYNs, which keep
+        /// none.
+        conn: Option<ConnId>,
         dest: DestId,
         daddr: IpAddr,
         dport: u16,
@@ -158,7 +167,7 @@ pub enum OutVerdict {
     /// Rewrite the source to the virtual address and port.
     Reply {
         /// `None`: a SYN-ACK translated from the configuration (stateless_syn made no entry).
-        conn: Option<(bool, u32)>,
+        conn: Option<ConnId>,
         vaddr: IpAddr,
         vport: u16,
     },
@@ -824,8 +833,8 @@ impl Ipvs {
         Ok(())
     }
 
-    pub fn connection(&self, conn: (bool, u32)) -> Option<ConnInfo> {
-        if conn.0 { self.v6.get(conn.1) } else { self.v4.get(conn.1) }
+    pub fn connection(&self, id: ConnId) -> Option<ConnInfo> {
+        if id.v6 { self.v6.get(id.slot) } else { self.v4.get(id.slot) }
     }
 
     /// (live entries, capacity) of both tables together.
@@ -909,7 +918,7 @@ impl Ipvs {
 
     /// A packet of a known connection. `None` when the connection was ended to schedule anew.
     fn existing(&mut self, v6: bool, i: u32, p: &PacketMeta, now: Time) -> Option<InVerdict> {
-        let c = self.connection((v6, i))?;
+        let c = self.connection(ConnId { v6, slot: i })?;
         let did = DestId(c.dest);
         let dest_removed = self.dest(did).is_none_or(|d| d.removed);
         if dest_removed {
@@ -936,7 +945,14 @@ impl Ipvs {
             s.stats.in_pkts += 1;
             s.stats.in_bytes += u64::from(p.len);
         }
-        Some(InVerdict::Forward { conn: Some((v6, i)), dest: did, daddr, dport: c.rport, fwd, new: false })
+        Some(InVerdict::Forward {
+            conn: Some(ConnId { v6, slot: i }),
+            dest: did,
+            daddr,
+            dport: c.rport,
+            fwd,
+            new: false,
+        })
     }
 
     /// is_new_conn_expected (conn_reuse_mode): a SYN may replace a connection that is closing.
@@ -957,7 +973,7 @@ impl Ipvs {
         let v6 = p.src.is_ipv6();
         let found = if v6 { self.lookup_out::<[u8; 16]>(p) } else { self.lookup_out::<[u8; 4]>(p) };
         let Some(i) = found else { return self.stateless_reply(p) };
-        let Some(c) = self.connection((v6, i)) else { return OutVerdict::NotOurs };
+        let Some(c) = self.connection(ConnId { v6, slot: i }) else { return OutVerdict::NotOurs };
         self.transition(v6, i, &c, p, Direction::Output, now);
         if let Some(d) = self.dest_mut(DestId(c.dest)) {
             d.stats.out_pkts += 1;
@@ -968,7 +984,7 @@ impl Ipvs {
                 s.stats.out_bytes += u64::from(p.len);
             }
         }
-        OutVerdict::Reply { conn: Some((v6, i)), vaddr: c.vaddr, vport: c.vport }
+        OutVerdict::Reply { conn: Some(ConnId { v6, slot: i }), vaddr: c.vaddr, vport: c.vport }
     }
 
     /// A NAT server's SYN-ACK with no entry: its SYN went through statelessly (stateless_syn), so
@@ -996,7 +1012,7 @@ impl Ipvs {
         let reply = PacketMeta { src: p.dst, sport: p.dport, dst: p.src, dport: p.sport, ..*p };
         let v6 = p.src.is_ipv6();
         let i = if v6 { self.lookup_out::<[u8; 16]>(&reply) } else { self.lookup_out::<[u8; 4]>(&reply) }?;
-        let c = self.connection((v6, i))?;
+        let c = self.connection(ConnId { v6, slot: i })?;
         Some((c.vaddr, c.vport))
     }
 
@@ -1006,7 +1022,7 @@ impl Ipvs {
         let forward = PacketMeta { src: p.dst, sport: p.dport, dst: p.src, dport: p.sport, ..*p };
         let v6 = p.src.is_ipv6();
         let i = if v6 { self.lookup_in::<[u8; 16]>(&forward) } else { self.lookup_in::<[u8; 4]>(&forward) }?;
-        let c = self.connection((v6, i))?;
+        let c = self.connection(ConnId { v6, slot: i })?;
         let d = self.dest(DestId(c.dest))?;
         Some((c.raddr, c.rport, d.cfg.fwd))
     }
@@ -1159,7 +1175,7 @@ impl Ipvs {
             *r += 1;
         }
         self.count_new(sid, did, p);
-        if let Some(c) = self.connection((v6, i)) {
+        if let Some(c) = self.connection(ConnId { v6, slot: i }) {
             self.transition(v6, i, &c, p, Direction::Input, now);
         }
         if on_ack {
@@ -1169,7 +1185,7 @@ impl Ipvs {
             let t = self.syn_recv_timeout(pressure);
             with_table!(self, v6, tb => tb.set_expiry(i, now + u64::from(t) * 1000));
         }
-        InVerdict::Forward { conn: Some((v6, i)), dest: did, daddr, dport, fwd, new: true }
+        InVerdict::Forward { conn: Some(ConnId { v6, slot: i }), dest: did, daddr, dport, fwd, new: true }
     }
 
     /// SYN_RECV's timeout: shortened while secure_tcp acts.
@@ -1251,7 +1267,7 @@ impl Ipvs {
         };
         let expires = now + u64::from(timeout_s) * 1000;
         if let Some(t) = found {
-            if let Some(c) = self.connection((v6, t)) {
+            if let Some(c) = self.connection(ConnId { v6, slot: t }) {
                 let d = DestId(c.dest);
                 let valid = self.dest(d).is_some_and(|x| {
                     !x.removed

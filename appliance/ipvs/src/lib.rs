@@ -22,7 +22,9 @@ pub mod state;
 pub mod sysctl;
 
 pub use conn::{ConnInfo, ConnTable};
-pub use engine::{DefenseCounters, DropCounters, DropReason, InVerdict, Ipvs, OutVerdict, PacketMeta};
+pub use engine::{
+    ConnId, DefenseCounters, DropCounters, DropReason, InVerdict, Ipvs, OutVerdict, PacketMeta,
+};
 pub use ops::{DestReport, Op, ReportCursor, ServiceReport, ShardReport};
 pub use sched::SchedulerKind;
 pub use service::{
