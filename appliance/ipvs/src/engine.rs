@@ -645,12 +645,17 @@ impl Ipvs {
         Some((vaddr, if vport == 0 { rport } else { vport }))
     }
 
+    /// (capacity, live entries) of one family's connection table.
+    #[inline]
+    fn table_fill(&self, v6: bool) -> (usize, usize) {
+        if v6 { (self.v6.capacity(), self.v6.len()) } else { (self.v4.capacity(), self.v4.len()) }
+    }
+
     /// The family's table is short of free entries: automatic defences act.
     /// (`amemthresh` is in entries of the IPv4 table; the IPv6 table, smaller, uses the same share.)
     #[inline]
     fn pressure(&self, v6: bool) -> bool {
-        let (cap, len) =
-            if v6 { (self.v6.capacity(), self.v6.len()) } else { (self.v4.capacity(), self.v4.len()) };
+        let (cap, len) = self.table_fill(v6);
         let free = cap.saturating_sub(len) as u128;
         free * (self.v4.capacity() as u128) < u128::from(self.sysctl.amemthresh) * cap as u128
     }
@@ -661,8 +666,7 @@ impl Ipvs {
         let rate = if self.sysctl.drop_packet == crate::sysctl::Mode::ALWAYS {
             self.sysctl.am_droprate
         } else {
-            let (cap, len) =
-                if v6 { (self.v6.capacity(), self.v6.len()) } else { (self.v4.capacity(), self.v4.len()) };
+            let (cap, len) = self.table_fill(v6);
             let free = u32::try_from(cap.saturating_sub(len)).unwrap_or(u32::MAX);
             // In the family's own table's scale (see pressure).
             let scale = |x: usize| x as u128 * cap as u128 / (self.v4.capacity().max(1) as u128);
