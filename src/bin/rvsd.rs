@@ -46,6 +46,24 @@ fn main() -> ExitCode {
         }
     };
     if args.check {
+        if let Some(path) = &cfg.keepalived_conf {
+            match rvs_control::keepalived::load(path) {
+                Ok(k) => {
+                    let reals: usize = k.virtual_servers.iter().map(|v| v.reals.len()).sum();
+                    let checks: usize =
+                        k.virtual_servers.iter().flat_map(|v| &v.reals).map(|r| r.checkers.len()).sum();
+                    println!(
+                        "{}: ok: {} virtual servers, {reals} real servers, {checks} checks",
+                        path.display(),
+                        k.virtual_servers.len()
+                    );
+                }
+                Err(e) => {
+                    eprintln!("rvsd: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
         println!("{}: ok", args.config.display());
         println!("eal arguments: {}", cfg.eal.to_args().join(" "));
         return ExitCode::SUCCESS;

@@ -92,6 +92,9 @@ pub struct RawControl {
     pub socket_group: Option<String>,
     /// Rules in ipvsadm -S format applied at start (like /etc/sysconfig/ipvsadm); all or nothing.
     pub rules_file: Option<String>,
+    /// keepalived's configuration as the rules source instead: its virtual_server blocks become the
+    /// services, their checkers run as health checks (sections rvs does not act on are skipped).
+    pub keepalived_conf: Option<String>,
     /// Connection-table size reported in listings, per worker (the data plane's table capacity).
     #[serde(default = "default_connections")]
     pub connections_per_worker: u32,
@@ -103,6 +106,7 @@ impl Default for RawControl {
             socket_path: default_socket(),
             socket_group: None,
             rules_file: None,
+            keepalived_conf: None,
             connections_per_worker: default_connections(),
         }
     }
@@ -411,6 +415,8 @@ pub struct Config {
     pub socket_path: std::path::PathBuf,
     pub socket_group: Option<String>,
     pub rules_file: Option<std::path::PathBuf>,
+    /// keepalived.conf whose virtual servers are the services, kept by health checks.
+    pub keepalived_conf: Option<std::path::PathBuf>,
     /// The connection-table size listings report (all workers).
     pub table_size: usize,
     /// Connection-table capacity of each worker's shard.
@@ -739,6 +745,13 @@ impl Config {
             }
             vdevs.push(format!("{},iface={}", t.dpdk_name, t.iface));
         }
+        if raw.control.rules_file.is_some() && raw.control.keepalived_conf.is_some() {
+            // Both would own the services: a reload of one would undo the other's.
+            return Err(invalid(
+                "control.keepalived_conf",
+                "rules_file is set too; choose one source of rules",
+            ));
+        }
         Ok(Self {
             eal: EalConfig {
                 main_lcore: raw.eal.main_lcore,
@@ -765,6 +778,7 @@ impl Config {
             socket_path: raw.control.socket_path.clone().into(),
             socket_group: raw.control.socket_group.clone(),
             rules_file: raw.control.rules_file.clone().map(Into::into),
+            keepalived_conf: raw.control.keepalived_conf.clone().map(Into::into),
             table_size: raw.control.connections_per_worker as usize * workers.len(),
             connections_per_worker: raw.control.connections_per_worker as usize,
             metrics_address: Some(raw.metrics.listen_address.clone()).filter(|a| !a.is_empty()),

@@ -14,7 +14,7 @@ use rvs_dataplane::{
     TwinQueues, WorkerCounters,
 };
 use rvs_dpdk::{Eal, LaunchHandle, Mempool, Port, PortStats, QueueId, RxQueue, Started, TxQueue, rss};
-use rvs_ipvs::Ipvs;
+use rvs_ipvs::{Ipvs, Op};
 use rvs_wire::rewrite::TtlPolicy;
 use tracing::{info, warn};
 
@@ -50,6 +50,10 @@ pub enum DaemonError {
     Rules { path: String, reason: String },
     #[error("kernel twin {iface}: {reason}")]
     Twin { iface: String, reason: String },
+    #[error("keepalived configuration: {0}")]
+    Keepalived(#[from] crate::keepalived::KeepalivedError),
+    #[error("starting the health checks: {0}")]
+    HealthThread(std::io::Error),
 }
 
 trait Context<T> {
@@ -105,9 +109,32 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
             .len();
         info!(path = %path.display(), commands = n, "rules loaded");
     }
+    let keepalived = cfg.keepalived_conf.as_deref().map(crate::keepalived::load).transpose()?;
     let started = Instant::now();
     let mut rates = crate::rates::Estimator::default();
     let eal = Eal::init(&cfg.eal.to_args()).context(|| "starting the DPDK EAL".into())?;
+    // The health checks start after the EAL (their thread inherits the main lcore's CPU) and before
+    // the workers (whose shards copy the services the keepalived configuration defines).
+    let mut health = match keepalived {
+        Some(conf) => {
+            let mut h = crate::health::Health::start(conf, locals.clone(), None)
+                .map_err(DaemonError::HealthThread)?;
+            let ops = h.initial_ops();
+            for op in &ops {
+                crate::control::apply(&mut model, op).map_err(|reason| DaemonError::Rules {
+                    path: "keepalived configuration".into(),
+                    reason,
+                })?;
+            }
+            info!(
+                services = model.service_count(),
+                checkers = h.checkers(),
+                "keepalived configuration loaded; health checks running"
+            );
+            Some(h)
+        }
+        None => None,
+    };
     // The control and metrics threads start after the EAL has pinned this thread to the main lcore's
     // CPU, so that they inherit that affinity and never preempt a worker on its own CPU.
     let control = ControlServer::bind(&cfg.socket_path, cfg.socket_group.as_deref())
@@ -309,6 +336,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
         cfg.ports.iter().filter_map(|p| p.twin.as_ref().map(|t| t.iface.as_str())).collect();
     let mut local_vips = std::collections::BTreeSet::new();
     let mut next_local_sync = Instant::now();
+    let mut next_health = Instant::now();
     let mut failed = None;
     while !shutdown.load(Ordering::Relaxed) {
         // 5 ms: a scripted rvsadm session waits at most this long per command.
@@ -332,7 +360,17 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
             rates.tick(&snap, now_ms);
         }
         if signals.reload.swap(false, Ordering::Relaxed) {
-            reload_rules(cfg, &mut model, &shards);
+            match &mut health {
+                Some(h) => reload_keepalived(cfg, h, &mut model, &shards),
+                None => reload_rules(cfg, &mut model, &shards),
+            }
+        }
+        if let Some(h) = &mut health
+            && Instant::now() >= next_health
+        {
+            next_health = Instant::now() + Duration::from_millis(100);
+            let ops = h.poll();
+            apply_health(&mut model, &shards, ops);
         }
         control.poll(&mut Director {
             model: &mut model,
@@ -349,7 +387,9 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
                 let running: Vec<(u32, bool)> =
                     workers.iter().map(|(h, _)| (h.lcore().0, h.is_running())).collect();
                 let (snap, totals) = shards.snapshot(&model, false, now_ms);
+                let health_rows = health.as_ref().map(crate::health::Health::rows).unwrap_or_default();
                 crate::metrics::render(&Sources {
+                    health: &health_rows,
                     version: build.version,
                     git_revision: build.git_revision,
                     dpdk_version: build.dpdk_version,
@@ -503,6 +543,42 @@ fn reload_rules(cfg: &Config, model: &mut Ipvs, shards: &Shards) {
             tracing::error!(path = %path.display(), error = %e, "SIGHUP: rules file refused; nothing changed")
         }
     }
+}
+
+/// SIGHUP with a keepalived configuration: the file again; the difference to what the checks had
+/// applied goes out as one batch. A bad file is logged and changes nothing.
+fn reload_keepalived(cfg: &Config, health: &mut crate::health::Health, model: &mut Ipvs, shards: &Shards) {
+    let Some(path) = &cfg.keepalived_conf else { return };
+    let conf = match crate::keepalived::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: keepalived configuration refused; nothing changed");
+            return;
+        }
+    };
+    match health.replace(conf) {
+        Ok(ops) => {
+            info!(path = %path.display(), changes = ops.len(), checkers = health.checkers(), "SIGHUP: keepalived configuration re-read");
+            apply_health(model, shards, ops);
+        }
+        Err(e) => tracing::error!(error = %e, "SIGHUP: the health checks did not restart"),
+    }
+}
+
+/// Applies what the health checks changed. Each change stands alone (a server that rvsadm removed
+/// meanwhile makes its own change fail, not the others); what applied is published as one batch.
+fn apply_health(model: &mut Ipvs, shards: &Shards, ops: Vec<Op>) {
+    if ops.is_empty() {
+        return;
+    }
+    let mut done = Vec::with_capacity(ops.len());
+    for op in ops {
+        match crate::control::apply(model, &op) {
+            Ok(()) => done.push(op),
+            Err(e) => warn!(change = ?op, error = %e, "a health-check change did not apply"),
+        }
+    }
+    shards.publish(model, done);
 }
 
 /// `RVS_FAULT_WORKER_PANIC_AFTER_MS`: fault injection for the tests of a dying worker (a worker

@@ -6,6 +6,8 @@
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod health;
+pub mod keepalived;
 pub mod metrics;
 pub mod rates;
 pub mod shards;

@@ -44,6 +44,8 @@ pub struct Sources<'a> {
     pub ipvs_defense: DefenseCounters,
     pub table_entries: usize,
     pub table_capacity: usize,
+    /// The health checks (empty without a keepalived configuration).
+    pub health: &'a crate::health::HealthRows,
 }
 
 /// Builds metric families: one per name, each with help, type and labelled samples.
@@ -397,11 +399,57 @@ pub fn render(s: &Sources<'_>) -> String {
             v,
         );
     }
+    render_health(&mut f, s.health);
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&f.0, &mut out) {
         warn!(error = %e, "encoding metrics");
     }
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// The health checks under node_exporter's service and server labels, plus `check` (tcp, http,
+/// https, misc, ping) for a checker's own series.
+fn render_health(f: &mut Families, h: &crate::health::HealthRows) {
+    for q in &h.quorums {
+        f.gauge(
+            "rvs_healthcheck_quorum_up",
+            "1 while the live servers' weight meets the virtual server's quorum; 0 while the sorry server (if any) takes the traffic.",
+            &service_labels(&q.service),
+            if q.up { 1.0 } else { 0.0 },
+        );
+    }
+    for r in &h.reals {
+        let l = with(service_labels(&r.service), r.real.0, r.real.1);
+        f.gauge(
+            "rvs_healthcheck_up",
+            "1 while every check of the real server passes, else 0 (it is out of the service, or at weight 0 with inhibit_on_failure).",
+            &l,
+            if r.up { 1.0 } else { 0.0 },
+        );
+        f.counter(
+            "rvs_healthcheck_transitions_total",
+            "Times the real server went down or came back up.",
+            &l,
+            r.transitions,
+        );
+    }
+    for c in &h.checks {
+        let mut l = with(service_labels(&c.service), c.real.0, c.real.1);
+        l.push(("check", c.check.into()));
+        f.gauge("rvs_healthcheck_check_up", "1 while this checker passes.", &l, if c.up { 1.0 } else { 0.0 });
+        f.gauge(
+            "rvs_healthcheck_last_duration_seconds",
+            "How long the checker's last attempt took (connect, request and answer; script run time).",
+            &l,
+            c.last_seconds,
+        );
+        let mut ok = l.clone();
+        ok.push(("result", "ok".into()));
+        f.counter("rvs_healthcheck_checks_total", "Check attempts by result.", &ok, c.ok);
+        let mut failed = l;
+        failed.push(("result", "failed".into()));
+        f.counter("rvs_healthcheck_checks_total", "Check attempts by result.", &failed, c.failed);
+    }
 }
 
 /// Concurrent scrape connections; more are closed at once (Prometheus uses one per target).
