@@ -16,6 +16,9 @@ PACKAGES=(
   nginx libbpf-dev linux-libc-dev wrk
   # a venv for the TRex client API (PyPI lbr-trex-client) that compiles perf/trex profiles
   python3-venv
+  # keepalived: `keepalived -t` cross-checks the keepalived.conf files rvsd reads; openssl makes the
+  # TLS server an SSL_GET check talks to
+  keepalived openssl
   # promtool lints the metrics exposition; the server scrapes rvsd in the tests
   prometheus
 )
@@ -31,10 +34,13 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# The package starts a system nginx on port 80; the test bed runs its own in namespaces.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled nginx >/dev/null 2>&1; then
-  systemctl disable --now nginx >/dev/null 2>&1 || true
-fi
+# The packages start a system nginx on port 80 and a keepalived; the test bed runs its own nginx in
+# namespaces, and rvs only reads keepalived's configuration.
+for unit in nginx keepalived; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled "$unit" >/dev/null 2>&1; then
+    systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  fi
+done
 
 # cargo-fuzz for the fuzz targets (scripts/fuzz.sh), from crates.io.
 if ! command -v cargo-fuzz >/dev/null 2>&1 && ! [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-fuzz" ]; then

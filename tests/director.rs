@@ -45,6 +45,16 @@ impl Bed {
 
     /// The bed with `front_extra` added to the front port's section of rvsd's config.
     fn up_full(tag: &str, workers: usize, front_extra: &str) -> Self {
+        Self::up_extra(tag, workers, [front_extra, "", ""])
+    }
+
+    /// The bed with extra lines in rvsd's config: `[front port, back port, [control]]`; the files
+    /// they name may be written by `prepare` into the bed's directory before rvsd starts.
+    fn up_extra(tag: &str, workers: usize, extra: [&str; 3]) -> Self {
+        Self::up_prepared(tag, workers, extra, |_| {})
+    }
+
+    fn up_prepared(tag: &str, workers: usize, extra: [&str; 3], prepare: impl FnOnce(&Path)) -> Self {
         let lock = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         common::require_root_and_tools(&["ip", "nginx", "curl", "clang", "ethtool", "tshark"]);
         let prefix = format!("{}{}", tag, std::process::id() % 1000);
@@ -54,8 +64,9 @@ impl Bed {
         std::fs::create_dir_all(&dir).expect("work dir");
         let mut bed = Bed { prefix, dir, rvsd: None, _lock: lock };
         sh(&[testbed_script().to_str().expect("path"), "up", &bed.prefix, bed.dir.to_str().expect("dir")]);
+        prepare(&bed.dir);
         let config = bed.dir.join("rvsd.toml");
-        std::fs::write(&config, bed.config(workers, front_extra)).expect("config");
+        std::fs::write(&config, bed.config(workers, extra)).expect("config");
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &bed.ns("d"), RVSD, "--config"]).arg(&config);
         let mut d = Daemon::spawn(cmd, &bed.dir.join("rvsd.log"));
@@ -64,7 +75,7 @@ impl Bed {
         bed
     }
 
-    fn config(&self, workers: usize, front_extra: &str) -> String {
+    fn config(&self, workers: usize, [front_extra, back_extra, control_extra]: [&str; 3]) -> String {
         let p = &self.prefix;
         let lcores: Vec<String> = (1..=workers).map(|l| l.to_string()).collect();
         // This machine may have fewer CPUs than lcores: the workers share what there is.
@@ -94,6 +105,7 @@ address = "192.0.2.2/24"
 name = "back"
 device = "net_af_packet1,iface={p}db,qpairs={workers},framecnt=8192"
 address = "203.0.113.1/24"
+{back_extra}
 
 [forwarding]
 mode = "director"
@@ -114,6 +126,7 @@ mark = 1
 [control]
 socket_path = "{}/rvsd.sock"
 connections_per_worker = 65536
+{control_extra}
 
 [metrics]
 listen_address = "127.0.0.1:9510"
@@ -226,6 +239,39 @@ print(got, " ".join(f"{{k}}={{v}}" for k, v in sorted(by.items())))
     /// The worker's drop counter for `reason`.
     fn dropped(&self, reason: &str) -> u64 {
         metric(&self.metrics(), "rvs_worker_dropped_packets_total", &format!("reason=\"{reason}\""))
+    }
+
+    /// Stops nginx on real server `i` (1..=3), as an operator or a crash would.
+    fn stop_nginx(&self, i: u8) {
+        let pid = std::fs::read_to_string(self.dir.join(format!("nginx-s{i}.pid"))).expect("nginx pid");
+        sh(&["kill", pid.trim()]);
+        for _ in 0..50 {
+            if !self.dir.join(format!("nginx-s{i}.pid")).exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("nginx on s{i} did not stop");
+    }
+
+    fn start_nginx(&self, i: u8) {
+        let conf = self.dir.join(format!("s{i}/nginx.conf"));
+        let out =
+            self.in_ns(&format!("s{i}"), &["nginx", "-c", conf.to_str().expect("path"), "-g", "user root;"]);
+        assert!(out.status.success(), "nginx on s{i}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Polls `rvsadm -Ln` until `ok` holds of it; the time that took.
+    fn wait_listing(&self, what: &str, limit: Duration, ok: impl Fn(&str) -> bool) -> Duration {
+        let t = std::time::Instant::now();
+        loop {
+            let l = self.adm("-Ln");
+            if ok(&l) {
+                return t.elapsed();
+            }
+            assert!(t.elapsed() < limit, "{what}: not within {limit:?}:\n{l}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn log(&self) -> String {
@@ -848,8 +894,6 @@ fn the_directors_kernel_speaks_through_its_twin() {
         .spawn()
         .expect("python3");
     std::thread::sleep(Duration::from_millis(1500));
-    // The kernel's checksum offload: what it sends on the twin must leave finished.
-    let _ = Command::new("ip").args(["netns", "exec", &d, "ethtool", "-K", "rvstwin0", "tx", "off"]).output();
     let body = bed.get("http://192.0.2.2:8000/", "198.51.100.10");
     assert_eq!(body, "the director's own kernel");
     // The service on a VIP still goes to its real server.
@@ -921,4 +965,375 @@ fn icmp_errors_about_nat_flows_reach_the_client() {
         "the client never heard of the refusal: {text} {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// keepalived.conf with the director's usual neighbours: sections for keepalived's own VRRP, which
+/// rvs skips, and the LVS part. `{dir}` is the bed's directory.
+fn keepalived_conf(dir: &Path) -> String {
+    format!(
+        r#"! rvs test bed
+global_defs {{
+   router_id rvs_bed
+   enable_script_security
+   script_user root
+}}
+
+vrrp_instance VI_1 {{
+    state BACKUP
+    nopreempt
+    interface rvstwin0
+    virtual_router_id 51
+    priority 100
+    advert_int 1
+    authentication {{
+        auth_type PASS
+        auth_pass rvs
+    }}
+    virtual_ipaddress {{
+        192.0.2.200/24 dev rvstwin0
+    }}
+}}
+
+# NAT web service: TCP checks; the director's own web server is the sorry page.
+virtual_server 192.0.2.80 80 {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    sorry_server 192.0.2.2 80
+
+    real_server 203.0.113.11 8080 {{
+        weight 1
+        TCP_CHECK {{
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }}
+    }}
+    real_server 203.0.113.12 8080 {{
+        weight 1
+        TCP_CHECK {{
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }}
+    }}
+    real_server 203.0.113.13 8080 {{
+        weight 1
+        TCP_CHECK {{
+            connect_timeout 1
+            retry 1
+            delay_before_retry 1
+        }}
+    }}
+}}
+
+# HTTP checks of /status (200 expected), servers kept at weight 0 while they fail.
+virtual_server 192.0.2.84 80 {{
+    delay_loop 1
+    lb_algo wrr
+    lb_kind NAT
+    protocol TCP
+    real_server 203.0.113.11 80 {{
+        weight 2
+        inhibit_on_failure
+        HTTP_GET {{
+            url {{
+                path /status
+                status_code 200
+            }}
+            connect_timeout 1
+            retry 0
+        }}
+    }}
+    real_server 203.0.113.12 80 {{
+        weight 2
+        inhibit_on_failure
+        HTTP_GET {{
+            url {{
+                path /status
+                status_code 200
+            }}
+            connect_timeout 1
+            retry 0
+        }}
+    }}
+}}
+
+# A script decides (MISC_CHECK): s3 is out while {dir}/s3.down exists.
+virtual_server 192.0.2.85 80 {{
+    delay_loop 1
+    lb_algo rr
+    lb_kind NAT
+    protocol TCP
+    real_server 203.0.113.12 80 {{
+        MISC_CHECK {{
+            misc_path "/bin/true"
+        }}
+    }}
+    real_server 203.0.113.13 80 {{
+        notify_down "/bin/touch {dir}/s3.notified-down"
+        MISC_CHECK {{
+            misc_path "/bin/sh -c '! test -e {dir}/s3.down'"
+            misc_timeout 2
+            retry 0
+        }}
+    }}
+}}
+"#,
+        dir = dir.display()
+    )
+}
+
+/// Health checks from the director's own kernel, through its twins: a real server whose nginx stops
+/// is taken out within delay_loop × (retry + 1) plus one interval, and 100 new connections then all
+/// go to the others; it comes back when nginx does; with every server down the sorry server (the
+/// director's own web page) answers. An HTTP check whose status turns 500 and a MISC_CHECK script
+/// take servers out and back the same way. `keepalived -t` accepts the same file.
+#[test]
+fn health_checks_take_failed_servers_out_and_bring_them_back() {
+    let tag = format!("hc{}", std::process::id() % 1000);
+    let ka_line = format!(
+        "keepalived_conf = \"{}/rvs-director-{tag}/keepalived.conf\"",
+        std::env::temp_dir().display()
+    );
+    let bed = Bed::up_prepared(
+        "hc",
+        1,
+        ["kernel_twin = \"rvstwin0\"", "kernel_twin = \"rvstwin1\"", &ka_line],
+        |dir| std::fs::write(dir.join("keepalived.conf"), keepalived_conf(dir)).expect("write"),
+    );
+    let ka = bed.dir.join("keepalived.conf");
+    // The same file passes keepalived's own check, in rvsd's namespace (where the twin its VRRP
+    // section names exists).
+    let t = bed.in_ns("d", &["keepalived", "-t", "-f", ka.to_str().expect("path")]);
+    assert!(
+        t.status.success(),
+        "keepalived -t: {}{}",
+        String::from_utf8_lossy(&t.stdout),
+        String::from_utf8_lossy(&t.stderr)
+    );
+    let all_up = |l: &str| {
+        ["203.0.113.11:8080", "203.0.113.12:8080", "203.0.113.13:8080"].iter().all(|s| l.contains(s))
+    };
+    bed.wait_listing("every server up", Duration::from_secs(10), all_up);
+    let got = bed.gets("http://192.0.2.80/", "198.51.100.10", 30);
+    assert_eq!(count(&got).len(), 3, "{got:?}");
+
+    // s2's nginx stops: out within delay_loop (1 s) × (retry 1 + 1) + one interval (1 s).
+    bed.stop_nginx(2);
+    let took = bed.wait_listing("s2 out", Duration::from_secs(10), |l| !l.contains("203.0.113.12:8080"));
+    eprintln!("s2 taken out {took:?} after its nginx stopped");
+    assert!(took <= Duration::from_millis(3500), "took {took:?}");
+    let got = bed.gets("http://192.0.2.80/", "198.51.100.10", 100);
+    let c = count(&got);
+    assert_eq!((c.get("s1"), c.get("s3"), c.get("s2")), (Some(&50), Some(&50), None), "{c:?}");
+    assert!(bed.log().contains("real server down"), "{}", bed.log());
+    bed.start_nginx(2);
+    let took = bed.wait_listing("s2 back", Duration::from_secs(10), all_up);
+    eprintln!("s2 back {took:?} after its nginx started");
+    assert!(count(&bed.gets("http://192.0.2.80/", "198.51.100.10", 30)).contains_key("s2"));
+    let m = bed.metrics();
+    assert_eq!(
+        metric(
+            &m,
+            "rvs_healthcheck_transitions_total",
+            "remote_address=\"203.0.113.12\",remote_port=\"8080\""
+        ),
+        2
+    );
+    assert_eq!(metric(&m, "rvs_healthcheck_up", "remote_address=\"203.0.113.12\",remote_port=\"8080\""), 1);
+
+    // Every server down: the sorry server, a web page on the director itself, answers.
+    let sorry = bed.dir.join("sorry");
+    std::fs::create_dir_all(&sorry).expect("dir");
+    std::fs::write(sorry.join("index.html"), "sorry\n").expect("write");
+    let mut page = web_server(&bed.ns("d"), "0.0.0.0", 80, &sorry)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    for i in 1..=3 {
+        bed.stop_nginx(i);
+    }
+    bed.wait_listing("the sorry server alone", Duration::from_secs(10), |l| {
+        l.contains("192.0.2.2:80                 Local") && !l.contains(":8080")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    // The answer comes from the director's kernel, from the VIP it now holds on its twin.
+    assert_eq!(bed.get("http://192.0.2.80/", "198.51.100.10"), "sorry");
+    assert_eq!(metric(&bed.metrics(), "rvs_healthcheck_quorum_up", "local_address=\"192.0.2.80\""), 0);
+    for i in 1..=3 {
+        bed.start_nginx(i);
+    }
+    bed.wait_listing("servers back, sorry server gone", Duration::from_secs(10), |l| {
+        all_up(l) && !l.contains("192.0.2.2:80")
+    });
+    let _ = page.kill();
+    let _ = page.wait();
+
+    // HTTP_GET: s1's /status answers 500: it stays at weight 0 (inhibit_on_failure), s2 takes all.
+    bed.wait_listing("http checks up", Duration::from_secs(10), |l| {
+        l.contains("  -> 203.0.113.11:80              Masq    2")
+            && l.contains("  -> 203.0.113.12:80              Masq    2")
+    });
+    std::fs::write(bed.dir.join("s1/www/fail"), "").expect("write");
+    bed.wait_listing("s1 at weight 0", Duration::from_secs(5), |l| {
+        l.contains("  -> 203.0.113.11:80              Masq    0")
+    });
+    let got = bed.gets("http://192.0.2.84/", "198.51.100.10", 20);
+    assert_eq!(count(&got).get("s2"), Some(&20), "{got:?}");
+    std::fs::remove_file(bed.dir.join("s1/www/fail")).expect("rm");
+    bed.wait_listing("s1 back at 2", Duration::from_secs(5), |l| {
+        l.contains("  -> 203.0.113.11:80              Masq    2")
+    });
+
+    // MISC_CHECK: the script fails while s3.down exists; notify_down runs.
+    bed.wait_listing("misc up", Duration::from_secs(5), |l| l.contains("203.0.113.13:80 "));
+    std::fs::write(bed.dir.join("s3.down"), "").expect("write");
+    bed.wait_listing("s3 out", Duration::from_secs(5), |l| !l.contains("203.0.113.13:80 "));
+    let got = bed.gets("http://192.0.2.85/", "198.51.100.10", 10);
+    assert_eq!(count(&got).get("s2"), Some(&10), "{got:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(bed.dir.join("s3.notified-down").exists(), "notify_down ran");
+    std::fs::remove_file(bed.dir.join("s3.down")).expect("rm");
+    bed.wait_listing("s3 back", Duration::from_secs(5), |l| l.contains("203.0.113.13:80 "));
+    let m = bed.metrics();
+    assert!(metric(&m, "rvs_healthcheck_checks_total", "check=\"http\",result=\"failed\"") >= 1, "{m}");
+    assert!(metric(&m, "rvs_healthcheck_checks_total", "check=\"misc\",result=\"ok\"") >= 1);
+}
+
+/// The virtual servers of keepalived's own samples (keepalived.conf.sample: a NAT service with
+/// HTTP_GET checks and a sorry server, a DR service with TCP_CHECK and persistence; a fwmark
+/// service), with the bed's addresses, drive the director: `rvsadm -Sn` shows the rules they mean
+/// and traffic follows them. SIGHUP re-reads the file and changes only what differs: a server that
+/// stays keeps its counters.
+#[test]
+fn keepalived_samples_drive_the_director_and_a_reload_changes_only_the_difference() {
+    let tag = format!("ks{}", std::process::id() % 1000);
+    let path = std::env::temp_dir().join(format!("rvs-director-{tag}/keepalived.conf"));
+    let sample = |third: &str| {
+        format!(
+            r#"! Configuration File for keepalived
+global_defs {{
+   notification_email {{
+     acassen@firewall.loc
+   }}
+   router_id LVS_DEVEL
+}}
+
+virtual_server 192.0.2.80 80 {{
+    delay_loop 6
+    lb_algo rr
+    lb_kind NAT
+    persistence_timeout 50
+    protocol TCP
+
+    sorry_server 203.0.113.13 8080
+
+    real_server 203.0.113.11 8080 {{
+        weight 1
+        HTTP_GET {{
+            url {{
+              path /status
+              status_code 200
+            }}
+            connect_timeout 3
+            retry 3
+            delay_before_retry 3
+        }}
+    }}
+    {third}
+}}
+
+virtual_server 192.0.2.81 80 {{
+    delay_loop 3
+    lb_algo wlc
+    lb_kind DR
+    persistence_timeout 50
+    persistence_granularity 255.255.255.0
+    protocol TCP
+
+    real_server 203.0.113.11 80 {{
+        weight 3
+        TCP_CHECK {{
+            connect_timeout 3
+        }}
+    }}
+    real_server 203.0.113.12 80 {{
+        weight 1
+        TCP_CHECK {{
+            connect_timeout 3
+        }}
+    }}
+}}
+
+virtual_server fwmark 1 {{
+    delay_loop 3
+    lb_algo sh
+    lb_kind DR
+    real_server 203.0.113.12 80 {{
+        TCP_CHECK {{
+            connect_port 80
+        }}
+    }}
+}}
+"#
+        )
+    };
+    let s2 = "real_server 203.0.113.12 8080 {\n weight 2\n TCP_CHECK {\n connect_timeout 3\n }\n }";
+    let first = sample(s2);
+    let bed = Bed::up_prepared(
+        "ks",
+        1,
+        ["", "kernel_twin = \"rvstwin1\"", &format!("keepalived_conf = \"{}\"", path.display())],
+        |dir| std::fs::write(dir.join("keepalived.conf"), &first).expect("write"),
+    );
+    let check = Command::new(RVSD)
+        .arg("--check")
+        .arg("--config")
+        .arg(bed.dir.join("rvsd.toml"))
+        .output()
+        .expect("rvsd");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("ok: 3 virtual servers, 5 real servers, 5 checks"),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let want = "-A -t 192.0.2.80:80 -s rr -p 50\n\
+                -a -t 192.0.2.80:80 -r 203.0.113.11:8080 -m -w 1\n\
+                -a -t 192.0.2.80:80 -r 203.0.113.12:8080 -m -w 2\n\
+                -A -t 192.0.2.81:80 -s wlc -p 50 -M 255.255.255.0\n\
+                -a -t 192.0.2.81:80 -r 203.0.113.11:80 -g -w 3\n\
+                -a -t 192.0.2.81:80 -r 203.0.113.12:80 -g -w 1\n\
+                -A -f 1 -s sh\n\
+                -a -f 1 -r 203.0.113.12:0 -g -w 1\n";
+    bed.wait_listing("the sample's services", Duration::from_secs(10), |_| bed.adm("-Sn") == want);
+    // Traffic follows: NAT to the servers' port 8080, DR to the VIP on their loopback.
+    let got = bed.gets("http://192.0.2.80/", "198.51.100.10", 4);
+    assert!(got.iter().all(|s| s == "s1" || s == "s2"), "{got:?}");
+    assert_eq!(
+        bed.get("http://192.0.2.81/", "198.51.100.11"),
+        bed.get("http://192.0.2.81/", "198.51.100.12")
+    );
+    let before = bed.adm("-Ln --stats");
+    let s1_line =
+        |l: &str| l.lines().find(|x| x.contains("203.0.113.11:8080")).map(str::to_owned).unwrap_or_default();
+    // s2 leaves the NAT service in the file, s3 joins at weight 5; SIGHUP.
+    std::fs::write(&path, sample("real_server 203.0.113.13 8080 {\n weight 5\n }")).expect("write");
+    bed.rvsd.as_ref().expect("rvsd").signal("-HUP");
+    bed.wait_listing("the reloaded services", Duration::from_secs(10), |l| {
+        l.contains("203.0.113.13:8080            Masq    5") && !l.contains("203.0.113.12:8080")
+    });
+    assert!(bed.log().contains("SIGHUP: keepalived configuration re-read"), "{}", bed.log());
+    assert_eq!(s1_line(&bed.adm("-Ln --stats")), s1_line(&before), "s1 kept its counters");
+    // A file rvs cannot use changes nothing.
+    std::fs::write(&path, sample("real_server 203.0.113.13 8080 {\n weight 5\n SMTP_CHECK {\n }\n }"))
+        .expect("write");
+    let listed = bed.adm("-Sn");
+    bed.rvsd.as_ref().expect("rvsd").signal("-HUP");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(bed.log().contains("keepalived configuration refused"), "{}", bed.log());
+    assert_eq!(bed.adm("-Sn"), listed);
 }

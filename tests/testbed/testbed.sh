@@ -12,7 +12,8 @@
 # arp_announce=2; an XDP program on eth0 strips IPIP (this kernel has no ipip module). Every link has
 # an MTU of 1500: client packets that do not fit in IPIP get ICMP fragmentation-needed from the
 # director (path MTU discovery), as on a real network. nginx listens on 80, 443 and 8080 and
-# answers with the server's name; a UDP echo service on 5300 does the same.
+# answers with the server's name (and /status with 200, or 500 while www/fail exists); a UDP echo
+# service on 5300 answers with the name too.
 #
 # usage: testbed.sh up PREFIX WORKDIR      (PREFIX: at most 6 letters/digits)
 #        testbed.sh down PREFIX [WORKDIR]
@@ -128,6 +129,12 @@ http {
         listen 8080;
         root $root/www;
         location / { default_type text/plain; }
+        # For HTTP health checks: 200, or 500 while the file "fail" exists.
+        location = /status {
+            if (-f $root/www/fail) { return 500; }
+            default_type text/plain;
+            return 200 "ok\n";
+        }
     }
 }
 NGINX

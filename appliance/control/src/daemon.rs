@@ -113,28 +113,6 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
     let started = Instant::now();
     let mut rates = crate::rates::Estimator::default();
     let eal = Eal::init(&cfg.eal.to_args()).context(|| "starting the DPDK EAL".into())?;
-    // The health checks start after the EAL (their thread inherits the main lcore's CPU) and before
-    // the workers (whose shards copy the services the keepalived configuration defines).
-    let mut health = match keepalived {
-        Some(conf) => {
-            let mut h = crate::health::Health::start(conf, locals.clone(), None)
-                .map_err(DaemonError::HealthThread)?;
-            let ops = h.initial_ops();
-            for op in &ops {
-                crate::control::apply(&mut model, op).map_err(|reason| DaemonError::Rules {
-                    path: "keepalived configuration".into(),
-                    reason,
-                })?;
-            }
-            info!(
-                services = model.service_count(),
-                checkers = h.checkers(),
-                "keepalived configuration loaded; health checks running"
-            );
-            Some(h)
-        }
-        None => None,
-    };
     // The control and metrics threads start after the EAL has pinned this thread to the main lcore's
     // CPU, so that they inherit that affinity and never preempt a worker on its own CPU.
     let control = ControlServer::bind(&cfg.socket_path, cfg.socket_group.as_deref())
@@ -189,6 +167,29 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
         twins.push(Some(twin));
     }
 
+    // The health checks start once the twins are configured (the checks leave through them; before,
+    // they would find no route and fail), on a thread that inherits the main lcore's CPU, and before
+    // the workers (whose shards copy the services the keepalived configuration defines).
+    let mut health = match keepalived {
+        Some(conf) => {
+            let mut h = crate::health::Health::start(conf, locals.clone(), None)
+                .map_err(DaemonError::HealthThread)?;
+            let ops = h.initial_ops();
+            for op in &ops {
+                crate::control::apply(&mut model, op).map_err(|reason| DaemonError::Rules {
+                    path: "keepalived configuration".into(),
+                    reason,
+                })?;
+            }
+            info!(
+                services = model.service_count(),
+                checkers = h.checkers(),
+                "keepalived configuration loaded; health checks running"
+            );
+            Some(h)
+        }
+        None => None,
+    };
     let network = match &cfg.forwarding {
         Forwarding::Director(spec) => Some(build_network(cfg, spec, &ports)?),
         Forwarding::L2 { .. } => None,
@@ -469,6 +470,15 @@ fn configure_twin(
     ip(&["link", "set", "dev", iface, "address", &mac, "mtu", &mtu, "up"])?;
     if let Some((a, len)) = address {
         ip(&["addr", "replace", &format!("{a}/{len}"), "dev", iface])?;
+    }
+    // The kernel would leave TCP/UDP checksums for a NIC to finish; the twin's frames go out through
+    // the DPDK port as they are, so the kernel must finish them itself.
+    match std::process::Command::new("ethtool").args(["-K", iface, "tx", "off"]).output() {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            warn!(twin = iface, error = %String::from_utf8_lossy(&o.stderr).trim(), "cannot turn off checksum offload")
+        }
+        Err(e) => warn!(twin = iface, error = %e, "cannot run ethtool to turn off checksum offload"),
     }
     Ok(())
 }

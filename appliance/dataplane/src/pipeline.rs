@@ -423,9 +423,10 @@ impl Pipeline {
         if ours && learned && self.learned.len() < SIDE_QUEUE {
             self.learned.push((a.sender_ip(), a.sender_mac(), port));
         }
-        if a.operation() == arp::OP_REPLY && target == iface.addr {
+        if a.operation() == arp::OP_REPLY && ours {
             // An answer to the kernel's own request (it speaks through the twin with the port's
-            // MAC); rvs learned it too.
+            // MAC); rvs learned it too. The kernel asks from whichever of our addresses the packet
+            // that needs the neighbour carries, a VIP it holds (a Local server's) included.
             return self.up_to_kernel(port, now, DropReason::ArpNotOurs);
         }
         if a.operation() != arp::OP_REQUEST || !ours || a.sender_ip() == target {
@@ -917,6 +918,11 @@ mod tests {
         let mut req = [0u8; 42];
         arp::build_request(&mut req, FRONT_MAC, own, ROUTER).unwrap();
         let mut rep = [0u8; 42];
+        arp::build_reply(&mut rep, &ArpPacket::new_checked(&req[14..]).unwrap(), ROUTER_MAC).unwrap();
+        assert_eq!(p.handle(0, &mut VecBuffer::new(&rep), 1), Action::ToKernel(0));
+        // Asked from a VIP (the kernel answers a Local server's clients from it): up as well.
+        service(&mut p, Fwd::Masq, 80);
+        arp::build_request(&mut req, FRONT_MAC, VIP, ROUTER).unwrap();
         arp::build_reply(&mut rep, &ArpPacket::new_checked(&req[14..]).unwrap(), ROUTER_MAC).unwrap();
         assert_eq!(p.handle(0, &mut VecBuffer::new(&rep), 1), Action::ToKernel(0));
         // VRRP to 224.0.0.18 in a multicast frame.
