@@ -33,10 +33,15 @@ impl Adm {
 }
 
 fn start(dir: &Path, tag: &str) -> (Daemon, Adm) {
-    let sock = dir.join("rvsd.sock");
     let rules = dir.join("rules");
     std::fs::write(&rules, "-A -t 192.0.2.80:80 -s wrr\n-a -t 192.0.2.80:80 -r 203.0.113.10:8080 -m -w 3\n")
         .expect("rules");
+    start_with(dir, tag, &format!("rules_file = \"{}\"", rules.display()))
+}
+
+/// rvsd with `rules_line` (rules_file or keepalived_conf) in its [control] section.
+fn start_with(dir: &Path, tag: &str, rules_line: &str) -> (Daemon, Adm) {
+    let sock = dir.join("rvsd.sock");
     let config = dir.join("rvsd.toml");
     std::fs::write(
         &config,
@@ -63,7 +68,7 @@ stats_interval_seconds = 0
 
 [control]
 socket_path = "{sock}"
-rules_file = "{rules}"
+{rules_line}
 connections_per_worker = 4096
 
 [metrics]
@@ -74,7 +79,6 @@ expire_nodest_conn = 1
 "#,
             head = eal_head(tag, 4095),
             sock = sock.display(),
-            rules = rules.display()
         ),
     )
     .expect("config");
@@ -219,7 +223,21 @@ fn http_get(addr: &str, path: &str) -> String {
 #[test]
 fn prometheus_scrapes_rvsd_and_promtool_accepts_the_exposition() {
     let dir = fresh_dir("rvs-metrics");
-    let (mut rvsd, adm) = start(&dir, "metrics");
+    // The rules come from keepalived.conf, with a health check that passes (a listener of this
+    // test's), so that the health series and their panels have data.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let ka = dir.join("keepalived.conf");
+    std::fs::write(
+        &ka,
+        format!(
+            "virtual_server 192.0.2.80 80 {{\n lb_algo wrr\n lb_kind NAT\n\
+             real_server 203.0.113.10 8080 {{\n weight 3\n }}\n\
+             real_server 203.0.113.11 8080 {{\n TCP_CHECK {{\n connect_ip 127.0.0.1\n connect_port {}\n delay_loop 1\n }}\n }}\n}}\n",
+            listener.local_addr().expect("addr").port()
+        ),
+    )
+    .expect("write");
+    let (mut rvsd, adm) = start_with(&dir, "metrics", &format!("keepalived_conf = \"{}\"", ka.display()));
     adm.ok("-A -f 3 -p");
     adm.ok("-a -f 3 -r 203.0.113.50:0 -m -w 0");
     let addr = metrics_address(&mut rvsd);
@@ -245,6 +263,8 @@ fn prometheus_scrapes_rvsd_and_promtool_accepts_the_exposition() {
     assert!(text.contains(r#"rvs_ipvs_backend_weight{local_address="192.0.2.80",local_port="80",proto="TCP",local_mark="",remote_address="203.0.113.10",remote_port="8080"} 3"#), "{text}");
     assert!(text.contains(r#"rvs_ipvs_backend_weight{local_address="",local_port="0",proto="FWM",local_mark="3",remote_address="203.0.113.50",remote_port="0"} 0"#), "{text}");
     assert!(text.contains("rvs_mempool_mbufs{pool=\"rvs_pkt\"} 4095"), "{text}");
+    assert!(text.contains(r#"rvs_healthcheck_up{local_address="192.0.2.80",local_port="80",proto="TCP",local_mark="",remote_address="203.0.113.11",remote_port="8080"} 1"#), "{text}");
+    assert!(text.contains(r#"rvs_healthcheck_quorum_up{local_address="192.0.2.80",local_port="80",proto="TCP",local_mark=""} 1"#), "{text}");
     assert!(http_get(&addr, "/other").contains("rvsd serves /metrics"));
 
     // A real Prometheus server scrapes it and answers queries through its HTTP API.
