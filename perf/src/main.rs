@@ -17,6 +17,7 @@
 mod bench;
 mod generator;
 mod packets;
+mod healthchecks;
 mod pauses;
 mod running;
 
@@ -70,6 +71,20 @@ enum Cmd {
         /// The rvsd binary (default: next to this one; rvsadm beside it).
         #[arg(long)]
         rvsd: Option<PathBuf>,
+    },
+    /// What health checks cost rvsd: a keepalived.conf of N real servers with TCP checks against
+    /// local listeners; checks per second, the checker thread's and the management thread's CPU.
+    Healthchecks {
+        /// The rvsd binary (default: next to this one).
+        #[arg(long)]
+        rvsd: Option<PathBuf>,
+        #[arg(long, default_value_t = 1000)]
+        servers: u32,
+        #[arg(long, default_value_t = 1.0)]
+        delay_loop_seconds: f64,
+        /// Seconds measured.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
     },
     /// The director (NAT, DR, TUN) against an in-process DPDK traffic generator over net_memif, with
     /// dpdk-testpmd through the same ports for the ratio; writes director.md, director.csv and
@@ -203,6 +218,9 @@ fn main() -> Result<()> {
             })
         }
         Cmd::Pauses { rvsd } => pauses::run(rvsd_path(rvsd)?),
+        Cmd::Healthchecks { rvsd, servers, delay_loop_seconds, seconds } => {
+            healthchecks::run(rvsd_path(rvsd)?, servers, delay_loop_seconds, seconds)
+        }
         Cmd::Baseline { seconds, warmup_seconds, rvsd, testpmd, no_huge, rounds, csv } => {
             let rvsd = rvsd_path(rvsd)?;
             let run = Run { rvsd, testpmd, seconds, warmup: warmup_seconds, no_huge, rounds: rounds.max(1) };
