@@ -82,6 +82,9 @@ pub struct BenchArgs {
     pub rvsd: PathBuf,
     pub testpmd: Option<String>,
     pub out_dir: PathBuf,
+    /// Gives each director port a kernel twin (TAP), to measure what the exception path costs the
+    /// workers when it carries nothing (its RX polled every 100 µs).
+    pub kernel_twins: bool,
 }
 
 const GEN_MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 0x0a, 0], [2, 0, 0, 0, 0x0a, 1]];
@@ -295,6 +298,9 @@ fn one_run(me: &Path, args: &BenchArgs, dut: Dut, flows: u32) -> Result<Row> {
         .arg(&args.rvsd)
         .arg("--testpmd")
         .arg(args.testpmd.as_deref().unwrap_or("none"));
+    if args.kernel_twins {
+        cmd.arg("--kernel-twins");
+    }
     let mut child = Running::spawn(cmd)?;
     // 10 M flows take a while to set up; a stuck run still ends.
     let line = child
@@ -459,9 +465,11 @@ impl Harness {
         std::fs::write(&rules, r)?;
         let config = self.work.join("rvsd.toml");
         let memif = |i: usize, name: &str, addr: &str| {
+            let twin =
+                if a.kernel_twins { format!("kernel_twin = \"rvsperf{i}\"\n") } else { String::new() };
             format!(
                 "[[port]]\nname = \"{name}\"\ndevice = \"net_memif{i},role=client,id={i},socket={},socket-abstract=no,mac={}\"\n\
-                 address = \"{addr}\"\nrx_descriptors = 1024\ntx_descriptors = 1024\n",
+                 address = \"{addr}\"\nrx_descriptors = 1024\ntx_descriptors = 1024\n{twin}",
                 self.socket.display(),
                 mac_str(DUT_MACS[i])
             )

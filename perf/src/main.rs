@@ -121,6 +121,9 @@ enum Cmd {
         /// Where the table, CSV and summary go.
         #[arg(long, default_value = "target/perf")]
         out_dir: PathBuf,
+        /// Give each director port a kernel twin (the exception path's cost when idle).
+        #[arg(long)]
+        kernel_twins: bool,
     },
     /// One run of `director` (it starts one per device and flow count); prints one result line.
     #[command(hide = true)]
@@ -141,6 +144,8 @@ enum Cmd {
         rvsd: PathBuf,
         #[arg(long)]
         testpmd: String,
+        #[arg(long)]
+        kernel_twins: bool,
     },
 }
 
@@ -170,7 +175,17 @@ fn rvsd_path(given: Option<PathBuf>) -> Result<PathBuf> {
 
 fn main() -> Result<()> {
     match Args::parse().cmd {
-        Cmd::DirectorRun { dut, flows, flood_flows, flood_load, seconds, warmup_seconds, rvsd, testpmd } => {
+        Cmd::DirectorRun {
+            dut,
+            flows,
+            flood_flows,
+            flood_load,
+            seconds,
+            warmup_seconds,
+            rvsd,
+            testpmd,
+            kernel_twins,
+        } => {
             bench::run_one(
                 dut,
                 flows,
@@ -185,6 +200,7 @@ fn main() -> Result<()> {
                     rvsd,
                     testpmd: Some(testpmd).filter(|t| t != "none"),
                     out_dir: PathBuf::new(),
+                    kernel_twins,
                 },
             )
         }
@@ -199,6 +215,7 @@ fn main() -> Result<()> {
             testpmd,
             rounds,
             out_dir,
+            kernel_twins,
         } => {
             let rvsd = rvsd_path(rvsd)?;
             if flows.iter().any(|&f| f == 0 || f > 15_000_000) {
@@ -215,6 +232,7 @@ fn main() -> Result<()> {
                 rvsd,
                 testpmd: Some(testpmd).filter(|t| t != "none"),
                 out_dir,
+                kernel_twins,
             })
         }
         Cmd::Pauses { rvsd } => pauses::run(rvsd_path(rvsd)?),
