@@ -465,8 +465,7 @@ impl Harness {
         std::fs::write(&rules, r)?;
         let config = self.work.join("rvsd.toml");
         let memif = |i: usize, name: &str, addr: &str| {
-            let twin =
-                if a.kernel_twins { format!("kernel_twin = \"rvsperf{i}\"\n") } else { String::new() };
+            let twin = if a.kernel_twins { format!("kernel_twin = \"rvsperf{i}\"\n") } else { String::new() };
             format!(
                 "[[port]]\nname = \"{name}\"\ndevice = \"net_memif{i},role=client,id={i},socket={},socket-abstract=no,mac={}\"\n\
                  address = \"{addr}\"\nrx_descriptors = 1024\ntx_descriptors = 1024\n{twin}",

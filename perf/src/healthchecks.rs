@@ -144,8 +144,14 @@ pub fn run(rvsd: PathBuf, servers: u32, delay_loop: f64, seconds: u64) -> Result
     let rss = rss_mib(pid);
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
-    println!("health checks: {servers} real servers, TCP_CHECK every {delay_loop} s, measured over {dt:.1} s");
-    println!("  checks completed:        {:>9.0} /s (expected {:.0}/s)", (acc1 - acc0) as f64 / dt, f64::from(servers) / delay_loop);
+    println!(
+        "health checks: {servers} real servers, TCP_CHECK every {delay_loop} s, measured over {dt:.1} s"
+    );
+    println!(
+        "  checks completed:        {:>9.0} /s (expected {:.0}/s)",
+        (acc1 - acc0) as f64 / dt,
+        f64::from(servers) / delay_loop
+    );
     println!("  servers up:              {up:>9} of {servers}");
     println!("  rvs-health thread CPU:   {:>9.2} % of one core", share("rvs-health"));
     println!("  management thread CPU:   {:>9.2} % of one core (includes its 5 ms poll loop)", share("rvsd"));

@@ -16,8 +16,8 @@
 
 mod bench;
 mod generator;
-mod packets;
 mod healthchecks;
+mod packets;
 mod pauses;
 mod running;
 
@@ -185,25 +185,23 @@ fn main() -> Result<()> {
             rvsd,
             testpmd,
             kernel_twins,
-        } => {
-            bench::run_one(
-                dut,
-                flows,
-                bench::BenchArgs {
-                    modes: Vec::new(),
-                    flows: vec![flows],
-                    flood_flows,
-                    flood_load,
-                    seconds,
-                    warmup_seconds,
-                    rounds: 1,
-                    rvsd,
-                    testpmd: Some(testpmd).filter(|t| t != "none"),
-                    out_dir: PathBuf::new(),
-                    kernel_twins,
-                },
-            )
-        }
+        } => bench::run_one(
+            dut,
+            flows,
+            bench::BenchArgs {
+                modes: Vec::new(),
+                flows: vec![flows],
+                flood_flows,
+                flood_load,
+                seconds,
+                warmup_seconds,
+                rounds: 1,
+                rvsd,
+                testpmd: Some(testpmd).filter(|t| t != "none"),
+                out_dir: PathBuf::new(),
+                kernel_twins,
+            },
+        ),
         Cmd::Director {
             modes,
             flows,

@@ -858,3 +858,117 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    fn wait_up(h: &Health, want: &[bool]) {
+        for _ in 0..100 {
+            let got: Vec<bool> = h.rows().checks.iter().map(|c| c.up).collect();
+            if got == want {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("wanted {want:?}, have {:?}", h.rows().checks);
+    }
+
+    /// SSL_GET against a real TLS server (openssl s_server -www, with a self-signed certificate: the
+    /// check does not verify it, as keepalived's does not): up while the status is accepted, down
+    /// when the url's expected status is not what the server answers.
+    #[test]
+    fn ssl_get_talks_to_a_real_tls_server() {
+        let dir = std::env::temp_dir().join(format!("rvs-ssl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=rvs-test", "-days", "1"])
+            .arg("-keyout")
+            .arg(dir.join("k.pem"))
+            .arg("-out")
+            .arg(dir.join("c.pem"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl (apt-get install openssl)");
+        assert!(ok.success());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept", &port.to_string()])
+            .arg("-cert")
+            .arg(dir.join("c.pem"))
+            .arg("-key")
+            .arg(dir.join("k.pem"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        // s_server -www answers any GET with "HTTP/1.0 200 ok" and a status page.
+        let conf = |status: &str| {
+            format!(
+                "virtual_server 192.0.2.2 443 {{\n real_server 10.0.0.1 443 {{\n SSL_GET {{\n url {{\n path /\n \
+                 status_code {status}\n }}\n connect_ip 127.0.0.1\n connect_port {port}\n connect_timeout 2\n \
+                 retry 0\n delay_loop 0.2\n }}\n }}\n}}\n"
+            )
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let h =
+            Health::start(crate::keepalived::parse_str("t.conf", &conf("200")).unwrap(), Vec::new(), None)
+                .unwrap();
+        for _ in 0..100 {
+            if h.rows().checks[0].ok > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        wait_up(&h, &[true]);
+        assert_eq!(h.rows().checks[0].check, "https");
+        drop(h);
+        let h =
+            Health::start(crate::keepalived::parse_str("t.conf", &conf("204")).unwrap(), Vec::new(), None)
+                .unwrap();
+        wait_up(&h, &[false]);
+        drop(h);
+        let _ = server.kill();
+        let _ = server.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// PING_CHECK answers for loopback and fails, within its timeout, for an address nobody has; a
+    /// MISC_CHECK that hangs is killed at misc_timeout and counts as failed, while the management
+    /// side's poll never waits for it; `alpha` servers start down.
+    #[test]
+    fn ping_a_hanging_script_and_alpha() {
+        let text = "virtual_server 192.0.2.2 80 {\n alpha\n\
+                    real_server 127.0.0.1 80 {\n PING_CHECK {\n connect_timeout 1\n retry 0\n delay_loop 0.2\n }\n }\n\
+                    real_server 192.0.2.123 80 {\n PING_CHECK {\n connect_timeout 0.3\n retry 0\n delay_loop 0.2\n }\n }\n\
+                    real_server 10.0.0.3 80 {\n MISC_CHECK {\n misc_path \"sleep 30\"\n misc_timeout 0.5\n retry 0\n delay_loop 0.2\n }\n }\n}\n";
+        let mut h =
+            Health::start(crate::keepalived::parse_str("t.conf", text).unwrap(), Vec::new(), None).unwrap();
+        let mut model = Ipvs::new(16, 16, 0);
+        for op in h.initial_ops() {
+            model.apply(&op).unwrap();
+        }
+        let listed = |m: &Ipvs| m.services().map(|(_, _, _, ds)| ds.len()).sum::<usize>();
+        assert_eq!(listed(&model), 0, "alpha: every server starts down");
+        let t = Instant::now();
+        for _ in 0..40 {
+            let p = Instant::now();
+            for op in h.poll() {
+                model.apply(&op).unwrap();
+            }
+            assert!(p.elapsed() < Duration::from_millis(20), "a poll took {:?}", p.elapsed());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let rows = h.rows();
+        assert!(rows.checks[0].up, "loopback answers ping: {rows:?}");
+        assert!(!rows.checks[1].up && rows.checks[1].failed > 0);
+        assert!(rows.checks[1].last_seconds < 0.5, "a failed ping waits its timeout: {rows:?}");
+        assert!(!rows.checks[2].up && rows.checks[2].failed > 0);
+        assert!((0.45..1.5).contains(&rows.checks[2].last_seconds), "killed at misc_timeout: {rows:?}");
+        assert_eq!(listed(&model), 1);
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+}
