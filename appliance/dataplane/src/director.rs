@@ -162,6 +162,9 @@ impl DirectorWorker {
                 }
                 moved = true;
                 self.counters.add_rx_tx(n as u64, 0);
+                // Stage 1, over the burst: the connection-table lines its lookups need, fetched
+                // together. Stage 2: each packet decided and staged for TX.
+                self.pipeline.warm(rx.iter().map(|m| m.data()));
                 let mut out = Out { ports: &mut self.ports, staged: &mut staged, held: &mut held };
                 let (pipeline, counters, pool) = (&mut self.pipeline, &self.counters, &self.pool);
                 let steering = self.steering.as_ref();

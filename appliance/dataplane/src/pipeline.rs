@@ -69,6 +69,35 @@ const SIDE_QUEUE: usize = 64;
 /// TTL of the outer IPv4 header of TUN packets (Linux's default route hop limit).
 const TUN_TTL: u8 = 64;
 
+/// Frames warmed per call: an RX burst.
+const WARM_BURST: usize = 32;
+
+/// A frame's IPv4 TCP/UDP tuple read straight from its bytes (Ethernet, no VLAN, not a fragment),
+/// for [`Pipeline::warm`] only: the frame is parsed and checked properly when it is decided.
+#[inline]
+fn warm_tuple(f: &[u8]) -> Option<rvs_ipvs::conn::WarmTuple<[u8; 4]>> {
+    if f.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ip = f.get(14..)?;
+    let (first, proto) = (*ip.first()?, *ip.get(9)?);
+    let ihl = usize::from(first & 0x0f) * 4;
+    // More-fragments or an offset: no ports here, or not these ports.
+    let frag = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x3fff;
+    if first >> 4 != 4 || ihl < 20 || frag != 0 || (proto != ip_proto::TCP && proto != ip_proto::UDP) {
+        return None;
+    }
+    let l4 = ip.get(ihl..ihl + 4)?;
+    Some(rvs_ipvs::conn::WarmTuple {
+        proto,
+        src: ip.get(12..16)?.try_into().ok()?,
+        sport: u16::from_be_bytes([*l4.first()?, *l4.get(1)?]),
+        dst: ip.get(16..20)?.try_into().ok()?,
+        dport: u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]),
+        reply: false,
+    })
+}
+
 /// One worker's packet processing state: its IPVS shard, its neighbour table, the network.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -367,6 +396,25 @@ impl Pipeline {
         Some(owner_of(self.owner_key, client, workers))
     }
 
+    /// The burst's first stage: before its frames are decided one by one, the connection-table lines
+    /// their lookups will read are brought into the cache together ([`Ipvs::warm_v4`]), so that a
+    /// burst at a million connections waits for memory about once instead of twice per packet. A
+    /// frame's direction is read from its destination: a VIP's packets are clients', the rest may be
+    /// replies. Frames that are not plain IPv4 TCP/UDP are skipped; nothing is changed or counted.
+    pub fn warm<'a>(&self, frames: impl Iterator<Item = &'a [u8]>) {
+        let mut tuples = [rvs_ipvs::conn::WarmTuple::<[u8; 4]>::default(); WARM_BURST];
+        let mut n = 0;
+        for f in frames.take(WARM_BURST) {
+            let Some(t) = warm_tuple(f) else { continue };
+            let reply = !self.vips.contains_key(&Ipv4Addr::from(t.dst));
+            if let Some(slot) = tuples.get_mut(n) {
+                *slot = rvs_ipvs::conn::WarmTuple { reply, ..t };
+                n += 1;
+            }
+        }
+        self.ipvs.warm_v4(tuples.get(..n).unwrap_or_default());
+    }
+
     /// Decides one frame received on `port`, rewriting it in place.
     pub fn handle<B: PacketBuffer + ?Sized>(&mut self, port: usize, buf: &mut B, now: Time) -> Action {
         let Some(iface) = self.net.interfaces.get(port) else { return self.drop(DropReason::Unsupported) };
@@ -512,7 +560,12 @@ impl Pipeline {
             fwmark: self.net.classify(dst, info.protocol, dport),
             len: info.ip_len as u32,
         };
-        match self.ipvs.in_packet(&meta, now) {
+        // Only a VIP's packets (or a firewall-marked one's) can be a client's: the rest go straight to
+        // the reply lookup, without a forward lookup that could only miss (at a million connections,
+        // a trip to memory per reply).
+        let verdict =
+            if vip || meta.fwmark.is_some() { self.ipvs.in_packet(&meta, now) } else { InVerdict::NotOurs };
+        match verdict {
             InVerdict::Forward { daddr, dport: rport, fwd, new, conn, .. } => {
                 if new && matches!(fwd, Fwd::Masq) {
                     self.mirror_if_elsewhere(conn, &meta, daddr, rport);

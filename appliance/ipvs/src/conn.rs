@@ -188,6 +188,18 @@ pub struct NewEntry<A> {
     pub reply: bool,
 }
 
+/// A packet's tuple as it arrives, for [`ConnTable::warm`]: `reply` when it is a real server's
+/// answer (looked up in the reply index), else a client's packet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WarmTuple<A> {
+    pub proto: u8,
+    pub src: A,
+    pub sport: u16,
+    pub dst: A,
+    pub dport: u16,
+    pub reply: bool,
+}
+
 /// The table is full: the new connection is refused, existing ones are untouched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
@@ -473,6 +485,38 @@ impl<A: Addr> ConnTable<A> {
                     self.fwd.find(h, |i| self.entry(i).is_some_and(|e| Self::matches(e, k, false)))
                 };
             }
+        }
+    }
+
+    /// Brings into the cache what a burst's lookups will read, before the packets are decided one by
+    /// one: every tuple's index line, then the entry its home slot names (the first signature match).
+    /// The misses of the whole burst overlap instead of coming one after the other; at a million
+    /// connections each lookup is two trips to memory. Tight load loops for the same reason as
+    /// [`ConnTable::lookup_batch`]. Nothing changes: a wrong guess costs one wasted load.
+    pub fn warm(&self, burst: &[WarmTuple<A>]) {
+        for chunk in burst.chunks(BATCH) {
+            let mut hashes = [0u64; BATCH];
+            for (h, t) in hashes.iter_mut().zip(chunk) {
+                // A reply's tuple as it arrives (server -> client) is the reply index's key, in the
+                // same order as a client packet's is the forward index's.
+                *h = self.hash(t.proto, &t.src, t.sport, &t.dst, t.dport);
+            }
+            let index = |t: &WarmTuple<A>| if t.reply { &self.rev } else { &self.fwd };
+            let mut touch = 0u64;
+            for (h, t) in hashes.iter().zip(chunk) {
+                touch ^= index(t).touch(*h);
+            }
+            let mut cand = [NONE; BATCH];
+            for ((c, h), t) in cand.iter_mut().zip(&hashes).zip(chunk) {
+                let ix = index(t);
+                if let Some((i, _)) = ix.candidate(*h, ix.home(*h)) {
+                    *c = i;
+                }
+            }
+            for &c in cand.iter().take(chunk.len()) {
+                touch ^= u64::from(self.entry(c).map_or(0, |e| e.cport));
+            }
+            std::hint::black_box(touch);
         }
     }
 

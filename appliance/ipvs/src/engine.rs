@@ -913,6 +913,11 @@ impl Ipvs {
         }
     }
 
+    /// Warms the cache for a burst of IPv4 packets about to be decided ([`ConnTable::warm`]).
+    pub fn warm_v4(&self, burst: &[crate::conn::WarmTuple<[u8; 4]>]) {
+        self.v4.warm(burst);
+    }
+
     fn lookup_in<A: Addr>(&self, p: &PacketMeta) -> Option<u32>
     where
         Self: TableOf<A>,
