@@ -262,6 +262,20 @@ pub fn render(s: &Sources<'_>) -> String {
             &l,
             w.loop_cycles,
         );
+        for (stage, cycles) in rvs_dataplane::STAGES.iter().zip(w.stage_cycles) {
+            f.counter(
+                "rvs_worker_stage_cycles_total",
+                "TSC cycles a worker spent in each stage of the packet path (parse, lookup, ipvs, rewrite, tx); cycles per packet = rate(this) / rate(rvs_worker_staged_packets_total).",
+                &[("worker", lcore.to_string()), ("stage", (*stage).into())],
+                cycles,
+            );
+        }
+        f.counter(
+            "rvs_worker_staged_packets_total",
+            "Packets that went through a worker's stages in bursts (what it received, less what it handed to other workers).",
+            &l,
+            w.staged_packets,
+        );
     }
     let (pool, in_use, cap) = s.pool;
     f.gauge(

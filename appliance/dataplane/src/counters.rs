@@ -170,7 +170,14 @@ pub struct WorkerCounters {
     long_pauses: AtomicU64,
     /// 50 µs in TSC cycles (set once at start; 0 = not counted).
     long_pause_cycles: AtomicU64,
+    /// TSC cycles spent in each stage of the packet path, by [`crate::pipeline::STAGES`] index,
+    /// and the packets that went through the stages (handed-over ones excluded).
+    stage_cycles: [AtomicU64; STAGE_COUNT],
+    staged_packets: AtomicU64,
 }
+
+/// The number of stages [`WorkerCounters`] times.
+pub const STAGE_COUNT: usize = crate::pipeline::STAGES.len();
 
 /// A point-in-time copy of [`WorkerCounters`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +197,9 @@ pub struct CounterSnapshot {
     pub loop_cycles: u64,
     pub longest_pause_cycles: u64,
     pub long_pauses: u64,
+    /// Cycles per stage (by [`crate::pipeline::STAGES`] index), and the packets they are spent on.
+    pub stage_cycles: [u64; STAGE_COUNT],
+    pub staged_packets: u64,
 }
 
 impl Default for CounterSnapshot {
@@ -209,6 +219,8 @@ impl Default for CounterSnapshot {
             loop_cycles: 0,
             longest_pause_cycles: 0,
             long_pauses: 0,
+            stage_cycles: [0; STAGE_COUNT],
+            staged_packets: 0,
         }
     }
 }
@@ -249,6 +261,12 @@ impl CounterSnapshot {
             loop_cycles: a.loop_cycles + b.loop_cycles,
             longest_pause_cycles: a.longest_pause_cycles.max(b.longest_pause_cycles),
             long_pauses: a.long_pauses + b.long_pauses,
+            stage_cycles: {
+                let mut c = a.stage_cycles;
+                c.iter_mut().zip(b.stage_cycles).for_each(|(x, y)| *x += y);
+                c
+            },
+            staged_packets: a.staged_packets + b.staged_packets,
         })
     }
 }
@@ -267,6 +285,15 @@ impl WorkerCounters {
         if dropped != 0 {
             self.add_drops(DropReason::TxRingFull, dropped);
         }
+    }
+
+    /// One burst's time in each stage (cycles, by stage index) over `packets` packets.
+    #[inline]
+    pub fn add_stages(&self, cycles: &[u64; STAGE_COUNT], packets: u64) {
+        for (c, &n) in self.stage_cycles.iter().zip(cycles) {
+            bump(c, n);
+        }
+        bump(&self.staged_packets, packets);
     }
 
     #[inline]
@@ -360,6 +387,10 @@ impl WorkerCounters {
             loop_cycles: self.loop_cycles.load(Ordering::Relaxed),
             longest_pause_cycles: self.longest_pause_cycles.load(Ordering::Relaxed),
             long_pauses: self.long_pauses.load(Ordering::Relaxed),
+            stage_cycles: std::array::from_fn(|i| {
+                self.stage_cycles.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
+            }),
+            staged_packets: self.staged_packets.load(Ordering::Relaxed),
         }
     }
 }

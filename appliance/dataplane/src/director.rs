@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use rvs_dpdk::{Mbuf, Mempool, PacketBurst, RxQueue, TxQueue, rdtsc};
+use rvs_dpdk::{BURST_SIZE, Mbuf, Mempool, PacketBurst, RxQueue, TxQueue, rdtsc};
 use rvs_ipvs::{ConnInfo, Op, ReportCursor, ShardReport, Time};
 
-use crate::counters::{DropReason, LoopTimer, WorkerCounters};
-use crate::pipeline::{Action, Pipeline};
+use crate::counters::{DropReason, LoopTimer, STAGE_COUNT, WorkerCounters};
+use crate::pipeline::{Action, Meta, Pipeline};
 use crate::pkt::MbufPacket;
 
 /// What the management core sends a worker.
@@ -138,6 +138,8 @@ impl DirectorWorker {
         let nports = self.ports.len();
         let mut rx = PacketBurst::new();
         let mut staged: Vec<PacketBurst> = (0..nports).map(|_| PacketBurst::new()).collect();
+        let mut metas = [Meta::default(); BURST_SIZE];
+        let mut actions = [Action::Drop; BURST_SIZE];
         let mut held: Vec<Held> = Vec::with_capacity(HOLD_CAPACITY);
         let mut resolved: Vec<(usize, Ipv4Addr)> = Vec::with_capacity(64);
         let ticks_per_ms = (self.tsc_hz / 1000).max(1);
@@ -162,31 +164,51 @@ impl DirectorWorker {
                 }
                 moved = true;
                 self.counters.add_rx_tx(n as u64, 0);
-                // Stage 1, over the burst: the connection-table lines its lookups need, fetched
-                // together. Stage 2: each packet decided and staged for TX.
-                self.pipeline.warm(rx.iter().map(|m| m.data()));
+                let steering = self.steering.as_ref();
+                // Hand-over: the frames of flows another worker owns go to it, first.
+                if let Some(st) = steering {
+                    let (pipeline, counters) = (&self.pipeline, &self.counters);
+                    rx.keep_or_take(|m| {
+                        let Some(owner) = pipeline.owner(m.data(), st.peers.len()).filter(|&o| o != st.index)
+                        else {
+                            return Some(m);
+                        };
+                        match st
+                            .peers
+                            .get(owner)
+                            .map(|peer| peer.try_send(Handoff::Packet { port: p, mbuf: m }))
+                        {
+                            Some(Ok(())) => counters.count_handoff(),
+                            // Full or gone: the mbuf comes back in the error and is freed here.
+                            _ => counters.count_drop(DropReason::HandoffFull),
+                        }
+                        None
+                    });
+                }
+                // The stages (pipeline::stages), each over the whole burst, timed.
+                let mut clock = StageClock::start();
+                let k = self.pipeline.parse_stage(p, rx.iter().map(|m| m.data()), &mut metas);
+                clock.lap(0);
+                self.pipeline.lookup_stage(metas.get_mut(..k).unwrap_or_default());
+                clock.lap(1);
+                for (m, meta) in rx.iter_mut().zip(metas.iter_mut()) {
+                    self.pipeline.ipvs_stage(p, &mut MbufPacket(m), meta, now);
+                }
+                clock.lap(2);
+                for ((m, meta), a) in rx.iter_mut().zip(&metas).zip(actions.iter_mut()) {
+                    *a = self.pipeline.rewrite_stage(p, &mut MbufPacket(m), meta, now);
+                }
+                clock.lap(3);
+                send_mirrors(&mut self.pipeline, &self.counters, steering);
                 let mut out = Out { ports: &mut self.ports, staged: &mut staged, held: &mut held };
                 let (pipeline, counters, pool) = (&mut self.pipeline, &self.counters, &self.pool);
-                let steering = self.steering.as_ref();
+                let mut next = actions.iter();
                 rx.take_each(|m| {
-                    if let Some(st) = steering {
-                        if let Some(owner) =
-                            pipeline.owner(m.data(), st.peers.len()).filter(|&o| o != st.index)
-                        {
-                            match st
-                                .peers
-                                .get(owner)
-                                .map(|peer| peer.try_send(Handoff::Packet { port: p, mbuf: m }))
-                            {
-                                Some(Ok(())) => counters.count_handoff(),
-                                // Full or gone: the mbuf comes back in the error and is freed here.
-                                _ => counters.count_drop(DropReason::HandoffFull),
-                            }
-                            return;
-                        }
-                    }
-                    process(pipeline, &mut out, counters, pool, steering, p, m, now);
+                    let a = next.next().copied().unwrap_or(Action::Drop);
+                    dispatch(pipeline, &mut out, counters, pool, steering, p, m, a);
                 });
+                clock.lap(4);
+                self.counters.add_stages(&clock.cycles, k as u64);
             }
             // What the kernel sent on the ports' twins leaves by the ports (ARP and all). A TAP
             // port's RX is a read() system call even when empty, so the twins are polled every
@@ -383,7 +405,8 @@ struct Out<'a> {
     held: &'a mut Vec<Held>,
 }
 
-/// One packet through the pipeline, received on (or handed over as received on) `port`.
+/// One packet through the pipeline, received on (or handed over as received on) `port`: the
+/// stages on one frame (handed-over packets come one at a time).
 #[allow(clippy::too_many_arguments)]
 fn process(
     pipeline: &mut Pipeline,
@@ -396,13 +419,33 @@ fn process(
     now: Time,
 ) {
     let action = pipeline.handle(port, &mut MbufPacket(&mut m), now);
-    // Mirrors leave before the packet that created them can be transmitted (see Handoff::Unmatched).
+    send_mirrors(pipeline, counters, steering);
+    dispatch(pipeline, out, counters, pool, steering, port, m, action);
+}
+
+/// Mirrors leave before the packets that created them can be transmitted (see
+/// Handoff::Unmatched).
+fn send_mirrors(pipeline: &mut Pipeline, counters: &WorkerCounters, steering: Option<&Steering>) {
     for (worker, c) in pipeline.mirrors.drain(..) {
         match steering.and_then(|st| st.peers.get(worker)).map(|peer| peer.try_send(Handoff::Mirror(c))) {
             Some(Ok(())) => counters.count_mirror(),
             _ => counters.count_drop(DropReason::HandoffFull),
         }
     }
+}
+
+/// The TX stage for one frame: what its action says.
+#[allow(clippy::too_many_arguments)]
+fn dispatch(
+    pipeline: &mut Pipeline,
+    out: &mut Out<'_>,
+    counters: &WorkerCounters,
+    pool: &Mempool,
+    steering: Option<&Steering>,
+    port: usize,
+    m: Mbuf,
+    action: Action,
+) {
     match action {
         Action::Retry => {
             let me = steering.and_then(|st| st.peers.get(st.index));
@@ -426,6 +469,29 @@ fn process(
         }
         Action::ToKernel(p) => stage_twin(out.ports, counters, p, m),
         Action::Drop => {}
+    }
+}
+
+/// Cycles per stage of one burst.
+struct StageClock {
+    last: u64,
+    cycles: [u64; STAGE_COUNT],
+}
+
+impl StageClock {
+    #[inline]
+    fn start() -> Self {
+        Self { last: rdtsc(), cycles: [0; STAGE_COUNT] }
+    }
+
+    /// Ends stage `i`.
+    #[inline]
+    fn lap(&mut self, i: usize) {
+        let now = rdtsc();
+        if let Some(c) = self.cycles.get_mut(i) {
+            *c += now.wrapping_sub(self.last);
+        }
+        self.last = now;
     }
 }
 

@@ -28,5 +28,5 @@ pub mod rss;
 pub use counters::{CounterSnapshot, DropReason, WorkerCounters};
 pub use director::{DirectorWorker, HOLD_CAPACITY, Handoff, PortQueues, Steering, TwinQueues, WorkerMsg};
 pub use l2::{ForwardMode, L2Worker, Link};
-pub use pipeline::{Action, Pipeline};
+pub use pipeline::{Action, Meta, Pipeline, STAGES};
 pub use pkt::MbufPacket;

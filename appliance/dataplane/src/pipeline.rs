@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
-use rvs_ipvs::{ConnInfo, Fwd, InVerdict, Ipvs, Op, OutVerdict, PacketMeta, Time};
+use rvs_ipvs::{ConnInfo, Fwd, Ipvs, Op, PacketMeta, Time};
 use rvs_wire::arp::{self, ArpPacket};
 use rvs_wire::ethernet::{self, MacAddr, ethertype};
 use rvs_wire::icmpv4::{self, ErrorKind};
@@ -69,34 +69,8 @@ const SIDE_QUEUE: usize = 64;
 /// TTL of the outer IPv4 header of TUN packets (Linux's default route hop limit).
 const TUN_TTL: u8 = 64;
 
-/// Frames warmed per call: an RX burst.
-const WARM_BURST: usize = 32;
-
-/// A frame's IPv4 TCP/UDP tuple read straight from its bytes (Ethernet, no VLAN, not a fragment),
-/// for [`Pipeline::warm`] only: the frame is parsed and checked properly when it is decided.
-#[inline]
-fn warm_tuple(f: &[u8]) -> Option<rvs_ipvs::conn::WarmTuple<[u8; 4]>> {
-    if f.get(12..14)? != [0x08, 0x00] {
-        return None;
-    }
-    let ip = f.get(14..)?;
-    let (first, proto) = (*ip.first()?, *ip.get(9)?);
-    let ihl = usize::from(first & 0x0f) * 4;
-    // More-fragments or an offset: no ports here, or not these ports.
-    let frag = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x3fff;
-    if first >> 4 != 4 || ihl < 20 || frag != 0 || (proto != ip_proto::TCP && proto != ip_proto::UDP) {
-        return None;
-    }
-    let l4 = ip.get(ihl..ihl + 4)?;
-    Some(rvs_ipvs::conn::WarmTuple {
-        proto,
-        src: ip.get(12..16)?.try_into().ok()?,
-        sport: u16::from_be_bytes([*l4.first()?, *l4.get(1)?]),
-        dst: ip.get(16..20)?.try_into().ok()?,
-        dport: u16::from_be_bytes([*l4.get(2)?, *l4.get(3)?]),
-        reply: false,
-    })
-}
+mod stages;
+pub use stages::{Meta, STAGES};
 
 /// One worker's packet processing state: its IPVS shard, its neighbour table, the network.
 #[derive(Debug)]
@@ -396,27 +370,14 @@ impl Pipeline {
         Some(owner_of(self.owner_key, client, workers))
     }
 
-    /// The burst's first stage: before its frames are decided one by one, the connection-table lines
-    /// their lookups will read are brought into the cache together ([`Ipvs::warm_v4`]), so that a
-    /// burst at a million connections waits for memory about once instead of twice per packet. A
-    /// frame's direction is read from its destination: a VIP's packets are clients', the rest may be
-    /// replies. Frames that are not plain IPv4 TCP/UDP are skipped; nothing is changed or counted.
-    pub fn warm<'a>(&self, frames: impl Iterator<Item = &'a [u8]>) {
-        let mut tuples = [rvs_ipvs::conn::WarmTuple::<[u8; 4]>::default(); WARM_BURST];
-        let mut n = 0;
-        for f in frames.take(WARM_BURST) {
-            let Some(t) = warm_tuple(f) else { continue };
-            let reply = !self.vips.contains_key(&Ipv4Addr::from(t.dst));
-            if let Some(slot) = tuples.get_mut(n) {
-                *slot = rvs_ipvs::conn::WarmTuple { reply, ..t };
-                n += 1;
-            }
-        }
-        self.ipvs.warm_v4(tuples.get(..n).unwrap_or_default());
-    }
-
-    /// Decides one frame received on `port`, rewriting it in place.
-    pub fn handle<B: PacketBuffer + ?Sized>(&mut self, port: usize, buf: &mut B, now: Time) -> Action {
+    /// Decides one frame of the full path (everything the fast path of the stages leaves: ARP,
+    /// ICMP, the director's own traffic, fragments, malformed frames), rewriting it in place.
+    pub(crate) fn handle_full<B: PacketBuffer + ?Sized>(
+        &mut self,
+        port: usize,
+        buf: &mut B,
+        now: Time,
+    ) -> Action {
         let Some(iface) = self.net.interfaces.get(port) else { return self.drop(DropReason::Unsupported) };
         let l2 = match ethernet::parse_l2(buf.bytes()) {
             Ok(l2) => l2,
@@ -498,7 +459,7 @@ impl Pipeline {
             Ok(i) => i,
             Err(e) => return self.drop(wire_drop(e)),
         };
-        let (IpAddr::V4(src), IpAddr::V4(dst)) = (info.src, info.dst) else {
+        let (IpAddr::V4(_), IpAddr::V4(dst)) = (info.src, info.dst) else {
             return self.drop(DropReason::Unsupported);
         };
         let local = self.net.local_port(dst).is_some();
@@ -538,54 +499,25 @@ impl Pipeline {
         if info.fragment {
             return self.drop(if vip { DropReason::Fragment } else { DropReason::NoService });
         }
+        // What the fast path does not take from here is malformed or not TCP/UDP.
         let l4 = buf.bytes().get(info.l4_offset..).unwrap_or_default();
-        let (sport, dport, tcp_flags) = match info.protocol {
-            ip_proto::TCP => match TcpSegment::new_checked(l4) {
-                Ok(t) => (t.src_port(), t.dst_port(), t.flags()),
-                Err(e) => return self.drop(wire_drop(e)),
-            },
-            ip_proto::UDP => match UdpDatagram::new_checked(l4) {
-                Ok(u) => (u.src_port(), u.dst_port(), 0),
-                Err(e) => return self.drop(wire_drop(e)),
-            },
+        let checked = match info.protocol {
+            ip_proto::TCP => TcpSegment::new_checked(l4).map(|_| ()),
+            ip_proto::UDP => UdpDatagram::new_checked(l4).map(|_| ()),
             _ => return self.drop(if vip { DropReason::Unsupported } else { DropReason::NoService }),
         };
-        let meta = PacketMeta {
-            protocol: info.protocol,
-            src: info.src,
-            sport,
-            dst: info.dst,
-            dport,
-            tcp_flags,
-            fwmark: self.net.classify(dst, info.protocol, dport),
-            len: info.ip_len as u32,
-        };
-        // Only a VIP's packets (or a firewall-marked one's) can be a client's: the rest go straight to
-        // the reply lookup, without a forward lookup that could only miss (at a million connections,
-        // a trip to memory per reply).
-        let verdict =
-            if vip || meta.fwmark.is_some() { self.ipvs.in_packet(&meta, now) } else { InVerdict::NotOurs };
-        match verdict {
-            InVerdict::Forward { daddr, dport: rport, fwd, new, conn, .. } => {
-                if new && matches!(fwd, Fwd::Masq) {
-                    self.mirror_if_elsewhere(conn, &meta, daddr, rport);
-                }
-                self.forward(port, buf, fwd, (dst, dport), (daddr, rport), now)
-            }
-            InVerdict::Drop(r) => self.drop(DropReason::Ipvs(r)),
-            InVerdict::NotOurs => match self.ipvs.out_packet(&meta, now) {
-                OutVerdict::Reply { vaddr, vport, .. } => {
-                    let Some(nh) = self.net.route(dst) else { return self.drop(DropReason::NoRoute) };
-                    let egress = self.egress(nh);
-                    let m = NatMapping { virt: (vaddr, vport), real: (IpAddr::V4(src), sport) };
-                    let v = rewrite::nat_out(buf, &egress, &m);
-                    self.finish(port, buf, v, nh, now)
-                }
-                OutVerdict::NotOurs if local => self.up_to_kernel(port, now, DropReason::ToDirector),
-                OutVerdict::NotOurs if self.retry_unmatched => Action::Retry,
-                OutVerdict::NotOurs => self.drop(DropReason::NoService),
-            },
+        if let Err(e) = checked {
+            return self.drop(wire_drop(e));
         }
+        // TCP or UDP for IPVS: the stages' fast path decides it (such a frame only comes this way
+        // when parse_fast did not take it, which it always does; the path stays whole regardless).
+        let mut meta = Meta::default();
+        self.parse_stage(port, std::iter::once(buf.bytes()), std::slice::from_mut(&mut meta));
+        if !meta.is_fast() {
+            return self.drop(DropReason::Unsupported);
+        }
+        self.ipvs_stage(port, buf, &mut meta, now);
+        self.rewrite_stage(port, buf, &meta, now)
     }
 
     /// An ICMP error about a connection: from the client side about a reply (to a VIP), passed to
@@ -622,7 +554,7 @@ impl Pipeline {
                     let v = rewrite::icmp_nat_in(buf, &egress, &m);
                     self.finish(port, buf, v, nh, now)
                 }
-                other => self.forward(port, buf, other, src, (raddr, rport), now),
+                other => self.forward(port, buf, other, src, (raddr, rport), None, now),
             });
         }
         let (vaddr, vport) = self.ipvs.icmp_about_client_packet(&quoted)?;
@@ -659,6 +591,9 @@ impl Pipeline {
         Egress { src_mac: mac, dst_mac: [0; 6], mtu, ttl: self.ttl, offload: Offload::NONE }
     }
 
+    /// A client's packet to its real server. `info`: the frame as the parse stage found it (the
+    /// rewrite then does not parse it again); `None` parses it here.
+    #[allow(clippy::too_many_arguments)]
     fn forward<B: PacketBuffer + ?Sized>(
         &mut self,
         port: usize,
@@ -666,6 +601,7 @@ impl Pipeline {
         fwd: Fwd,
         virt: (Ipv4Addr, u16),
         real: (IpAddr, u16),
+        info: Option<&rewrite::IpInfo>,
         now: Time,
     ) -> Action {
         if matches!(fwd, Fwd::Local) {
@@ -676,19 +612,33 @@ impl Pipeline {
         let IpAddr::V4(raddr) = real.0 else { return self.drop(DropReason::Unsupported) };
         let Some(nh) = self.net.route(raddr) else { return self.drop(DropReason::NoRoute) };
         let egress = self.egress(nh);
+        let parsed;
+        let info = match info {
+            Some(i) => i,
+            None => match rewrite::parse_ip(buf.bytes()) {
+                Ok(i) => {
+                    parsed = i;
+                    &parsed
+                }
+                Err(e) => return self.drop(wire_drop(e)),
+            },
+        };
         let v = match fwd {
-            Fwd::Masq => {
-                rewrite::nat_in(buf, &egress, &NatMapping { virt: (IpAddr::V4(virt.0), virt.1), real })
-            }
+            Fwd::Masq => rewrite::nat_in_with(
+                buf,
+                info,
+                &egress,
+                &NatMapping { virt: (IpAddr::V4(virt.0), virt.1), real },
+            ),
             // DR hands the frame to the real server itself: it must be on a connected subnet.
             Fwd::Route if nh.addr != raddr => return self.drop(DropReason::NoRoute),
-            Fwd::Route => rewrite::dr(buf, &egress),
+            Fwd::Route => rewrite::dr_with(buf, info, &egress),
             Fwd::Tunnel(_) => {
                 self.tun_ident = self.tun_ident.wrapping_add(1);
                 let src = self.net.interfaces.get(nh.port).map_or(Ipv4Addr::UNSPECIFIED, |i| i.addr);
                 let outer =
                     TunOuter { src: src.into(), dst: raddr.into(), ttl: TUN_TTL, ident: self.tun_ident };
-                rewrite::tun(buf, &egress, &outer)
+                rewrite::tun_with(buf, info, &egress, &outer)
             }
             Fwd::Local => return self.up_to_kernel(port, now, DropReason::ToDirector),
         };

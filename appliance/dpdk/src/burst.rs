@@ -71,6 +71,22 @@ impl PacketBurst {
         }
     }
 
+    /// Hands every packet to `f`, in order; those it gives back stay (in order), the others are
+    /// gone with `f` (sent elsewhere, or freed).
+    pub fn keep_or_take(&mut self, mut f: impl FnMut(Mbuf) -> Option<Mbuf>) {
+        let mut w = 0;
+        for r in 0..self.len {
+            let Some(m) = self.slots.get_mut(r).and_then(Option::take) else { continue };
+            if let Some(m) = f(m) {
+                if let Some(slot) = self.slots.get_mut(w) {
+                    *slot = Some(m);
+                    w += 1;
+                }
+            }
+        }
+        self.len = w;
+    }
+
     /// Frees every packet in the burst.
     pub fn clear(&mut self) {
         for slot in self.slots.iter_mut().take(self.len) {

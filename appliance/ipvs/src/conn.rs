@@ -188,8 +188,8 @@ pub struct NewEntry<A> {
     pub reply: bool,
 }
 
-/// A packet's tuple as it arrives, for [`ConnTable::warm`]: `reply` when it is a real server's
-/// answer (looked up in the reply index), else a client's packet.
+/// A packet's tuple as it arrives, for [`ConnTable::lookup_burst`]: `reply` when it may be a real
+/// server's answer (looked up in the reply index), else a client's packet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WarmTuple<A> {
     pub proto: u8,
@@ -488,17 +488,39 @@ impl<A: Addr> ConnTable<A> {
         }
     }
 
-    /// Brings into the cache what a burst's lookups will read, before the packets are decided one by
-    /// one: every tuple's index line, then the entry its home slot names (the first signature match).
-    /// The misses of the whole burst overlap instead of coming one after the other; at a million
-    /// connections each lookup is two trips to memory. Tight load loops for the same reason as
-    /// [`ConnTable::lookup_batch`]. Nothing changes: a wrong guess costs one wasted load.
-    pub fn warm(&self, burst: &[WarmTuple<A>]) {
-        for chunk in burst.chunks(BATCH) {
+    /// Whether entry `i` is the one `t` looks up: a client packet's live, non-template connection, or
+    /// a reply's NAT connection.
+    #[inline]
+    fn is_tuple(&self, i: u32, t: &WarmTuple<A>) -> bool {
+        let Some(e) = self.entry(i) else { return false };
+        if t.reply {
+            e.rport == t.sport
+                && e.cport == t.dport
+                && e.raddr == t.src
+                && e.caddr == t.dst
+                && e.proto == t.proto
+                && e.flags & flag::REPLY_HASHED != 0
+        } else {
+            let k = ConnKey { proto: t.proto, caddr: t.src, cport: t.sport, vaddr: t.dst, vport: t.dport };
+            Self::matches(e, &k, false)
+        }
+    }
+
+    /// Whether `hint` (a lookup's result earlier in the burst) still names `t`'s connection: the
+    /// packets decided since may have ended it or reused its slot.
+    #[inline]
+    pub fn still(&self, hint: u32, t: &WarmTuple<A>) -> bool {
+        self.is_tuple(hint, t)
+    }
+
+    /// Looks up a burst of tuples, client packets and replies mixed, with their trips to memory
+    /// overlapped: hash all; load every index line; load the entry each home slot names; then
+    /// resolve (on a false first candidate the probe continues over lines now cached). `out[i]` is
+    /// the entry of `burst[i]`.
+    pub fn lookup_burst(&self, burst: &[WarmTuple<A>], out: &mut [Option<u32>]) {
+        for (chunk, out) in burst.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
             let mut hashes = [0u64; BATCH];
             for (h, t) in hashes.iter_mut().zip(chunk) {
-                // A reply's tuple as it arrives (server -> client) is the reply index's key, in the
-                // same order as a client packet's is the forward index's.
                 *h = self.hash(t.proto, &t.src, t.sport, &t.dst, t.dport);
             }
             let index = |t: &WarmTuple<A>| if t.reply { &self.rev } else { &self.fwd };
@@ -517,6 +539,15 @@ impl<A: Addr> ConnTable<A> {
                 touch ^= u64::from(self.entry(c).map_or(0, |e| e.cport));
             }
             std::hint::black_box(touch);
+            for (((o, t), &h), &c) in out.iter_mut().zip(chunk).zip(&hashes).zip(&cand) {
+                *o = if c == NONE {
+                    None
+                } else if self.is_tuple(c, t) {
+                    Some(c)
+                } else {
+                    index(t).find(h, |i| self.is_tuple(i, t))
+                };
+            }
         }
     }
 

@@ -863,11 +863,23 @@ impl Ipvs {
 
     /// A client -> virtual service packet (ip_vs_in): its connection, or a new one.
     pub fn in_packet(&mut self, p: &PacketMeta, now: Time) -> InVerdict {
+        self.in_packet_hinted(p, None, now)
+    }
+
+    /// [`Ipvs::in_packet`] with the connection a burst lookup ([`Ipvs::lookup_burst_v4`]) found for
+    /// this IPv4 packet: it is checked to be still that packet's (an earlier packet of the burst may
+    /// have ended it), else the packet is looked up again (a cheap probe over cached lines).
+    pub fn in_packet_hinted(&mut self, p: &PacketMeta, hint: Option<u32>, now: Time) -> InVerdict {
         let v6 = p.src.is_ipv6();
         if self.skip_lookup(p, v6) {
             return self.schedule(p, now);
         }
-        let existing = if v6 { self.lookup_in::<[u8; 16]>(p) } else { self.lookup_in::<[u8; 4]>(p) };
+        let hinted = hint.filter(|&i| !v6 && warm_tuple(p, false).is_some_and(|t| self.v4.still(i, &t)));
+        let existing = match hinted {
+            Some(i) => Some(i),
+            None if v6 => self.lookup_in::<[u8; 16]>(p),
+            None => self.lookup_in::<[u8; 4]>(p),
+        };
         if let Some(i) = existing {
             // None: the connection was ended to make way for a new one, scheduled below.
             if let Some(v) = self.existing(v6, i, p, now) {
@@ -913,9 +925,10 @@ impl Ipvs {
         }
     }
 
-    /// Warms the cache for a burst of IPv4 packets about to be decided ([`ConnTable::warm`]).
-    pub fn warm_v4(&self, burst: &[crate::conn::WarmTuple<[u8; 4]>]) {
-        self.v4.warm(burst);
+    /// The connections of a burst of IPv4 packets, looked up together ([`ConnTable::lookup_burst`]);
+    /// hand each result to [`Ipvs::in_packet_hinted`] / [`Ipvs::out_packet_hinted`].
+    pub fn lookup_burst_v4(&self, burst: &[crate::conn::WarmTuple<[u8; 4]>], out: &mut [Option<u32>]) {
+        self.v4.lookup_burst(burst, out);
     }
 
     fn lookup_in<A: Addr>(&self, p: &PacketMeta) -> Option<u32>
@@ -979,8 +992,18 @@ impl Ipvs {
 
     /// A reply from a real server (ip_vs_out), for NAT connections.
     pub fn out_packet(&mut self, p: &PacketMeta, now: Time) -> OutVerdict {
+        self.out_packet_hinted(p, None, now)
+    }
+
+    /// [`Ipvs::out_packet`] with a burst lookup's result, checked as [`Ipvs::in_packet_hinted`] does.
+    pub fn out_packet_hinted(&mut self, p: &PacketMeta, hint: Option<u32>, now: Time) -> OutVerdict {
         let v6 = p.src.is_ipv6();
-        let found = if v6 { self.lookup_out::<[u8; 16]>(p) } else { self.lookup_out::<[u8; 4]>(p) };
+        let hinted = hint.filter(|&i| !v6 && warm_tuple(p, true).is_some_and(|t| self.v4.still(i, &t)));
+        let found = match hinted {
+            Some(i) => Some(i),
+            None if v6 => self.lookup_out::<[u8; 16]>(p),
+            None => self.lookup_out::<[u8; 4]>(p),
+        };
         let Some(i) = found else { return self.stateless_reply(p) };
         let Some(c) = self.connection(ConnId { v6, slot: i }) else { return OutVerdict::NotOurs };
         self.transition(v6, i, &c, p, Direction::Output, now);
@@ -1452,6 +1475,19 @@ impl Ipvs {
 }
 
 /// A packet's forward tuple in one family's form (`None` for the other family).
+/// An IPv4 packet's tuple as the burst lookup takes it.
+fn warm_tuple(p: &PacketMeta, reply: bool) -> Option<crate::conn::WarmTuple<[u8; 4]>> {
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (p.src, p.dst) else { return None };
+    Some(crate::conn::WarmTuple {
+        proto: p.protocol,
+        src: src.octets(),
+        sport: p.sport,
+        dst: dst.octets(),
+        dport: p.dport,
+        reply,
+    })
+}
+
 fn conn_key<A: Addr>(p: &PacketMeta) -> Option<ConnKey<A>> {
     Some(ConnKey {
         proto: p.protocol,

@@ -25,8 +25,10 @@ mod nat;
 mod tun;
 
 pub use local::{echo_reply_v4, echo_reply_v6};
-pub use nat::{NatMapping, icmp_error_inner, icmp_nat_in, icmp_nat_out, nat_in, nat_out};
-pub use tun::{TunOuter, tun};
+pub use nat::{
+    NatMapping, icmp_error_inner, icmp_nat_in, icmp_nat_out, nat_in, nat_in_with, nat_out, nat_out_with,
+};
+pub use tun::{TunOuter, tun, tun_with};
 
 use std::net::IpAddr;
 
@@ -211,6 +213,13 @@ pub(crate) fn set_l2<B: PacketBuffer + ?Sized>(
 /// checksum) change.
 pub fn dr<B: PacketBuffer + ?Sized>(buf: &mut B, egress: &Egress) -> Result<Verdict> {
     let info = parse_ip(buf.bytes())?;
+    dr_with(buf, &info, egress)
+}
+
+/// [`dr`] with the frame already parsed: `info` is [`parse_ip`]'s result for this buffer as it is
+/// (the director's parse stage hands it down instead of parsing the frame again).
+pub fn dr_with<B: PacketBuffer + ?Sized>(buf: &mut B, info: &IpInfo, egress: &Egress) -> Result<Verdict> {
+    let info = *info;
     if let Some(v) = preflight(&info, egress, 0) {
         return Ok(v);
     }

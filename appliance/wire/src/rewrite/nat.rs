@@ -37,22 +37,46 @@ enum Side {
 
 /// Client -> real server: destination virt -> real.
 pub fn nat_in<B: PacketBuffer + ?Sized>(buf: &mut B, egress: &Egress, m: &NatMapping) -> Result<Verdict> {
-    translate(buf, egress, Side::Dst, m.virt, m.real)
+    let info = parse_ip(buf.bytes())?;
+    translate(buf, &info, egress, Side::Dst, m.virt, m.real)
 }
 
 /// Real server -> client: source real -> virt.
 pub fn nat_out<B: PacketBuffer + ?Sized>(buf: &mut B, egress: &Egress, m: &NatMapping) -> Result<Verdict> {
-    translate(buf, egress, Side::Src, m.real, m.virt)
+    let info = parse_ip(buf.bytes())?;
+    translate(buf, &info, egress, Side::Src, m.real, m.virt)
+}
+
+/// [`nat_in`] with the frame already parsed (`info` is [`parse_ip`]'s result for this buffer as it
+/// is).
+pub fn nat_in_with<B: PacketBuffer + ?Sized>(
+    buf: &mut B,
+    info: &IpInfo,
+    egress: &Egress,
+    m: &NatMapping,
+) -> Result<Verdict> {
+    translate(buf, info, egress, Side::Dst, m.virt, m.real)
+}
+
+/// [`nat_out`] with the frame already parsed.
+pub fn nat_out_with<B: PacketBuffer + ?Sized>(
+    buf: &mut B,
+    info: &IpInfo,
+    egress: &Egress,
+    m: &NatMapping,
+) -> Result<Verdict> {
+    translate(buf, info, egress, Side::Src, m.real, m.virt)
 }
 
 fn translate<B: PacketBuffer + ?Sized>(
     buf: &mut B,
+    info: &IpInfo,
     egress: &Egress,
     side: Side,
     from: (IpAddr, u16),
     to: (IpAddr, u16),
 ) -> Result<Verdict> {
-    let info = parse_ip(buf.bytes())?;
+    let info = *info;
     if info.fragment {
         return Err(Error::Unsupported("IP fragment"));
     }

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use super::{Egress, Verdict, apply_ttl, parse_ip, preflight};
+use super::{Egress, IpInfo, Verdict, apply_ttl, parse_ip, preflight};
 use crate::buffer::PacketBuffer;
 use crate::ethernet::{self, ethertype};
 use crate::ip_proto;
@@ -31,6 +31,17 @@ pub struct TunOuter {
 /// leaves room for it.
 pub fn tun<B: PacketBuffer + ?Sized>(buf: &mut B, egress: &Egress, outer: &TunOuter) -> Result<Verdict> {
     let info = parse_ip(buf.bytes())?;
+    tun_with(buf, &info, egress, outer)
+}
+
+/// [`tun`] with the frame already parsed (`info` is [`parse_ip`]'s result for this buffer as it is).
+pub fn tun_with<B: PacketBuffer + ?Sized>(
+    buf: &mut B,
+    info: &IpInfo,
+    egress: &Egress,
+    outer: &TunOuter,
+) -> Result<Verdict> {
+    let info = *info;
     let outer_len = match (outer.src, outer.dst) {
         (IpAddr::V4(_), IpAddr::V4(_)) => ipv4::MIN_HEADER_LEN,
         (IpAddr::V6(_), IpAddr::V6(_)) => ipv6::HEADER_LEN,
