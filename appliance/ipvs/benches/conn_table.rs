@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use rvs_ipvs::conn::{BATCH, ConnKey, ConnTable, NewEntry};
+use rvs_ipvs::conn::{BATCH, ConnKey, ConnTable, NewEntry, WarmTuple};
 use rvs_ipvs::state::tcp_flags::SYN;
 use rvs_ipvs::{
     DestConfig, Fwd, InVerdict, Ipvs, PacketMeta, SchedulerKind, ServiceConfig, ServiceKey, proto,
@@ -82,11 +82,22 @@ fn lookups(c: &mut Criterion) {
         g.throughput(Throughput::Elements(BATCH as u64));
         for (name, keys) in [("hit", &hits), ("miss", &misses)] {
             g.bench_function(BenchmarkId::new("batch32", name), |b| {
+                let tuples: Vec<WarmTuple<[u8; 4]>> = keys
+                    .iter()
+                    .map(|k| WarmTuple {
+                        proto: k.proto,
+                        src: k.caddr,
+                        sport: k.cport,
+                        dst: k.vaddr,
+                        dport: k.vport,
+                        reply: false,
+                    })
+                    .collect();
                 let mut out = [None; BATCH];
                 let mut i = 0usize;
                 b.iter(|| {
-                    i = (i + BATCH) & (keys.len() - 1);
-                    t.lookup_batch(&keys[i..i + BATCH], &mut out);
+                    i = (i + BATCH) & (tuples.len() - 1);
+                    t.lookup_burst(&tuples[i..i + BATCH], &mut out);
                     black_box(&out);
                 })
             });

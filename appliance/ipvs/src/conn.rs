@@ -34,7 +34,7 @@ const NONE: u32 = u32::MAX;
 const WHEEL: u32 = 1024;
 /// Wheel seconds one expiry run walks at most (each is a load of an empty list head when idle).
 const MAX_SLOTS_PER_RUN: u32 = 4 * WHEEL;
-/// Lookups resolved together by [`ConnTable::lookup_batch`]: a burst.
+/// Lookups resolved together by [`ConnTable::lookup_burst`]: a burst.
 pub const BATCH: usize = 32;
 
 /// Entry flags.
@@ -450,44 +450,6 @@ impl<A: Addr> ConnTable<A> {
         self.fwd.find(h, |i| self.entry(i).is_some_and(|e| Self::matches(e, k, template)))
     }
 
-    /// Looks up a burst of connection tuples in passes: hash every key; load every key's index line;
-    /// pick each signature-matching entry and load it; compare. The cache misses of the burst overlap
-    /// instead of following one another (what rte_prefetch0 does in DPDK code, done here with
-    /// independent loads because this crate has no unsafe). The load passes are tight loops on
-    /// purpose: with the hashing interleaved, the CPU's reorder window held only a few of the 32
-    /// misses at a time.
-    pub fn lookup_batch(&self, keys: &[ConnKey<A>], out: &mut [Option<u32>]) {
-        for (keys, out) in keys.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
-            let mut hashes = [0u64; BATCH];
-            for (h, k) in hashes.iter_mut().zip(keys) {
-                *h = self.fwd_hash(k);
-            }
-            let mut touch = 0u64;
-            for &h in hashes.iter().take(keys.len()) {
-                touch ^= self.fwd.touch(h);
-            }
-            let mut cand = [NONE; BATCH];
-            for (c, &h) in cand.iter_mut().zip(hashes.iter().take(keys.len())) {
-                if let Some((i, _)) = self.fwd.candidate(h, self.fwd.home(h)) {
-                    *c = i;
-                }
-            }
-            for &c in cand.iter().take(keys.len()) {
-                touch ^= u64::from(self.entry(c).map_or(0, |e| e.cport));
-            }
-            std::hint::black_box(touch);
-            for (((o, k), &h), &c) in out.iter_mut().zip(keys).zip(&hashes).zip(&cand) {
-                *o = if c == NONE {
-                    None
-                } else if self.entry(c).is_some_and(|e| Self::matches(e, k, false)) {
-                    Some(c)
-                } else {
-                    self.fwd.find(h, |i| self.entry(i).is_some_and(|e| Self::matches(e, k, false)))
-                };
-            }
-        }
-    }
-
     /// Whether entry `i` is the one `t` looks up: a client packet's live, non-template connection, or
     /// a reply's NAT connection.
     #[inline]
@@ -860,20 +822,44 @@ mod tests {
     }
 
     #[test]
-    fn batch_lookup_equals_single_lookups() {
+    fn burst_lookup_equals_single_lookups_both_ways() {
         let mut t = ConnTable::<[u8; 4]>::new(1000, 3);
         for c in 0..500 {
-            t.insert(&new(key(c, 9), 1000, false)).unwrap();
+            t.insert(&new(key(c, 9), 1000, c % 2 == 0)).unwrap();
         }
-        // 70 keys (more than one batch): 50 present (450..500), 20 absent (500..520).
+        // 70 client tuples (more than one batch): 50 present (450..500), 20 absent (500..520); and
+        // the replies of the same, present only for the reply-hashed (even) ones.
         let keys: Vec<_> = (450..520).map(|c| key(c, 9)).collect();
-        let mut out = vec![None; keys.len()];
-        t.lookup_batch(&keys, &mut out);
+        let mut burst: Vec<WarmTuple<[u8; 4]>> = keys
+            .iter()
+            .map(|k| WarmTuple {
+                proto: k.proto,
+                src: k.caddr,
+                sport: k.cport,
+                dst: k.vaddr,
+                dport: k.vport,
+                reply: false,
+            })
+            .collect();
+        burst.extend(keys.iter().map(|k| WarmTuple {
+            proto: k.proto,
+            src: [203, 0, 113, 10],
+            sport: 8080,
+            dst: k.caddr,
+            dport: k.cport,
+            reply: true,
+        }));
+        let mut out = vec![None; burst.len()];
+        t.lookup_burst(&burst, &mut out);
         for (k, o) in keys.iter().zip(&out) {
             assert_eq!(*o, t.lookup(k, false));
         }
-        assert_eq!(out.iter().filter(|o| o.is_some()).count(), 50);
-        assert!(out[50..].iter().all(Option::is_none));
+        for (k, o) in keys.iter().zip(&out[70..]) {
+            assert_eq!(*o, t.lookup_reply(k.proto, &[203, 0, 113, 10], 8080, &k.caddr, k.cport));
+        }
+        assert_eq!(out[..70].iter().filter(|o| o.is_some()).count(), 50);
+        assert_eq!(out[70..].iter().filter(|o| o.is_some()).count(), 25);
+        assert!(out[50..70].iter().all(Option::is_none));
     }
 
     #[test]

@@ -902,33 +902,19 @@ impl Ipvs {
             && self.sysctl.stateless_syn.active(self.pressure(v6))
     }
 
-    /// A burst of client packets: the connection lookups of the whole burst are resolved together
-    /// first ([`ConnTable::lookup_batch`], so their cache misses overlap), then each packet is decided
-    /// as [`Ipvs::in_packet`] would, in order. `out` receives one verdict per packet.
-    pub fn in_burst(&mut self, pkts: &[PacketMeta], out: &mut [InVerdict], now: Time) {
-        const B: usize = crate::conn::BATCH;
-        for (pkts, out) in pkts.chunks(B).zip(out.chunks_mut(B)) {
-            let mut keys = [ConnKey::<[u8; 4]>::default(); B];
-            let mut n = 0;
-            for k in pkts.iter().filter_map(conn_key::<[u8; 4]>) {
-                if let Some(slot) = keys.get_mut(n) {
-                    *slot = k;
-                    n += 1;
-                }
-            }
-            let mut found = [None; B];
-            self.v4.lookup_batch(keys.get(..n).unwrap_or_default(), &mut found);
-            std::hint::black_box(&found);
-            for (p, o) in pkts.iter().zip(out.iter_mut()) {
-                *o = self.in_packet(p, now);
-            }
-        }
-    }
-
     /// The connections of a burst of IPv4 packets, looked up together ([`ConnTable::lookup_burst`]);
     /// hand each result to [`Ipvs::in_packet_hinted`] / [`Ipvs::out_packet_hinted`].
     pub fn lookup_burst_v4(&self, burst: &[crate::conn::WarmTuple<[u8; 4]>], out: &mut [Option<u32>]) {
         self.v4.lookup_burst(burst, out);
+    }
+
+    /// Whether an IPv4 client packet with these TCP flags would skip its connection lookup now
+    /// (stateless_syn acting on a SYN): the burst lookup then leaves it out too.
+    pub fn skips_lookup_v4(&self, protocol: u8, flags: u8) -> bool {
+        protocol == proto::TCP
+            && flags & (tcp_flags::SYN | tcp_flags::ACK | tcp_flags::RST) == tcp_flags::SYN
+            && self.sysctl.stateless_syn != crate::sysctl::Mode::OFF
+            && self.sysctl.stateless_syn.active(self.pressure(false))
     }
 
     fn lookup_in<A: Addr>(&self, p: &PacketMeta) -> Option<u32>

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use rvs_ipvs::conn::WarmTuple;
 use rvs_ipvs::state::tcp_flags::{ACK, FIN, RST, SYN};
 use rvs_ipvs::{
     DestConfig, DropReason, Error, Fwd, InVerdict, Ipvs, Mode, OutVerdict, PacketMeta, Persistence,
@@ -477,8 +478,39 @@ fn a_burst_decides_exactly_as_packet_by_packet() {
             _ => pkt(proto::TCP, "2001:db8::7", i, "2001:db8::80", 80, SYN),
         })
         .collect();
-    let mut burst = vec![InVerdict::NotOurs; pkts.len()];
-    a.in_burst(&pkts, &mut burst, 5);
+    // The data plane's way: each burst of 32 looked up together, then decided in order with the
+    // lookups as hints (an earlier packet of the burst may have made or ended a connection).
+    let mut burst = Vec::new();
+    for chunk in pkts.chunks(32) {
+        let tuples: Vec<(usize, WarmTuple<[u8; 4]>)> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match (p.src, p.dst) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => Some((
+                    i,
+                    WarmTuple {
+                        proto: p.protocol,
+                        src: s.octets(),
+                        sport: p.sport,
+                        dst: d.octets(),
+                        dport: p.dport,
+                        reply: false,
+                    },
+                )),
+                _ => None,
+            })
+            .collect();
+        let just: Vec<WarmTuple<[u8; 4]>> = tuples.iter().map(|(_, t)| *t).collect();
+        let mut found = vec![None; just.len()];
+        a.lookup_burst_v4(&just, &mut found);
+        let mut hints = vec![None; chunk.len()];
+        for ((i, _), f) in tuples.iter().zip(found) {
+            hints[*i] = f;
+        }
+        for (p, h) in chunk.iter().zip(hints) {
+            burst.push(a.in_packet_hinted(p, h, 5));
+        }
+    }
     let single: Vec<InVerdict> = pkts.iter().map(|p| b.in_packet(p, 5)).collect();
     assert_eq!(burst, single);
     assert_eq!(a.occupancy(), b.occupancy());

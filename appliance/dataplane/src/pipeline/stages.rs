@@ -166,7 +166,12 @@ impl Pipeline {
             let mut at = [0usize; B];
             let mut n = 0;
             for (i, m) in chunk.iter().enumerate() {
-                if let (Some(f), Some(t), Some(a)) = (&m.fast, tuples.get_mut(n), at.get_mut(n)) {
+                // A flood's SYN that IPVS will pass without an entry (stateless_syn acting) is not
+                // looked up: at a million entries the lookup is a trip to memory for nothing.
+                let skip = |f: &Fast| f.client() && self.ipvs.skips_lookup_v4(f.info.protocol, f.tcp_flags);
+                if let (Some(f), Some(t), Some(a)) =
+                    (m.fast.as_ref().filter(|f| !skip(f)), tuples.get_mut(n), at.get_mut(n))
+                {
                     *t = f.tuple();
                     *a = i;
                     n += 1;
