@@ -101,27 +101,39 @@ fn mac_str(m: [u8; 6]) -> String {
 }
 
 /// What one measurement window saw.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 struct Window {
+    #[serde(with = "nan_null")]
     mpps: f64,
+    #[serde(with = "nan_null")]
     gbps: f64,
     /// Device cycles per forwarded packet (rvsd: busy cycles / packets; testpmd: TSC Hz / pps).
+    #[serde(with = "nan_null")]
     cycles: f64,
     /// Share of the device's loop time spent on iterations that moved packets (1.0 = saturated).
+    #[serde(with = "nan_null")]
     busy: f64,
     /// Flood only: share of offered established packets that came out, and flood SYNs out per second.
+    #[serde(with = "nan_null")]
     est_share: f64,
+    #[serde(with = "nan_null")]
     flood_out_mpps: f64,
     /// Flood only: share of legitimate new connections that completed (SYN out, the server's SYN-ACK
     /// back for NAT, ACK out), and the connection table's fullest moment (share of its capacity).
+    #[serde(with = "nan_null")]
     new_share: f64,
+    #[serde(with = "nan_null")]
     table_peak: f64,
+    /// Busy cycles per packet in each stage of the packet path (rvsd's worker counters, in
+    /// `rvs_dataplane::STAGES` order; testpmd: none).
+    #[serde(default)]
+    stages: [f64; 5],
 }
 
-/// Numbers per [`Window`] in a row line.
-const WINDOW_FIELDS: usize = 8;
+/// Numbers per [`Window`] when rounds are combined field by field.
+const WINDOW_FIELDS: usize = 13;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Row {
     mode: String,
     flows: u32,
@@ -130,13 +142,25 @@ struct Row {
     small: Window,
     imix: Window,
     flood: Option<Window>,
+    #[serde(with = "nan_null")]
     rss_mib: f64,
     tsc_hz: f64,
+}
+
+/// JSON has no NaN: absent numbers travel as null.
+mod nan_null {
+    pub fn serialize<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() { s.serialize_f64(*v) } else { s.serialize_none() }
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(<Option<f64> as serde::Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
 }
 
 /// Fields drop in order: the ports before the EAL they live in.
 impl Window {
     fn fields(&self) -> [f64; WINDOW_FIELDS] {
+        let [a, b, c, d, e] = self.stages;
         [
             self.mpps,
             self.gbps,
@@ -146,22 +170,36 @@ impl Window {
             self.flood_out_mpps,
             self.new_share,
             self.table_peak,
+            a,
+            b,
+            c,
+            d,
+            e,
         ]
     }
     fn from_fields(f: &[f64]) -> Option<Self> {
-        let [mpps, gbps, cycles, busy, est_share, flood_out_mpps, new_share, table_peak] =
+        let [mpps, gbps, cycles, busy, est_share, flood_out_mpps, new_share, table_peak, a, b, c, d, e] =
             f.try_into().ok()?;
-        Some(Self { mpps, gbps, cycles, busy, est_share, flood_out_mpps, new_share, table_peak })
+        Some(Self {
+            mpps,
+            gbps,
+            cycles,
+            busy,
+            est_share,
+            flood_out_mpps,
+            new_share,
+            table_peak,
+            stages: [a, b, c, d, e],
+        })
     }
 }
 
 const ROW_TAG: &str = "RVS-PERF-ROW";
 
 impl Row {
-    /// One line for the parent process: tag, mode, then numbers (NaN for absent ones).
+    /// One line for the parent process: the tag, then the row as JSON.
     fn to_line(&self) -> String {
-        let nums: Vec<String> = self.numbers().iter().map(f64::to_string).collect();
-        format!("{ROW_TAG} {} {}", self.mode, nums.join(" "))
+        format!("{ROW_TAG} {}", serde_json::to_string(self).unwrap_or_default())
     }
 
     /// Each numeric field the median of the rounds' (NaN = absent), except completeness: a round with
@@ -197,10 +235,8 @@ impl Row {
     }
 
     fn from_line(line: &str) -> Option<Self> {
-        let mut it = line.split_whitespace().skip_while(|w| *w != ROW_TAG).skip(1);
-        let mode = it.next()?.to_string();
-        let n: Vec<f64> = it.map(|w| w.parse().ok()).collect::<Option<_>>()?;
-        Row::from_numbers(mode, &n)
+        let json = line.split_once(ROW_TAG)?.1.trim();
+        serde_json::from_str(json).ok()
     }
 
     /// The inverse of [`Row::numbers`].
@@ -656,6 +692,12 @@ impl Harness {
                 w.cycles = busy / pkts;
                 w.busy = busy / total;
             }
+            let staged = d("rvs_worker_staged_packets_total");
+            if staged > 0.0 {
+                for (c, stage) in w.stages.iter_mut().zip(["parse", "lookup", "ipvs", "rewrite", "tx"]) {
+                    *c = d(&format!("rvs_worker_stage_cycles_total/{stage}")) / staged;
+                }
+            }
         }
         let offered = (g1.3 - g0.3) as f64;
         if offered > 0.0 {
@@ -701,6 +743,10 @@ fn scrape(addr: &str) -> Result<std::collections::HashMap<String, f64>> {
         };
         if let Ok(v) = v.parse::<f64>() {
             *out.entry(name.to_string()).or_insert(0.0) += v;
+            // The stage series are also kept per stage: "rvs_worker_stage_cycles_total/parse".
+            if let Some(stage) = line.split("stage=\"").nth(1).and_then(|r| r.split('"').next()) {
+                *out.entry(format!("{name}/{stage}")).or_insert(0.0) += v;
+            }
         }
     }
     Ok(out)
@@ -831,6 +877,24 @@ fn report(rows: &[Row], testpmd: Option<&Row>, tsc_hz: u64, a: &BenchArgs) -> (S
         a.flood_load,
         100.0 * (1.0 / (0.5 + a.flood_load)).min(1.0)
     );
+    // Where a worker's cycles go: its per-stage counters over the 64-byte window.
+    let _ = writeln!(
+        md,
+        "\nCycles per packet by stage (64-byte window; rvsd's rvs_worker_stage_cycles_total over \
+         rvs_worker_staged_packets_total; the rest of the busy cycles are RX and the loop itself):\n\n\
+         | mode | flows | parse | lookup | ipvs | rewrite | tx | sum | busy cycles/pkt |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in rows.iter().filter(|r| r.small.stages.iter().any(|&c| c > 0.0)) {
+        let [a, b, c, d, e] = r.small.stages;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {a:.0} | {b:.0} | {c:.0} | {d:.0} | {e:.0} | {:.0} | {:.0} |",
+            r.mode,
+            human(r.flows),
+            a + b + c + d + e,
+            r.small.cycles
+        );
+    }
     let at = |mode: &str, flows: u32| rows.iter().find(|r| r.mode == mode && r.flows == flows);
     let mut parts = Vec::new();
     for mode in ["NAT", "DR", "TUN"] {
@@ -878,6 +942,7 @@ mod tests {
             flood_out_mpps: 0.0,
             new_share: 0.0,
             table_peak: 0.0,
+            stages: [40.0, 90.0, 60.0, 80.0, 30.0],
         };
         Row {
             mode: "NAT".into(),
@@ -900,7 +965,9 @@ mod tests {
             ("NAT", 1_000_000, 2.5, Some(1.6e6))
         );
         assert_eq!(r.flood.map(|f| f.est_share), Some(0.75));
+        assert_eq!(r.small.stages[1], 90.0);
         assert!(Row::from_line("RVS-PERF-ROW NAT 1 2").is_none());
+        assert!(r.to_line().starts_with("RVS-PERF-ROW {\"mode\":\"NAT\""), "{}", r.to_line());
 
         let m = Row::median(&[
             row(2.0, Some(1.0e6), true, false),

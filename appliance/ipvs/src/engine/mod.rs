@@ -37,7 +37,6 @@ mod defense;
 mod expiry;
 mod packet;
 
-
 const NONE: u32 = u32::MAX;
 
 /// The parts of a packet IPVS decides on.
