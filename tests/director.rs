@@ -45,16 +45,16 @@ impl Bed {
 
     /// The bed with `front_extra` added to the front port's section of rvsd's config.
     fn up_full(tag: &str, workers: usize, front_extra: &str) -> Self {
-        Self::up_extra(tag, workers, [front_extra, "", ""])
+        Self::up_extra(tag, workers, [front_extra, "", "", ""])
     }
 
-    /// The bed with extra lines in rvsd's config: `[front port, back port, [control]]`; the files
-    /// they name may be written by `prepare` into the bed's directory before rvsd starts.
-    fn up_extra(tag: &str, workers: usize, extra: [&str; 3]) -> Self {
+    /// The bed with extra lines in rvsd's config: `[front port, back port, [control], [forwarding]]`;
+    /// the files they name may be written by `prepare` into the bed's directory before rvsd starts.
+    fn up_extra(tag: &str, workers: usize, extra: [&str; 4]) -> Self {
         Self::up_prepared(tag, workers, extra, |_| {})
     }
 
-    fn up_prepared(tag: &str, workers: usize, extra: [&str; 3], prepare: impl FnOnce(&Path)) -> Self {
+    fn up_prepared(tag: &str, workers: usize, extra: [&str; 4], prepare: impl FnOnce(&Path)) -> Self {
         let lock = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         common::require_root_and_tools(&["ip", "nginx", "curl", "clang", "ethtool", "tshark"]);
         let prefix = format!("{}{}", tag, std::process::id() % 1000);
@@ -75,7 +75,11 @@ impl Bed {
         bed
     }
 
-    fn config(&self, workers: usize, [front_extra, back_extra, control_extra]: [&str; 3]) -> String {
+    fn config(
+        &self,
+        workers: usize,
+        [front_extra, back_extra, control_extra, forwarding_extra]: [&str; 4],
+    ) -> String {
         let p = &self.prefix;
         let lcores: Vec<String> = (1..=workers).map(|l| l.to_string()).collect();
         // This machine may have fewer CPUs than lcores: the workers share what there is.
@@ -112,6 +116,7 @@ mode = "director"
 # af_packet's fanout hash is not Toeplitz and has no redirection table: asking for prediction must
 # fall back to the hand-over (two_workers_share_the_clients_and_nat_stays_whole checks it).
 nat_reply_steering = "toeplitz"
+{forwarding_extra}
 
 [[route]]
 destination = "0.0.0.0/0"
@@ -1100,7 +1105,7 @@ fn health_checks_take_failed_servers_out_and_bring_them_back() {
     let bed = Bed::up_prepared(
         "hc",
         1,
-        ["kernel_twin = \"rvstwin0\"", "kernel_twin = \"rvstwin1\"", &ka_line],
+        ["kernel_twin = \"rvstwin0\"", "kernel_twin = \"rvstwin1\"", &ka_line, ""],
         |dir| std::fs::write(dir.join("keepalived.conf"), keepalived_conf(dir)).expect("write"),
     );
     let ka = bed.dir.join("keepalived.conf");
@@ -1286,7 +1291,7 @@ virtual_server fwmark 1 {{
     let bed = Bed::up_prepared(
         "ks",
         1,
-        ["", "kernel_twin = \"rvstwin1\"", &format!("keepalived_conf = \"{}\"", path.display())],
+        ["", "kernel_twin = \"rvstwin1\"", &format!("keepalived_conf = \"{}\"", path.display()), ""],
         |dir| std::fs::write(dir.join("keepalived.conf"), &first).expect("write"),
     );
     let check = Command::new(RVSD)
@@ -1336,4 +1341,195 @@ virtual_server fwmark 1 {{
     std::thread::sleep(Duration::from_millis(500));
     assert!(bed.log().contains("keepalived configuration refused"), "{}", bed.log());
     assert_eq!(bed.adm("-Sn"), listed);
+}
+
+/// A VRRP instance of stock keepalived, for `ns` on `iface`, written into `dir`; its process runs
+/// until the returned child is killed.
+fn keepalived_vrrp(
+    bed: &Bed,
+    ns: &str,
+    name: &str,
+    iface: &str,
+    state: &str,
+    priority: u8,
+) -> std::process::Child {
+    let conf = bed.dir.join(format!("{name}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "global_defs {{\n  router_id {name}\n}}\n\
+             vrrp_instance VI_1 {{\n  state {state}\n  interface {iface}\n  virtual_router_id 51\n  \
+             priority {priority}\n  advert_int 1\n  authentication {{\n    auth_type PASS\n    auth_pass rvs\n  }}\n  \
+             virtual_ipaddress {{\n    192.0.2.80/24 dev {iface}\n  }}\n}}\n"
+        ),
+    )
+    .expect("write");
+    let pid = |k: &str| bed.dir.join(format!("{name}-{k}.pid")).display().to_string();
+    bed.cmd_in_ns(
+        ns,
+        &[
+            "keepalived",
+            "-P",
+            "-n",
+            "-l",
+            "-G",
+            "-f",
+            conf.to_str().expect("path"),
+            "-p",
+            &pid("main"),
+            "-r",
+            &pid("vrrp"),
+            "-c",
+            &pid("checkers"),
+        ],
+    )
+    .stdout(std::fs::File::create(bed.dir.join(format!("{name}.log"))).expect("log"))
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("keepalived")
+}
+
+/// VRRP with stock keepalived on the director's kernel twin (`vip_ownership = "kernel_twin"`): the
+/// other VRRP router (keepalived in the router namespace, priority 200) holds the VIP, its adverts
+/// reach the director's keepalived through rvs and keep it BACKUP, and rvs does not answer for the
+/// VIP. When the other stops, the director's keepalived takes over, puts the VIP on the twin, and rvs
+/// follows: it answers for the VIP and clients reach the real servers. When the other returns
+/// (preempting), the VIP leaves the twin and rvs releases it.
+#[test]
+fn vrrp_with_keepalived_on_the_twin_moves_the_vip_and_rvs_follows() {
+    let bed =
+        Bed::up_extra("vr", 1, ["kernel_twin = \"rvstwin0\"", "", "", "vip_ownership = \"kernel_twin\""]);
+    bed.rules("-A -t 192.0.2.80:80 -s rr\n-a -t 192.0.2.80:80 -r 203.0.113.11:8080 -m\n-a -t 192.0.2.80:80 -r 203.0.113.12:8080 -m\n");
+    let held = || metric(&bed.metrics(), "rvs_vip_held", "address=\"192.0.2.80\"");
+    let wait_held = |want: u64, limit: Duration| -> Duration {
+        let t = std::time::Instant::now();
+        while held() != want {
+            assert!(t.elapsed() < limit, "rvs_vip_held never became {want}:\n{}", bed.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        t.elapsed()
+    };
+    let rf = format!("{}rf", bed.prefix);
+    let mut other = keepalived_vrrp(&bed, "r", "other", &rf, "MASTER", 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut mine = keepalived_vrrp(&bed, "d", "mine", "rvstwin0", "BACKUP", 100);
+    // Longer than the master-down interval (3 x advert_int + skew): the director's keepalived hears
+    // the other's adverts through rvs, or it would have taken the VIP by now.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(held(), 0, "a BACKUP director does not hold the VIP:\n{}", bed.log());
+    let twin = bed.in_ns("d", &["ip", "-4", "addr", "show", "dev", "rvstwin0"]);
+    assert!(!String::from_utf8_lossy(&twin.stdout).contains("192.0.2.80"), "{twin:?}");
+
+    // The other router stops (its keepalived sends a priority-0 advert): the director takes over.
+    let _ = Command::new("kill").arg(other.id().to_string()).status();
+    let _ = other.wait();
+    let took = wait_held(1, Duration::from_secs(10));
+    eprintln!("the director held the VIP {took:?} after the other VRRP router stopped");
+    let got = bed.gets("http://192.0.2.80/", "198.51.100.10", 10);
+    assert!(got.iter().all(|s| s == "s1" || s == "s2"), "{got:?}");
+    assert!(bed.log().contains("VIP held"), "{}", bed.log());
+    // The director's own adverts leave through rvs: tshark on the router's side decodes them.
+    let cap = bed.in_ns(
+        "r",
+        &[
+            "tshark",
+            "-i",
+            &rf,
+            "-a",
+            "duration:3",
+            "-f",
+            "ip proto 112",
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+            "-e",
+            "vrrp.prio",
+            "-e",
+            "vrrp.ip_addr",
+        ],
+    );
+    let adverts = String::from_utf8_lossy(&cap.stdout)
+        .lines()
+        .filter(|l| l.starts_with("192.0.2.2\t100\t192.0.2.80"))
+        .count();
+    assert!(
+        adverts >= 2,
+        "VRRP adverts of the director (priority 100, VIP 192.0.2.80) on the wire: {:?}",
+        String::from_utf8_lossy(&cap.stdout)
+    );
+
+    // The other returns with its higher priority and preempts: the VIP leaves the twin; rvs follows.
+    let mut other = keepalived_vrrp(&bed, "r", "other2", &rf, "MASTER", 200);
+    let took = wait_held(0, Duration::from_secs(10));
+    eprintln!("the director released the VIP {took:?} after the other VRRP router returned");
+    assert!(bed.log().contains("VIP released"), "{}", bed.log());
+    for c in [&mut mine, &mut other] {
+        let _ = Command::new("kill").arg(c.id().to_string()).status();
+        let _ = c.wait();
+    }
+}
+
+/// The pair of keepalived files shipped in conf/keepalived/ (VRRP on the twin, the services and
+/// their checks in the same file) pass stock keepalived's check (in a namespace with an interface
+/// of the twin's name) and rvsd's reading.
+#[test]
+fn the_shipped_keepalived_pair_passes_keepalived_and_rvs() {
+    common::require_root_and_tools(&["ip", "keepalived"]);
+    let ns = format!("kapair{}", std::process::id() % 1000);
+    let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+    sh(&["ip", "netns", "add", &ns]);
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns,
+        "ip",
+        "link",
+        "add",
+        "name",
+        "rvs-front",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "rvs-peer",
+    ]);
+    for f in ["director-a.conf", "director-b.conf"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/keepalived").join(f);
+        let t = Command::new("ip")
+            .args(["netns", "exec", &ns, "keepalived", "-t", "-f"])
+            .arg(&path)
+            .output()
+            .expect("keepalived");
+        assert!(
+            t.status.success(),
+            "keepalived -t {f}: {}{}",
+            String::from_utf8_lossy(&t.stdout),
+            String::from_utf8_lossy(&t.stderr)
+        );
+        let c = rvs_control_check(&path);
+        assert!(c.contains("ok: 1 virtual servers, 2 real servers, 2 checks"), "{f}: {c}");
+    }
+    let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+}
+
+/// `rvsd --check` of a minimal director config that reads `keepalived` as its rules.
+fn rvs_control_check(keepalived: &Path) -> String {
+    let dir = std::env::temp_dir().join(format!("rvs-kacheck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = dir.join("rvsd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[eal]\nmain_lcore = 0\nworker_lcores = [1]\nhugepages = false\n\n[[port]]\nname = \"front\"\ndevice = \"net_null0\"\n\
+             address = \"192.0.2.2/24\"\nkernel_twin = \"rvs-front\"\n\n[forwarding]\nmode = \"director\"\nvip_ownership = \"kernel_twin\"\n\n\
+             [control]\nkeepalived_conf = \"{}\"\n",
+            keepalived.display()
+        ),
+    )
+    .expect("write");
+    let out = Command::new(RVSD).arg("--check").arg("--config").arg(&cfg).output().expect("rvsd");
+    let _ = std::fs::remove_dir_all(&dir);
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }

@@ -85,6 +85,13 @@ up() {
     # the director's kernel ends: up, no addresses (rvsd owns them through net_af_packet)
     ns "${P}d" ip link set "${P}df" up
     ns "${P}d" ip link set "${P}db" up
+    # They are rvsd's (net_af_packet reads them), but the namespace's kernel sees their frames too, as
+    # it would not see a DPDK-bound NIC's. Once the kernel twins give it addresses (a VIP that VRRP
+    # puts there, a Local server's), it must neither answer ARP on them nor take their packets (its
+    # RSTs would race rvsd's forwarding): no ARP replies at all, and a strict reverse-path check that
+    # nothing arriving there passes (every route of this namespace points at the twins).
+    ns "${P}d" sysctl -qw "net.ipv4.conf.${P}df.arp_ignore=8" "net.ipv4.conf.${P}db.arp_ignore=8" \
+        "net.ipv4.conf.${P}df.rp_filter=1" "net.ipv4.conf.${P}db.rp_filter=1"
 
     # real servers
     local obj="$W/ipip_decap.o"

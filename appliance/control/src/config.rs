@@ -234,6 +234,19 @@ pub struct RawForwarding {
     pub kernel_packets_per_second: u32,
     #[serde(default = "default_kernel_burst")]
     pub kernel_packets_burst: u32,
+    /// Director mode: which VIPs the director answers for (ARP, gratuitous ARP). `always` (default):
+    /// every service's VIP. `kernel_twin`: only those on one of its kernel twins right now, as VRRP
+    /// (keepalived's virtual_ipaddress on the twin) places them: a BACKUP director stays silent.
+    #[serde(default)]
+    pub vip_ownership: VipOwnership,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum VipOwnership {
+    #[default]
+    Always,
+    KernelTwin,
 }
 
 fn default_kernel_per_sec() -> u32 {
@@ -380,6 +393,7 @@ pub struct DirectorSpec {
     pub icmp_echo_per_sec: u32,
     /// (per second, burst) of frames to the kernel twins, per worker.
     pub kernel_packets: (u32, u32),
+    pub vip_ownership: VipOwnership,
 }
 
 fn parse_hex(h: &str) -> Option<Vec<u8>> {
@@ -794,6 +808,12 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, 
     if ports.is_empty() {
         return Err(invalid("port", "the director needs at least one [[port]]"));
     }
+    if raw.forwarding.vip_ownership == VipOwnership::KernelTwin && ports.iter().all(|p| p.twin.is_none()) {
+        return Err(invalid(
+            "forwarding.vip_ownership",
+            "\"kernel_twin\" follows the VIPs on the ports' kernel twins; give a port a kernel_twin",
+        ));
+    }
     for (i, p) in ports.iter().enumerate() {
         if p.address.is_none() {
             return Err(invalid(
@@ -848,6 +868,7 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, 
         icmp_errors: (raw.forwarding.icmp_msgs_per_sec, raw.forwarding.icmp_msgs_burst),
         icmp_echo_per_sec: raw.forwarding.icmp_echo_replies_per_sec,
         kernel_packets: (raw.forwarding.kernel_packets_per_second, raw.forwarding.kernel_packets_burst),
+        vip_ownership: raw.forwarding.vip_ownership,
     }))
 }
 
@@ -1038,6 +1059,11 @@ mark = 1
                 "mode = \"director\"",
                 "mode = \"director\"\nports = [\"front\", \"back\"]",
                 "forwarding.ports: is for the L2 modes",
+            ),
+            (
+                "mode = \"director\"",
+                "mode = \"director\"\nvip_ownership = \"kernel_twin\"",
+                "forwarding.vip_ownership: \"kernel_twin\" follows the VIPs on the ports' kernel twins",
             ),
         ];
         for (from, to, want) in cases {

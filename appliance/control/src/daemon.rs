@@ -18,7 +18,7 @@ use rvs_ipvs::{Ipvs, Op};
 use rvs_wire::rewrite::TtlPolicy;
 use tracing::{info, warn};
 
-use crate::config::{Config, DirectorSpec, Forwarding, ReplySteering};
+use crate::config::{Config, DirectorSpec, Forwarding, ReplySteering, VipOwnership};
 use crate::control::{ControlServer, Director, model_ops, restore};
 use crate::metrics::{MetricsServer, Sources};
 use crate::shards::Shards;
@@ -278,6 +278,10 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
                     pipeline.icmp_echo = TokenBucket::new(spec.icmp_echo_per_sec, burst);
                     pipeline.twins = cfg.ports.iter().map(|p| p.twin.is_some()).collect();
                     pipeline.kernel = TokenBucket::new(spec.kernel_packets.0, spec.kernel_packets.1);
+                    if spec.vip_ownership == VipOwnership::KernelTwin {
+                        // Nothing held until the twins' addresses have been read.
+                        pipeline.set_held_vips(Some(&[]));
+                    }
                     if let Some(p) = &predictors {
                         pipeline.predict_rss(w, p.clone());
                     }
@@ -337,6 +341,17 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
         cfg.ports.iter().filter_map(|p| p.twin.as_ref().map(|t| t.iface.as_str())).collect();
     let mut local_vips = std::collections::BTreeSet::new();
     let mut next_local_sync = Instant::now();
+    let follow_twins =
+        matches!(&cfg.forwarding, Forwarding::Director(d) if d.vip_ownership == VipOwnership::KernelTwin);
+    let mut twin_addrs = if follow_twins {
+        Some(crate::addrwatch::TwinAddrs::open(&twin_ifaces).map_err(|e| DaemonError::Twin {
+            iface: twin_ifaces.join(","),
+            reason: format!("watching the twins' addresses over netlink: {e}"),
+        })?)
+    } else {
+        None
+    };
+    let mut held_vips: Option<std::collections::BTreeSet<std::net::Ipv4Addr>> = None;
     let mut next_health = Instant::now();
     let mut failed = None;
     while !shutdown.load(Ordering::Relaxed) {
@@ -389,8 +404,13 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
                     workers.iter().map(|(h, _)| (h.lcore().0, h.is_running())).collect();
                 let (snap, totals) = shards.snapshot(&model, false, now_ms);
                 let health_rows = health.as_ref().map(crate::health::Health::rows).unwrap_or_default();
+                let vips_held: Vec<(std::net::Ipv4Addr, bool)> = match &held_vips {
+                    Some(h) => service_vips(&model).into_iter().map(|v| (v, h.contains(&v))).collect(),
+                    None => Vec::new(),
+                };
                 crate::metrics::render(&Sources {
                     health: &health_rows,
+                    vips_held: &vips_held,
                     version: build.version,
                     git_revision: build.git_revision,
                     dpdk_version: build.dpdk_version,
@@ -409,7 +429,12 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
         }
         if !twin_ifaces.is_empty() && Instant::now() >= next_local_sync {
             next_local_sync = Instant::now() + Duration::from_millis(100);
-            sync_local_vips(&model, &locals, &twin_ifaces, &mut local_vips);
+            match &mut twin_addrs {
+                // VRRP places the VIPs on the twins: rvs holds what is there, and leaves the twins'
+                // addresses to keepalived (a Local server's VIP is not added: a BACKUP must not hold it).
+                Some(w) => follow_twin_vips(w, &locals, &shards, &mut held_vips),
+                None => sync_local_vips(&model, &locals, &twin_ifaces, &mut local_vips),
+            }
         }
         if cfg.stats_interval_seconds > 0 && Instant::now() >= next_report {
             next_report += interval;
@@ -516,6 +541,46 @@ fn sync_local_vips(
     }
     info!(vips = ?want, "VIPs with Local servers on the kernel twins");
     *on = want;
+}
+
+/// The IPv4 VIPs of the services, each once.
+fn service_vips(model: &Ipvs) -> std::collections::BTreeSet<std::net::Ipv4Addr> {
+    model
+        .services()
+        .filter_map(|(_, cfg, _, _)| match cfg.key {
+            rvs_ipvs::ServiceKey::Addr { addr: std::net::IpAddr::V4(a), .. } => Some(a),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `vip_ownership = "kernel_twin"`: reads the twins' addresses and, when they changed, tells the
+/// workers which VIPs the director holds now (the port addresses themselves are always its own).
+fn follow_twin_vips(
+    w: &mut crate::addrwatch::TwinAddrs,
+    locals: &[std::net::IpAddr],
+    shards: &Shards,
+    held: &mut Option<std::collections::BTreeSet<std::net::Ipv4Addr>>,
+) {
+    let now = match w.read() {
+        Ok(a) => a.into_iter().filter(|a| !locals.contains(&std::net::IpAddr::V4(*a))).collect(),
+        Err(e) => {
+            warn!(error = %e, "reading the kernel twins' addresses");
+            return;
+        }
+    };
+    if held.as_ref() == Some(&now) {
+        return;
+    }
+    let before = held.take().unwrap_or_default();
+    for a in now.difference(&before) {
+        info!(vip = %a, "VIP held: it is on a kernel twin (VRRP MASTER); answering ARP for it");
+    }
+    for a in before.difference(&now) {
+        info!(vip = %a, "VIP released: it left the kernel twins (VRRP BACKUP); no longer answering for it");
+    }
+    shards.hold_vips(&now.iter().copied().collect::<Vec<_>>());
+    *held = Some(now);
 }
 
 /// `ip ARGS` for a kernel twin.

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod addrwatch;
 pub mod config;
 pub mod control;
 pub mod daemon;

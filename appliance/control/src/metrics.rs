@@ -46,6 +46,8 @@ pub struct Sources<'a> {
     pub table_capacity: usize,
     /// The health checks (empty without a keepalived configuration).
     pub health: &'a crate::health::HealthRows,
+    /// With `vip_ownership = "kernel_twin"`: each service VIP and whether the director holds it.
+    pub vips_held: &'a [(std::net::Ipv4Addr, bool)],
 }
 
 /// Builds metric families: one per name, each with help, type and labelled samples.
@@ -414,6 +416,14 @@ pub fn render(s: &Sources<'_>) -> String {
         );
     }
     render_health(&mut f, s.health);
+    for (vip, held) in s.vips_held {
+        f.gauge(
+            "rvs_vip_held",
+            "1 while the director holds the VIP (it is on a kernel twin: VRRP MASTER) and answers for it; 0 while it does not (BACKUP).",
+            &[("address", vip.to_string())],
+            if *held { 1.0 } else { 0.0 },
+        );
+    }
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&f.0, &mut out) {
         warn!(error = %e, "encoding metrics");

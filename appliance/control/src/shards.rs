@@ -62,6 +62,16 @@ impl Shards {
         }
     }
 
+    /// Tells every worker which VIPs the director holds now (`vip_ownership = "kernel_twin"`).
+    pub fn hold_vips(&self, vips: &[std::net::Ipv4Addr]) {
+        let vips: Arc<[std::net::Ipv4Addr]> = vips.into();
+        for w in &self.workers {
+            if w.send(WorkerMsg::HeldVips(Arc::clone(&vips))).is_err() {
+                warn!("a worker is gone; it misses which VIPs are held");
+            }
+        }
+    }
+
     /// Every shard's report; without workers, the model's own (all counters zero).
     pub fn reports(&self, model: &Ipvs, conns: bool, now: Time) -> Vec<ShardReport> {
         if self.workers.is_empty() {

@@ -22,6 +22,9 @@ pub enum WorkerMsg {
     Apply(Arc<[Op]>),
     /// Report the shard's counters (and connections, if asked) on `reply`.
     Report { conns: bool, reply: Sender<ShardReport> },
+    /// The VIPs the director holds now (`vip_ownership = "kernel_twin"`; see
+    /// [`Pipeline::set_held_vips`]).
+    HeldVips(Arc<[Ipv4Addr]>),
 }
 
 /// What workers pass each other when several share the ports.
@@ -350,6 +353,7 @@ impl DirectorWorker {
                 Ok(WorkerMsg::Report { conns, reply }) => {
                     backlog.reports.push_back(PendingReport { conns, reply, building: None });
                 }
+                Ok(WorkerMsg::HeldVips(vips)) => self.pipeline.set_held_vips(Some(&vips)),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }

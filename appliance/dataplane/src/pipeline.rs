@@ -116,6 +116,9 @@ pub struct Pipeline {
     pub icmp_echo: TokenBucket,
     /// Which ports have a kernel twin (indexed by port).
     pub twins: Vec<bool>,
+    /// With `vip_ownership = "kernel_twin"`: the VIPs this director holds now (those VRRP has put on
+    /// its kernel twins); only they are answered in ARP and announced. `None`: every VIP is held.
+    held: Option<hashbrown::HashSet<Ipv4Addr>>,
     /// Frames this worker may pass up to the kernel twins (the data plane never waits for the
     /// kernel, nor lets a flood at the director's address reach it unbounded).
     pub kernel: TokenBucket,
@@ -145,6 +148,7 @@ impl Pipeline {
             icmp_errors: TokenBucket::default(),
             icmp_echo: TokenBucket::default(),
             twins: Vec::new(),
+            held: None,
             kernel: TokenBucket::new(20_000, 512),
             counters,
         }
@@ -275,7 +279,31 @@ impl Pipeline {
         }
     }
 
+    /// Whether this director holds `vip` (see `held`).
+    fn holds(&self, vip: Ipv4Addr) -> bool {
+        self.held.as_ref().is_none_or(|h| h.contains(&vip))
+    }
+
+    /// Holds only the VIPs in `held` from now on (`None`: every VIP, the default). A VIP that
+    /// becomes held is announced with gratuitous ARP; one that is released is no longer answered.
+    pub fn set_held_vips(&mut self, held: Option<&[Ipv4Addr]>) {
+        let next: Option<hashbrown::HashSet<Ipv4Addr>> = held.map(|h| h.iter().copied().collect());
+        let newly: Vec<(Ipv4Addr, Option<usize>)> = self
+            .vips
+            .iter()
+            .filter(|(v, _)| !self.holds(**v) && next.as_ref().is_none_or(|n| n.contains(*v)))
+            .map(|(v, p)| (*v, *p))
+            .collect();
+        self.held = next;
+        for (v, p) in newly {
+            self.announce_vip(v, p);
+        }
+    }
+
     fn announce_vip(&mut self, vip: Ipv4Addr, port: Option<usize>) {
+        if !self.holds(vip) {
+            return;
+        }
         let ports = match port {
             Some(p) => p..p + 1,
             None => 0..self.net.interfaces.len(),
@@ -418,8 +446,8 @@ impl Pipeline {
         };
         let target = a.target_ip();
         let Some(iface) = self.net.interfaces.get(port) else { return self.drop(DropReason::Unsupported) };
-        let ours =
-            target == iface.addr || self.vips.get(&target).is_some_and(|p| p.is_none_or(|p| p == port));
+        let ours = target == iface.addr
+            || (self.vips.get(&target).is_some_and(|p| p.is_none_or(|p| p == port)) && self.holds(target));
         // Only hosts of the port's own subnet are neighbours there: anything else claiming an
         // address (a real server's, from the client LAN) is refused, not learned.
         if !iface.contains(a.sender_ip()) {
