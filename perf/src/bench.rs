@@ -157,7 +157,6 @@ mod nan_null {
     }
 }
 
-/// Fields drop in order: the ports before the EAL they live in.
 impl Window {
     fn fields(&self) -> [f64; WINDOW_FIELDS] {
         let [a, b, c, d, e] = self.stages;
@@ -259,6 +258,7 @@ impl Row {
     }
 }
 
+/// Fields drop in order: the ports before the EAL they live in.
 struct Harness {
     ports: [Port<Started>; 2],
     plans: Sender<Plan>,

@@ -17,7 +17,7 @@ pub enum ConfigError {
     #[error("cannot read {path}: {reason}")]
     Read { path: String, reason: String },
     #[error("{0}")]
-    Syntax(String),
+    Syntax(#[source] toml::de::Error),
     #[error("{key}: {reason}")]
     Invalid { key: String, reason: String },
 }
@@ -471,7 +471,7 @@ impl Config {
     }
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(ConfigError::Syntax)?;
         Self::validate(raw)
     }
 

@@ -53,7 +53,15 @@ pub enum DaemonError {
     #[error("keepalived configuration: {0}")]
     Keepalived(#[from] crate::keepalived::KeepalivedError),
     #[error("starting the health checks: {0}")]
-    HealthThread(std::io::Error),
+    HealthThread(#[source] std::io::Error),
+    #[error("keepalived configuration: its services do not apply: {0}")]
+    KeepalivedRules(String),
+    #[error("the director's network (ports, routes, classifier): {0}")]
+    Network(#[source] rvs_dataplane::net::NetError),
+    #[error("director mode without the director's network (a bug in rvsd)")]
+    NoNetwork,
+    #[error("copying the rules to the worker on lcore {lcore}: {source}")]
+    ShardCopy { lcore: u32, source: rvs_ipvs::Error },
 }
 
 trait Context<T> {
@@ -88,8 +96,9 @@ pub struct Signals {
 /// Runs the daemon until `signals.shutdown` becomes true (set by the signal handler).
 pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary, DaemonError> {
     let shutdown = &*signals.shutdown;
-    // The IPVS configuration the control socket edits. (The workers' per-shard copies follow it once
-    // the IPVS pipeline runs in the data plane.) Rules load before anything starts, all or nothing.
+    // The IPVS configuration the control socket edits (the model); each worker's shard is a copy
+    // that follows it through published batches of changes. Rules load before anything starts, all
+    // or nothing.
     // Keys picked per start: the flow-owner hash and the schedulers' are shared by the workers and
     // the management core's copy (they must agree: mh tables are built on the copy), each
     // connection table has its own (see random_seed).
@@ -97,18 +106,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
     // The director's own addresses: a real server there is "Local" (the kernel twin serves it).
     let locals: Vec<std::net::IpAddr> =
         cfg.ports.iter().filter_map(|p| p.address.map(|(a, _)| std::net::IpAddr::V4(a))).collect();
-    let mut model = Ipvs::new(16, 16, 0x5eed);
-    model.set_sched_seed(sched_seed);
-    model.set_local_addrs(locals.clone());
-    model.sysctl = cfg.sysctl;
-    if let Some(path) = &cfg.rules_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| DaemonError::Rules { path: path.display().to_string(), reason: e.to_string() })?;
-        let n = restore(&mut model, &text)
-            .map_err(|reason| DaemonError::Rules { path: path.display().to_string(), reason })?
-            .len();
-        info!(path = %path.display(), commands = n, "rules loaded");
-    }
+    let mut model = load_model(cfg, &locals, sched_seed)?;
     let keepalived = cfg.keepalived_conf.as_deref().map(crate::keepalived::load).transpose()?;
     let started = Instant::now();
     let mut rates = crate::rates::Estimator::default();
@@ -131,65 +129,14 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
         Mempool::new(&cfg.mempool).context(|| format!("creating mempool of {} mbufs", cfg.mempool.mbufs))?;
     let mut summary = Summary { mbufs_capacity: pool.capacity(), tsc_hz: eal.tsc_hz(), ..Summary::default() };
 
-    let mut ports = Vec::with_capacity(cfg.ports.len());
-    for spec in &cfg.ports {
-        let id = Port::lookup(&eal, &spec.dpdk_name).context(|| format!("port {:?}", spec.name))?;
-        let port = Port::configure(&eal, id, &spec.config, &pool)
-            .and_then(Port::start)
-            .context(|| format!("port {:?} ({})", spec.name, spec.dpdk_name))?;
-        info!(port = %spec.name, device = %spec.dpdk_name, mac = %fmt_mac(port.mac()), queues = spec.config.rx_queues, "port started");
-        ports.push(port);
-    }
+    let mut ports = start_ports(cfg, &eal, &pool)?;
 
-    // Kernel twins: a TAP port each, given the data port's MAC, MTU and address in the kernel.
-    let mut twins: Vec<Option<Port<Started>>> = Vec::with_capacity(cfg.ports.len());
-    for (spec, port) in cfg.ports.iter().zip(&ports) {
-        let Some(t) = &spec.twin else {
-            twins.push(None);
-            continue;
-        };
-        let id = Port::lookup(&eal, &t.dpdk_name).context(|| format!("port {:?}: kernel twin", spec.name))?;
-        let twin = Port::configure(&eal, id, &t.config, &pool)
-            .and_then(Port::start)
-            .context(|| format!("port {:?}: kernel twin {}", spec.name, t.iface))?;
-        configure_twin(&t.iface, port.mac(), spec.address, spec.config.mtu_bytes)?;
-        // The director's routes whose gateway is on this port's subnet, for the kernel's own traffic.
-        if let (Forwarding::Director(d), Some((addr, len))) = (&cfg.forwarding, spec.address) {
-            for r in d.routes.iter().filter(|r| rvs_dataplane::net::same_prefix(r.gateway, addr, len)) {
-                let dst = format!("{}/{}", r.prefix, r.prefix_len);
-                twin_ip(
-                    &t.iface,
-                    &["route", "replace", &dst, "via", &r.gateway.to_string(), "dev", &t.iface],
-                )?;
-            }
-        }
-        info!(port = %spec.name, twin = %t.iface, "kernel twin up");
-        twins.push(Some(twin));
-    }
+    let mut twins = start_twins(cfg, &eal, &pool, &ports)?;
 
     // The health checks start once the twins are configured (the checks leave through them; before,
     // they would find no route and fail), on a thread that inherits the main lcore's CPU, and before
     // the workers (whose shards copy the services the keepalived configuration defines).
-    let mut health = match keepalived {
-        Some(conf) => {
-            let mut h = crate::health::Health::start(conf, locals.clone(), None)
-                .map_err(DaemonError::HealthThread)?;
-            let ops = h.initial_ops();
-            for op in &ops {
-                crate::control::apply(&mut model, op).map_err(|reason| DaemonError::Rules {
-                    path: "keepalived configuration".into(),
-                    reason,
-                })?;
-            }
-            info!(
-                services = model.service_count(),
-                checkers = h.checkers(),
-                "keepalived configuration loaded; health checks running"
-            );
-            Some(h)
-        }
-        None => None,
-    };
+    let mut health = keepalived.map(|conf| start_health(conf, &locals, &mut model)).transpose()?;
     let network = match &cfg.forwarding {
         Forwarding::Director(spec) => Some(build_network(cfg, spec, &ports)?),
         Forwarding::L2 { .. } => None,
@@ -203,118 +150,30 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
         _ => None,
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let nports = ports.len();
     let lcores = eal.worker_lcores();
     let mut workers: Vec<(LaunchHandle, Arc<WorkerCounters>)> = Vec::new();
-    let mut channels = Vec::new();
-    // With several director workers, each owns the flows of its clients (Pipeline::owner); packets
-    // arriving elsewhere cross over through these inboxes.
-    let (inbox_tx, mut inbox_rx): (Vec<_>, Vec<_>) =
-        lcores.iter().map(|_| crossbeam_channel::bounded::<Handoff>(INBOX_CAPACITY)).unzip();
-    let launched = (|| {
-        for (w, &lcore) in lcores.iter().enumerate() {
-            let q = QueueId(w as u16);
-            let mut take = |from: usize, to: usize| -> Result<(RxQueue, TxQueue), DaemonError> {
-                Ok((
-                    ports[from]
-                        .take_rx_queue(q)
-                        .context(|| format!("port {:?} rx queue {}", cfg.ports[from].name, q.0))?,
-                    ports[to]
-                        .take_tx_queue(q)
-                        .context(|| format!("port {:?} tx queue {}", cfg.ports[to].name, q.0))?,
-                ))
-            };
-            let counters = Arc::new(WorkerCounters::default());
-            let handle = match &cfg.forwarding {
-                Forwarding::L2 { mode, ports: (ia, ib) } => {
-                    let (a, b) = (take(*ia, *ib)?, take(*ib, *ia)?);
-                    let links = vec![Link { rx: a.0, tx: a.1 }, Link { rx: b.0, tx: b.1 }];
-                    let worker = L2Worker {
-                        links,
-                        mode: *mode,
-                        counters: Arc::clone(&counters),
-                        stop: Arc::clone(&stop),
-                    };
-                    eal.launch(lcore, move || worker.run())
-                }
-                Forwarding::Director(spec) => {
-                    let net = network.as_ref().map(Arc::clone).ok_or_else(|| DaemonError::Rules {
-                        path: "network".into(),
-                        reason: "not built".into(),
-                    })?;
-                    let mut queues = (0..nports)
-                        .map(|p| take(p, p).map(|(rx, tx)| PortQueues { rx, tx, twin: None }))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    for (pq, t) in queues.iter_mut().zip(twins.iter_mut()) {
-                        if let Some(t) = t {
-                            let rx =
-                                t.take_rx_queue(q).context(|| format!("kernel twin rx queue {}", q.0))?;
-                            let tx =
-                                t.take_tx_queue(q).context(|| format!("kernel twin tx queue {}", q.0))?;
-                            pq.twin = Some(TwinQueues::new(rx, tx));
-                        }
-                    }
-                    let mut shard = Ipvs::new(
-                        cfg.connections_per_worker,
-                        (cfg.connections_per_worker / 16).max(1024),
-                        random_seed(),
-                    );
-                    shard.set_sched_seed(sched_seed);
-                    shard.set_local_addrs(locals.clone());
-                    for op in model_ops(&model) {
-                        shard.apply(&op).map_err(|e| DaemonError::Rules {
-                            path: "(copy to a worker)".into(),
-                            reason: e.to_string(),
-                        })?;
-                    }
-                    // From here on, mh tables come from the management core's copy.
-                    shard.defer_sched_tables();
-                    let mut pipeline = Pipeline::new(net, shard, Arc::clone(&counters));
-                    pipeline.ttl =
-                        if spec.decrement_ttl { TtlPolicy::Decrement } else { TtlPolicy::Preserve };
-                    pipeline.owner_key = owner_key;
-                    let (per_sec, burst) = spec.icmp_errors;
-                    pipeline.icmp_errors = TokenBucket::new(per_sec, burst);
-                    pipeline.icmp_echo = TokenBucket::new(spec.icmp_echo_per_sec, burst);
-                    pipeline.twins = cfg.ports.iter().map(|p| p.twin.is_some()).collect();
-                    pipeline.kernel = TokenBucket::new(spec.kernel_packets.0, spec.kernel_packets.1);
-                    if spec.vip_ownership == VipOwnership::KernelTwin {
-                        // Nothing held until the twins' addresses have been read.
-                        pipeline.set_held_vips(Some(&[]));
-                    }
-                    if let Some(p) = &predictors {
-                        pipeline.predict_rss(w, p.clone());
-                    }
-                    let (tx, rx) = crossbeam_channel::unbounded();
-                    channels.push(tx);
-                    let worker = DirectorWorker {
-                        ports: queues,
-                        pipeline,
-                        pool: pool.clone(),
-                        control: rx,
-                        counters: Arc::clone(&counters),
-                        stop: Arc::clone(&stop),
-                        tsc_hz: summary.tsc_hz,
-                        steering: (lcores.len() > 1).then(|| Steering {
-                            index: w,
-                            peers: inbox_tx.clone(),
-                            inbox: inbox_rx.remove(0),
-                        }),
-                        panic_after_ms: fault_panic_after_ms(),
-                    };
-                    eal.launch(lcore, move || worker.run())
-                }
-            }
-            .context(|| format!("launching worker on lcore {lcore}"))?;
-            workers.push((handle, counters));
+    let launch = Launch {
+        cfg,
+        eal: &eal,
+        pool: &pool,
+        model: &model,
+        network: network.as_ref(),
+        predictors: predictors.as_ref(),
+        locals: &locals,
+        owner_key,
+        sched_seed,
+        stop: &stop,
+        tsc_hz: summary.tsc_hz,
+    };
+    let launched = launch_workers(&launch, &mut ports, &mut twins, &mut workers);
+    let channels = match launched {
+        Ok(c) => c,
+        Err(e) => {
+            stop.store(true, Ordering::Relaxed);
+            drop(workers);
+            return Err(e);
         }
-        Ok::<(), DaemonError>(())
-    })();
-    if let Err(e) = launched {
-        stop.store(true, Ordering::Relaxed);
-        drop(workers);
-        return Err(e);
-    }
+    };
     let shards = Shards::new(channels);
     match &cfg.forwarding {
         Forwarding::L2 { mode, ports: (ia, ib) } => info!(
@@ -478,6 +337,215 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
         return Err(DaemonError::MbufLeak { in_use: summary.mbufs_in_use, capacity: summary.mbufs_capacity });
     }
     Ok(summary)
+}
+
+/// What launching the workers needs from the start-up.
+struct Launch<'a> {
+    cfg: &'a Config,
+    eal: &'a Eal,
+    pool: &'a Mempool,
+    /// The rules every shard starts with.
+    model: &'a Ipvs,
+    network: Option<&'a Arc<Network>>,
+    predictors: Option<&'a Vec<Option<RssPredictor>>>,
+    locals: &'a [std::net::IpAddr],
+    owner_key: u64,
+    sched_seed: u64,
+    stop: &'a Arc<AtomicBool>,
+    tsc_hz: u64,
+}
+
+/// One worker per worker lcore, each with its queue pair on every port (and twin); `workers` gets
+/// each one launched, so that the caller stops them if a later one fails. The workers' control
+/// channels, in lcore order.
+fn launch_workers(
+    l: &Launch<'_>,
+    ports: &mut [Port<Started>],
+    twins: &mut [Option<Port<Started>>],
+    workers: &mut Vec<(LaunchHandle, Arc<WorkerCounters>)>,
+) -> Result<Vec<crossbeam_channel::Sender<rvs_dataplane::WorkerMsg>>, DaemonError> {
+    let Launch { cfg, eal, pool, model, network, predictors, locals, owner_key, sched_seed, stop, tsc_hz } =
+        *l;
+    let nports = ports.len();
+    let lcores = eal.worker_lcores();
+    let mut channels = Vec::new();
+    // With several director workers, each owns the flows of its clients (Pipeline::owner); packets
+    // arriving elsewhere cross over through these inboxes.
+    let (inbox_tx, mut inbox_rx): (Vec<_>, Vec<_>) =
+        lcores.iter().map(|_| crossbeam_channel::bounded::<Handoff>(INBOX_CAPACITY)).unzip();
+    for (w, &lcore) in lcores.iter().enumerate() {
+        let q = QueueId(w as u16);
+        let mut take = |from: usize, to: usize| -> Result<(RxQueue, TxQueue), DaemonError> {
+            Ok((
+                ports[from]
+                    .take_rx_queue(q)
+                    .context(|| format!("port {:?} rx queue {}", cfg.ports[from].name, q.0))?,
+                ports[to]
+                    .take_tx_queue(q)
+                    .context(|| format!("port {:?} tx queue {}", cfg.ports[to].name, q.0))?,
+            ))
+        };
+        let counters = Arc::new(WorkerCounters::default());
+        let handle = match &cfg.forwarding {
+            Forwarding::L2 { mode, ports: (ia, ib) } => {
+                let (a, b) = (take(*ia, *ib)?, take(*ib, *ia)?);
+                let links = vec![Link { rx: a.0, tx: a.1 }, Link { rx: b.0, tx: b.1 }];
+                let worker =
+                    L2Worker { links, mode: *mode, counters: Arc::clone(&counters), stop: Arc::clone(stop) };
+                eal.launch(lcore, move || worker.run())
+            }
+            Forwarding::Director(spec) => {
+                // Built above for director mode, the only mode that reaches here.
+                let net = network.map(Arc::clone).ok_or(DaemonError::NoNetwork)?;
+                let mut queues = (0..nports)
+                    .map(|p| take(p, p).map(|(rx, tx)| PortQueues { rx, tx, twin: None }))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for (pq, t) in queues.iter_mut().zip(twins.iter_mut()) {
+                    if let Some(t) = t {
+                        let rx = t.take_rx_queue(q).context(|| format!("kernel twin rx queue {}", q.0))?;
+                        let tx = t.take_tx_queue(q).context(|| format!("kernel twin tx queue {}", q.0))?;
+                        pq.twin = Some(TwinQueues::new(rx, tx));
+                    }
+                }
+                let mut shard = Ipvs::new(
+                    cfg.connections_per_worker,
+                    (cfg.connections_per_worker / 16).max(1024),
+                    random_seed(),
+                );
+                shard.set_sched_seed(sched_seed);
+                shard.set_local_addrs(locals.to_vec());
+                for op in model_ops(model) {
+                    shard.apply(&op).map_err(|source| DaemonError::ShardCopy { lcore: lcore.0, source })?;
+                }
+                // From here on, mh tables come from the management core's copy.
+                shard.defer_sched_tables();
+                let mut pipeline = Pipeline::new(net, shard, Arc::clone(&counters));
+                pipeline.ttl = if spec.decrement_ttl { TtlPolicy::Decrement } else { TtlPolicy::Preserve };
+                pipeline.owner_key = owner_key;
+                let (per_sec, burst) = spec.icmp_errors;
+                pipeline.icmp_errors = TokenBucket::new(per_sec, burst);
+                pipeline.icmp_echo = TokenBucket::new(spec.icmp_echo_per_sec, burst);
+                pipeline.twins = cfg.ports.iter().map(|p| p.twin.is_some()).collect();
+                pipeline.kernel = TokenBucket::new(spec.kernel_packets.0, spec.kernel_packets.1);
+                if spec.vip_ownership == VipOwnership::KernelTwin {
+                    // Nothing held until the twins' addresses have been read.
+                    pipeline.set_held_vips(Some(&[]));
+                }
+                if let Some(p) = predictors {
+                    pipeline.predict_rss(w, p.clone());
+                }
+                let (tx, rx) = crossbeam_channel::unbounded();
+                channels.push(tx);
+                let worker = DirectorWorker {
+                    ports: queues,
+                    pipeline,
+                    pool: pool.clone(),
+                    control: rx,
+                    counters: Arc::clone(&counters),
+                    stop: Arc::clone(stop),
+                    tsc_hz,
+                    steering: (lcores.len() > 1).then(|| Steering {
+                        index: w,
+                        peers: inbox_tx.clone(),
+                        inbox: inbox_rx.remove(0),
+                    }),
+                    panic_after_ms: fault_panic_after_ms(),
+                };
+                eal.launch(lcore, move || worker.run())
+            }
+        }
+        .context(|| format!("launching worker on lcore {lcore}"))?;
+        workers.push((handle, counters));
+    }
+    Ok(channels)
+}
+
+/// The IPVS configuration the control socket edits, with the rules file's rules (all or nothing).
+fn load_model(cfg: &Config, locals: &[std::net::IpAddr], sched_seed: u64) -> Result<Ipvs, DaemonError> {
+    let mut model = Ipvs::new(16, 16, 0x5eed);
+    model.set_sched_seed(sched_seed);
+    model.set_local_addrs(locals.to_vec());
+    model.sysctl = cfg.sysctl;
+    if let Some(path) = &cfg.rules_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| DaemonError::Rules { path: path.display().to_string(), reason: e.to_string() })?;
+        let n = restore(&mut model, &text)
+            .map_err(|reason| DaemonError::Rules { path: path.display().to_string(), reason })?
+            .len();
+        info!(path = %path.display(), commands = n, "rules loaded");
+    }
+    Ok(model)
+}
+
+/// The data ports, configured and started.
+fn start_ports(cfg: &Config, eal: &Eal, pool: &Mempool) -> Result<Vec<Port<Started>>, DaemonError> {
+    let mut ports = Vec::with_capacity(cfg.ports.len());
+    for spec in &cfg.ports {
+        let id = Port::lookup(eal, &spec.dpdk_name).context(|| format!("port {:?}", spec.name))?;
+        let port = Port::configure(eal, id, &spec.config, pool)
+            .and_then(Port::start)
+            .context(|| format!("port {:?} ({})", spec.name, spec.dpdk_name))?;
+        info!(port = %spec.name, device = %spec.dpdk_name, mac = %fmt_mac(port.mac()), queues = spec.config.rx_queues, "port started");
+        ports.push(port);
+    }
+    Ok(ports)
+}
+
+/// Kernel twins: a TAP port each (for the ports that have one), given the data port's MAC, MTU,
+/// address and on-subnet routes in the kernel.
+fn start_twins(
+    cfg: &Config,
+    eal: &Eal,
+    pool: &Mempool,
+    ports: &[Port<Started>],
+) -> Result<Vec<Option<Port<Started>>>, DaemonError> {
+    let mut twins = Vec::with_capacity(cfg.ports.len());
+    for (spec, port) in cfg.ports.iter().zip(ports) {
+        let Some(t) = &spec.twin else {
+            twins.push(None);
+            continue;
+        };
+        let id = Port::lookup(eal, &t.dpdk_name).context(|| format!("port {:?}: kernel twin", spec.name))?;
+        let twin = Port::configure(eal, id, &t.config, pool)
+            .and_then(Port::start)
+            .context(|| format!("port {:?}: kernel twin {}", spec.name, t.iface))?;
+        configure_twin(&t.iface, port.mac(), spec.address, spec.config.mtu_bytes)?;
+        // The director's routes whose gateway is on this port's subnet, for the kernel's own traffic.
+        if let (Forwarding::Director(d), Some((addr, len))) = (&cfg.forwarding, spec.address) {
+            for r in d.routes.iter().filter(|r| rvs_dataplane::net::same_prefix(r.gateway, addr, len)) {
+                let dst = format!("{}/{}", r.prefix, r.prefix_len);
+                twin_ip(
+                    &t.iface,
+                    &["route", "replace", &dst, "via", &r.gateway.to_string(), "dev", &t.iface],
+                )?;
+            }
+        }
+        info!(port = %spec.name, twin = %t.iface, "kernel twin up");
+        twins.push(Some(twin));
+    }
+    Ok(twins)
+}
+
+/// The health checks of a keepalived configuration, and its services applied to `model`. They
+/// start once the twins are configured (the checks leave through them; before, they would find no
+/// route and fail), on a thread that inherits the main lcore's CPU, and before the workers (whose
+/// shards copy the services the configuration defines).
+fn start_health(
+    conf: crate::keepalived::KeepalivedConf,
+    locals: &[std::net::IpAddr],
+    model: &mut Ipvs,
+) -> Result<crate::health::Health, DaemonError> {
+    let mut h =
+        crate::health::Health::start(conf, locals.to_vec(), None).map_err(DaemonError::HealthThread)?;
+    for op in &h.initial_ops() {
+        crate::control::apply(model, op).map_err(DaemonError::KeepalivedRules)?;
+    }
+    info!(
+        services = model.service_count(),
+        checkers = h.checkers(),
+        "keepalived configuration loaded; health checks running"
+    );
+    Ok(h)
 }
 
 /// Gives a kernel twin the data port's MAC (so that the kernel's frames leave with it and answers
@@ -676,7 +744,6 @@ pub fn random_seed() -> u64 {
     h.finish()
 }
 
-/// The director's network: the configured addresses with the ports' MACs.
 /// Each port's RSS for predicting where NAT replies arrive, or `None` for all of them (with a
 /// warning) when any port cannot be predicted: a reply on an unpredictable port would find no copy of
 /// its connection, so prediction is all or nothing and the hand-over serves otherwise.
@@ -710,6 +777,7 @@ fn rss_predictors(
     Ok(out)
 }
 
+/// The director's network: the configured addresses with the ports' MACs.
 fn build_network(
     cfg: &Config,
     spec: &DirectorSpec,
@@ -732,7 +800,7 @@ fn build_network(
         .collect();
     Network::new(interfaces, &spec.routes, spec.classifier.clone())
         .map(Arc::new)
-        .map_err(|e| DaemonError::Rules { path: "network".into(), reason: e.to_string() })
+        .map_err(DaemonError::Network)
 }
 
 /// Each port's PMD counters under its configured name (zeros if the PMD cannot say).

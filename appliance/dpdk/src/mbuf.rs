@@ -126,13 +126,16 @@ impl Drop for PoolInner {
     }
 }
 
-/// `len` bytes that DPDK just added to a packet we own (append/prepend), zeroed so that they are
-/// initialised, as a slice that borrows from the caller's `&mut Mbuf`.
-fn zeroed<'a>(p: NonNull<u8>, len: u16) -> &'a mut [u8] {
+/// `len` bytes that DPDK just added to `_owner`'s data at `p` (append/prepend), zeroed so that they
+/// are initialised, as a slice borrowed from `_owner`: the lifetime cannot outlive the mbuf's
+/// exclusive borrow (a free `'a` would let a caller keep the bytes past the packet).
+fn zeroed(_owner: &mut Mbuf, p: NonNull<u8>, len: u16) -> &mut [u8] {
     let len = usize::from(len);
-    // SAFETY: DPDK reserved `len` writable bytes at `p` inside a buffer owned by the caller's &mut Mbuf.
+    // SAFETY: DPDK reserved `len` writable bytes at `p` inside the data buffer of `_owner`, which we
+    // borrow exclusively for the returned slice's lifetime.
     unsafe { std::ptr::write_bytes(p.as_ptr(), 0, len) };
-    // SAFETY: the bytes are now initialised; the caller ties the lifetime to its &mut Mbuf.
+    // SAFETY: the bytes are now initialised, inside `_owner`'s buffer, and the slice's lifetime is
+    // that of the exclusive borrow of `_owner`.
     unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), len) }
 }
 
@@ -244,7 +247,7 @@ impl Mbuf {
     pub fn append(&mut self, len: u16) -> Option<&mut [u8]> {
         // SAFETY: we own a valid mbuf; DPDK returns NULL when there is not enough tailroom.
         let p = unsafe { dpdk_sys::rvs_pktmbuf_append(self.0.as_ptr(), len) };
-        Some(zeroed(NonNull::new(p.cast::<u8>())?, len))
+        Some(zeroed(self, NonNull::new(p.cast::<u8>())?, len))
     }
 
     /// Grows the packet at the head by `len` bytes (e.g. for an outer header) and returns them, zeroed;
@@ -252,7 +255,7 @@ impl Mbuf {
     pub fn prepend(&mut self, len: u16) -> Option<&mut [u8]> {
         // SAFETY: we own a valid mbuf; DPDK returns NULL when there is not enough headroom.
         let p = unsafe { dpdk_sys::rvs_pktmbuf_prepend(self.0.as_ptr(), len) };
-        Some(zeroed(NonNull::new(p.cast::<u8>())?, len))
+        Some(zeroed(self, NonNull::new(p.cast::<u8>())?, len))
     }
 
     /// Removes `len` bytes from the head; false (and no change) if the packet is shorter.
