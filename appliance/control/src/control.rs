@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rvs_adm::listing;
 use rvs_adm::protocol::{FrameError, Request, Response};
 use rvs_adm::{Command, parse, parse_rules};
-use rvs_ipvs::{DestConfig, Error as IpvsError, Ipvs, Op, ServiceConfig, ServiceKey, Time};
+use rvs_ipvs::{DestConfig, Ipvs, Op, ServiceConfig, ServiceError, ServiceKey, Time};
 
 use crate::rates::Estimator;
 use crate::shards::Shards;
@@ -271,11 +271,11 @@ pub struct Director<'a> {
     pub now: Time,
 }
 
-fn ipvs_error(e: &IpvsError, on_dest: bool) -> String {
+fn ipvs_error(e: &ServiceError, on_dest: bool) -> String {
     match e {
         // libipvs words ESRCH differently for service and server commands.
-        IpvsError::NoService if on_dest => "Service not defined".into(),
-        IpvsError::NoService => "No such service".into(),
+        ServiceError::NoService if on_dest => "Service not defined".into(),
+        ServiceError::NoService => "No such service".into(),
         other => other.to_string(),
     }
 }

@@ -37,7 +37,7 @@ pub struct BuildInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("{context}: {source}")]
-    Dpdk { context: String, source: rvs_dpdk::Error },
+    Dpdk { context: String, source: rvs_dpdk::DpdkError },
     #[error("worker on lcore {0} panicked")]
     WorkerPanicked(u32),
     #[error("worker on lcore {0} stopped on its own")]
@@ -61,14 +61,14 @@ pub enum DaemonError {
     #[error("director mode without the director's network (a bug in rvsd)")]
     NoNetwork,
     #[error("copying the rules to the worker on lcore {lcore}: {source}")]
-    ShardCopy { lcore: u32, source: rvs_ipvs::Error },
+    ShardCopy { lcore: u32, source: rvs_ipvs::ServiceError },
 }
 
 trait Context<T> {
     fn context(self, f: impl FnOnce() -> String) -> Result<T, DaemonError>;
 }
 
-impl<T> Context<T> for Result<T, rvs_dpdk::Error> {
+impl<T> Context<T> for Result<T, rvs_dpdk::DpdkError> {
     fn context(self, f: impl FnOnce() -> String) -> Result<T, DaemonError> {
         self.map_err(|source| DaemonError::Dpdk { context: f(), source })
     }

@@ -534,10 +534,10 @@ fn originate(
         return None;
     };
     // Room for the largest frame the director builds (an ICMP error quoting 576 bytes).
-    let room = m.tailroom().min(1514) as u16;
+    let room = u16::try_from(m.tailroom().min(1514)).unwrap_or(0);
     m.append(room)?;
-    let n = build(m.data_mut())?;
-    if m.trim(room.saturating_sub(n as u16)) { Some(m) } else { None }
+    let n = u16::try_from(build(m.data_mut())?).ok()?;
+    if m.trim(room.saturating_sub(n)) { Some(m) } else { None }
 }
 
 fn stage(

@@ -25,7 +25,7 @@ use rvs_wire::icmpv4::{self, ErrorKind};
 use rvs_wire::rewrite::{self, Egress, NatMapping, Offload, TtlPolicy, TunOuter, Verdict};
 use rvs_wire::tcp::TcpSegment;
 use rvs_wire::udp::UdpDatagram;
-use rvs_wire::{Error as WireError, PacketBuffer, ip_proto};
+use rvs_wire::{PacketBuffer, PacketError, ip_proto};
 
 use crate::counters::{DropReason, WorkerCounters};
 use crate::neigh::{Lookup, Neighbours};
@@ -678,7 +678,7 @@ impl Pipeline {
         &mut self,
         ingress: usize,
         buf: &mut B,
-        v: Result<Verdict, WireError>,
+        v: Result<Verdict, PacketError>,
         nh: NextHop,
         now: Time,
     ) -> Action {
@@ -760,11 +760,11 @@ impl Pipeline {
     }
 }
 
-fn wire_drop(e: WireError) -> DropReason {
+fn wire_drop(e: PacketError) -> DropReason {
     match e {
-        WireError::Truncated | WireError::Malformed(_) => DropReason::Malformed,
-        WireError::Unsupported(_) => DropReason::Unsupported,
-        WireError::NoRoom => DropReason::RewriteFailed,
+        PacketError::Truncated | PacketError::Malformed(_) => DropReason::Malformed,
+        PacketError::Unsupported(_) => DropReason::Unsupported,
+        PacketError::NoRoom => DropReason::RewriteFailed,
     }
 }
 

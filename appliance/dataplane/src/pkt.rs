@@ -3,14 +3,14 @@
 //! neither crate may depend on the other: wire stays DPDK-free.)
 
 use rvs_dpdk::Mbuf;
-use rvs_wire::{Error, PacketBuffer, Result};
+use rvs_wire::{PacketBuffer, PacketError, Result};
 
 /// An mbuf seen as a `PacketBuffer`: its first segment's data, with the mbuf's head- and tailroom.
 #[derive(Debug)]
 pub struct MbufPacket<'a>(pub &'a mut Mbuf);
 
 fn len16(n: usize) -> Result<u16> {
-    u16::try_from(n).map_err(|_| Error::NoRoom)
+    u16::try_from(n).map_err(|_| PacketError::NoRoom)
 }
 
 impl PacketBuffer for MbufPacket<'_> {
@@ -23,15 +23,23 @@ impl PacketBuffer for MbufPacket<'_> {
         self.0.data_mut()
     }
     fn prepend(&mut self, n: usize) -> Result<()> {
-        self.0.prepend(len16(n)?).map(|_| ()).ok_or(Error::NoRoom)
+        self.0.prepend(len16(n)?).map(|_| ()).ok_or(PacketError::NoRoom)
     }
     fn strip_front(&mut self, n: usize) -> Result<()> {
-        if self.0.adj(len16(n).map_err(|_| Error::Truncated)?) { Ok(()) } else { Err(Error::Truncated) }
+        if self.0.adj(len16(n).map_err(|_| PacketError::Truncated)?) {
+            Ok(())
+        } else {
+            Err(PacketError::Truncated)
+        }
     }
     fn trim(&mut self, n: usize) -> Result<()> {
-        if self.0.trim(len16(n).map_err(|_| Error::Truncated)?) { Ok(()) } else { Err(Error::Truncated) }
+        if self.0.trim(len16(n).map_err(|_| PacketError::Truncated)?) {
+            Ok(())
+        } else {
+            Err(PacketError::Truncated)
+        }
     }
     fn append(&mut self, n: usize) -> Result<()> {
-        self.0.append(len16(n)?).map(|_| ()).ok_or(Error::NoRoom)
+        self.0.append(len16(n)?).map(|_| ()).ok_or(PacketError::NoRoom)
     }
 }

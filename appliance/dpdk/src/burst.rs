@@ -5,6 +5,12 @@ use crate::mbuf::Mbuf;
 /// Packets per rx/tx burst: DPDK's customary 32 amortises the per-call cost and fits the L1 cache.
 pub const BURST_SIZE: usize = 32;
 
+/// A count of burst slots (at most [`BURST_SIZE`]) as DPDK's u16.
+#[inline]
+fn burst_u16(n: usize) -> u16 {
+    u16::try_from(n.min(BURST_SIZE)).unwrap_or(0)
+}
+
 /// Up to [`BURST_SIZE`] owned mbufs, filled by [`crate::RxQueue::rx_burst`] and emptied by
 /// [`crate::TxQueue::tx_burst`]. Invariant: slots `..len` are `Some`, slots `len..` are `None`.
 ///
@@ -128,12 +134,12 @@ impl PacketBurst {
         let free = BURST_SIZE - self.len;
         // `len <= BURST_SIZE`, so the offset stays inside (or one past) the array.
         let ptr = self.slots[self.len..].as_mut_ptr().cast::<*mut rte_mbuf>();
-        (ptr, free as u16)
+        (ptr, burst_u16(free))
     }
 
     /// The filled slots as the raw array DPDK reads.
     pub(crate) fn raw_filled(&mut self) -> (*mut *mut rte_mbuf, u16) {
-        (self.slots.as_mut_ptr().cast::<*mut rte_mbuf>(), self.len as u16)
+        (self.slots.as_mut_ptr().cast::<*mut rte_mbuf>(), burst_u16(self.len))
     }
 
     /// Records that DPDK wrote `n` mbuf pointers into the tail, and forgets whatever it wrote past

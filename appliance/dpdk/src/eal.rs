@@ -4,7 +4,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
-use crate::error::{Error, Result};
+use crate::error::{DpdkError, Result};
 
 /// A DPDK logical core id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -96,15 +96,15 @@ impl Eal {
     /// Starts the EAL with `args` (without the program name). Only once per process.
     pub fn init<S: AsRef<str>>(args: &[S]) -> Result<Self> {
         if INITIALISED.swap(true, Ordering::SeqCst) {
-            return Err(Error::AlreadyInitialized);
+            return Err(DpdkError::AlreadyInitialized);
         }
         let mut owned = Vec::with_capacity(args.len() + 1);
-        owned.push(CString::new("rvs").map_err(|e| Error::InvalidArgument(e.to_string()))?);
+        owned.push(CString::new("rvs").map_err(|e| DpdkError::InvalidArgument(e.to_string()))?);
         for a in args {
             let a = a.as_ref();
             owned.push(
                 CString::new(a)
-                    .map_err(|_| Error::InvalidArgument(format!("EAL argument {a:?} contains NUL")))?,
+                    .map_err(|_| DpdkError::InvalidArgument(format!("EAL argument {a:?} contains NUL")))?,
             );
         }
         // rte_eal_init permutes argv and may keep pointers into it for the life of the process, so the
@@ -113,12 +113,12 @@ impl Eal {
         let argv: &'static mut [*mut c_char] =
             Vec::leak(owned.iter().map(|s| s.as_ptr().cast_mut()).collect::<Vec<_>>());
         let argc = c_int::try_from(argv.len())
-            .map_err(|_| Error::InvalidArgument("too many EAL arguments".into()))?;
+            .map_err(|_| DpdkError::InvalidArgument("too many EAL arguments".into()))?;
         // SAFETY: argv points to argc valid NUL-terminated strings that live for the rest of the process;
         // INITIALISED guarantees this is the only call in the process.
         let ret = unsafe { dpdk_sys::rte_eal_init(argc, argv.as_mut_ptr()) };
         if ret < 0 {
-            return Err(Error::from_rte_errno("rte_eal_init"));
+            return Err(DpdkError::from_rte_errno("rte_eal_init"));
         }
         Ok(Self { _main_thread: PhantomData })
     }
@@ -160,7 +160,7 @@ impl Eal {
         F: FnOnce() -> i32 + Send + 'static,
     {
         if !self.worker_lcores().contains(&lcore) {
-            return Err(Error::NotAWorker(lcore.0));
+            return Err(DpdkError::NotAWorker(lcore.0));
         }
         let state = Arc::new(AtomicU8::new(RUNNING));
         let job = Box::new(Job { f: Box::new(f), state: Arc::clone(&state) });
@@ -171,7 +171,7 @@ impl Eal {
         if ret != 0 {
             // SAFETY: the launch failed, so the trampoline never ran and never will: we still own `arg`.
             drop(unsafe { Box::from_raw(arg.cast::<Job>()) });
-            return Err(Error::from_ret("rte_eal_remote_launch", ret));
+            return Err(DpdkError::from_ret("rte_eal_remote_launch", ret));
         }
         Ok(LaunchHandle { lcore, state, joined: false })
     }
@@ -238,7 +238,7 @@ impl LaunchHandle {
         self.state.load(Ordering::Acquire) == PANICKED
     }
 
-    /// Waits for the function and returns its value, or [`Error::Panicked`].
+    /// Waits for the function and returns its value, or [`DpdkError::Panicked`].
     pub fn join(mut self) -> Result<i32> {
         self.wait()
     }
@@ -248,7 +248,7 @@ impl LaunchHandle {
         // SAFETY: the lcore was launched by us and is waited for once (guarded by `joined`).
         let ret = unsafe { dpdk_sys::rte_eal_wait_lcore(self.lcore.0) };
         match self.state.load(Ordering::Acquire) {
-            PANICKED => Err(Error::Panicked(self.lcore.0)),
+            PANICKED => Err(DpdkError::Panicked(self.lcore.0)),
             _ => Ok(ret),
         }
     }

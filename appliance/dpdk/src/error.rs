@@ -3,7 +3,7 @@ use std::ffi::CStr;
 /// Errors from the DPDK layer. DPDK reports failures as negative errno values or through `rte_errno`;
 /// both are kept with DPDK's own text for them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Error {
+pub enum DpdkError {
     #[error("the DPDK EAL is already initialised in this process")]
     AlreadyInitialized,
     #[error("{op} failed: {reason} (errno {errno})")]
@@ -24,9 +24,9 @@ pub enum Error {
     Panicked(u32),
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub type Result<T, E = DpdkError> = std::result::Result<T, E>;
 
-impl Error {
+impl DpdkError {
     /// From a DPDK return value of the form `-errno`.
     pub(crate) fn from_ret(op: &'static str, ret: i32) -> Self {
         Self::from_errno(op, ret.saturating_abs())

@@ -12,6 +12,17 @@
 //!   port refuses to stop or close while any of its queue handles lives.
 //! - [`TxQueue::tx_burst`] takes exact ownership: the mbufs the driver accepted are forgotten, the rest are
 //!   freed and counted, and the call never retries.
+// Numbers on the packet path are narrowed and sign-changed only where the value is known to fit
+// (as Firecracker sets these for its device code); an `as` that could lose bits says why it cannot.
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::cast_possible_truncation,
+        clippy::cast_possible_wrap,
+        clippy::cast_sign_loss,
+        clippy::error_impl_error
+    )
+)]
 
 mod burst;
 mod eal;
@@ -21,7 +32,7 @@ mod port;
 
 pub use burst::{BURST_SIZE, PacketBurst};
 pub use eal::{Eal, EalConfig, LaunchHandle, LcoreId, cpu_pause, rdtsc};
-pub use error::{Error, Result};
+pub use error::{DpdkError, Result};
 pub use mbuf::{Mbuf, Mempool, MempoolConfig};
 pub use port::{
     Port, PortConfig, PortId, PortStats, QueueId, RxQueue, Started, Stopped, TxOutcome, TxQueue, rss,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use dpdk_sys::{rte_mbuf, rte_mempool};
 
 use crate::burst::PacketBurst;
-use crate::error::{Error, Result};
+use crate::error::{DpdkError, Result};
 
 /// Sizing of a packet-buffer pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +44,9 @@ unsafe impl Sync for PoolInner {}
 impl Mempool {
     pub fn new(cfg: &MempoolConfig) -> Result<Self> {
         let name = CString::new(cfg.name.as_str())
-            .map_err(|_| Error::InvalidArgument(format!("mempool name {:?} contains NUL", cfg.name)))?;
-        let socket = cfg.socket.map_or(-1, |s| s as i32);
+            .map_err(|_| DpdkError::InvalidArgument(format!("mempool name {:?} contains NUL", cfg.name)))?;
+        // SOCKET_ID_ANY (-1) unless a NUMA socket is asked for.
+        let socket = cfg.socket.map_or(-1, |s| i32::try_from(s).unwrap_or(-1));
         // SAFETY: `name` is a valid C string for the duration of the call (DPDK copies it); the sizes are
         // plain integers that DPDK validates itself.
         let ptr = unsafe {
@@ -58,7 +59,7 @@ impl Mempool {
                 socket,
             )
         };
-        let ptr = NonNull::new(ptr).ok_or_else(|| Error::from_rte_errno("rte_pktmbuf_pool_create"))?;
+        let ptr = NonNull::new(ptr).ok_or_else(|| DpdkError::from_rte_errno("rte_pktmbuf_pool_create"))?;
         Ok(Self { inner: Arc::new(PoolInner { ptr, name: cfg.name.clone() }) })
     }
 

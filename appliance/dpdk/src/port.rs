@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::burst::PacketBurst;
 use crate::eal::Eal;
-use crate::error::{Error, Result};
+use crate::error::{DpdkError, Result};
 use crate::mbuf::Mempool;
 
 /// A DPDK ethdev port id.
@@ -96,12 +96,12 @@ impl Port<Stopped> {
     /// Finds a port by its DPDK name: the vdev name before the first comma (`net_af_packet0`), or the
     /// PCI address (`0000:03:00.0`).
     pub fn lookup(_eal: &Eal, name: &str) -> Result<PortId> {
-        let cname = CString::new(name).map_err(|_| Error::NoSuchPort(name.to_owned()))?;
+        let cname = CString::new(name).map_err(|_| DpdkError::NoSuchPort(name.to_owned()))?;
         let mut id = 0u16;
         // SAFETY: cname is a valid C string; `id` is a valid out-pointer.
         let ret = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) };
         if ret != 0 {
-            return Err(Error::NoSuchPort(name.to_owned()));
+            return Err(DpdkError::NoSuchPort(name.to_owned()));
         }
         Ok(PortId(id))
     }
@@ -113,13 +113,13 @@ impl Port<Stopped> {
         // SAFETY: `info` is a valid out-pointer; an invalid port id is reported as an error.
         let ret = unsafe { dpdk_sys::rte_eth_dev_info_get(id.0, &mut info) };
         if ret != 0 {
-            return Err(Error::from_ret("rte_eth_dev_info_get", ret));
+            return Err(DpdkError::from_ret("rte_eth_dev_info_get", ret));
         }
         if cfg.rx_queues == 0 || cfg.tx_queues == 0 {
-            return Err(Error::InvalidArgument("a port needs at least one RX and one TX queue".into()));
+            return Err(DpdkError::InvalidArgument("a port needs at least one RX and one TX queue".into()));
         }
         if cfg.rx_queues > info.max_rx_queues || cfg.tx_queues > info.max_tx_queues {
-            return Err(Error::InvalidArgument(format!(
+            return Err(DpdkError::InvalidArgument(format!(
                 "port {} offers {} RX and {} TX queues; {} and {} were asked for",
                 id.0, info.max_rx_queues, info.max_tx_queues, cfg.rx_queues, cfg.tx_queues
             )));
@@ -135,7 +135,7 @@ impl Port<Stopped> {
             conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
             if !key.is_empty() {
                 if info.hash_key_size != 0 && key.len() != usize::from(info.hash_key_size) {
-                    return Err(Error::InvalidArgument(format!(
+                    return Err(DpdkError::InvalidArgument(format!(
                         "port {} takes a {}-byte RSS key; {} bytes were given",
                         id.0,
                         info.hash_key_size,
@@ -143,24 +143,26 @@ impl Port<Stopped> {
                     )));
                 }
                 conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
-                conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
+                // Checked against the device's key size (a u8) just above.
+                conf.rx_adv_conf.rss_conf.rss_key_len = u8::try_from(key.len()).unwrap_or(u8::MAX);
             }
         }
         // SAFETY: valid port id (info_get succeeded) and a valid, fully initialised conf.
         let ret = unsafe { dpdk_sys::rte_eth_dev_configure(id.0, cfg.rx_queues, cfg.tx_queues, &conf) };
         if ret != 0 {
-            return Err(Error::from_ret("rte_eth_dev_configure", ret));
+            return Err(DpdkError::from_ret("rte_eth_dev_configure", ret));
         }
         let mut nb_rxd = cfg.rx_descriptors;
         let mut nb_txd = cfg.tx_descriptors;
         // SAFETY: valid port id and out-pointers; DPDK clamps the counts to the device's limits.
         let ret = unsafe { dpdk_sys::rte_eth_dev_adjust_nb_rx_tx_desc(id.0, &mut nb_rxd, &mut nb_txd) };
         if ret != 0 {
-            return Err(Error::from_ret("rte_eth_dev_adjust_nb_rx_tx_desc", ret));
+            return Err(DpdkError::from_ret("rte_eth_dev_adjust_nb_rx_tx_desc", ret));
         }
         // SAFETY: valid port id.
         let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(id.0) };
-        let socket = if socket < 0 { 0 } else { socket as u32 };
+        // SOCKET_ID_ANY (-1): any socket will do; take 0.
+        let socket = u32::try_from(socket).unwrap_or(0);
         for q in 0..cfg.rx_queues {
             // SAFETY: configured port, q < rx_queues; NULL rxconf means the PMD default; the pool is a
             // valid pktmbuf pool kept alive by the Port.
@@ -168,21 +170,21 @@ impl Port<Stopped> {
                 dpdk_sys::rte_eth_rx_queue_setup(id.0, q, nb_rxd, socket, std::ptr::null(), pool.as_ptr())
             };
             if ret != 0 {
-                return Err(Error::from_ret("rte_eth_rx_queue_setup", ret));
+                return Err(DpdkError::from_ret("rte_eth_rx_queue_setup", ret));
             }
         }
         for q in 0..cfg.tx_queues {
             // SAFETY: configured port, q < tx_queues; NULL txconf means the PMD default.
             let ret = unsafe { dpdk_sys::rte_eth_tx_queue_setup(id.0, q, nb_txd, socket, std::ptr::null()) };
             if ret != 0 {
-                return Err(Error::from_ret("rte_eth_tx_queue_setup", ret));
+                return Err(DpdkError::from_ret("rte_eth_tx_queue_setup", ret));
             }
         }
         if let Some(mtu) = cfg.mtu_bytes {
             // SAFETY: valid port id.
             let ret = unsafe { dpdk_sys::rte_eth_dev_set_mtu(id.0, mtu) };
             if ret != 0 {
-                return Err(Error::from_ret("rte_eth_dev_set_mtu", ret));
+                return Err(DpdkError::from_ret("rte_eth_dev_set_mtu", ret));
             }
         }
         let mut name_buf = [0 as std::ffi::c_char; dpdk_sys::RTE_ETH_NAME_MAX_LEN as usize];
@@ -213,7 +215,7 @@ impl Port<Stopped> {
             // SAFETY: valid, configured port.
             let ret = unsafe { dpdk_sys::rte_eth_promiscuous_enable(id.0) };
             if ret != 0 && ret != -libc_enotsup() {
-                return Err(Error::from_ret("rte_eth_promiscuous_enable", ret));
+                return Err(DpdkError::from_ret("rte_eth_promiscuous_enable", ret));
             }
         }
         Ok(port)
@@ -223,7 +225,7 @@ impl Port<Stopped> {
         // SAFETY: the port is configured with all its queues set up.
         let ret = unsafe { dpdk_sys::rte_eth_dev_start(self.inner.id.0) };
         if ret != 0 {
-            return Err(Error::from_ret("rte_eth_dev_start", ret));
+            return Err(DpdkError::from_ret("rte_eth_dev_start", ret));
         }
         self.inner.started = true;
         Ok(self.into_state())
@@ -233,14 +235,14 @@ impl Port<Stopped> {
 impl Port<Started> {
     /// Stops the port; refused (and the started port handed back) while any queue handle is out.
     #[allow(clippy::result_large_err)]
-    pub fn stop(mut self) -> Result<Port<Stopped>, (Self, Error)> {
+    pub fn stop(mut self) -> Result<Port<Stopped>, (Self, DpdkError)> {
         if let Err(e) = self.ensure_no_users() {
             return Err((self, e));
         }
         // SAFETY: a started port with no queue handle left, so no thread is polling it.
         let ret = unsafe { dpdk_sys::rte_eth_dev_stop(self.inner.id.0) };
         if ret != 0 {
-            return Err((self, Error::from_ret("rte_eth_dev_stop", ret)));
+            return Err((self, DpdkError::from_ret("rte_eth_dev_stop", ret)));
         }
         self.inner.started = false;
         Ok(self.into_state())
@@ -290,14 +292,14 @@ impl<S> Port<S> {
         // SAFETY: valid port id and out-pointer.
         let ret = unsafe { dpdk_sys::rte_eth_dev_info_get(self.inner.id.0, &mut info) };
         if ret != 0 {
-            return Err(Error::from_ret("rte_eth_dev_info_get", ret));
+            return Err(DpdkError::from_ret("rte_eth_dev_info_get", ret));
         }
         let size = usize::from(info.reta_size);
         const GROUP: usize = 64; // RTE_ETH_RETA_GROUP_SIZE
         if size == 0 || size % GROUP != 0 {
             return Ok(None);
         }
-        let reta: Vec<u16> = (0..size).map(|i| (i % usize::from(queues)) as u16).collect();
+        let reta: Vec<u16> = (0..size).map(|i| u16::try_from(i % usize::from(queues)).unwrap_or(0)).collect();
         let mut groups: Vec<dpdk_sys::rte_eth_rss_reta_entry64> = reta
             .chunks(GROUP)
             .map(|c| {
@@ -311,16 +313,19 @@ impl<S> Port<S> {
             dpdk_sys::rte_eth_dev_rss_reta_update(self.inner.id.0, groups.as_mut_ptr(), info.reta_size)
         };
         if ret != 0 {
-            return Err(Error::from_ret("rte_eth_dev_rss_reta_update", ret));
+            return Err(DpdkError::from_ret("rte_eth_dev_rss_reta_update", ret));
         }
         let mut key = vec![0u8; usize::from(info.hash_key_size.max(40))];
-        let mut conf =
-            dpdk_sys::rte_eth_rss_conf { rss_key: key.as_mut_ptr(), rss_key_len: key.len() as u8, rss_hf: 0 };
+        let mut conf = dpdk_sys::rte_eth_rss_conf {
+            rss_key: key.as_mut_ptr(),
+            rss_key_len: u8::try_from(key.len()).unwrap_or(u8::MAX),
+            rss_hf: 0,
+        };
         // SAFETY: valid port id; `conf.rss_key` points at `rss_key_len` writable bytes that outlive
         // the call.
         let ret = unsafe { dpdk_sys::rte_eth_dev_rss_hash_conf_get(self.inner.id.0, &mut conf) };
         if ret != 0 {
-            return Err(Error::from_ret("rte_eth_dev_rss_hash_conf_get", ret));
+            return Err(DpdkError::from_ret("rte_eth_dev_rss_hash_conf_get", ret));
         }
         key.truncate(usize::from(conf.rss_key_len).min(key.len()));
         Ok(Some((key, reta)))
@@ -340,7 +345,7 @@ impl<S> Port<S> {
         // SAFETY: valid port id and out-pointer.
         let ret = unsafe { dpdk_sys::rte_eth_stats_get(self.inner.id.0, &mut s) };
         if ret != 0 {
-            return Err(Error::from_ret("rte_eth_stats_get", ret));
+            return Err(DpdkError::from_ret("rte_eth_stats_get", ret));
         }
         Ok(PortStats {
             rx_packets: s.ipackets,
@@ -368,7 +373,7 @@ impl<S> Port<S> {
 
     fn ensure_no_users(&self) -> Result<()> {
         let busy = Arc::strong_count(&self.inner.users) != 1;
-        if busy { Err(Error::QueuesInUse(self.inner.id.0)) } else { Ok(()) }
+        if busy { Err(DpdkError::QueuesInUse(self.inner.id.0)) } else { Ok(()) }
     }
 
     fn into_state<T>(self) -> Port<T> {
@@ -399,9 +404,9 @@ impl Drop for PortInner {
 
 fn take(taken: &mut [bool], port: PortId, q: QueueId, count: u16) -> Result<()> {
     let slot =
-        taken.get_mut(usize::from(q.0)).ok_or(Error::NoSuchQueue { port: port.0, queue: q.0, count })?;
+        taken.get_mut(usize::from(q.0)).ok_or(DpdkError::NoSuchQueue { port: port.0, queue: q.0, count })?;
     if *slot {
-        return Err(Error::QueueTaken { port: port.0, queue: q.0 });
+        return Err(DpdkError::QueueTaken { port: port.0, queue: q.0 });
     }
     *slot = true;
     Ok(())
@@ -485,7 +490,8 @@ impl TxQueue {
         // queue id was range-checked. The PMD takes ownership of the first `sent` pointers only.
         let sent = unsafe { dpdk_sys::rvs_eth_tx_burst(self.port.0, self.queue.0, ptr, len) }.min(len);
         let dropped = burst.release_sent(usize::from(sent));
-        TxOutcome { sent, dropped: dropped as u16 }
+        // At most the burst's length.
+        TxOutcome { sent, dropped: u16::try_from(dropped).unwrap_or(u16::MAX) }
     }
 
     /// Offers the burst once and keeps what the driver refused, in order, for the caller to offer

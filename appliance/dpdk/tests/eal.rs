@@ -3,7 +3,7 @@
 //! every property in order.
 
 use rvs_dpdk::{
-    BURST_SIZE, Eal, EalConfig, Error, LcoreId, Mempool, MempoolConfig, PacketBurst, Port, PortConfig,
+    BURST_SIZE, DpdkError, Eal, EalConfig, LcoreId, Mempool, MempoolConfig, PacketBurst, Port, PortConfig,
     QueueId,
 };
 
@@ -38,7 +38,7 @@ fn safe_layer_on_a_real_eal() {
         ..EalConfig::default()
     };
     let eal = Eal::init(&cfg.to_args()).expect("EAL init");
-    assert_eq!(Eal::init(&cfg.to_args()).unwrap_err(), Error::AlreadyInitialized);
+    assert_eq!(Eal::init(&cfg.to_args()).unwrap_err(), DpdkError::AlreadyInitialized);
     assert_eq!(eal.worker_lcores(), vec![LcoreId(1)]);
     assert!(eal.tsc_hz() > 100_000_000, "TSC calibrated");
 
@@ -90,12 +90,12 @@ fn mbuf_editing(pool: &Mempool) {
 
 fn exact_tx_ownership_on_a_full_ring(eal: &Eal, pool: &Mempool) {
     let id = Port::lookup(eal, "net_ring0").expect("net_ring0 exists");
-    assert!(matches!(Port::lookup(eal, "net_nothing9"), Err(Error::NoSuchPort(_))));
+    assert!(matches!(Port::lookup(eal, "net_nothing9"), Err(DpdkError::NoSuchPort(_))));
     let mut port = Port::configure(eal, id, &one_queue(), pool).expect("configure").start().expect("start");
     let mut rx = port.take_rx_queue(QueueId(0)).expect("rx queue");
     let mut tx = port.take_tx_queue(QueueId(0)).expect("tx queue");
-    assert!(matches!(port.take_rx_queue(QueueId(0)), Err(Error::QueueTaken { .. })));
-    assert!(matches!(port.take_tx_queue(QueueId(1)), Err(Error::NoSuchQueue { .. })));
+    assert!(matches!(port.take_rx_queue(QueueId(0)), Err(DpdkError::QueueTaken { .. })));
+    assert!(matches!(port.take_tx_queue(QueueId(1)), Err(DpdkError::NoSuchQueue { .. })));
 
     // net_ring loops TX back to RX through one rte_ring. Fill it past capacity without receiving: the
     // refused packets must be freed at once (not leaked, not double-freed), the accepted ones held.
@@ -146,7 +146,7 @@ fn exact_tx_ownership_on_a_full_ring(eal: &Eal, pool: &Mempool) {
 
     // The port will not stop under live queue handles; it hands itself back instead.
     let (port, err) = port.stop().expect_err("queues are out");
-    assert_eq!(err, Error::QueuesInUse(id.0));
+    assert_eq!(err, DpdkError::QueuesInUse(id.0));
     drop((rx, tx));
     let _stopped = port.stop().expect("stop once the queues are returned");
 }
@@ -154,8 +154,8 @@ fn exact_tx_ownership_on_a_full_ring(eal: &Eal, pool: &Mempool) {
 fn lcore_launch_and_panics(eal: &Eal, pool: &Mempool) {
     assert_eq!(eal.launch(LcoreId(1), || 7).expect("launch").join(), Ok(7));
     let h = eal.launch(LcoreId(1), || panic!("deliberate test panic on a worker lcore")).expect("launch");
-    assert_eq!(h.join(), Err(Error::Panicked(1)), "a panic is caught on the lcore and reported");
-    assert!(matches!(eal.launch(eal.main_lcore(), || 0), Err(Error::NotAWorker(0))));
+    assert_eq!(h.join(), Err(DpdkError::Panicked(1)), "a panic is caught on the lcore and reported");
+    assert!(matches!(eal.launch(eal.main_lcore(), || 0), Err(DpdkError::NotAWorker(0))));
 
     // A worker owns its queues: receive from net_null on lcore 1 and send everything back to it.
     let id = Port::lookup(eal, "net_null0").expect("net_null0");

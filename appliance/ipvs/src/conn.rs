@@ -91,7 +91,7 @@ impl Addr for [u8; 16] {
     #[inline]
     fn fold(&self) -> u64 {
         let x = u128::from_be_bytes(*self);
-        (x as u64) ^ ((x >> 64) as u64).rotate_left(17)
+        crate::num::fold128(x, 17)
     }
 }
 
@@ -236,6 +236,12 @@ struct Index {
 
 const EMPTY: u64 = u64::MAX;
 
+/// The entry index a slot holds (its low 32 bits).
+#[inline]
+fn slot_idx(s: u64) -> u32 {
+    u32::try_from(s & u64::from(u32::MAX)).unwrap_or(NONE)
+}
+
 #[inline]
 fn slot(sig: u32, idx: u32) -> u64 {
     (u64::from(sig) << 32) | u64::from(idx)
@@ -249,7 +255,7 @@ impl Index {
 
     #[inline]
     fn home(&self, h: u64) -> usize {
-        (h as usize) & self.mask
+        crate::num::masked(h, self.mask)
     }
 
     /// Loads the home slot of `h` (the burst's first pass).
@@ -270,7 +276,7 @@ impl Index {
             }
             pos = (pos + 1) & self.mask;
             if (s >> 32) as u32 == sig {
-                return Some((s as u32, pos));
+                return Some((slot_idx(s), pos));
             }
         }
         None
@@ -309,7 +315,7 @@ impl Index {
         for _ in 0..self.slots.len() {
             match self.slots.get(pos).copied() {
                 None | Some(EMPTY) => break,
-                Some(s) if s as u32 == idx => {
+                Some(s) if slot_idx(s) == idx => {
                     hole = Some(pos);
                     break;
                 }
@@ -324,7 +330,7 @@ impl Index {
             if s == EMPTY || j == i {
                 break;
             }
-            let Some(home) = home_of(s as u32) else { break };
+            let Some(home) = home_of(slot_idx(s)) else { break };
             // Move slot j into the hole unless its home lies cyclically in (i, j].
             if (j.wrapping_sub(home) & self.mask) >= (j.wrapping_sub(i) & self.mask) {
                 if let Some(x) = self.slots.get_mut(i) {
@@ -366,7 +372,7 @@ impl<A: Addr> ConnTable<A> {
         let mut entries = vec![Entry::<A>::default(); capacity];
         let last = entries.len().saturating_sub(1);
         for (i, e) in entries.iter_mut().enumerate() {
-            e.free_next = if i == last { NONE } else { i as u32 + 1 };
+            e.free_next = if i == last { NONE } else { crate::num::idx32(i + 1) };
         }
         Self {
             entries,
@@ -615,7 +621,8 @@ impl<A: Addr> ConnTable<A> {
         let head = self.wheel.get(slot).copied().unwrap_or(NONE);
         e.wheel_next = head;
         e.wheel_prev = NONE;
-        e.wheel_slot = slot as u16;
+        // slot < WHEEL.
+        e.wheel_slot = u16::try_from(slot).unwrap_or(0);
         if let Some(h) = self.entries.get_mut(head as usize) {
             h.wheel_prev = i;
         }
@@ -651,7 +658,7 @@ impl<A: Addr> ConnTable<A> {
         let (fwd_mask, rev_mask) = (self.fwd.mask, self.rev.mask);
         let home = |reply: bool, j: u32| -> Option<usize> {
             let h = entry_hash(seed, entries.get(j as usize)?, reply);
-            Some((h as usize) & if reply { rev_mask } else { fwd_mask })
+            Some(crate::num::masked(h, if reply { rev_mask } else { fwd_mask }))
         };
         self.fwd.remove(fh, i, |j| home(false, j));
         if info.flags & flag::REPLY_HASHED != 0 {
@@ -740,7 +747,7 @@ impl<A: Addr> ConnTable<A> {
 
     /// Every live entry, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, ConnInfo)> + '_ {
-        (0..self.entries.len() as u32).filter_map(|i| self.get(i).map(|c| (i, c)))
+        (0..crate::num::idx32(self.entries.len())).filter_map(|i| self.get(i).map(|c| (i, c)))
     }
 }
 

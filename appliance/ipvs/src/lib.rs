@@ -12,6 +12,17 @@
 
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+// Numbers on the packet path are narrowed and sign-changed only where the value is known to fit
+// (as Firecracker sets these for its device code); an `as` that could lose bits says why it cannot.
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::cast_possible_truncation,
+        clippy::cast_possible_wrap,
+        clippy::cast_sign_loss,
+        clippy::error_impl_error
+    )
+)]
 
 pub mod conn;
 mod engine;
@@ -46,9 +57,32 @@ pub mod proto {
     pub const SCTP: u8 = 132;
 }
 
+/// Narrowing helpers, where the value is known to fit or the cut is the point (hash folding).
+pub(crate) mod num {
+    /// A 128-bit value folded to 64 bits: the halves mixed (an IPv6 address into a hash key).
+    #[inline]
+    pub fn fold128(x: u128, rot: u32) -> u64 {
+        let lo = u64::try_from(x & u128::from(u64::MAX)).unwrap_or(0);
+        let hi = u64::try_from(x >> 64).unwrap_or(0);
+        lo ^ hi.rotate_left(rot)
+    }
+
+    /// A hash reduced to a table index by `mask` (a power of two minus one, below the table's length).
+    #[inline]
+    pub fn masked(h: u64, mask: usize) -> usize {
+        usize::try_from(h & u64::try_from(mask).unwrap_or(u64::MAX)).unwrap_or(0)
+    }
+
+    /// An index into a table the engine sized (at most 2^26 entries: it fits a u32).
+    #[inline]
+    pub fn idx32(i: usize) -> u32 {
+        u32::try_from(i).unwrap_or(u32::MAX)
+    }
+}
+
 /// Configuration errors, with ipvsadm's wording where it has one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Error {
+pub enum ServiceError {
     #[error("Service already exists")]
     ServiceExists,
     #[error("No such service")]

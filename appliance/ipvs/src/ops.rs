@@ -12,7 +12,7 @@ use crate::conn::ConnInfo;
 use crate::engine::{DefenseCounters, DropCounters, Ipvs};
 use crate::service::{DestConfig, ServiceConfig, ServiceKey, Stats};
 use crate::sysctl::Sysctl;
-use crate::{Error, Time};
+use crate::{ServiceError, Time};
 
 /// One configuration change (the configuration commands of ipvsadm).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub enum Op {
 
 impl Ipvs {
     /// Applies one change; on error nothing changed.
-    pub fn apply(&mut self, op: &Op) -> Result<(), Error> {
+    pub fn apply(&mut self, op: &Op) -> Result<(), ServiceError> {
         match op {
             Op::AddService(cfg) => self.add_service(cfg.clone()).map(|_| ()),
             Op::EditService(cfg) => self.edit_service(cfg.clone()),

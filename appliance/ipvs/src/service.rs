@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::Error;
+use crate::ServiceError;
 use crate::sched::SchedulerKind;
 
 /// What identifies a virtual service.
@@ -95,24 +95,24 @@ impl ServiceConfig {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<(), Error> {
+    pub(crate) fn validate(&self) -> Result<(), ServiceError> {
         if let ServiceKey::Addr { port: 0, .. } = self.key {
             if self.persistence.is_none() {
-                return Err(Error::ZeroPortNonPersistent);
+                return Err(ServiceError::ZeroPortNonPersistent);
             }
         }
         if let Some(p) = self.persistence {
             let max = if self.key.is_v6() { 128 } else { 32 };
             if p.prefix_len > max {
-                return Err(Error::BadNetmask);
+                return Err(ServiceError::BadNetmask);
             }
         }
         let hashing = matches!(self.scheduler, SchedulerKind::Sh | SchedulerKind::Mh);
         if (self.flags.fallback || self.flags.port) && !hashing {
-            return Err(Error::BadSchedFlags("fallback and port flags are for sh and mh"));
+            return Err(ServiceError::BadSchedFlags("fallback and port flags are for sh and mh"));
         }
         if self.scheduler == SchedulerKind::Mh && (self.mh_table_size < 11 || !is_prime(self.mh_table_size)) {
-            return Err(Error::BadTableSize);
+            return Err(ServiceError::BadTableSize);
         }
         Ok(())
     }

@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use rvs_ipvs::conn::WarmTuple;
 use rvs_ipvs::state::tcp_flags::{ACK, FIN, RST, SYN};
 use rvs_ipvs::{
-    DestConfig, DropReason, Error, Fwd, InVerdict, Ipvs, Mode, OutVerdict, PacketMeta, Persistence,
-    SchedulerKind, ServiceConfig, ServiceKey, TcpState, proto,
+    DestConfig, DropReason, Fwd, InVerdict, Ipvs, Mode, OutVerdict, PacketMeta, Persistence, SchedulerKind,
+    ServiceConfig, ServiceError, ServiceKey, TcpState, proto,
 };
 
 const SEC: u64 = 1000;
@@ -421,34 +421,40 @@ fn configuration_errors_read_as_ipvsadm_says_them() {
     let mut v = Ipvs::new(10, 10, 1);
     assert_eq!(
         v.add_service(ServiceConfig::new(tcp_svc(0), SchedulerKind::Rr)),
-        Err(Error::ZeroPortNonPersistent)
+        Err(ServiceError::ZeroPortNonPersistent)
     );
-    assert_eq!(Error::ZeroPortNonPersistent.to_string(), "Zero port specified for non-persistent service");
+    assert_eq!(
+        ServiceError::ZeroPortNonPersistent.to_string(),
+        "Zero port specified for non-persistent service"
+    );
     v.add_service(ServiceConfig::new(tcp_svc(80), SchedulerKind::Rr)).unwrap();
-    assert_eq!(v.add_service(ServiceConfig::new(tcp_svc(80), SchedulerKind::Wlc)), Err(Error::ServiceExists));
+    assert_eq!(
+        v.add_service(ServiceConfig::new(tcp_svc(80), SchedulerKind::Wlc)),
+        Err(ServiceError::ServiceExists)
+    );
     let d = DestConfig::new(ip("203.0.113.10"), 80, Fwd::Route);
     v.add_dest(&tcp_svc(80), d).unwrap();
-    assert_eq!(v.add_dest(&tcp_svc(80), d), Err(Error::DestExists));
-    assert_eq!(Error::DestExists.to_string(), "Destination already exists");
-    assert_eq!(v.add_dest(&tcp_svc(81), d), Err(Error::NoService));
+    assert_eq!(v.add_dest(&tcp_svc(80), d), Err(ServiceError::DestExists));
+    assert_eq!(ServiceError::DestExists.to_string(), "Destination already exists");
+    assert_eq!(v.add_dest(&tcp_svc(81), d), Err(ServiceError::NoService));
     assert_eq!(
         v.add_dest(&tcp_svc(80), DestConfig::new(ip("2001:db8::1"), 80, Fwd::Route)),
-        Err(Error::FamilyMismatch)
+        Err(ServiceError::FamilyMismatch)
     );
     assert_eq!(
         v.add_dest(
             &tcp_svc(80),
             DestConfig { weight: 70000, ..DestConfig::new(ip("203.0.113.11"), 80, Fwd::Route) }
         ),
-        Err(Error::BadWeight)
+        Err(ServiceError::BadWeight)
     );
-    assert_eq!(v.del_dest(&tcp_svc(80), ip("203.0.113.99"), 80), Err(Error::NoDest));
+    assert_eq!(v.del_dest(&tcp_svc(80), ip("203.0.113.99"), 80), Err(ServiceError::NoDest));
     let mut sh = ServiceConfig::new(tcp_svc(81), SchedulerKind::Rr);
     sh.flags.fallback = true;
-    assert!(matches!(v.add_service(sh), Err(Error::BadSchedFlags(_))));
+    assert!(matches!(v.add_service(sh), Err(ServiceError::BadSchedFlags(_))));
     let mut mh = ServiceConfig::new(tcp_svc(82), SchedulerKind::Mh);
     mh.mh_table_size = 65536;
-    assert_eq!(v.add_service(mh), Err(Error::BadTableSize));
+    assert_eq!(v.add_service(mh), Err(ServiceError::BadTableSize));
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use crate::be;
 use crate::ethernet::{self, MacAddr};
-use crate::{Error, Result};
+use crate::{PacketError, Result};
 
 pub const OP_REQUEST: u16 = 1;
 pub const OP_REPLY: u16 = 2;
@@ -39,14 +39,14 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
     pub fn new_checked(buffer: T) -> Result<Self> {
         let b = buffer.as_ref();
         if b.len() < PACKET_LEN {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         if be::u16_at(b, field::HTYPE) != 1
             || be::u16_at(b, field::PTYPE) != ethernet::ethertype::IPV4
             || be::u8_at(b, field::HLEN) != 6
             || be::u8_at(b, field::PLEN) != 4
         {
-            return Err(Error::Unsupported("ARP for other than Ethernet/IPv4"));
+            return Err(PacketError::Unsupported("ARP for other than Ethernet/IPv4"));
         }
         Ok(Self { buffer })
     }
@@ -85,7 +85,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
 
 /// Builds a broadcast who-has `target` frame into `out`; returns its length.
 pub fn build_request(out: &mut [u8], our_mac: MacAddr, our_ip: Ipv4Addr, target: Ipv4Addr) -> Result<usize> {
-    let out = out.get_mut(..FRAME_LEN).ok_or(Error::NoRoom)?;
+    let out = out.get_mut(..FRAME_LEN).ok_or(PacketError::NoRoom)?;
     ethernet::write_header(out, ethernet::BROADCAST, our_mac, ethernet::ethertype::ARP)?;
     let mut arp = ArpPacket::new_unchecked(out.get_mut(ethernet::HEADER_LEN..).unwrap_or_default());
     arp.fill(OP_REQUEST, our_mac, our_ip, [0; 6], target);
@@ -100,7 +100,7 @@ pub fn build_gratuitous(out: &mut [u8], our_mac: MacAddr, ip: Ipv4Addr) -> Resul
 /// Builds the reply to `request` (an ARP packet, without Ethernet header) saying `our_mac` has the
 /// requested address; returns the frame length.
 pub fn build_reply(out: &mut [u8], request: &ArpPacket<&[u8]>, our_mac: MacAddr) -> Result<usize> {
-    let out = out.get_mut(..FRAME_LEN).ok_or(Error::NoRoom)?;
+    let out = out.get_mut(..FRAME_LEN).ok_or(PacketError::NoRoom)?;
     ethernet::write_header(out, request.sender_mac(), our_mac, ethernet::ethertype::ARP)?;
     let mut arp = ArpPacket::new_unchecked(out.get_mut(ethernet::HEADER_LEN..).unwrap_or_default());
     arp.fill(OP_REPLY, our_mac, request.target_ip(), request.sender_mac(), request.sender_ip());
@@ -144,13 +144,13 @@ mod tests {
         let mut out = [0u8; 42];
         build_request(&mut out, [2; 6], Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST).unwrap();
         for n in 0..PACKET_LEN {
-            assert_eq!(ArpPacket::new_checked(&out[14..14 + n]).unwrap_err(), Error::Truncated);
+            assert_eq!(ArpPacket::new_checked(&out[14..14 + n]).unwrap_err(), PacketError::Truncated);
         }
         out[14 + 5] = 16; // IPv6-sized protocol address
-        assert!(matches!(ArpPacket::new_checked(&out[14..]), Err(Error::Unsupported(_))));
+        assert!(matches!(ArpPacket::new_checked(&out[14..]), Err(PacketError::Unsupported(_))));
         assert_eq!(
             build_request(&mut [0u8; 41], [2; 6], Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST),
-            Err(Error::NoRoom)
+            Err(PacketError::NoRoom)
         );
     }
 }

@@ -1,21 +1,21 @@
 //! Where a packet lives while it is rewritten. The rewrites are written once against
 //! [`PacketBuffer`]; the data plane implements it for a DPDK mbuf, tests use [`VecBuffer`].
 
-use crate::{Error, Result};
+use crate::{PacketError, Result};
 
 /// A packet's bytes plus the room around them.
 pub trait PacketBuffer {
     /// The packet, from its first byte (the Ethernet header) to its last.
     fn bytes(&self) -> &[u8];
     fn bytes_mut(&mut self) -> &mut [u8];
-    /// Grows the packet at the front by `n` bytes (contents unspecified); [`Error::NoRoom`] without
+    /// Grows the packet at the front by `n` bytes (contents unspecified); [`PacketError::NoRoom`] without
     /// headroom, and then nothing changes.
     fn prepend(&mut self, n: usize) -> Result<()>;
-    /// Removes `n` bytes from the front; [`Error::Truncated`] (and no change) if shorter.
+    /// Removes `n` bytes from the front; [`PacketError::Truncated`] (and no change) if shorter.
     fn strip_front(&mut self, n: usize) -> Result<()>;
-    /// Removes `n` bytes from the end; [`Error::Truncated`] (and no change) if shorter.
+    /// Removes `n` bytes from the end; [`PacketError::Truncated`] (and no change) if shorter.
     fn trim(&mut self, n: usize) -> Result<()>;
-    /// Grows the packet at the end by `n` bytes (contents unspecified); [`Error::NoRoom`] without
+    /// Grows the packet at the end by `n` bytes (contents unspecified); [`PacketError::NoRoom`] without
     /// tailroom.
     fn append(&mut self, n: usize) -> Result<()>;
 
@@ -80,26 +80,26 @@ impl PacketBuffer for VecBuffer {
         self.storage.get_mut(self.start..self.end).unwrap_or_default()
     }
     fn prepend(&mut self, n: usize) -> Result<()> {
-        self.start = self.start.checked_sub(n).ok_or(Error::NoRoom)?;
+        self.start = self.start.checked_sub(n).ok_or(PacketError::NoRoom)?;
         Ok(())
     }
     fn strip_front(&mut self, n: usize) -> Result<()> {
         if n > self.end - self.start {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         self.start += n;
         Ok(())
     }
     fn trim(&mut self, n: usize) -> Result<()> {
         if n > self.end - self.start {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         self.end -= n;
         Ok(())
     }
     fn append(&mut self, n: usize) -> Result<()> {
         if self.end + n > self.storage.len() {
-            return Err(Error::NoRoom);
+            return Err(PacketError::NoRoom);
         }
         self.end += n;
         Ok(())
@@ -113,17 +113,17 @@ mod tests {
     #[test]
     fn room_is_respected_and_refusals_change_nothing() {
         let mut b = VecBuffer::with_room(&[1, 2, 3], 4, 2);
-        assert_eq!(b.prepend(5), Err(Error::NoRoom));
+        assert_eq!(b.prepend(5), Err(PacketError::NoRoom));
         assert_eq!(b.bytes(), &[1, 2, 3]);
         b.prepend(4).unwrap();
         assert_eq!(b.len(), 7);
-        assert_eq!(b.strip_front(8), Err(Error::Truncated));
+        assert_eq!(b.strip_front(8), Err(PacketError::Truncated));
         b.strip_front(4).unwrap();
-        assert_eq!(b.append(3), Err(Error::NoRoom));
+        assert_eq!(b.append(3), Err(PacketError::NoRoom));
         b.append(2).unwrap();
         assert_eq!(b.bytes(), &[1, 2, 3, 0, 0]);
         b.trim(2).unwrap();
         assert_eq!(b.bytes(), &[1, 2, 3]);
-        assert_eq!(b.trim(4), Err(Error::Truncated));
+        assert_eq!(b.trim(4), Err(PacketError::Truncated));
     }
 }

@@ -32,7 +32,8 @@ pub fn fold(mut acc: u32) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
     }
-    acc as u16
+    // The loop leaves at most 16 bits.
+    u16::try_from(acc).unwrap_or(u16::MAX)
 }
 
 /// The checksum field value for a message whose sum (with the checksum field zeroed) is `acc`.

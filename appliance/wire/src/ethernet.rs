@@ -1,7 +1,7 @@
 //! Ethernet II frames (IEEE 802.3 with EtherType) and 802.1Q / 802.1ad VLAN tags.
 
 use crate::be;
-use crate::{Error, Result};
+use crate::{PacketError, Result};
 
 pub type MacAddr = [u8; 6];
 pub const BROADCAST: MacAddr = [0xff; 6];
@@ -40,7 +40,7 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// Checks that the buffer holds a whole header.
     pub fn new_checked(buffer: T) -> Result<Self> {
         if buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         Ok(Self { buffer })
     }
@@ -119,7 +119,7 @@ pub fn parse_l2(frame: &[u8]) -> Result<L2> {
         l2.len += VlanTag::<&[u8]>::LEN;
     }
     if l2.ethertype == ethertype::VLAN || l2.ethertype == ethertype::QINQ {
-        return Err(Error::Unsupported("more than two VLAN tags"));
+        return Err(PacketError::Unsupported("more than two VLAN tags"));
     }
     Ok(l2)
 }
@@ -135,7 +135,7 @@ impl<T: AsRef<[u8]>> VlanTag<T> {
 
     pub fn new_checked(buffer: T) -> Result<Self> {
         if buffer.as_ref().len() < Self::LEN {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         Ok(Self { buffer })
     }
@@ -187,6 +187,6 @@ mod tests {
         let mut buf = [0u8; 14];
         write_header(&mut buf, [1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12], ethertype::ARP).unwrap();
         assert_eq!(buf, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x06]);
-        assert_eq!(write_header(&mut buf[..13], BROADCAST, BROADCAST, 0), Err(Error::Truncated));
+        assert_eq!(write_header(&mut buf[..13], BROADCAST, BROADCAST, 0), Err(PacketError::Truncated));
     }
 }

@@ -7,7 +7,7 @@ use crate::checksum;
 use crate::ethernet::{self, MacAddr};
 use crate::ip_proto;
 use crate::ipv4::{self, Ipv4Packet};
-use crate::{Error, Result};
+use crate::{PacketError, Result};
 
 pub const HEADER_LEN: usize = 8;
 pub const CHECKSUM_OFFSET: usize = 2;
@@ -45,7 +45,7 @@ impl<T: AsRef<[u8]>> Icmpv4Packet<T> {
     /// Checks the 8-byte header. The buffer is the whole message (the IP payload).
     pub fn new_checked(buffer: T) -> Result<Self> {
         if buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         Ok(Self { buffer })
     }
@@ -169,13 +169,13 @@ pub fn build_error(
 ) -> Result<usize> {
     let orig = Ipv4Packet::new_checked(orig)?;
     if !may_answer_with_error(&orig) {
-        return Err(Error::Unsupported("no ICMP error may answer this datagram"));
+        return Err(PacketError::Unsupported("no ICMP error may answer this datagram"));
     }
     let quoted_len = usize::from(orig.total_len()).min(MAX_ERROR_IP_LEN - ipv4::MIN_HEADER_LEN - HEADER_LEN);
-    let quoted = orig.into_inner().get(..quoted_len).ok_or(Error::Truncated)?;
+    let quoted = orig.into_inner().get(..quoted_len).ok_or(PacketError::Truncated)?;
     let icmp_len = HEADER_LEN + quoted_len;
     let total = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + icmp_len;
-    let out = out.get_mut(..total).ok_or(Error::NoRoom)?;
+    let out = out.get_mut(..total).ok_or(PacketError::NoRoom)?;
     ethernet::write_header(out, l2_dst, l2_src, ethernet::ethertype::IPV4)?;
     let (_, rest) = out.split_at_mut(ethernet::HEADER_LEN);
     let (ip, icmp) = rest.split_at_mut(ipv4::MIN_HEADER_LEN);
@@ -254,7 +254,7 @@ mod tests {
         assert_eq!((icmp.msg_type(), icmp.code()), (11, 0));
         assert_eq!(
             build_error(&mut out[..80], [2; 6], [4; 6], Ipv4Addr::LOCALHOST, ErrorKind::TtlExceeded, &orig),
-            Err(Error::NoRoom)
+            Err(PacketError::NoRoom)
         );
     }
 
@@ -267,14 +267,14 @@ mod tests {
         let err = out[14..n].to_vec();
         assert!(matches!(
             build_error(&mut [0u8; 300], [2; 6], [4; 6], me, ErrorKind::TtlExceeded, &err),
-            Err(Error::Unsupported(_))
+            Err(PacketError::Unsupported(_))
         ));
         let mut bcast = udp_datagram(40);
         bcast[16..20].copy_from_slice(&[255, 255, 255, 255]);
         Ipv4Packet::new_checked(&mut bcast[..]).unwrap().fill_checksum();
         assert!(matches!(
             build_error(&mut out, [2; 6], [4; 6], me, ErrorKind::TtlExceeded, &bcast),
-            Err(Error::Unsupported(_))
+            Err(PacketError::Unsupported(_))
         ));
     }
 }

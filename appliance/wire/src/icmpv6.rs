@@ -7,7 +7,7 @@ use crate::checksum;
 use crate::ethernet::{self, MacAddr};
 use crate::ip_proto;
 use crate::ipv6::{self, Ipv6Packet};
-use crate::{Error, Result};
+use crate::{PacketError, Result};
 
 pub const HEADER_LEN: usize = 8;
 pub const CHECKSUM_OFFSET: usize = 2;
@@ -45,10 +45,10 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
         let p = Self { buffer };
         let len = p.b().len();
         if len < HEADER_LEN {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         if matches!(p.msg_type(), kind::NEIGHBOR_SOLICIT | kind::NEIGHBOR_ADVERT) && len < 24 {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         Ok(p)
     }
@@ -108,7 +108,7 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
         None
     }
     pub fn verify_checksum(&self, src: &Ipv6Addr, dst: &Ipv6Addr) -> bool {
-        let ph = checksum::pseudo_header_v6(src, dst, ip_proto::ICMPV6, self.b().len() as u32);
+        let ph = checksum::pseudo_header_v6(src, dst, ip_proto::ICMPV6, crate::len_u32(self.b().len()));
         checksum::fold(checksum::sum(ph, self.b())) == 0xffff
     }
 }
@@ -126,7 +126,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Icmpv6Packet<T> {
     }
     pub fn fill_checksum(&mut self, src: &Ipv6Addr, dst: &Ipv6Addr) {
         self.set_checksum(0);
-        let ph = checksum::pseudo_header_v6(src, dst, ip_proto::ICMPV6, self.buffer.as_ref().len() as u32);
+        let ph = checksum::pseudo_header_v6(
+            src,
+            dst,
+            ip_proto::ICMPV6,
+            crate::len_u32(self.buffer.as_ref().len()),
+        );
         let c = checksum::finish(checksum::sum(ph, self.buffer.as_ref()));
         self.set_checksum(c);
     }
@@ -140,8 +145,8 @@ fn write_ipv6(
     payload_len: usize,
     hop_limit: u8,
 ) -> Result<()> {
-    let len = u16::try_from(payload_len).map_err(|_| Error::NoRoom)?;
-    let mut ip = Ipv6Packet::new_unchecked(buf.get_mut(..ipv6::HEADER_LEN).ok_or(Error::NoRoom)?);
+    let len = u16::try_from(payload_len).map_err(|_| PacketError::NoRoom)?;
+    let mut ip = Ipv6Packet::new_unchecked(buf.get_mut(..ipv6::HEADER_LEN).ok_or(PacketError::NoRoom)?);
     ip.set_version_tc_flow(0, 0);
     ip.set_payload_len(len);
     ip.set_next_header(ip_proto::ICMPV6);
@@ -163,7 +168,7 @@ pub fn build_neighbor_advert(
     let ip = Ipv6Packet::new_checked(ns_ip)?;
     let ns = Icmpv6Packet::new_checked(ip.payload())?;
     if ns.msg_type() != kind::NEIGHBOR_SOLICIT {
-        return Err(Error::Unsupported("not a neighbour solicitation"));
+        return Err(PacketError::Unsupported("not a neighbour solicitation"));
     }
     let target = ns.nd_target();
     let (dst, solicited) = if ip.src().is_unspecified() {
@@ -173,7 +178,7 @@ pub fn build_neighbor_advert(
     };
     let icmp_len = 24 + 8;
     let total = ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmp_len;
-    let out = out.get_mut(..total).ok_or(Error::NoRoom)?;
+    let out = out.get_mut(..total).ok_or(PacketError::NoRoom)?;
     let l2_dst = if solicited { ns_l2_src } else { [0x33, 0x33, 0, 0, 0, 1] };
     ethernet::write_header(out, l2_dst, our_mac, ethernet::ethertype::IPV6)?;
     let (_, rest) = out.split_at_mut(ethernet::HEADER_LEN);
@@ -215,13 +220,13 @@ pub fn build_error(
     let o = Ipv6Packet::new_checked(orig)?;
     let too_big = matches!(kind, ErrorKind::PacketTooBig { .. });
     if (o.dst().is_multicast() && !too_big) || o.src().is_unspecified() || o.src().is_multicast() {
-        return Err(Error::Unsupported("no ICMPv6 error may answer this packet"));
+        return Err(PacketError::Unsupported("no ICMPv6 error may answer this packet"));
     }
     if let Ok(ul) = o.upper_layer() {
         if ul.protocol == ip_proto::ICMPV6 {
             let inner = orig.get(ul.offset..).unwrap_or_default();
             if Icmpv6Packet::new_checked(inner).is_ok_and(|m| m.is_error()) {
-                return Err(Error::Unsupported("no ICMPv6 error about an ICMPv6 error"));
+                return Err(PacketError::Unsupported("no ICMPv6 error about an ICMPv6 error"));
             }
         }
     }
@@ -233,10 +238,10 @@ pub fn build_error(
     };
     let orig_len = ipv6::HEADER_LEN + usize::from(o.payload_len());
     let quoted_len = orig_len.min(MIN_MTU - ipv6::HEADER_LEN - HEADER_LEN);
-    let quoted = orig.get(..quoted_len).ok_or(Error::Truncated)?;
+    let quoted = orig.get(..quoted_len).ok_or(PacketError::Truncated)?;
     let icmp_len = HEADER_LEN + quoted_len;
     let total = ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmp_len;
-    let out = out.get_mut(..total).ok_or(Error::NoRoom)?;
+    let out = out.get_mut(..total).ok_or(PacketError::NoRoom)?;
     ethernet::write_header(out, l2_dst, l2_src, ethernet::ethertype::IPV6)?;
     let (_, rest_buf) = out.split_at_mut(ethernet::HEADER_LEN);
     let (ip6, icmp) = rest_buf.split_at_mut(ipv6::HEADER_LEN);
@@ -309,7 +314,7 @@ mod tests {
         let err = out[14..n].to_vec();
         assert!(matches!(
             build_error(&mut out, [2; 6], [4; 6], &me, ErrorKind::HopLimitExceeded, &err),
-            Err(Error::Unsupported(_))
+            Err(PacketError::Unsupported(_))
         ));
     }
 

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use crate::be;
 use crate::checksum;
-use crate::{Error, Result};
+use crate::{PacketError, Result};
 
 mod field {
     pub const VER_IHL: usize = 0;
@@ -47,10 +47,10 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         let (len, hl) = p.check_start()?;
         let total = usize::from(p.total_len());
         if total < hl {
-            return Err(Error::Malformed("IPv4 total length below header length"));
+            return Err(PacketError::Malformed("IPv4 total length below header length"));
         }
         if len < hl || len < total {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         Ok(p)
     }
@@ -61,7 +61,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         let p = Self { buffer };
         let (len, hl) = p.check_start()?;
         if hl > len {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         Ok(p)
     }
@@ -71,14 +71,14 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     fn check_start(&self) -> Result<(usize, usize)> {
         let len = self.buffer.as_ref().len();
         if len < MIN_HEADER_LEN {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         if self.version() != 4 {
-            return Err(Error::Malformed("IPv4 version"));
+            return Err(PacketError::Malformed("IPv4 version"));
         }
         let hl = self.header_len();
         if hl < MIN_HEADER_LEN {
-            return Err(Error::Malformed("IPv4 header length below 20"));
+            return Err(PacketError::Malformed("IPv4 header length below 20"));
         }
         Ok((len, hl))
     }
@@ -157,7 +157,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         self.buffer.as_mut()
     }
     pub fn set_version_ihl(&mut self, header_len: usize) {
-        be::set_u8(self.bm(), field::VER_IHL, 0x40 | ((header_len / 4) as u8 & 0x0f));
+        // IHL is 4 bits: 20..=60 bytes of header.
+        let ihl = u8::try_from((header_len / 4) & 0x0f).unwrap_or(5);
+        be::set_u8(self.bm(), field::VER_IHL, 0x40 | ihl);
     }
     pub fn set_tos(&mut self, tos: u8) {
         be::set_u8(self.bm(), field::DSCP_ECN, tos);
@@ -234,8 +236,8 @@ pub fn write_header(
     ident: u16,
     dont_frag: bool,
 ) -> Result<()> {
-    let total = u16::try_from(MIN_HEADER_LEN + payload_len).map_err(|_| Error::NoRoom)?;
-    let h = buf.get_mut(..MIN_HEADER_LEN).ok_or(Error::NoRoom)?;
+    let total = u16::try_from(MIN_HEADER_LEN + payload_len).map_err(|_| PacketError::NoRoom)?;
+    let h = buf.get_mut(..MIN_HEADER_LEN).ok_or(PacketError::NoRoom)?;
     let mut p = Ipv4Packet::new_unchecked(h);
     p.set_version_ihl(MIN_HEADER_LEN);
     p.set_tos(tos);
@@ -298,20 +300,20 @@ mod tests {
         b[0] = 0x44; // IHL 4
         assert_eq!(
             Ipv4Packet::new_checked(&b[..]).unwrap_err(),
-            Error::Malformed("IPv4 header length below 20")
+            PacketError::Malformed("IPv4 header length below 20")
         );
         let mut b = good.clone();
         b[0] = 0x4f; // IHL 15 = 60 bytes > buffer
         assert_eq!(
             Ipv4Packet::new_checked(&b[..]).unwrap_err(),
-            Error::Malformed("IPv4 total length below header length")
+            PacketError::Malformed("IPv4 total length below header length")
         );
         let mut b = good.clone();
         b[0] = 0x65;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), Error::Malformed("IPv4 version"));
+        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), PacketError::Malformed("IPv4 version"));
         let mut b = good.clone();
         b[3] = 0x40; // total length 64 > buffer
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), Error::Truncated);
+        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err(), PacketError::Truncated);
         let mut b = good;
         b[3] = 10;
         assert!(Ipv4Packet::new_checked(&b[..]).is_err());

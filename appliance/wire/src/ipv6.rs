@@ -4,7 +4,7 @@ use std::net::Ipv6Addr;
 
 use crate::be;
 use crate::ip_proto;
-use crate::{Error, Result};
+use crate::{PacketError, Result};
 
 pub const HEADER_LEN: usize = 40;
 pub const SRC_OFFSET: usize = 8;
@@ -30,13 +30,13 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         let p = Self { buffer };
         let len = p.buffer.as_ref().len();
         if len < HEADER_LEN {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         if p.version() != 6 {
-            return Err(Error::Malformed("IPv6 version"));
+            return Err(PacketError::Malformed("IPv6 version"));
         }
         if len < HEADER_LEN + usize::from(p.payload_len()) {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         Ok(p)
     }
@@ -82,11 +82,11 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         for _ in 0..MAX_EXTENSION_HEADERS {
             let len = match next {
                 ip_proto::HOPOPT | ip_proto::IPV6_ROUTE | ip_proto::IPV6_OPTS => {
-                    let h = payload.get(off..off + 2).ok_or(Error::Truncated)?;
+                    let h = payload.get(off..off + 2).ok_or(PacketError::Truncated)?;
                     (usize::from(be::u8_at(h, 1)) + 1) * 8
                 }
                 ip_proto::IPV6_FRAG => {
-                    let h = payload.get(off..off + 8).ok_or(Error::Truncated)?;
+                    let h = payload.get(off..off + 8).ok_or(PacketError::Truncated)?;
                     let word = be::u16_at(h, 2);
                     fragment = Some(Fragment {
                         offset: word & 0xfff8,
@@ -96,7 +96,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
                     8
                 }
                 ip_proto::AH => {
-                    let h = payload.get(off..off + 2).ok_or(Error::Truncated)?;
+                    let h = payload.get(off..off + 2).ok_or(PacketError::Truncated)?;
                     (usize::from(be::u8_at(h, 1)) + 2) * 4
                 }
                 proto => {
@@ -104,12 +104,12 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
                 }
             };
             if payload.len() < off + len {
-                return Err(Error::Truncated);
+                return Err(PacketError::Truncated);
             }
             next = be::u8_at(payload, off);
             off += len;
         }
-        Err(Error::Unsupported("too many IPv6 extension headers"))
+        Err(PacketError::Unsupported("too many IPv6 extension headers"))
     }
 }
 
@@ -217,15 +217,18 @@ mod tests {
             ext.extend_from_slice(&[ip_proto::IPV6_OPTS, 0, 0, 0, 0, 0, 0, 0]);
         }
         let b = packet(ip_proto::IPV6_OPTS, &ext, &[]);
-        assert!(matches!(Ipv6Packet::new_checked(&b[..]).unwrap().upper_layer(), Err(Error::Unsupported(_))));
+        assert!(matches!(
+            Ipv6Packet::new_checked(&b[..]).unwrap().upper_layer(),
+            Err(PacketError::Unsupported(_))
+        ));
     }
 
     #[test]
     fn wrong_version_and_short_payload() {
         let mut b = packet(ip_proto::UDP, &[], &[0; 8]);
         b[0] = 0x40;
-        assert_eq!(Ipv6Packet::new_checked(&b[..]).unwrap_err(), Error::Malformed("IPv6 version"));
+        assert_eq!(Ipv6Packet::new_checked(&b[..]).unwrap_err(), PacketError::Malformed("IPv6 version"));
         let b = packet(ip_proto::UDP, &[], &[0; 8]);
-        assert_eq!(Ipv6Packet::new_checked(&b[..b.len() - 1]).unwrap_err(), Error::Truncated);
+        assert_eq!(Ipv6Packet::new_checked(&b[..b.len() - 1]).unwrap_err(), PacketError::Truncated);
     }
 }

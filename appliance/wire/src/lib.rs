@@ -20,6 +20,17 @@
 
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+// Numbers on the packet path are narrowed and sign-changed only where the value is known to fit
+// (as Firecracker sets these for its device code); an `as` that could lose bits says why it cannot.
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::cast_possible_truncation,
+        clippy::cast_possible_wrap,
+        clippy::cast_sign_loss,
+        clippy::error_impl_error
+    )
+)]
 
 pub mod arp;
 pub mod buffer;
@@ -38,7 +49,7 @@ pub use buffer::{PacketBuffer, VecBuffer};
 /// Why a packet was refused. Small and `Copy`: it is returned on the packet path and turned into a
 /// drop-reason counter there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-pub enum Error {
+pub enum PacketError {
     /// The buffer ends before the header (or the length a header claims) does.
     #[error("truncated packet")]
     Truncated,
@@ -53,7 +64,14 @@ pub enum Error {
     NoRoom,
 }
 
-pub type Result<T> = core::result::Result<T, Error>;
+pub type Result<T> = core::result::Result<T, PacketError>;
+
+/// A buffer length as the u32 of a checksum's pseudo-header (IPv6 upper-layer length). A slice
+/// longer than 4 GiB cannot be a packet; it saturates.
+#[inline]
+pub(crate) fn len_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
 
 /// IP protocol numbers used here (IANA "Assigned Internet Protocol Numbers").
 pub mod ip_proto {

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use crate::be;
 use crate::checksum;
 use crate::ip_proto;
-use crate::{Error, Result};
+use crate::{PacketError, Result};
 
 pub const MIN_HEADER_LEN: usize = 20;
 pub const CHECKSUM_OFFSET: usize = 16;
@@ -43,14 +43,14 @@ impl<T: AsRef<[u8]>> TcpSegment<T> {
         let s = Self { buffer };
         let len = s.buffer.as_ref().len();
         if len < MIN_HEADER_LEN {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         let hl = s.header_len();
         if hl < MIN_HEADER_LEN {
-            return Err(Error::Malformed("TCP data offset below 5"));
+            return Err(PacketError::Malformed("TCP data offset below 5"));
         }
         if hl > len {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         Ok(s)
     }
@@ -135,7 +135,7 @@ impl<T: AsRef<[u8]>> TcpSegment<T> {
     }
 
     pub fn verify_checksum_v6(&self, src: &Ipv6Addr, dst: &Ipv6Addr) -> bool {
-        let ph = checksum::pseudo_header_v6(src, dst, ip_proto::TCP, self.b().len() as u32);
+        let ph = checksum::pseudo_header_v6(src, dst, ip_proto::TCP, crate::len_u32(self.b().len()));
         checksum::fold(checksum::sum(ph, self.b())) == 0xffff
     }
 }
@@ -189,7 +189,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpSegment<T> {
 
     pub fn fill_checksum_v6(&mut self, src: &Ipv6Addr, dst: &Ipv6Addr) {
         self.set_checksum(0);
-        let ph = checksum::pseudo_header_v6(src, dst, ip_proto::TCP, self.buffer.as_ref().len() as u32);
+        let ph =
+            checksum::pseudo_header_v6(src, dst, ip_proto::TCP, crate::len_u32(self.buffer.as_ref().len()));
         let c = checksum::finish(checksum::sum(ph, self.buffer.as_ref()));
         self.set_checksum(c);
     }
@@ -263,9 +264,12 @@ mod tests {
     fn bad_data_offsets() {
         let mut s = syn();
         s[12] = 0x40;
-        assert_eq!(TcpSegment::new_checked(&s[..]).unwrap_err(), Error::Malformed("TCP data offset below 5"));
+        assert_eq!(
+            TcpSegment::new_checked(&s[..]).unwrap_err(),
+            PacketError::Malformed("TCP data offset below 5")
+        );
         s[12] = 0xf0; // 60 bytes > 28
-        assert_eq!(TcpSegment::new_checked(&s[..]).unwrap_err(), Error::Truncated);
+        assert_eq!(TcpSegment::new_checked(&s[..]).unwrap_err(), PacketError::Truncated);
         let s = syn();
         for n in 0..28 {
             assert!(TcpSegment::new_checked(&s[..n]).is_err(), "{n}");

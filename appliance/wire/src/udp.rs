@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use crate::be;
 use crate::checksum;
 use crate::ip_proto;
-use crate::{Error, Result};
+use crate::{PacketError, Result};
 
 pub const HEADER_LEN: usize = 8;
 pub const CHECKSUM_OFFSET: usize = 6;
@@ -25,14 +25,14 @@ impl<T: AsRef<[u8]>> UdpDatagram<T> {
         let d = Self { buffer };
         let len = d.buffer.as_ref().len();
         if len < HEADER_LEN {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         let l = usize::from(d.len());
         if l < HEADER_LEN {
-            return Err(Error::Malformed("UDP length below 8"));
+            return Err(PacketError::Malformed("UDP length below 8"));
         }
         if l > len {
-            return Err(Error::Truncated);
+            return Err(PacketError::Truncated);
         }
         Ok(d)
     }
@@ -129,11 +129,14 @@ mod tests {
     #[test]
     fn bad_lengths() {
         let b = [0u8, 1, 0, 2, 0, 7, 0, 0];
-        assert_eq!(UdpDatagram::new_checked(&b[..]).unwrap_err(), Error::Malformed("UDP length below 8"));
+        assert_eq!(
+            UdpDatagram::new_checked(&b[..]).unwrap_err(),
+            PacketError::Malformed("UDP length below 8")
+        );
         let b = [0u8, 1, 0, 2, 0, 9, 0, 0];
-        assert_eq!(UdpDatagram::new_checked(&b[..]).unwrap_err(), Error::Truncated);
+        assert_eq!(UdpDatagram::new_checked(&b[..]).unwrap_err(), PacketError::Truncated);
         for n in 0..8 {
-            assert_eq!(UdpDatagram::new_checked(&b[..n]).unwrap_err(), Error::Truncated);
+            assert_eq!(UdpDatagram::new_checked(&b[..n]).unwrap_err(), PacketError::Truncated);
         }
     }
 }

@@ -91,7 +91,8 @@ impl Fast {
             dport: self.dport,
             tcp_flags: self.tcp_flags,
             fwmark: self.fwmark,
-            len: self.info.ip_len as u32,
+            // An IP packet's length is at most 65,535 (IPv4) or 65,575 (IPv6 with its header).
+            len: u32::try_from(self.info.ip_len).unwrap_or(u32::MAX),
         }
     }
 }

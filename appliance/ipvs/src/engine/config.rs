@@ -4,10 +4,10 @@
 use super::*;
 
 impl Ipvs {
-    pub fn add_service(&mut self, cfg: ServiceConfig) -> Result<ServiceId, Error> {
+    pub fn add_service(&mut self, cfg: ServiceConfig) -> Result<ServiceId, ServiceError> {
         cfg.validate()?;
         if self.by_key.contains_key(&cfg.key) {
-            return Err(Error::ServiceExists);
+            return Err(ServiceError::ServiceExists);
         }
         let mut sched = Scheduler::new(cfg.scheduler, cfg.mh_table_size, self.sched_seed);
         if self.defer_tables {
@@ -30,18 +30,18 @@ impl Ipvs {
             }
             None => {
                 self.services.push(Some(entry));
-                ServiceId(self.services.len() as u32 - 1)
+                ServiceId(crate::num::idx32(self.services.len() - 1))
             }
         };
         self.by_key.insert(cfg.key, id);
         Ok(id)
     }
 
-    pub fn edit_service(&mut self, cfg: ServiceConfig) -> Result<(), Error> {
+    pub fn edit_service(&mut self, cfg: ServiceConfig) -> Result<(), ServiceError> {
         cfg.validate()?;
-        let id = *self.by_key.get(&cfg.key).ok_or(Error::NoService)?;
+        let id = *self.by_key.get(&cfg.key).ok_or(ServiceError::NoService)?;
         let (seed, defer) = (self.sched_seed, self.defer_tables);
-        let svc = self.svc_mut(id).ok_or(Error::NoService)?;
+        let svc = self.svc_mut(id).ok_or(ServiceError::NoService)?;
         if svc.cfg.scheduler != cfg.scheduler || svc.cfg.mh_table_size != cfg.mh_table_size {
             svc.sched = Scheduler::new(cfg.scheduler, cfg.mh_table_size, seed);
             if defer {
@@ -53,8 +53,8 @@ impl Ipvs {
         Ok(())
     }
 
-    pub fn del_service(&mut self, key: &ServiceKey) -> Result<(), Error> {
-        let id = self.by_key.remove(key).ok_or(Error::NoService)?;
+    pub fn del_service(&mut self, key: &ServiceKey) -> Result<(), ServiceError> {
+        let id = self.by_key.remove(key).ok_or(ServiceError::NoService)?;
         let dests = self.svc(id).map(|s| s.dests.clone()).unwrap_or_default();
         for d in dests {
             self.unlink_dest(id, d);
@@ -74,26 +74,26 @@ impl Ipvs {
         }
     }
 
-    pub fn add_dest(&mut self, key: &ServiceKey, mut cfg: DestConfig) -> Result<DestId, Error> {
-        let id = *self.by_key.get(key).ok_or(Error::NoService)?;
+    pub fn add_dest(&mut self, key: &ServiceKey, mut cfg: DestConfig) -> Result<DestId, ServiceError> {
+        let id = *self.by_key.get(key).ok_or(ServiceError::NoService)?;
         if cfg.addr.is_ipv6() != key.is_v6() {
-            return Err(Error::FamilyMismatch);
+            return Err(ServiceError::FamilyMismatch);
         }
         if cfg.weight > 65535 {
-            return Err(Error::BadWeight);
+            return Err(ServiceError::BadWeight);
         }
         self.localize(&mut cfg);
         if !matches!(cfg.fwd, Fwd::Masq) {
             // DR and TUN cannot map ports: the packet reaches the server unchanged (ipvsadm).
             cfg.port = key.port();
         }
-        let svc = self.svc(id).ok_or(Error::NoService)?;
+        let svc = self.svc(id).ok_or(ServiceError::NoService)?;
         if svc
             .dests
             .iter()
             .any(|&d| self.dest(d).is_some_and(|x| x.cfg.addr == cfg.addr && x.cfg.port == cfg.port))
         {
-            return Err(Error::DestExists);
+            return Err(ServiceError::DestExists);
         }
         // A removed destination with the same address comes back from the trash, connections and all
         // (bound to this service, which may be a new one with the old one's key).
@@ -139,7 +139,7 @@ impl Ipvs {
                     None => {
                         self.dests.push(Some(d));
                         self.dest_refs.push(0);
-                        DestId(self.dests.len() as u32 - 1)
+                        DestId(crate::num::idx32(self.dests.len() - 1))
                     }
                 }
             }
@@ -152,16 +152,16 @@ impl Ipvs {
         Ok(did)
     }
 
-    pub fn edit_dest(&mut self, key: &ServiceKey, mut cfg: DestConfig) -> Result<(), Error> {
-        let id = *self.by_key.get(key).ok_or(Error::NoService)?;
+    pub fn edit_dest(&mut self, key: &ServiceKey, mut cfg: DestConfig) -> Result<(), ServiceError> {
+        let id = *self.by_key.get(key).ok_or(ServiceError::NoService)?;
         if cfg.weight > 65535 {
-            return Err(Error::BadWeight);
+            return Err(ServiceError::BadWeight);
         }
         self.localize(&mut cfg);
         if !matches!(cfg.fwd, Fwd::Masq) {
             cfg.port = key.port();
         }
-        let did = self.find_dest(id, cfg.addr, cfg.port).ok_or(Error::NoDest)?;
+        let did = self.find_dest(id, cfg.addr, cfg.port).ok_or(ServiceError::NoDest)?;
         if let Some(old) = self.dest(did).map(|d| d.cfg) {
             self.nat_reverse_update(id, &old, false);
             self.nat_reverse_update(id, &cfg, true);
@@ -179,8 +179,8 @@ impl Ipvs {
         Ok(())
     }
 
-    pub fn del_dest(&mut self, key: &ServiceKey, addr: IpAddr, port: u16) -> Result<(), Error> {
-        let id = *self.by_key.get(key).ok_or(Error::NoService)?;
+    pub fn del_dest(&mut self, key: &ServiceKey, addr: IpAddr, port: u16) -> Result<(), ServiceError> {
+        let id = *self.by_key.get(key).ok_or(ServiceError::NoService)?;
         let port = if self.svc(id).is_some_and(|s| {
             s.dests
                 .iter()
@@ -190,15 +190,15 @@ impl Ipvs {
         } else {
             port
         };
-        let did = self.find_dest(id, addr, port).ok_or(Error::NoDest)?;
+        let did = self.find_dest(id, addr, port).ok_or(ServiceError::NoDest)?;
         self.unlink_dest(id, did);
         Ok(())
     }
 
     /// ipvsadm -Z: zero the counters of one service (and its servers) or of all.
-    pub fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), Error> {
+    pub fn zero(&mut self, key: Option<&ServiceKey>) -> Result<(), ServiceError> {
         let ids: Vec<ServiceId> = match key {
-            Some(k) => vec![*self.by_key.get(k).ok_or(Error::NoService)?],
+            Some(k) => vec![*self.by_key.get(k).ok_or(ServiceError::NoService)?],
             None => self.by_key.values().copied().collect(),
         };
         for id in ids {

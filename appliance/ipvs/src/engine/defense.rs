@@ -86,7 +86,7 @@ impl Ipvs {
         let cursor = self.drop_cursor.get(usize::from(v6)).copied().unwrap_or(0) as usize;
         let mut dropped = 0;
         for k in 0..span {
-            let i = ((cursor + k) % cap.max(1)) as u32;
+            let i = crate::num::idx32((cursor + k) % cap.max(1));
             let c = if v6 { self.v6.get(i) } else { self.v4.get(i) };
             let Some(c) = c else { continue };
             let half_open = matches!(TcpState::from_u8(c.state), TcpState::SynRecv | TcpState::SynAck);
@@ -96,7 +96,7 @@ impl Ipvs {
             }
         }
         if let Some(x) = self.drop_cursor.get_mut(usize::from(v6)) {
-            *x = ((cursor + span) % cap.max(1)) as u32;
+            *x = crate::num::idx32((cursor + span) % cap.max(1));
         }
         self.defense.dropped_entries += dropped as u64;
         dropped
@@ -110,7 +110,7 @@ pub(super) fn stateless_hash(seed: u64, src: IpAddr, sport: u16, dst: IpAddr, dp
         IpAddr::V4(a) => u64::from(u32::from(a)),
         IpAddr::V6(a) => {
             let x = u128::from(a);
-            (x as u64) ^ ((x >> 64) as u64).rotate_left(29)
+            crate::num::fold128(x, 29)
         }
     };
     let mut z = seed ^ fold(src).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ fold(dst).rotate_left(31);

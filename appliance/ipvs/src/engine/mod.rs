@@ -17,7 +17,7 @@ use crate::service::{
 };
 use crate::state::{self, Direction, TcpState, Timeouts, tcp_flags};
 use crate::sysctl::Sysctl;
-use crate::{Error, Time, proto};
+use crate::{ServiceError, Time, proto};
 
 /// Applies `f` to the table of the right family.
 macro_rules! with_table {
@@ -317,8 +317,8 @@ impl Ipvs {
         &mut self,
         key: &ServiceKey,
         table: std::sync::Arc<[u32]>,
-    ) -> Result<(), Error> {
-        let id = *self.by_key.get(key).ok_or(Error::NoService)?;
+    ) -> Result<(), ServiceError> {
+        let id = *self.by_key.get(key).ok_or(ServiceError::NoService)?;
         if let Some(s) = self.svc_mut(id) {
             s.sched.install_table(table);
         }
@@ -355,7 +355,7 @@ impl Ipvs {
         self.services.iter().enumerate().filter_map(move |(i, s)| {
             let s = s.as_ref().filter(|s| !s.removed)?;
             let dests = s.dests.iter().filter_map(|&d| self.dest(d).map(|x| (d, x))).collect();
-            Some((ServiceId(i as u32), &s.cfg, &s.stats, dests))
+            Some((ServiceId(u32::try_from(i).ok()?), &s.cfg, &s.stats, dests))
         })
     }
 

@@ -72,7 +72,7 @@ impl SourceHash {
 
     /// ip_vs_dh_schedule: hash the destination address; no fallback.
     pub(super) fn schedule_dh(&self, ctx: &SchedCtx<'_>) -> Option<DestId> {
-        let h = (u64::from(fold(&ctx.dst)).wrapping_mul(2_654_435_761) as usize) & (TAB_SIZE - 1);
+        let h = crate::num::masked(u64::from(fold(&ctx.dst)).wrapping_mul(2_654_435_761), TAB_SIZE - 1);
         let id = (*self.buckets.get(h)?)?;
         if unavailable(ctx.dest(id)) { None } else { Some(id) }
     }
@@ -96,7 +96,7 @@ impl SourceHash {
         }
         for offset in 0..TAB_SIZE {
             let roffset = (offset + ihash) % TAB_SIZE;
-            let h = Self::sh_key(&ctx.src, port, roffset as u32);
+            let h = Self::sh_key(&ctx.src, port, crate::num::idx32(roffset));
             if let Some(Some(id)) = self.buckets.get(h) {
                 if !unavailable(ctx.dest(*id)) {
                     return Some(*id);
@@ -121,7 +121,7 @@ fn addr_key(a: &IpAddr) -> u64 {
         IpAddr::V4(v) => u64::from(u32::from(*v)),
         IpAddr::V6(v) => {
             let x = u128::from(*v);
-            (x as u64) ^ ((x >> 64) as u64)
+            crate::num::fold128(x, 0)
         }
     }
 }
@@ -210,10 +210,10 @@ impl Maglev {
             for (i, (pos, _)) in list.iter().enumerate() {
                 let Some(ds) = perm.get_mut(i) else { continue };
                 for _ in 0..ds.2 {
-                    let mut c = ds.0 as usize;
+                    let mut c = usize::try_from(ds.0).unwrap_or(usize::MAX);
                     while table.get(c).is_some_and(|s| *s != NO_SERVER) {
                         ds.0 = (ds.0 + ds.1) % u64::from(size);
-                        c = ds.0 as usize;
+                        c = usize::try_from(ds.0).unwrap_or(usize::MAX);
                     }
                     if let Some(slot) = table.get_mut(c) {
                         *slot = *pos;
@@ -230,8 +230,9 @@ impl Maglev {
 
     fn key(&self, ctx: &SchedCtx<'_>, offset: u64) -> usize {
         let port = if ctx.flags.port { u64::from(ctx.sport) } else { 0 };
-        (mix(self.seed ^ 0x7f4a_7c15, addr_key(&ctx.src), (port << 32) | offset) % u64::from(self.size))
-            as usize
+        let h =
+            mix(self.seed ^ 0x7f4a_7c15, addr_key(&ctx.src), (port << 32) | offset) % u64::from(self.size);
+        usize::try_from(h).unwrap_or(0)
     }
 
     #[inline]

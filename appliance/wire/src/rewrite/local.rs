@@ -9,7 +9,7 @@ use crate::icmpv6::{self, Icmpv6Packet};
 use crate::ip_proto;
 use crate::ipv4::Ipv4Packet;
 use crate::ipv6::Ipv6Packet;
-use crate::{Error, Result, be};
+use crate::{PacketError, Result, be};
 
 /// TTL of replies the director originates (Linux's default `ip_default_ttl`).
 const REPLY_TTL: u8 = 64;
@@ -28,13 +28,13 @@ fn swap_macs(frame: &mut [u8]) -> Result<()> {
 pub fn echo_reply_v4<B: PacketBuffer + ?Sized>(buf: &mut B) -> Result<()> {
     let info = super::parse_ip(buf.bytes())?;
     if info.v6 || info.protocol != ip_proto::ICMP || info.fragment {
-        return Err(Error::Unsupported("not an unfragmented ICMPv4 message"));
+        return Err(PacketError::Unsupported("not an unfragmented ICMPv4 message"));
     }
     let f = buf.bytes_mut();
     let end = info.l2_len + info.ip_len;
-    let icmp = Icmpv4Packet::new_checked(f.get(info.l4_offset..end).ok_or(Error::Truncated)?)?;
+    let icmp = Icmpv4Packet::new_checked(f.get(info.l4_offset..end).ok_or(PacketError::Truncated)?)?;
     if icmp.msg_type() != icmpv4::kind::ECHO_REQUEST {
-        return Err(Error::Unsupported("not an echo request"));
+        return Err(PacketError::Unsupported("not an echo request"));
     }
     let c = checksum::update16(
         icmp.checksum(),
@@ -57,13 +57,13 @@ pub fn echo_reply_v4<B: PacketBuffer + ?Sized>(buf: &mut B) -> Result<()> {
 pub fn echo_reply_v6<B: PacketBuffer + ?Sized>(buf: &mut B) -> Result<()> {
     let info = super::parse_ip(buf.bytes())?;
     if !info.v6 || info.protocol != ip_proto::ICMPV6 || info.fragment {
-        return Err(Error::Unsupported("not an unfragmented ICMPv6 message"));
+        return Err(PacketError::Unsupported("not an unfragmented ICMPv6 message"));
     }
     let f = buf.bytes_mut();
     let end = info.l2_len + info.ip_len;
-    let icmp = Icmpv6Packet::new_checked(f.get(info.l4_offset..end).ok_or(Error::Truncated)?)?;
+    let icmp = Icmpv6Packet::new_checked(f.get(info.l4_offset..end).ok_or(PacketError::Truncated)?)?;
     if icmp.msg_type() != icmpv6::kind::ECHO_REQUEST {
-        return Err(Error::Unsupported("not an echo request"));
+        return Err(PacketError::Unsupported("not an echo request"));
     }
     let c = checksum::update16(
         icmp.checksum(),

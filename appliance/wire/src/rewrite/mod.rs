@@ -36,7 +36,7 @@ use crate::buffer::PacketBuffer;
 use crate::ethernet::{self, MacAddr, ethertype};
 use crate::ipv4::Ipv4Packet;
 use crate::ipv6::Ipv6Packet;
-use crate::{Error, Result};
+use crate::{PacketError, Result};
 
 /// Whether forwarding lowers the TTL / hop limit (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -159,7 +159,7 @@ pub fn parse_ip(frame: &[u8]) -> Result<IpInfo> {
                 dst: p.dst().into(),
             })
         }
-        _ => Err(Error::Unsupported("not IP")),
+        _ => Err(PacketError::Unsupported("not IP")),
     }
 }
 
@@ -172,7 +172,10 @@ pub(crate) fn preflight(info: &IpInfo, egress: &Egress, overhead: usize) -> Opti
     let mtu = usize::from(egress.mtu);
     if info.ip_len + overhead > mtu {
         if info.dont_frag {
-            return Some(Verdict::FragNeeded { mtu: mtu.saturating_sub(overhead) as u16 });
+            // `mtu` came from a u16.
+            return Some(Verdict::FragNeeded {
+                mtu: u16::try_from(mtu.saturating_sub(overhead)).unwrap_or(u16::MAX),
+            });
         }
         return Some(Verdict::TooBig);
     }
@@ -201,7 +204,7 @@ pub(crate) fn set_l2<B: PacketBuffer + ?Sized>(
     egress: &Egress,
     ethertype: u16,
 ) -> Result<()> {
-    let extra = l2_len.checked_sub(ethernet::HEADER_LEN).ok_or(Error::Malformed("L2 header"))?;
+    let extra = l2_len.checked_sub(ethernet::HEADER_LEN).ok_or(PacketError::Malformed("L2 header"))?;
     if extra > 0 {
         buf.strip_front(extra)?;
     }

@@ -18,7 +18,7 @@ use crate::ipv4::{self, Ipv4Packet};
 use crate::ipv6;
 use crate::tcp::{self, TcpSegment};
 use crate::udp::{self, UdpDatagram};
-use crate::{Error, Result, be};
+use crate::{PacketError, Result, be};
 
 /// One NATed connection's two endpoints that differ: what the client addressed, and where it went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,20 +78,20 @@ fn translate<B: PacketBuffer + ?Sized>(
 ) -> Result<Verdict> {
     let info = *info;
     if info.fragment {
-        return Err(Error::Unsupported("IP fragment"));
+        return Err(PacketError::Unsupported("IP fragment"));
     }
     if info.protocol != ip_proto::TCP && info.protocol != ip_proto::UDP {
-        return Err(Error::Unsupported("NAT of other than TCP/UDP"));
+        return Err(PacketError::Unsupported("NAT of other than TCP/UDP"));
     }
     let (addr, port) = match side {
         Side::Src => (info.src, l4_ports(buf.bytes(), &info)?.0),
         Side::Dst => (info.dst, l4_ports(buf.bytes(), &info)?.1),
     };
     if (addr, port) != from {
-        return Err(Error::Unsupported("packet does not match the NAT mapping"));
+        return Err(PacketError::Unsupported("packet does not match the NAT mapping"));
     }
     if info.v6 != from.0.is_ipv6() || info.v6 != to.0.is_ipv6() {
-        return Err(Error::Unsupported("NAT between address families"));
+        return Err(PacketError::Unsupported("NAT between address families"));
     }
     if let Some(v) = preflight(&info, egress, 0) {
         return Ok(v);
@@ -120,11 +120,16 @@ fn prepare_offload(frame: &mut [u8], info: &IpInfo, offload: super::Offload) {
         let phdr = match (info.v6, frame.get(l3..)) {
             (false, Some(ip)) => {
                 let p = Ipv4Packet::new_unchecked(ip);
-                checksum::pseudo_header_v4(p.src(), p.dst(), info.protocol, l4_len as u16)
+                checksum::pseudo_header_v4(
+                    p.src(),
+                    p.dst(),
+                    info.protocol,
+                    u16::try_from(l4_len).unwrap_or(u16::MAX),
+                )
             }
             (true, Some(ip)) => {
                 let p = crate::ipv6::Ipv6Packet::new_unchecked(ip);
-                checksum::pseudo_header_v6(&p.src(), &p.dst(), info.protocol, l4_len as u32)
+                checksum::pseudo_header_v6(&p.src(), &p.dst(), info.protocol, crate::len_u32(l4_len))
             }
             _ => return,
         };
@@ -134,7 +139,7 @@ fn prepare_offload(frame: &mut [u8], info: &IpInfo, offload: super::Offload) {
 
 /// Source and destination port of the checked TCP or UDP header.
 fn l4_ports(frame: &[u8], info: &IpInfo) -> Result<(u16, u16)> {
-    let seg = frame.get(info.l4_offset..info.l2_len + info.ip_len).ok_or(Error::Truncated)?;
+    let seg = frame.get(info.l4_offset..info.l2_len + info.ip_len).ok_or(PacketError::Truncated)?;
     match info.protocol {
         ip_proto::TCP => {
             let t = TcpSegment::new_checked(seg)?;
@@ -248,9 +253,9 @@ struct Quoted {
 fn quoted(frame: &[u8]) -> Result<Quoted> {
     let outer = parse_ip(frame)?;
     if outer.v6 || outer.protocol != ip_proto::ICMP || outer.fragment {
-        return Err(Error::Unsupported("not an unfragmented ICMPv4 message"));
+        return Err(PacketError::Unsupported("not an unfragmented ICMPv4 message"));
     }
-    let msg = frame.get(outer.l4_offset..outer.l2_len + outer.ip_len).ok_or(Error::Truncated)?;
+    let msg = frame.get(outer.l4_offset..outer.l2_len + outer.ip_len).ok_or(PacketError::Truncated)?;
     let icmp = Icmpv4Packet::new_checked(msg)?;
     if !matches!(
         icmp.msg_type(),
@@ -259,18 +264,18 @@ fn quoted(frame: &[u8]) -> Result<Quoted> {
             | icmpv4::kind::TIME_EXCEEDED
             | icmpv4::kind::PARAM_PROBLEM
     ) {
-        return Err(Error::Unsupported("not an ICMP error about a datagram"));
+        return Err(PacketError::Unsupported("not an ICMP error about a datagram"));
     }
     let inner = Ipv4Packet::new_checked_header(icmp.data())?;
     let protocol = inner.protocol();
     if protocol != ip_proto::TCP && protocol != ip_proto::UDP {
-        return Err(Error::Unsupported("ICMP error about other than TCP/UDP"));
+        return Err(PacketError::Unsupported("ICMP error about other than TCP/UDP"));
     }
     let l4_data = icmp.data().get(inner.header_len()..).unwrap_or_default();
     // RFC 792: at least 8 bytes of the original transport header are quoted; the ports are the
     // first 4.
     if l4_data.len() < 8 {
-        return Err(Error::Truncated);
+        return Err(PacketError::Truncated);
     }
     let ip = outer.l4_offset + icmpv4::HEADER_LEN;
     Ok(Quoted {
@@ -317,7 +322,7 @@ fn translate_icmp<B: PacketBuffer + ?Sized>(
 ) -> Result<Verdict> {
     let q = quoted(buf.bytes())?;
     let (IpAddr::V4(virt), IpAddr::V4(real)) = (m.virt.0, m.real.0) else {
-        return Err(Error::Unsupported("ICMP NAT for IPv6 mappings"));
+        return Err(PacketError::Unsupported("ICMP NAT for IPv6 mappings"));
     };
     // Which quoted endpoint is translated, from what to what; and which outer address.
     let (q_from, q_to, outer_side, outer_to) = match quoted_side {
@@ -329,7 +334,7 @@ fn translate_icmp<B: PacketBuffer + ?Sized>(
         Side::Dst => (q.dst, q.dport),
     };
     if q_have != q_from {
-        return Err(Error::Unsupported("ICMP error does not match the NAT mapping"));
+        return Err(PacketError::Unsupported("ICMP error does not match the NAT mapping"));
     }
     if let Some(v) = preflight(&q.outer, egress, 0) {
         return Ok(v);
@@ -376,7 +381,7 @@ fn translate_icmp<B: PacketBuffer + ?Sized>(
         Side::Src => (l3 + ipv4::SRC_OFFSET, q.outer.src),
         Side::Dst => (l3 + ipv4::DST_OFFSET, q.outer.dst),
     };
-    let IpAddr::V4(outer_old) = outer_old else { return Err(Error::Unsupported("IPv6")) };
+    let IpAddr::V4(outer_old) = outer_old else { return Err(PacketError::Unsupported("IPv6")) };
     let c =
         checksum::update(be::u16_at(f, l3 + ipv4::CHECKSUM_OFFSET), &outer_old.octets(), &outer_to.octets());
     be::set_u16(f, l3 + ipv4::CHECKSUM_OFFSET, c);

@@ -175,7 +175,7 @@ fn fragments_and_other_protocols_are_not_natted() {
     Ipv4Packet::new_checked(&mut f[14..]).unwrap().fill_checksum();
     assert_eq!(
         nat_in(&mut VecBuffer::new(&f), &egress(TtlPolicy::Preserve), &mapping()),
-        Err(Error::Unsupported("IP fragment"))
+        Err(PacketError::Unsupported("IP fragment"))
     );
 }
 

@@ -10,7 +10,7 @@ use crate::ethernet::{self, ethertype};
 use crate::ip_proto;
 use crate::ipv4;
 use crate::ipv6::{self, Ipv6Packet};
-use crate::{Error, Result};
+use crate::{PacketError, Result};
 
 /// The outer header's parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub fn tun_with<B: PacketBuffer + ?Sized>(
     let outer_len = match (outer.src, outer.dst) {
         (IpAddr::V4(_), IpAddr::V4(_)) => ipv4::MIN_HEADER_LEN,
         (IpAddr::V6(_), IpAddr::V6(_)) => ipv6::HEADER_LEN,
-        _ => return Err(Error::Unsupported("tunnel endpoints of different address families")),
+        _ => return Err(PacketError::Unsupported("tunnel endpoints of different address families")),
     };
     if let Some(v) = preflight(&info, egress, outer_len) {
         return Ok(v);
@@ -87,8 +87,9 @@ pub fn tun_with<B: PacketBuffer + ?Sized>(
         }
         (IpAddr::V6(src), IpAddr::V6(dst)) => {
             ethernet::write_header(eth, egress.dst_mac, egress.src_mac, ethertype::IPV6)?;
-            let len = u16::try_from(info.ip_len).map_err(|_| Error::NoRoom)?;
-            let mut h = Ipv6Packet::new_unchecked(rest.get_mut(..ipv6::HEADER_LEN).ok_or(Error::NoRoom)?);
+            let len = u16::try_from(info.ip_len).map_err(|_| PacketError::NoRoom)?;
+            let mut h =
+                Ipv6Packet::new_unchecked(rest.get_mut(..ipv6::HEADER_LEN).ok_or(PacketError::NoRoom)?);
             h.set_version_tc_flow(info.tos, 0);
             h.set_payload_len(len);
             h.set_next_header(inner_proto);
@@ -96,7 +97,7 @@ pub fn tun_with<B: PacketBuffer + ?Sized>(
             h.set_src(&src);
             h.set_dst(&dst);
         }
-        _ => return Err(Error::Unsupported("tunnel endpoints of different address families")),
+        _ => return Err(PacketError::Unsupported("tunnel endpoints of different address families")),
     }
     Ok(Verdict::Forward)
 }
