@@ -30,6 +30,7 @@ mod ops;
 pub mod sched;
 pub mod service;
 pub mod state;
+pub mod sync;
 pub mod sysctl;
 
 pub use conn::{ConnInfo, ConnTable};

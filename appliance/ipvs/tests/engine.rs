@@ -787,3 +787,51 @@ fn a_real_server_at_the_directors_own_address_is_local() {
     let InVerdict::Forward { fwd, .. } = v.in_packet(&syn("198.51.100.7", 1), 0) else { panic!() };
     assert_eq!(fwd, Fwd::Local);
 }
+
+/// The sync daemon's two ends: the master notes a NAT connection as it is made and as it becomes
+/// established; the messages carry it (encoded and decoded as on the wire); the backup installs it
+/// with the same server, state and counters, and then forwards the client's next segment (no SYN)
+/// to that server and translates the server's reply, as the master would have.
+#[test]
+fn a_synced_connection_carries_on_on_the_backup() {
+    let mut master = setup(SchedulerKind::Rr, Fwd::Masq, 3);
+    let mut backup = setup(SchedulerKind::Rr, Fwd::Masq, 3);
+    master.set_sync_master(true);
+    // Two connections: the second's server is .11 (rr), which the backup's scheduler would not
+    // pick first.
+    dest_of(master.in_packet(&syn("198.51.100.7", 40000), 0));
+    let server = dest_of(master.in_packet(&syn("198.51.100.7", 40001), 0));
+    assert_eq!(server, ip("203.0.113.11"));
+    assert!(matches!(
+        master.out_packet(&reply("203.0.113.11", 8080, "198.51.100.7", 40001, SYN | ACK), 1),
+        OutVerdict::Reply { .. }
+    ));
+    dest_of(master.in_packet(&seg("198.51.100.7", 40001, ACK), 2));
+    let mut sent = Vec::new();
+    master.drain_sync(2, &mut sent);
+    assert!(!master.sync_pending());
+    let last = sent.iter().rev().find(|c| c.cport == 40001).expect("noted");
+    assert_eq!((last.state, last.daddr, last.dport), (1, ip("203.0.113.11"), 8080), "ESTABLISHED: {last:?}");
+    let wire = rvs_ipvs::sync::encode(3, &sent, rvs_ipvs::sync::MAX_MESSAGE);
+    for m in &wire {
+        let (syncid, conns) = rvs_ipvs::sync::decode(m).expect("decodes");
+        assert_eq!(syncid, 3);
+        for c in &conns {
+            backup.install_synced(c, 2).expect("installs");
+        }
+    }
+    assert_eq!(counts(&backup), counts(&master), "the same active/inactive counts");
+    // The client's next segment reaches the same server through the backup, without a SYN.
+    assert_eq!(dest_of(backup.in_packet(&seg("198.51.100.7", 40001, ACK), 3)), server);
+    assert!(matches!(
+        backup.out_packet(&reply("203.0.113.11", 8080, "198.51.100.7", 40001, ACK), 3),
+        OutVerdict::Reply { vport: 80, .. }
+    ));
+    // A second message about the same connection updates it (no second entry).
+    backup.install_synced(last, 4).expect("updates");
+    assert_eq!(backup.occupancy().0, master.occupancy().0);
+    // A connection of a server the backup does not have is refused.
+    let mut stray = *last;
+    stray.daddr = ip("203.0.113.99");
+    assert!(backup.install_synced(&stray, 4).is_err());
+}

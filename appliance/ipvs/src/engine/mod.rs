@@ -248,6 +248,12 @@ pub struct Ipvs {
     /// drop_packet's countdown, and drop_entry's place in the table.
     drop_counter: u32,
     drop_cursor: [u32; 2],
+    /// Master sync daemon on: new and changed connections are noted for the sync stream.
+    sync_master: bool,
+    /// Connections to send to the backups, taken by [`Ipvs::drain_sync`] after each burst.
+    sync_log: Vec<ConnId>,
+    /// Notes lost because the log was full (the burst made more changes than it holds).
+    pub sync_lost: u64,
     /// The next service whose scheduler [`Ipvs::expire`] ticks.
     sched_cursor: usize,
     /// mh tables come built from the management core (Op::SchedTable) instead of being built here.
@@ -288,6 +294,9 @@ impl Ipvs {
             stateless_at: None,
             drop_counter: 0,
             drop_cursor: [0; 2],
+            sync_master: false,
+            sync_log: Vec::new(),
+            sync_lost: 0,
             sched_cursor: 0,
             defer_tables: false,
             locals: Vec::new(),

@@ -272,6 +272,9 @@ impl Ipvs {
             };
             let old = TcpState::from_u8(c.state);
             let new = state::next_state(dir, old, p.tcp_flags).unwrap_or(old);
+            if new != old && self.sync_master && flags & flag::MIRROR == 0 {
+                self.note_sync(ConnId { v6, slot: i });
+            }
             if new != old && flags & flag::MIRROR == 0 {
                 let was_inactive = flags & flag::INACTIVE != 0;
                 if let Some(d) = self.dest_mut(DestId(c.dest)) {
@@ -398,6 +401,10 @@ impl Ipvs {
             *r += 1;
         }
         self.count_new(sid, did, p);
+        if self.sync_master && p.protocol != proto::TCP {
+            // TCP connections are noted by their first state change, just below.
+            self.note_sync(ConnId { v6, slot: i });
+        }
         if let Some(c) = self.connection(ConnId { v6, slot: i }) {
             self.transition(v6, i, &c, p, Direction::Input, now);
         }
@@ -695,4 +702,121 @@ pub(super) fn insert_mirror_entry<A: Addr>(
         reply: true,
     })
     .ok()
+}
+
+/// The sync log bounds what one burst can note (the worker drains it after every burst).
+const SYNC_LOG: usize = 4096;
+
+impl Ipvs {
+    /// Master sync daemon on or off: from now on new connections and state changes are noted.
+    pub fn set_sync_master(&mut self, on: bool) {
+        self.sync_master = on;
+        if !on {
+            self.sync_log.clear();
+        }
+    }
+
+    fn note_sync(&mut self, id: ConnId) {
+        if self.sync_log.len() < SYNC_LOG {
+            self.sync_log.push(id);
+        } else {
+            self.sync_lost += 1;
+        }
+    }
+
+    /// Whether connections wait to be sent.
+    #[inline]
+    pub fn sync_pending(&self) -> bool {
+        !self.sync_log.is_empty()
+    }
+
+    /// The noted connections as the sync protocol carries them, oldest first; the log is emptied.
+    pub fn drain_sync(&mut self, now: Time, out: &mut Vec<crate::sync::SyncConn>) {
+        let log = std::mem::take(&mut self.sync_log);
+        for id in &log {
+            if let Some(c) = self.connection(*id).filter(|c| !c.is_mirror()) {
+                out.push(crate::sync::SyncConn::from_conn(&c, now));
+            }
+        }
+        self.sync_log = log;
+        self.sync_log.clear();
+    }
+
+    /// A connection a master director sent (the backup side of the sync daemon): installed as a
+    /// connection of this shard, bound to this shard's server of that address and port in the
+    /// service its virtual endpoint names, in the state and with the time left it was sent with; an
+    /// entry of the same connection is updated. True when a new entry was made. Templates are not
+    /// installed (persistence restarts after a failover).
+    pub fn install_synced(&mut self, s: &crate::sync::SyncConn, now: Time) -> Result<bool, DropReason> {
+        if s.is_template() {
+            return Ok(false);
+        }
+        let v6 = s.caddr.is_ipv6();
+        let key = if s.fwmark != 0 {
+            ServiceKey::Fwmark { mark: s.fwmark, v6 }
+        } else {
+            ServiceKey::Addr { protocol: s.protocol, addr: s.vaddr, port: s.vport }
+        };
+        let sid = self.service_id(&key).ok_or(DropReason::NoDestination)?;
+        let did = self.find_dest(sid, s.daddr, s.dport).ok_or(DropReason::NoDestination)?;
+        let fwd = self.dest(did).map(|d| d.cfg.fwd).ok_or(DropReason::NoDestination)?;
+        let p = PacketMeta {
+            protocol: s.protocol,
+            src: s.caddr,
+            sport: s.cport,
+            dst: s.vaddr,
+            dport: s.vport,
+            tcp_flags: 0,
+            fwmark: (s.fwmark != 0).then_some(s.fwmark),
+            len: 0,
+        };
+        let state = u8::try_from(s.state.min(10)).unwrap_or(0);
+        let active = s.protocol == proto::TCP && TcpState::from_u8(state).is_active();
+        let expires = now + u64::from(s.timeout_seconds.max(1)) * 1000;
+        let mut flags = if active { 0 } else { flag::INACTIVE };
+        if !matches!(fwd, Fwd::Masq) {
+            flags |= flag::NOOUTPUT;
+        }
+        let existing = if v6 { self.lookup_in::<[u8; 16]>(&p) } else { self.lookup_in::<[u8; 4]>(&p) };
+        if let Some(i) = existing {
+            let Some(c) = self.connection(ConnId { v6, slot: i }) else { return Ok(false) };
+            let was_active = c.flags & flag::INACTIVE == 0;
+            if let Some(d) = self.dest_mut(DestId(c.dest)) {
+                match (was_active, active) {
+                    (true, false) => {
+                        d.active = d.active.saturating_sub(1);
+                        d.inactive += 1;
+                    }
+                    (false, true) => {
+                        d.inactive = d.inactive.saturating_sub(1);
+                        d.active += 1;
+                    }
+                    _ => {}
+                }
+            }
+            let keep = c.flags & !(flag::INACTIVE | flag::NOOUTPUT);
+            with_table!(self, v6, t => t.set_state(i, state, keep | flags));
+            with_table!(self, v6, t => t.set_expiry(i, expires));
+            return Ok(false);
+        }
+        let inserted = if v6 {
+            insert_conn(&mut self.v6, &p, s.daddr, s.dport, fwd, did, None, flags, now)
+        } else {
+            insert_conn(&mut self.v4, &p, s.daddr, s.dport, fwd, did, None, flags, now)
+        };
+        let i = inserted.ok_or(DropReason::TableFull)?;
+        with_table!(self, v6, t => t.set_state(i, state, flags));
+        with_table!(self, v6, t => t.set_expiry(i, expires));
+        if let Some(d) = self.dest_mut(did) {
+            if active {
+                d.active += 1;
+            } else {
+                d.inactive += 1;
+            }
+        }
+        if let Some(r) = self.dest_refs.get_mut(did.0 as usize) {
+            *r += 1;
+        }
+        Ok(true)
+    }
 }
