@@ -472,7 +472,11 @@ fn a_udp_service_and_echo_to_a_vip() {
 fn quiesced_and_deleted_servers() {
     let bed = Bed::up("w0");
     bed.rules("-A -t 192.0.2.80:80 -s rr\n-a -t 192.0.2.80:80 -r 203.0.113.11:80 -m\n");
-    // A slow download holds an established connection to s1.
+    // A slow download holds an established connection to s1. The client's receive buffer is kept
+    // small: with the kernel's autotuned one, the whole file could cross the wire into it at once
+    // and the connection close while curl still reads at its limited rate.
+    let rmem = bed.in_ns("c", &["sysctl", "-qw", "net.ipv4.tcp_rmem=4096 16384 32768"]);
+    assert!(rmem.status.success(), "{rmem:?}");
     let slow = Command::new("ip")
         .args([
             "netns",
