@@ -1537,3 +1537,117 @@ fn rvs_control_check(keepalived: &Path) -> String {
     let _ = std::fs::remove_dir_all(&dir);
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
+
+/// The connection sync daemons. Master: `--start-daemon master` on the front twin; the stream that
+/// leaves through rvs decodes in tshark's `ipvs` dissector (nothing malformed) and names the
+/// connections clients made, with the sync id. Backup: a sync message built from the protocol's
+/// layout by the test (Python's struct, not rvs's encoder) and multicast from the router installs
+/// a connection to s3 that no client ever opened here; the client's ACK of that connection (no
+/// SYN: without the entry it would be dropped) reaches s3 through NAT, and s3's RST comes back
+/// translated from the VIP.
+#[test]
+fn connection_sync_stream_decodes_and_a_backup_installs_what_it_receives() {
+    let bed = Bed::up_full("sy", 1, "kernel_twin = \"rvstwin0\"");
+    bed.rules("-A -t 192.0.2.80:80 -s rr\n-a -t 192.0.2.80:80 -r 203.0.113.11:8080 -m\n-a -t 192.0.2.80:80 -r 203.0.113.12:8080 -m\n-a -t 192.0.2.80:80 -r 203.0.113.13:8080 -m\n");
+    bed.adm("--start-daemon master --mcast-interface rvstwin0 --syncid 5");
+    let (code, _, err) = bed.adm_run("--start-daemon master --mcast-interface rvstwin0", "");
+    assert_eq!((code, err.trim()), (255, "Daemon has already run"));
+    let rf = format!("{}rf", bed.prefix);
+    let cap = bed
+        .cmd_in_ns(
+            "r",
+            &[
+                "tshark",
+                "-i",
+                &rf,
+                "-a",
+                "duration:6",
+                "-f",
+                "udp port 8848",
+                "-T",
+                "fields",
+                "-E",
+                "separator=;",
+                "-E",
+                "aggregator=,",
+                "-e",
+                "ipvs.syncid",
+                "-e",
+                "ipvs.caddr",
+                "-e",
+                "ipvs.vaddr",
+                "-e",
+                "ipvs.daddr",
+                "-e",
+                "_ws.malformed",
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tshark");
+    std::thread::sleep(Duration::from_millis(2000));
+    let got = bed.gets("http://192.0.2.80/", "198.51.100.10", 6);
+    assert_eq!(count(&got).len(), 3, "{got:?}");
+    let out = cap.wait_with_output().expect("tshark");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.is_empty(), "no sync messages on the wire:\n{}", bed.log());
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(';').collect();
+        assert_eq!(f.first(), Some(&"5"), "syncid: {line}");
+        assert!(f.get(4).is_none_or(|m| m.is_empty()), "malformed: {line}");
+    }
+    assert!(
+        text.contains("198.51.100.10") && text.contains("192.0.2.80") && text.contains("203.0.113.13"),
+        "{text}"
+    );
+    let m = bed.metrics();
+    assert!(metric(&m, "rvs_sync_messages_total", "direction=\"sent\"") >= 1, "{m}");
+    assert!(metric(&m, "rvs_worker_sync_connections_total", "event=\"sent\"") >= 6);
+    assert_eq!(bed.adm("-L --daemon"), "master sync daemon (mcast=rvstwin0, syncid=5)\n");
+    bed.adm("--stop-daemon master");
+
+    // Backup: a message from "the other director" (the router here) about a connection to s3.
+    bed.adm("--start-daemon backup --mcast-interface rvstwin0 --syncid 5");
+    assert_eq!(bed.adm("-L --daemon"), "backup sync daemon (mcast=rvstwin0, syncid=5)\n");
+    let send = r#"
+import socket, struct
+a = socket.inet_aton
+conn = struct.pack('!BBHIHHHHII4s4s4s', 0, 6, 36, 0, 1, 41000, 80, 8080, 0, 900,
+                   a('198.51.100.20'), a('192.0.2.80'), a('203.0.113.13'))
+msg = struct.pack('!BBHBbH', 0, 5, 8 + len(conn), 1, 1, 0) + conn
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, a('192.0.2.1'))
+for _ in range(3):
+    s.sendto(msg, ('224.0.0.81', 8848))
+"#;
+    let out = bed.in_ns("r", &[PY, "-c", send]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let t = std::time::Instant::now();
+    while !bed.adm("-Lnc").contains("198.51.100.20:41000 192.0.2.80:80      203.0.113.13:8080") {
+        assert!(t.elapsed() < Duration::from_secs(5), "not installed:\n{}\n{}", bed.adm("-Lnc"), bed.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(bed.adm("-Lnc").contains("ESTABLISHED 198.51.100.20:41000"), "{}", bed.adm("-Lnc"));
+    let probe = format!(
+        r#"
+from scapy.all import IP, TCP, sr1, conf
+conf.verb = 0
+r = sr1(IP(src='198.51.100.20', dst='192.0.2.80')/TCP(sport=41000, dport=80, flags='A', seq=1000, ack=2000), timeout=3, iface='{}c0')
+print(r[IP].src, r[TCP].sport, r[TCP].flags if r else 'none')
+"#,
+        bed.prefix
+    );
+    let out = bed.in_ns("c", &[PY, "-c", &probe]);
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        answer.trim().starts_with("192.0.2.80 80 R"),
+        "the server's RST, translated: {answer:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(metric(&bed.metrics(), "rvs_worker_sync_connections_total", "event=\"installed\"") >= 1);
+    bed.adm("--stop-daemon backup");
+    let (code, _, err) = bed.adm_run("--stop-daemon backup", "");
+    assert_eq!((code, err.trim()), (255, "No daemon is running"));
+}

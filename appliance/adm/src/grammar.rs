@@ -28,7 +28,21 @@ pub enum Command {
         name: Option<String>,
         value: Option<String>,
     },
+    /// `--start-daemon master|backup [--mcast-interface IF] [--syncid N]`: the connection
+    /// synchronisation daemon.
+    StartDaemon {
+        master: bool,
+        mcast_interface: String,
+        syncid: u8,
+    },
+    /// `--stop-daemon master|backup`.
+    StopDaemon {
+        master: bool,
+    },
 }
+
+/// ipvsadm's multicast interface when none is given (DEF_MCAST_IFN).
+pub const DEFAULT_MCAST_INTERFACE: &str = "eth0";
 
 /// What `-L` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,6 +55,8 @@ pub enum ListFormat {
     PersistentConn,
     Connections,
     Timeout,
+    /// `-L --daemon`: the sync daemons' state.
+    Daemon,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -375,6 +391,9 @@ enum Tag {
     Ops,
     SchedFlags,
     TunType,
+    McastInterface,
+    SyncId,
+    Daemon,
     Unsupported(&'static str),
 }
 
@@ -459,9 +478,9 @@ const LONG: &[(&str, Tag, Arg)] = &[
     ("ops", Tag::Ops, Arg::None),
     ("sched-flags", Tag::SchedFlags, Arg::Required),
     ("tun-type", Tag::TunType, Arg::Required),
-    ("mcast-interface", Tag::Unsupported("mcast-interface"), Arg::Required),
-    ("syncid", Tag::Unsupported("syncid"), Arg::Required),
-    ("daemon", Tag::Unsupported("daemon"), Arg::None),
+    ("mcast-interface", Tag::McastInterface, Arg::Required),
+    ("syncid", Tag::SyncId, Arg::Required),
+    ("daemon", Tag::Daemon, Arg::None),
     ("pe", Tag::Unsupported("pe"), Arg::Required),
 ];
 
@@ -490,6 +509,10 @@ struct Parser {
     one_packet: bool,
     flags: Option<String>,
     set_args: Vec<String>,
+    /// --start-daemon / --stop-daemon's argument, and the daemon's options.
+    daemon_state: Option<String>,
+    mcast_interface: Option<String>,
+    syncid: Option<u8>,
 }
 
 /// `addr[:port]`, `[v6addr]:port` or a bare IPv6 address; (address, port if given).
@@ -519,6 +542,15 @@ fn parse_port(p: &str) -> Option<u16> {
         return Some(n);
     }
     crate::listing::SERVICES.iter().find(|(_, name)| *name == p).map(|(n, _)| *n)
+}
+
+/// `master` or `backup`, as --start-daemon / --stop-daemon take it.
+fn daemon_master(v: Option<&str>, what: &str) -> Result<bool, ParseError> {
+    match v {
+        Some("master") => Ok(true),
+        Some("backup") => Ok(false),
+        _ => Err(fail(format!("illegal {what} parameter specified"))),
+    }
 }
 
 fn number(s: &str, min: u64, max: u64) -> Option<u32> {
@@ -559,8 +591,25 @@ impl Parser {
             Tag::Cmd(c) => {
                 self.set_command(c)?;
                 if matches!(c, Cmd::StartDaemon | Cmd::StopDaemon) {
-                    return Err(fail("the connection synchronisation daemon is not part of rvs"));
+                    self.daemon_state = Some(val().to_owned());
                 }
+            }
+            Tag::McastInterface => {
+                self.set_option(Opt::McastInterface)?;
+                // IP_VS_IFNAME_MAXLEN: 16 with the terminating NUL.
+                if val().is_empty() || val().len() >= 16 {
+                    return Err(fail("illegal multicast interface name specified"));
+                }
+                self.mcast_interface = Some(val().to_owned());
+            }
+            Tag::SyncId => {
+                self.set_option(Opt::SyncId)?;
+                let id = number(val(), 0, 255).ok_or_else(|| fail("illegal syncid specified"))?;
+                self.syncid = Some(u8::try_from(id).unwrap_or(0));
+            }
+            Tag::Daemon => {
+                self.set_option(Opt::Daemon)?;
+                self.format = ListFormat::Daemon;
             }
             Tag::Help => self.help = true,
             Tag::Version => self.version = true,
@@ -780,8 +829,16 @@ impl Parser {
             Cmd::Restore => Command::Restore,
             Cmd::Save => Command::Save { numeric: self.numeric },
             Cmd::Zero => Command::Change(Op::Zero(self.key)),
-            Cmd::StartDaemon | Cmd::StopDaemon => {
-                return Err(fail("the connection synchronisation daemon is not part of rvs"));
+            Cmd::StartDaemon => Command::StartDaemon {
+                master: daemon_master(self.daemon_state.as_deref(), "start-daemon")?,
+                mcast_interface: self
+                    .mcast_interface
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_MCAST_INTERFACE.to_owned()),
+                syncid: self.syncid.unwrap_or(0),
+            },
+            Cmd::StopDaemon => {
+                Command::StopDaemon { master: daemon_master(self.daemon_state.as_deref(), "stop_daemon")? }
             }
         })
     }

@@ -415,3 +415,30 @@ fn ipvsadm_error_texts() {
     assert!(e.try_help && e.status == 2, "popt-level errors add the try-help line");
     assert_eq!(parse(&["-A", "-t", "192.0.2.80:0"]).unwrap_err().status, 2);
 }
+
+#[test]
+fn the_sync_daemon_commands_read_as_ipvsadm_reads_them() {
+    assert_eq!(
+        ok("--start-daemon master --mcast-interface eth1 --syncid 7"),
+        Command::StartDaemon { master: true, mcast_interface: "eth1".into(), syncid: 7 }
+    );
+    assert_eq!(
+        ok("--start-daemon backup"),
+        Command::StartDaemon { master: false, mcast_interface: "eth0".into(), syncid: 0 },
+        "ipvsadm's defaults: eth0, sync id 0"
+    );
+    assert_eq!(ok("--stop-daemon backup"), Command::StopDaemon { master: false });
+    assert_eq!(err("--start-daemon primary"), "illegal start-daemon parameter specified");
+    assert_eq!(err("--stop-daemon x"), "illegal stop_daemon parameter specified");
+    assert_eq!(err("--start-daemon master --syncid 256"), "illegal syncid specified");
+    assert_eq!(
+        err("--start-daemon master --mcast-interface abcdefghijklmnopq"),
+        "illegal multicast interface name specified"
+    );
+    assert_eq!(
+        err("--stop-daemon master --mcast-interface eth0"),
+        "Illegal 'mcast-interface' option with the 'stop-daemon' command"
+    );
+    let Command::List(o) = ok("-L --daemon") else { panic!() };
+    assert_eq!(o.format, ListFormat::Daemon);
+}

@@ -47,7 +47,9 @@ fn main() {
     let t = Instant::now();
     let rates = rvs_control::rates::Estimator::default();
     let shards = rvs_control::shards::Shards::default();
-    let mut d = Director { model: &mut m, shards: &shards, rates: &rates, table_size: 4096, now: 0 };
+    let mut sync = rvs_control::sync::SyncDaemons::new(crossbeam_channel::never(), Vec::new(), 0);
+    let mut d =
+        Director { model: &mut m, shards: &shards, rates: &rates, table_size: 4096, now: 0, sync: &mut sync };
     let saved = execute(&mut d, &Request { args: vec!["rvsadm".into(), "-Sn".into()], stdin: vec![] }).stdout;
     let save = t.elapsed();
     assert_eq!(saved.lines().count(), services * (servers + 1));

@@ -269,6 +269,8 @@ pub struct Director<'a> {
     /// What listings call the connection-table size.
     pub table_size: usize,
     pub now: Time,
+    /// The connection sync daemons.
+    pub sync: &'a mut crate::sync::SyncDaemons,
 }
 
 fn ipvs_error(e: &ServiceError, on_dest: bool) -> String {
@@ -442,6 +444,18 @@ pub fn execute(d: &mut Director<'_>, req: &Request) -> Response {
         s
     };
     match cmd {
+        Command::List(o) if o.format == rvs_adm::ListFormat::Daemon => Response::ok(d.sync.listing()),
+        Command::StartDaemon { master, mcast_interface, syncid } => {
+            let cfg = crate::sync::DaemonConfig { mcast_interface, syncid };
+            match d.sync.start(master, cfg) {
+                Ok(()) => Response::ok(String::new()),
+                Err(e) => Response::error(255, e),
+            }
+        }
+        Command::StopDaemon { master } => match d.sync.stop(master) {
+            Ok(()) => Response::ok(String::new()),
+            Err(e) => Response::error(255, e),
+        },
         Command::List(o) => {
             match listing::list(&snapshot(d, o.format == rvs_adm::ListFormat::Connections), &o) {
                 Some(text) => Response::ok(text),
@@ -498,7 +512,18 @@ mod tests {
 
     fn exec(m: &mut Ipvs, req: &Request) -> Response {
         let (shards, rates) = (Shards::default(), Estimator::default());
-        execute(&mut Director { model: m, shards: &shards, rates: &rates, table_size: 4096, now: 0 }, req)
+        let mut sync = crate::sync::SyncDaemons::new(crossbeam_channel::never(), Vec::new(), 0);
+        execute(
+            &mut Director {
+                model: m,
+                shards: &shards,
+                rates: &rates,
+                table_size: 4096,
+                now: 0,
+                sync: &mut sync,
+            },
+            req,
+        )
     }
 
     fn run(m: &mut Ipvs, line: &str) -> Response {

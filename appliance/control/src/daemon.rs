@@ -152,7 +152,9 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
     let stop = Arc::new(AtomicBool::new(false));
     let lcores = eal.worker_lcores();
     let mut workers: Vec<(LaunchHandle, Arc<WorkerCounters>)> = Vec::new();
+    let (sync_tx, sync_rx) = crossbeam_channel::bounded(crate::sync::QUEUE);
     let launch = Launch {
+        sync_tx: &sync_tx,
         cfg,
         eal: &eal,
         pool: &pool,
@@ -175,6 +177,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
         }
     };
     let shards = Shards::new(channels);
+    let mut sync = crate::sync::SyncDaemons::new(sync_rx, shards.senders(), owner_key);
     match &cfg.forwarding {
         Forwarding::L2 { mode, ports: (ia, ib) } => info!(
             workers = lcores.len(),
@@ -253,6 +256,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
             rates: &rates,
             table_size: cfg.table_size,
             now: now_ms,
+            sync: &mut sync,
         });
         if let Some(m) = &metrics {
             m.poll(|| {
@@ -270,6 +274,14 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
                 crate::metrics::render(&Sources {
                     health: &health_rows,
                     vips_held: &vips_held,
+                    sync: (
+                        [
+                            sync.stats.messages_sent.load(Ordering::Relaxed),
+                            sync.stats.messages_received.load(Ordering::Relaxed),
+                            sync.stats.messages_refused.load(Ordering::Relaxed),
+                        ],
+                        sync.running(),
+                    ),
                     version: build.version,
                     git_revision: build.git_revision,
                     dpdk_version: build.dpdk_version,
@@ -353,6 +365,8 @@ struct Launch<'a> {
     sched_seed: u64,
     stop: &'a Arc<AtomicBool>,
     tsc_hz: u64,
+    /// Where workers put the connections the master sync daemon sends.
+    sync_tx: &'a crossbeam_channel::Sender<rvs_ipvs::sync::SyncConn>,
 }
 
 /// One worker per worker lcore, each with its queue pair on every port (and twin); `workers` gets
@@ -364,8 +378,20 @@ fn launch_workers(
     twins: &mut [Option<Port<Started>>],
     workers: &mut Vec<(LaunchHandle, Arc<WorkerCounters>)>,
 ) -> Result<Vec<crossbeam_channel::Sender<rvs_dataplane::WorkerMsg>>, DaemonError> {
-    let Launch { cfg, eal, pool, model, network, predictors, locals, owner_key, sched_seed, stop, tsc_hz } =
-        *l;
+    let Launch {
+        cfg,
+        eal,
+        pool,
+        model,
+        network,
+        predictors,
+        locals,
+        owner_key,
+        sched_seed,
+        stop,
+        tsc_hz,
+        sync_tx,
+    } = *l;
     let nports = ports.len();
     let lcores = eal.worker_lcores();
     let mut channels = Vec::new();
@@ -450,6 +476,7 @@ fn launch_workers(
                         inbox: inbox_rx.remove(0),
                     }),
                     panic_after_ms: fault_panic_after_ms(),
+                    sync: Some(sync_tx.clone()),
                 };
                 eal.launch(lcore, move || worker.run())
             }

@@ -12,6 +12,7 @@ pub mod keepalived;
 pub mod metrics;
 pub mod rates;
 pub mod shards;
+pub mod sync;
 
 pub use config::{Config, ConfigError};
 pub use daemon::{BuildInfo, DaemonError, Signals, Summary, run};

@@ -48,6 +48,8 @@ pub struct Sources<'a> {
     pub health: &'a crate::health::HealthRows,
     /// With `vip_ownership = "kernel_twin"`: each service VIP and whether the director holds it.
     pub vips_held: &'a [(std::net::Ipv4Addr, bool)],
+    /// The sync daemons: (messages sent, received, refused), and whether (master, backup) run.
+    pub sync: ([u64; 3], (bool, bool)),
 }
 
 /// Builds metric families: one per name, each with help, type and labelled samples.
@@ -264,6 +266,14 @@ pub fn render(s: &Sources<'_>) -> String {
             &l,
             w.loop_cycles,
         );
+        for (event, n) in rvs_dataplane::SYNC_EVENTS.iter().zip(w.sync) {
+            f.counter(
+                "rvs_worker_sync_connections_total",
+                "Connection sync per worker: sent to the master daemon, lost (its queue full), installed from a master, refused (no such service or server here).",
+                &[("worker", lcore.to_string()), ("event", (*event).into())],
+                n,
+            );
+        }
         for (stage, cycles) in rvs_dataplane::STAGES.iter().zip(w.stage_cycles) {
             f.counter(
                 "rvs_worker_stage_cycles_total",
@@ -416,6 +426,23 @@ pub fn render(s: &Sources<'_>) -> String {
         );
     }
     render_health(&mut f, s.health);
+    let ([sent, received, refused], (master, backup)) = s.sync;
+    for (dir, n) in [("sent", sent), ("received", received), ("refused", refused)] {
+        f.counter(
+            "rvs_sync_messages_total",
+            "IPVS sync protocol messages the master daemon sent, and the backup daemon received and used or refused.",
+            &[("direction", dir.into())],
+            n,
+        );
+    }
+    for (role, on) in [("master", master), ("backup", backup)] {
+        f.gauge(
+            "rvs_sync_daemon_running",
+            "1 while the connection sync daemon of this role runs (rvsadm --start-daemon).",
+            &[("role", role.into())],
+            if on { 1.0 } else { 0.0 },
+        );
+    }
     for (vip, held) in s.vips_held {
         f.gauge(
             "rvs_vip_held",

@@ -62,6 +62,11 @@ impl Shards {
         }
     }
 
+    /// The workers' channels (for the sync daemons, which talk to them from their own threads).
+    pub fn senders(&self) -> Vec<Sender<WorkerMsg>> {
+        self.workers.clone()
+    }
+
     /// Tells every worker which VIPs the director holds now (`vip_ownership = "kernel_twin"`).
     pub fn hold_vips(&self, vips: &[std::net::Ipv4Addr]) {
         let vips: Arc<[std::net::Ipv4Addr]> = vips.into();

@@ -174,7 +174,13 @@ pub struct WorkerCounters {
     /// and the packets that went through the stages (handed-over ones excluded).
     stage_cycles: [AtomicU64; STAGE_COUNT],
     staged_packets: AtomicU64,
+    /// Connection sync: sent to the sync daemon, lost (its queue or the shard's log full),
+    /// installed from a master, refused (no such service or server here).
+    sync: [AtomicU64; 4],
 }
+
+/// The connection-sync events [`WorkerCounters`] counts, in order.
+pub const SYNC_EVENTS: [&str; 4] = ["sent", "lost", "installed", "refused"];
 
 /// The number of stages [`WorkerCounters`] times.
 pub const STAGE_COUNT: usize = crate::pipeline::STAGES.len();
@@ -200,6 +206,8 @@ pub struct CounterSnapshot {
     /// Cycles per stage (by [`crate::pipeline::STAGES`] index), and the packets they are spent on.
     pub stage_cycles: [u64; STAGE_COUNT],
     pub staged_packets: u64,
+    /// By [`SYNC_EVENTS`].
+    pub sync: [u64; 4],
 }
 
 impl Default for CounterSnapshot {
@@ -221,6 +229,7 @@ impl Default for CounterSnapshot {
             long_pauses: 0,
             stage_cycles: [0; STAGE_COUNT],
             staged_packets: 0,
+            sync: [0; 4],
         }
     }
 }
@@ -267,6 +276,11 @@ impl CounterSnapshot {
                 c
             },
             staged_packets: a.staged_packets + b.staged_packets,
+            sync: {
+                let mut c = a.sync;
+                c.iter_mut().zip(b.sync).for_each(|(x, y)| *x += y);
+                c
+            },
         })
     }
 }
@@ -294,6 +308,14 @@ impl WorkerCounters {
             bump(c, n);
         }
         bump(&self.staged_packets, packets);
+    }
+
+    /// A connection-sync event, by its index in [`SYNC_EVENTS`].
+    #[inline]
+    pub fn add_sync(&self, event: usize, n: u64) {
+        if let Some(c) = self.sync.get(event) {
+            bump(c, n);
+        }
     }
 
     #[inline]
@@ -391,6 +413,7 @@ impl WorkerCounters {
                 self.stage_cycles.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
             }),
             staged_packets: self.staged_packets.load(Ordering::Relaxed),
+            sync: std::array::from_fn(|i| self.sync.get(i).map_or(0, |c| c.load(Ordering::Relaxed))),
         }
     }
 }

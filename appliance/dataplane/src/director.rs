@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rvs_dpdk::{BURST_SIZE, Mbuf, Mempool, PacketBurst, RxQueue, TxQueue, rdtsc};
+use rvs_ipvs::sync::SyncConn;
 use rvs_ipvs::{ConnInfo, Op, ReportCursor, ShardReport, Time};
 
 use crate::counters::{DropReason, LoopTimer, STAGE_COUNT, WorkerCounters};
@@ -25,6 +26,10 @@ pub enum WorkerMsg {
     /// The VIPs the director holds now (`vip_ownership = "kernel_twin"`; see
     /// [`Pipeline::set_held_vips`]).
     HeldVips(Arc<[Ipv4Addr]>),
+    /// The master sync daemon started (true) or stopped: note new and changed connections.
+    SyncMaster(bool),
+    /// Connections a master director sent (the backup sync daemon): install them.
+    Synced(Arc<[SyncConn]>),
 }
 
 /// What workers pass each other when several share the ports.
@@ -127,6 +132,8 @@ pub struct DirectorWorker {
     /// Fault injection for the daemon's tests: panic once the loop's clock passes this many
     /// milliseconds (rvsd sets it from `RVS_FAULT_WORKER_PANIC_AFTER_MS`; never set otherwise).
     pub panic_after_ms: Option<Time>,
+    /// Where the connections the master sync daemon sends go (bounded; never waited on).
+    pub sync: Option<Sender<SyncConn>>,
 }
 
 struct Held {
@@ -143,6 +150,7 @@ impl DirectorWorker {
         let mut staged: Vec<PacketBurst> = (0..nports).map(|_| PacketBurst::new()).collect();
         let mut metas = [Meta::default(); BURST_SIZE];
         let mut actions = [Action::Drop; BURST_SIZE];
+        let mut sync_buf: Vec<SyncConn> = Vec::with_capacity(256);
         let mut held: Vec<Held> = Vec::with_capacity(HOLD_CAPACITY);
         let mut resolved: Vec<(usize, Ipv4Addr)> = Vec::with_capacity(64);
         let ticks_per_ms = (self.tsc_hz / 1000).max(1);
@@ -212,6 +220,9 @@ impl DirectorWorker {
                 });
                 clock.lap(4);
                 self.counters.add_stages(&clock.cycles, k as u64);
+                if self.pipeline.ipvs.sync_pending() {
+                    self.send_sync(now, &mut sync_buf);
+                }
             }
             // What the kernel sent on the ports' twins leaves by the ports (ARP and all). A TAP
             // port's RX is a read() system call even when empty, so the twins are polled every
@@ -342,6 +353,25 @@ impl DirectorWorker {
         }
     }
 
+    /// Hands the connections the burst made or changed to the master sync daemon (a bounded
+    /// queue; what does not fit is counted lost, never waited for).
+    fn send_sync(&mut self, now: Time, buf: &mut Vec<SyncConn>) {
+        buf.clear();
+        self.pipeline.ipvs.drain_sync(now, buf);
+        let Some(tx) = &self.sync else { return };
+        let (mut sent, mut lost) = (0, 0);
+        for c in buf.drain(..) {
+            if tx.try_send(c).is_ok() {
+                sent += 1;
+            } else {
+                lost += 1;
+            }
+        }
+        let shard_lost = std::mem::take(&mut self.pipeline.ipvs.sync_lost);
+        self.counters.add_sync(0, sent);
+        self.counters.add_sync(1, lost + shard_lost);
+    }
+
     /// Configuration changes and report requests, between bursts, a bounded share per turn.
     fn serve_control(&mut self, now: Time, backlog: &mut Backlog) {
         loop {
@@ -354,6 +384,18 @@ impl DirectorWorker {
                     backlog.reports.push_back(PendingReport { conns, reply, building: None });
                 }
                 Ok(WorkerMsg::HeldVips(vips)) => self.pipeline.set_held_vips(Some(&vips)),
+                Ok(WorkerMsg::SyncMaster(on)) => self.pipeline.ipvs.set_sync_master(on),
+                Ok(WorkerMsg::Synced(conns)) => {
+                    let (mut installed, mut refused) = (0, 0);
+                    for c in conns.iter() {
+                        match self.pipeline.ipvs.install_synced(c, now) {
+                            Ok(_) => installed += 1,
+                            Err(_) => refused += 1,
+                        }
+                    }
+                    self.counters.add_sync(2, installed);
+                    self.counters.add_sync(3, refused);
+                }
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }

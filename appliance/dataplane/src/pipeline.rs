@@ -35,7 +35,7 @@ use crate::rss::RssPredictor;
 
 /// The worker (of `workers`) that owns `client`'s flows: a keyed mix of the address (splitmix64's
 /// finaliser over key ⊕ address), cheap, and unpredictable without the key.
-fn owner_of(key: u64, client: Ipv4Addr, workers: usize) -> usize {
+pub fn owner_of(key: u64, client: Ipv4Addr, workers: usize) -> usize {
     let mut z = (key ^ u64::from(u32::from(client))).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
