@@ -75,74 +75,17 @@ impl Bed {
         bed
     }
 
-    fn config(
-        &self,
-        workers: usize,
-        [front_extra, back_extra, control_extra, forwarding_extra]: [&str; 4],
-    ) -> String {
-        let p = &self.prefix;
-        let lcores: Vec<String> = (1..=workers).map(|l| l.to_string()).collect();
-        // This machine may have fewer CPUs than lcores: the workers share what there is.
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let cpu_of: Vec<String> = (0..=workers).map(|l| (l % cpus).to_string()).collect();
-        format!(
-            r#"
-[eal]
-main_lcore = 0
-worker_lcores = [{lcores}]
-lcore_cpus = [{cpu_of}]
-hugepages = false
-memory_mib = 256
-file_prefix = "rvs-{p}"
-
-[mempool]
-mbufs = 32767
-cache_size = 128
-
-[[port]]
-name = "front"
-device = "net_af_packet0,iface={p}df,qpairs={workers},framecnt=8192"
-address = "192.0.2.2/24"
-{front_extra}
-
-[[port]]
-name = "back"
-device = "net_af_packet1,iface={p}db,qpairs={workers},framecnt=8192"
-address = "203.0.113.1/24"
-{back_extra}
-
-[forwarding]
-mode = "director"
-# af_packet's fanout hash is not Toeplitz and has no redirection table: asking for prediction must
-# fall back to the hand-over (two_workers_share_the_clients_and_nat_stays_whole checks it).
-nat_reply_steering = "toeplitz"
-{forwarding_extra}
-
-[[route]]
-destination = "0.0.0.0/0"
-gateway = "192.0.2.1"
-
-[[classifier]]
-destination = "192.0.2.90"
-protocol = "tcp"
-ports = [80, 443]
-mark = 1
-
-[control]
-socket_path = "{}/rvsd.sock"
-connections_per_worker = 65536
-{control_extra}
-
-[metrics]
-listen_address = "127.0.0.1:9510"
-
-[management]
-stats_interval_seconds = 0
-"#,
-            self.dir.display(),
-            lcores = lcores.join(", "),
-            cpu_of = cpu_of.join(", "),
-        )
+    fn config(&self, workers: usize, extra: [&str; 4]) -> String {
+        director_config(&Director {
+            prefix: &self.prefix,
+            ns: "d",
+            dir: &self.dir,
+            socket: "rvsd.sock",
+            front: "192.0.2.2/24",
+            back: "203.0.113.1/24",
+            workers,
+            extra,
+        })
     }
 
     fn ns(&self, n: &str) -> String {
@@ -299,6 +242,88 @@ impl Drop for Bed {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// One director of the bed: which namespace, its addresses, where its files go, its extra lines
+/// (`[front port, back port, [control], [forwarding]]`).
+#[derive(Clone, Copy)]
+struct Director<'a> {
+    prefix: &'a str,
+    ns: &'a str,
+    dir: &'a Path,
+    socket: &'a str,
+    front: &'a str,
+    back: &'a str,
+    workers: usize,
+    extra: [&'a str; 4],
+}
+
+/// rvsd's configuration for a director of the bed.
+fn director_config(d: &Director<'_>) -> String {
+    let Director { prefix: p, ns: x, dir, socket, front, back, workers, extra } = *d;
+    let [front_extra, back_extra, control_extra, forwarding_extra] = extra;
+    let lcores: Vec<String> = (1..=workers).map(|l| l.to_string()).collect();
+    // This machine may have fewer CPUs than lcores: the workers share what there is.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu_of: Vec<String> = (0..=workers).map(|l| (l % cpus).to_string()).collect();
+    format!(
+        r#"
+[eal]
+main_lcore = 0
+worker_lcores = [{lcores}]
+lcore_cpus = [{cpu_of}]
+hugepages = false
+memory_mib = 256
+file_prefix = "rvs-{p}{x}"
+
+[mempool]
+mbufs = 32767
+cache_size = 128
+
+[[port]]
+name = "front"
+device = "net_af_packet0,iface={p}{x}f,qpairs={workers},framecnt=8192"
+address = "{front}"
+{front_extra}
+
+[[port]]
+name = "back"
+device = "net_af_packet1,iface={p}{x}b,qpairs={workers},framecnt=8192"
+address = "{back}"
+{back_extra}
+
+[forwarding]
+mode = "director"
+# af_packet's fanout hash is not Toeplitz and has no redirection table: asking for prediction must
+# fall back to the hand-over (two_workers_share_the_clients_and_nat_stays_whole checks it).
+nat_reply_steering = "toeplitz"
+{forwarding_extra}
+
+[[route]]
+destination = "0.0.0.0/0"
+gateway = "192.0.2.1"
+
+[[classifier]]
+destination = "192.0.2.90"
+protocol = "tcp"
+ports = [80, 443]
+mark = 1
+
+[control]
+socket_path = "{}/{socket}"
+connections_per_worker = 65536
+{control_extra}
+
+[metrics]
+listen_address = "127.0.0.1:9510"
+
+[management]
+stats_interval_seconds = 0
+"#,
+        dir.display(),
+        lcores = lcores.join(", "),
+        cpu_of = cpu_of.join(", "),
+    )
 }
 
 /// The value of the first sample of `name` whose labels contain `labels`.
@@ -1650,4 +1675,220 @@ print(r[IP].src, r[TCP].sport, r[TCP].flags if r else 'none')
     bed.adm("--stop-daemon backup");
     let (code, _, err) = bed.adm_run("--stop-daemon backup", "");
     assert_eq!((code, err.trim()), (255, "No daemon is running"));
+}
+
+/// Two directors as an LVS-NAT pair, each with its keepalived (both BACKUP with nopreempt, 100 and
+/// 95, the VIP and the servers' gateway 203.0.113.1 in one sync group) and rvsd following the
+/// twins; connection sync from the master to the backup over the back twins.
+struct PairBed {
+    prefix: String,
+    dir: PathBuf,
+    rvsd: Vec<Option<Daemon>>,
+    keepalived: Vec<std::process::Child>,
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl PairBed {
+    fn up(tag: &str) -> Self {
+        let lock = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        common::require_root_and_tools(&["ip", "nginx", "curl", "clang", "ethtool", "keepalived"]);
+        let prefix = format!("{}{}", tag, std::process::id() % 1000);
+        let dir = std::env::temp_dir().join(format!("rvs-pair-{prefix}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("work dir");
+        sh(&[testbed_script().to_str().expect("path"), "up", &prefix, dir.to_str().expect("dir"), "pair"]);
+        let mut bed = PairBed { prefix, dir, rvsd: Vec::new(), keepalived: Vec::new(), _lock: lock };
+        for (x, n) in [("d", 2), ("e", 3)] {
+            let socket = format!("{x}.sock");
+            let (front, back) = (format!("192.0.2.{n}/24"), format!("203.0.113.{n}/24"));
+            let cfg = director_config(&Director {
+                prefix: &bed.prefix,
+                ns: x,
+                dir: &bed.dir,
+                socket: &socket,
+                front: &front,
+                back: &back,
+                workers: 1,
+                extra: [
+                    "kernel_twin = \"rvstwin0\"",
+                    "kernel_twin = \"rvstwin1\"",
+                    "",
+                    "vip_ownership = \"kernel_twin\"",
+                ],
+            });
+            let path = bed.dir.join(format!("{x}.toml"));
+            std::fs::write(&path, cfg).expect("config");
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", &format!("{}{x}", bed.prefix), RVSD, "--config"]).arg(&path);
+            let mut d = Daemon::spawn(cmd, &bed.dir.join(format!("{x}.log")));
+            d.wait_for_log("forwarding", Duration::from_secs(30));
+            bed.rvsd.push(Some(d));
+        }
+        bed
+    }
+
+    fn adm(&self, x: &str, args: &str) -> String {
+        let (code, out, err) = common::rvsadm(RVSADM, &self.dir.join(format!("{x}.sock")), args, "");
+        assert_eq!(code, 0, "rvsadm {args} on {x}: {err}");
+        out
+    }
+
+    fn in_ns(&self, n: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &format!("{}{n}", self.prefix)])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+
+    fn held(&self, x: &str) -> u64 {
+        let out = self.in_ns(x, &["curl", "-sf", "-m", "2", "http://127.0.0.1:9510/metrics"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find(|l| l.starts_with("rvs_vip_held{address=\"192.0.2.80\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    }
+
+    fn keepalived(&mut self, x: &str, priority: u8) {
+        let conf = self.dir.join(format!("keepalived-{x}.conf"));
+        let inst = |name: &str, iface: &str, vrid: u8, vip: &str| {
+            format!(
+                "vrrp_instance {name} {{\n  state BACKUP\n  nopreempt\n  interface {iface}\n  virtual_router_id {vrid}\n  \
+                 priority {priority}\n  advert_int 1\n  authentication {{\n    auth_type PASS\n    auth_pass rvs\n  }}\n  \
+                 virtual_ipaddress {{\n    {vip} dev {iface}\n  }}\n}}\n"
+            )
+        };
+        std::fs::write(
+            &conf,
+            format!(
+                "global_defs {{\n  router_id director_{x}\n}}\nvrrp_sync_group LVS {{\n  group {{\n    FRONT\n    BACK\n  }}\n}}\n{}{}",
+                inst("FRONT", "rvstwin0", 51, "192.0.2.80/24"),
+                inst("BACK", "rvstwin1", 52, "203.0.113.1/24")
+            ),
+        )
+        .expect("write");
+        let pid = |k: &str| self.dir.join(format!("ka-{x}-{k}.pid")).display().to_string();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &format!("{}{x}", self.prefix),
+                "keepalived",
+                "-P",
+                "-n",
+                "-l",
+                "-G",
+                "-f",
+            ])
+            .arg(&conf)
+            .args(["-p", &pid("main"), "-r", &pid("vrrp"), "-c", &pid("checkers")])
+            .stdout(std::fs::File::create(self.dir.join(format!("keepalived-{x}.log"))).expect("log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("keepalived");
+        self.keepalived.push(child);
+    }
+}
+
+impl Drop for PairBed {
+    fn drop(&mut self) {
+        for k in &mut self.keepalived {
+            let _ = Command::new("kill").arg(k.id().to_string()).status();
+            let _ = k.wait();
+        }
+        for d in self.rvsd.iter_mut().flatten() {
+            d.signal("-TERM");
+            let _ = d.wait(Duration::from_secs(10));
+        }
+        let _ = Command::new(testbed_script()).args(["down", &self.prefix]).arg(&self.dir).output();
+        if std::env::var_os("RVS_KEEP_TEST_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The LVS-NAT pair fails over with its connections: a slow NAT download through the master (its
+/// connection synced to the backup) goes on after the master's rvsd is killed: keepalived moves the
+/// VIP and the servers' gateway to the backup within 3 x advert_int plus its skew, the backup's rvs
+/// follows, and the download finishes with every byte right.
+#[test]
+fn a_nat_pair_fails_over_and_a_synced_download_finishes() {
+    let mut bed = PairBed::up("pr");
+    let rules = "-A -t 192.0.2.80:80 -s rr\n-a -t 192.0.2.80:80 -r 203.0.113.11:80 -m\n-a -t 192.0.2.80:80 -r 203.0.113.12:80 -m\n";
+    for x in ["d", "e"] {
+        let (code, _, err) = common::rvsadm(RVSADM, &bed.dir.join(format!("{x}.sock")), "-R", rules);
+        assert_eq!(code, 0, "{err}");
+    }
+    bed.adm("d", "--start-daemon master --mcast-interface rvstwin1 --syncid 9");
+    bed.adm("e", "--start-daemon backup --mcast-interface rvstwin1 --syncid 9");
+    bed.keepalived("d", 100);
+    std::thread::sleep(Duration::from_millis(500));
+    bed.keepalived("e", 95);
+    let t = std::time::Instant::now();
+    while bed.held("d") != 1 {
+        assert!(t.elapsed() < Duration::from_secs(15), "director d never became MASTER");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(bed.held("e"), 0, "only the MASTER holds the VIP");
+    let ok =
+        bed.in_ns("c", &["curl", "-sS", "-m", "5", "--interface", "198.51.100.10", "http://192.0.2.80/"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    // A slow download (1 MiB at 100 kB/s) with a small receive buffer, so that it stays on the wire.
+    let rmem = bed.in_ns("c", &["sysctl", "-qw", "net.ipv4.tcp_rmem=4096 16384 32768"]);
+    assert!(rmem.status.success());
+    let slow = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &format!("{}c", bed.prefix),
+            "sh",
+            "-c",
+            "curl -sS -m 60 --interface 198.51.100.11 --limit-rate 100k http://192.0.2.80/big.bin | sha256sum",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("curl");
+    let t = std::time::Instant::now();
+    while !bed.adm("e", "-Lnc").contains("ESTABLISHED 198.51.100.11:") {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the download's connection never reached the backup:\n{}",
+            bed.adm("e", "-Lnc")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // The master's rvsd dies (its twins vanish with it; its keepalived goes to FAULT).
+    if let Some(d) = bed.rvsd.get_mut(0).and_then(Option::take) {
+        d.signal("-KILL");
+    }
+    let t = std::time::Instant::now();
+    while bed.held("e") != 1 {
+        assert!(t.elapsed() < Duration::from_secs(15), "director e never took the VIP");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = t.elapsed();
+    eprintln!("the backup held the VIP {took:?} after the master's rvsd was killed");
+    assert!(took < Duration::from_secs(6), "3 x advert_int + skew, and a margin: {took:?}");
+    let out = slow.wait_with_output().expect("download");
+    let got = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned();
+    let sums: Vec<String> = ["s1", "s2"]
+        .iter()
+        .map(|s| {
+            let o = sh(&["sha256sum", bed.dir.join(format!("{s}/www/big.bin")).to_str().expect("p")]);
+            String::from_utf8_lossy(&o.stdout).split_whitespace().next().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert!(
+        sums.contains(&got),
+        "the download finished whole through the backup: {got} not in {sums:?}; curl: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        bed.adm("e", "-Lnc")
+    );
+    // New connections work through the new master too.
+    let ok =
+        bed.in_ns("c", &["curl", "-sS", "-m", "5", "--interface", "198.51.100.12", "http://192.0.2.80/"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 }

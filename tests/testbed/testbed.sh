@@ -15,28 +15,34 @@
 # answers with the server's name (and /status with 200, or 500 while www/fail exists); a UDP echo
 # service on 5300 answers with the name too.
 #
-# usage: testbed.sh up PREFIX WORKDIR      (PREFIX: at most 6 letters/digits)
+# usage: testbed.sh up PREFIX WORKDIR [pair]  (PREFIX: at most 6 letters/digits)
 #        testbed.sh down PREFIX [WORKDIR]
 # The director's kernel interfaces are ${P}df (front) and ${P}db (back) in namespace ${P}d.
+#
+# "pair": two directors, as LVS pairs are deployed: a second director namespace ${P}e (${P}ef,
+# ${P}eb) beside ${P}d, both on a front bridge in the router (192.0.2.1 is the router's on that
+# bridge) and on the server bridge; the directors' own addresses are .2 and .3 on each side, and the
+# real servers' gateway 203.0.113.1 is a VRRP address the MASTER director holds.
 set -euo pipefail
 
 cmd=${1:?usage: testbed.sh up|down PREFIX [WORKDIR]}
 P=${2:?prefix}
 W=${3:-}
+MODE=${4:-single}
 HERE=$(cd "$(dirname "$0")" && pwd)
 SERVERS="1 2 3"
 
 ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
 
 down() {
-    for n in c r d s1 s2 s3; do
+    for n in c r d e s1 s2 s3; do
         if [ -n "$W" ] && [ -f "$W/nginx-$n.pid" ]; then
             kill "$(cat "$W/nginx-$n.pid")" 2>/dev/null || true
         fi
         ip netns pids "$P$n" 2>/dev/null | xargs -r kill 2>/dev/null || true
     done
     sleep 0.2
-    for n in c r d s1 s2 s3; do
+    for n in c r d e s1 s2 s3; do
         ip netns pids "$P$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
         ip netns del "$P$n" 2>/dev/null || true
     done
@@ -58,7 +64,9 @@ up() {
     [ -n "$W" ] || { echo "testbed.sh up needs a WORKDIR" >&2; exit 2; }
     mkdir -p "$W"
     down
-    for n in c r d s1 s2 s3; do ip netns add "$P$n"; quiet_ns "$P$n"; done
+    local dirs="d"
+    [ "$MODE" = pair ] && dirs="d e"
+    for n in c r $dirs s1 s2 s3; do ip netns add "$P$n"; quiet_ns "$P$n"; done
 
     # client -- router
     ip link add "${P}c0" netns "${P}c" type veth peer name "${P}rc" netns "${P}r"
@@ -71,27 +79,45 @@ up() {
     ns "${P}r" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
     ns "${P}r" ip link set "${P}rc" up
     ns "${P}r" ip addr add 198.51.100.1/24 dev "${P}rc"
-    ip link add "${P}rf" netns "${P}r" type veth peer name "${P}df" netns "${P}d"
-    ns "${P}r" ip link set "${P}rf" up
-    ns "${P}r" ip addr add 192.0.2.1/24 dev "${P}rf"
     ns "${P}r" ip link add "${P}br" type bridge
     ns "${P}r" ip link set "${P}br" up
     ns "${P}r" ip addr add 203.0.113.254/24 dev "${P}br"
-    ip link add "${P}bd" netns "${P}r" type veth peer name "${P}db" netns "${P}d"
-    ns "${P}r" ip link set "${P}bd" master "${P}br" up
-    for i in rc rf bd; do no_csum_offload "${P}r" "${P}$i"; done
-    ns "${P}r" sysctl -qw "net.ipv4.conf.${P}rf.rp_filter=0" "net.ipv4.conf.${P}br.rp_filter=0"
+    if [ "$MODE" = pair ]; then
+        # Both directors' front ports on one segment with the router (a bridge).
+        ns "${P}r" ip link add "${P}bf" type bridge
+        ns "${P}r" ip link set "${P}bf" up
+        ns "${P}r" ip addr add 192.0.2.1/24 dev "${P}bf"
+        ns "${P}r" sysctl -qw "net.ipv4.conf.${P}bf.rp_filter=0"
+    fi
+    for x in $dirs; do
+        local rf="${P}rf" rb="${P}bd"
+        if [ "$x" = e ]; then rf="${P}rg"; rb="${P}be"; fi
+        ip link add "$rf" netns "${P}r" type veth peer name "${P}${x}f" netns "${P}$x"
+        if [ "$MODE" = pair ]; then
+            ns "${P}r" ip link set "$rf" master "${P}bf" up
+        else
+            ns "${P}r" ip link set "$rf" up
+            ns "${P}r" ip addr add 192.0.2.1/24 dev "$rf"
+            ns "${P}r" sysctl -qw "net.ipv4.conf.$rf.rp_filter=0"
+        fi
+        ip link add "$rb" netns "${P}r" type veth peer name "${P}${x}b" netns "${P}$x"
+        ns "${P}r" ip link set "$rb" master "${P}br" up
+        no_csum_offload "${P}r" "$rf"
+        no_csum_offload "${P}r" "$rb"
 
-    # the director's kernel ends: up, no addresses (rvsd owns them through net_af_packet)
-    ns "${P}d" ip link set "${P}df" up
-    ns "${P}d" ip link set "${P}db" up
-    # They are rvsd's (net_af_packet reads them), but the namespace's kernel sees their frames too, as
-    # it would not see a DPDK-bound NIC's. Once the kernel twins give it addresses (a VIP that VRRP
-    # puts there, a Local server's), it must neither answer ARP on them nor take their packets (its
-    # RSTs would race rvsd's forwarding): no ARP replies at all, and a strict reverse-path check that
-    # nothing arriving there passes (every route of this namespace points at the twins).
-    ns "${P}d" sysctl -qw "net.ipv4.conf.${P}df.arp_ignore=8" "net.ipv4.conf.${P}db.arp_ignore=8" \
-        "net.ipv4.conf.${P}df.rp_filter=1" "net.ipv4.conf.${P}db.rp_filter=1"
+        # the director's kernel ends: up, no addresses (rvsd owns them through net_af_packet)
+        ns "${P}$x" ip link set "${P}${x}f" up
+        ns "${P}$x" ip link set "${P}${x}b" up
+        # They are rvsd's (net_af_packet reads them), but the namespace's kernel sees their frames
+        # too, as it would not see a DPDK-bound NIC's. Once the kernel twins give it addresses (a VIP
+        # that VRRP puts there, a Local server's), it must neither answer ARP on them nor take their
+        # packets (its RSTs would race rvsd's forwarding): no ARP replies at all, and a strict
+        # reverse-path check that nothing arriving there passes (every route points at the twins).
+        ns "${P}$x" sysctl -qw "net.ipv4.conf.${P}${x}f.arp_ignore=8" "net.ipv4.conf.${P}${x}b.arp_ignore=8" \
+            "net.ipv4.conf.${P}${x}f.rp_filter=1" "net.ipv4.conf.${P}${x}b.rp_filter=1"
+    done
+    no_csum_offload "${P}r" "${P}rc"
+    ns "${P}r" sysctl -qw "net.ipv4.conf.${P}br.rp_filter=0"
 
     # real servers
     local obj="$W/ipip_decap.o"

@@ -447,7 +447,10 @@ impl Pipeline {
         let target = a.target_ip();
         let Some(iface) = self.net.interfaces.get(port) else { return self.drop(DropReason::Unsupported) };
         let ours = target == iface.addr
-            || (self.vips.get(&target).is_some_and(|p| p.is_none_or(|p| p == port)) && self.holds(target));
+            || (self.vips.get(&target).is_some_and(|p| p.is_none_or(|p| p == port)) && self.holds(target))
+            // Any other address VRRP has given the director on this port's subnet (the real
+            // servers' gateway of an LVS-NAT pair) is answered for too.
+            || (iface.contains(target) && self.held.as_ref().is_some_and(|h| h.contains(&target)));
         // Only hosts of the port's own subnet are neighbours there: anything else claiming an
         // address (a real server's, from the client LAN) is refused, not learned.
         if !iface.contains(a.sender_ip()) {
