@@ -410,7 +410,7 @@ fn ipvsadm_error_texts() {
     assert_eq!(err("-A -t 192.0.2.80:80 -6"), "-6 used before -f");
     assert_eq!(err("-A -t 192.0.2.80:80 -s random"), "Scheduler not found: ip_vs_random.ko");
     assert_eq!(err("-A -t 192.0.2.80:80 -s rr -b sh-port"), "invalid scheduler flag sh-port");
-    assert_eq!(err("--start-daemon master"), "the connection synchronisation daemon is not part of rvs");
+    assert_eq!(err("-A -t 192.0.2.80:80 --pe sip"), "option '--pe' is not supported by rvs");
     let e = parse(&["-A", "--frobnicate"]).unwrap_err();
     assert!(e.try_help && e.status == 2, "popt-level errors add the try-help line");
     assert_eq!(parse(&["-A", "-t", "192.0.2.80:0"]).unwrap_err().status, 2);

@@ -28,6 +28,7 @@
 
 mod counters;
 mod director;
+pub mod frag;
 mod l2;
 pub mod neigh;
 pub mod net;

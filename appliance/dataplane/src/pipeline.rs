@@ -68,6 +68,9 @@ pub enum Action {
 const SIDE_QUEUE: usize = 64;
 /// TTL of the outer IPv4 header of TUN packets (Linux's default route hop limit).
 const TUN_TTL: u8 = 64;
+/// Datagrams whose fragments a worker follows at once, and for how long after their first.
+const FRAGMENTS: usize = 4096;
+const FRAGMENT_LIFETIME_MS: Time = 5_000;
 
 mod stages;
 pub use stages::{Meta, STAGES};
@@ -119,6 +122,8 @@ pub struct Pipeline {
     /// With `vip_ownership = "kernel_twin"`: the VIPs this director holds now (those VRRP has put on
     /// its kernel twins); only they are answered in ARP and announced. `None`: every VIP is held.
     held: Option<hashbrown::HashSet<Ipv4Addr>>,
+    /// Later fragments follow their datagram's first (see [`crate::frag`]).
+    pub frags: crate::frag::Fragments,
     /// Frames this worker may pass up to the kernel twins (the data plane never waits for the
     /// kernel, nor lets a flood at the director's address reach it unbounded).
     pub kernel: TokenBucket,
@@ -149,6 +154,7 @@ impl Pipeline {
             icmp_echo: TokenBucket::default(),
             twins: Vec::new(),
             held: None,
+            frags: crate::frag::Fragments::new(FRAGMENTS, FRAGMENT_LIFETIME_MS),
             kernel: TokenBucket::new(20_000, 512),
             counters,
         }
@@ -528,7 +534,7 @@ impl Pipeline {
         // An address of ours that is also a VIP (the LVS-NAT guides' director whose public address
         // is the VIP): IPVS takes what a service matches, the rest is the director's own traffic.
         if info.fragment {
-            return self.drop(if vip { DropReason::Fragment } else { DropReason::NoService });
+            return self.fragment(port, buf, &info, vip, now);
         }
         // What the fast path does not take from here is malformed or not TCP/UDP.
         let l4 = buf.bytes().get(info.l4_offset..).unwrap_or_default();
@@ -549,6 +555,107 @@ impl Pipeline {
         }
         self.ipvs_stage(port, buf, &mut meta, now);
         self.rewrite_stage(port, buf, &meta, now)
+    }
+
+    /// A fragment of a TCP or UDP datagram (see [`crate::frag`]): the first is decided with its ports
+    /// as a whole datagram would be, the others follow it.
+    fn fragment<B: PacketBuffer + ?Sized>(
+        &mut self,
+        port: usize,
+        buf: &mut B,
+        info: &rewrite::IpInfo,
+        vip: bool,
+        now: Time,
+    ) -> Action {
+        let (IpAddr::V4(src), IpAddr::V4(dst)) = (info.src, info.dst) else {
+            return self.drop(DropReason::Fragment);
+        };
+        if info.protocol != ip_proto::TCP && info.protocol != ip_proto::UDP {
+            return self.drop(if vip { DropReason::Fragment } else { DropReason::NoService });
+        }
+        let ip = buf.bytes().get(info.l2_len..).unwrap_or_default();
+        let Ok(p) = rvs_wire::ipv4::Ipv4Packet::new_checked_header(ip) else {
+            return self.drop(DropReason::Malformed);
+        };
+        let key = crate::frag::FragKey { src, dst, ident: p.ident(), protocol: info.protocol };
+        if p.frag_offset() != 0 {
+            return match self.frags.find(&key, now) {
+                Some(route) => self.fragment_route(port, buf, info, route, false, now),
+                None => self.drop(DropReason::Fragment),
+            };
+        }
+        let l4 = buf.bytes().get(info.l4_offset..).unwrap_or_default();
+        let port_at =
+            |at: usize| l4.get(at..at + 2).and_then(|b| <[u8; 2]>::try_from(b).ok()).map(u16::from_be_bytes);
+        let (Some(sport), Some(dport)) = (port_at(0), port_at(2)) else {
+            return self.drop(DropReason::Malformed);
+        };
+        let tcp_flags = if info.protocol == ip_proto::TCP { l4.get(13).copied().unwrap_or(0) } else { 0 };
+        let fwmark = self.net.classify(dst, info.protocol, dport);
+        let meta = PacketMeta {
+            protocol: info.protocol,
+            src: info.src,
+            sport,
+            dst: info.dst,
+            dport,
+            tcp_flags,
+            fwmark,
+            len: u32::try_from(info.ip_len).unwrap_or(u32::MAX),
+        };
+        let verdict = if vip || fwmark.is_some() {
+            self.ipvs.in_packet(&meta, now)
+        } else {
+            rvs_ipvs::InVerdict::NotOurs
+        };
+        let route = match verdict {
+            rvs_ipvs::InVerdict::Forward { daddr, dport: rport, fwd, .. } => {
+                crate::frag::FragRoute::In { fwd, virt: (dst, dport), real: (daddr, rport) }
+            }
+            rvs_ipvs::InVerdict::Drop(r) => return self.drop(DropReason::Ipvs(r)),
+            rvs_ipvs::InVerdict::NotOurs => match self.ipvs.out_packet(&meta, now) {
+                rvs_ipvs::OutVerdict::Reply { vaddr, vport, .. } => {
+                    crate::frag::FragRoute::Out { virt: (vaddr, vport), rport: sport }
+                }
+                rvs_ipvs::OutVerdict::NotOurs => return self.drop(DropReason::NoService),
+            },
+        };
+        if !self.frags.remember(key, route, now) {
+            // The rest of the datagram will not find its way: better to lose it whole, now.
+            return self.drop(DropReason::Fragment);
+        }
+        self.fragment_route(port, buf, info, route, true, now)
+    }
+
+    fn fragment_route<B: PacketBuffer + ?Sized>(
+        &mut self,
+        port: usize,
+        buf: &mut B,
+        info: &rewrite::IpInfo,
+        route: crate::frag::FragRoute,
+        first: bool,
+        now: Time,
+    ) -> Action {
+        match route {
+            crate::frag::FragRoute::In { fwd: Fwd::Masq, virt, real } => {
+                let IpAddr::V4(raddr) = real.0 else { return self.drop(DropReason::Unsupported) };
+                let Some(nh) = self.net.route(raddr) else { return self.drop(DropReason::NoRoute) };
+                let egress = self.egress(nh);
+                let m = NatMapping { virt: (IpAddr::V4(virt.0), virt.1), real };
+                let v = rewrite::nat_fragment(buf, info, &egress, &m, true, first);
+                self.finish(port, buf, v, nh, now)
+            }
+            crate::frag::FragRoute::In { fwd, virt, real } => {
+                self.forward(port, buf, fwd, virt, real, Some(info), now)
+            }
+            crate::frag::FragRoute::Out { virt, rport } => {
+                let IpAddr::V4(client) = info.dst else { return self.drop(DropReason::Unsupported) };
+                let Some(nh) = self.net.route(client) else { return self.drop(DropReason::NoRoute) };
+                let egress = self.egress(nh);
+                let m = NatMapping { virt, real: (info.src, rport) };
+                let v = rewrite::nat_fragment(buf, info, &egress, &m, false, first);
+                self.finish(port, buf, v, nh, now)
+            }
+        }
     }
 
     /// An ICMP error about a connection: from the client side about a reply (to a VIP), passed to
@@ -1200,6 +1307,67 @@ mod tests {
         let outer = ip(b.bytes());
         assert_eq!((outer.src(), outer.dst(), outer.protocol()), ([203, 0, 113, 1].into(), RS, 4));
         assert_eq!(Ipv4Packet::new_checked(&b.bytes()[34..]).unwrap().dst(), VIP);
+    }
+
+    /// A TCP SYN cut into two fragments by hand: `first` is the first 28 bytes of IP payload (the
+    /// TCP header's first 20 + 8 more), `rest` the remainder at offset 3 (24 bytes).
+    fn fragments(ident: u16) -> (Vec<u8>, Vec<u8>) {
+        let whole = tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02);
+        let mut payload = whole[34..].to_vec();
+        payload.resize(48, 0xab);
+        let frag = |off: usize, data: &[u8], more: bool| {
+            let mut f = vec![0u8; 34 + data.len()];
+            ethernet::write_header(&mut f, FRONT_MAC, ROUTER_MAC, ethertype::IPV4).unwrap();
+            ipv4::write_header(&mut f[14..], CLIENT, VIP, 6, data.len(), 64, 0, ident, false).unwrap();
+            let flags_off = (u16::from(more) << 13) | u16::try_from(off / 8).unwrap();
+            f[20..22].copy_from_slice(&flags_off.to_be_bytes());
+            ipv4::Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+            f[34..].copy_from_slice(data);
+            f
+        };
+        (frag(0, &payload[..24], true), frag(24, &payload[24..], false))
+    }
+
+    #[test]
+    fn a_udp_first_fragment_is_scheduled() {
+        let (mut p, c) = pipeline();
+        let key = ServiceKey::Addr { protocol: 17, addr: VIP.into(), port: 5300 };
+        let ops = [
+            Op::AddService(ServiceConfig::new(key, SchedulerKind::Rr)),
+            Op::AddDest(key, DestConfig::new(RS.into(), 5300, Fwd::Masq)),
+        ];
+        assert_eq!(p.apply(&ops), 0);
+        let mut f = vec![0u8; 14 + 1500];
+        ethernet::write_header(&mut f, FRONT_MAC, ROUTER_MAC, ethertype::IPV4).unwrap();
+        ipv4::write_header(&mut f[14..], CLIENT, VIP, 17, 1480, 64, 0, 7, false).unwrap();
+        f[20..22].copy_from_slice(&0x2000u16.to_be_bytes());
+        ipv4::Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
+        f[34..36].copy_from_slice(&40000u16.to_be_bytes());
+        f[36..38].copy_from_slice(&5300u16.to_be_bytes());
+        f[38..40].copy_from_slice(&3008u16.to_be_bytes());
+        f[40..42].copy_from_slice(&0x1234u16.to_be_bytes());
+        let mut b = VecBuffer::new(&f);
+        assert_eq!(p.handle(0, &mut b, 1), Action::Tx(1), "{:?}", c.snapshot().drops);
+    }
+
+    #[test]
+    fn later_fragments_follow_the_first_through_nat() {
+        let (mut p, c) = pipeline();
+        service(&mut p, Fwd::Masq, 8080);
+        let (first, rest) = fragments(4242);
+        let mut b = VecBuffer::new(&first);
+        assert_eq!(p.handle(0, &mut b, 1), Action::Tx(1), "{:?}", c.snapshot().drops);
+        let ip1 = Ipv4Packet::new_checked_header(&b.bytes()[14..]).unwrap();
+        assert_eq!((ip1.dst(), ip1.more_frags(), ip1.verify_checksum()), (RS, true, true));
+        assert_eq!(u16::from_be_bytes([b.bytes()[36], b.bytes()[37]]), 8080, "the first carries the port");
+        let mut b = VecBuffer::new(&rest);
+        assert_eq!(p.handle(0, &mut b, 2), Action::Tx(1));
+        let ip2 = Ipv4Packet::new_checked_header(&b.bytes()[14..]).unwrap();
+        assert_eq!((ip2.dst(), ip2.frag_offset(), ip2.verify_checksum()), (RS, 24, true));
+        // A later fragment of a datagram whose first never came.
+        let (_, stray) = fragments(99);
+        assert_eq!(p.handle(0, &mut VecBuffer::new(&stray), 3), Action::Drop);
+        assert_eq!(c.snapshot().dropped(DropReason::Fragment), 1);
     }
 
     #[test]

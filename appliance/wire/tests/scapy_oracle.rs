@@ -9,6 +9,7 @@ use std::process::Command;
 use rvs_wire::arp::{self, ArpPacket};
 use rvs_wire::icmpv4;
 use rvs_wire::icmpv6;
+use rvs_wire::ipv4::Ipv4Packet;
 use rvs_wire::rewrite::{self, Egress, NatMapping, TtlPolicy, TunOuter, Verdict};
 use rvs_wire::{PacketBuffer, VecBuffer};
 
@@ -56,6 +57,15 @@ fn run_case(name: &str, input: &[u8]) -> Vec<u8> {
             rewrite::nat_in(&mut b, &egress(TtlPolicy::Decrement), if is6 { &v6 } else { &v4 })
         }
         n if n.starts_with("nat_out_") => rewrite::nat_out(&mut b, &to_client, if is6 { &v6 } else { &v4 }),
+        n if n.starts_with("natfrag_") => {
+            let info = rewrite::parse_ip(b.bytes()).expect("parse");
+            let first = Ipv4Packet::new_checked_header(&input[14..]).expect("ipv4").frag_offset() == 0;
+            if n.starts_with("natfrag_in_") {
+                rewrite::nat_fragment(&mut b, &info, &egress(TtlPolicy::Decrement), &v4, true, first)
+            } else {
+                rewrite::nat_fragment(&mut b, &info, &to_client, &v4, false, first)
+            }
+        }
         "dr_keep_v4" => rewrite::dr(&mut b, &egress(TtlPolicy::Preserve)),
         n if n.starts_with("dr_") => rewrite::dr(&mut b, &egress(TtlPolicy::Decrement)),
         "tun_4in6" | "tun_6in6" => rewrite::tun(&mut b, &egress(TtlPolicy::Decrement), &outer6),
@@ -126,5 +136,6 @@ fn scapy_judges_every_rewrite() {
     println!("{report}{}", String::from_utf8_lossy(&check.stderr));
     let _ = std::fs::remove_file(&path);
     assert!(check.status.success(), "scapy rejected some rewrites:\n{report}");
-    assert!(report.contains(&format!("{count} passed, 0 failed")), "{report}");
+    // Each case, plus the two datagrams reassembled from the fragment cases.
+    assert!(report.contains(&format!("{} passed, 0 failed", count + 2)), "{report}");
 }

@@ -26,7 +26,8 @@ mod tun;
 
 pub use local::{echo_reply_v4, echo_reply_v6};
 pub use nat::{
-    NatMapping, icmp_error_inner, icmp_nat_in, icmp_nat_out, nat_in, nat_in_with, nat_out, nat_out_with,
+    NatMapping, icmp_error_inner, icmp_nat_in, icmp_nat_out, nat_fragment, nat_in, nat_in_with, nat_out,
+    nat_out_with,
 };
 pub use tun::{TunOuter, tun, tun_with};
 

@@ -68,6 +68,69 @@ pub fn nat_out_with<B: PacketBuffer + ?Sized>(
     translate(buf, info, egress, Side::Src, m.real, m.virt)
 }
 
+/// A fragment of a NATed IPv4 datagram, client -> server (`inbound`: destination virt -> real) or
+/// back (source real -> virt). The first fragment (offset 0) carries the TCP/UDP header: its
+/// address, port and checksum change as a whole datagram's would (the checksum covers the whole
+/// datagram, so updating it in the first fragment is right for all of them); later fragments carry
+/// no header: only their address (and the IPv4 header checksum) change. Checksum offload is never
+/// asked for: a NIC would compute it over one fragment.
+pub fn nat_fragment<B: PacketBuffer + ?Sized>(
+    buf: &mut B,
+    info: &IpInfo,
+    egress: &Egress,
+    m: &NatMapping,
+    inbound: bool,
+    first: bool,
+) -> Result<Verdict> {
+    let info = *info;
+    if info.v6 || !info.fragment {
+        return Err(PacketError::Unsupported("not an IPv4 fragment"));
+    }
+    if info.protocol != ip_proto::TCP && info.protocol != ip_proto::UDP {
+        return Err(PacketError::Unsupported("NAT of other than TCP/UDP"));
+    }
+    let (side, from, to) = if inbound { (Side::Dst, m.virt, m.real) } else { (Side::Src, m.real, m.virt) };
+    let addr = match side {
+        Side::Src => info.src,
+        Side::Dst => info.dst,
+    };
+    if addr != from.0 || from.0.is_ipv6() || to.0.is_ipv6() {
+        return Err(PacketError::Unsupported("fragment does not match the NAT mapping"));
+    }
+    if first {
+        // The header's ports and checksum must be inside this fragment.
+        let need = if info.protocol == ip_proto::TCP { tcp::CHECKSUM_OFFSET + 2 } else { udp::HEADER_LEN };
+        if buf.bytes().len() < info.l4_offset + need {
+            return Err(PacketError::Truncated);
+        }
+        let port_at = info.l4_offset + if matches!(side, Side::Src) { 0 } else { 2 };
+        if be::u16_at(buf.bytes(), port_at) != from.1 {
+            return Err(PacketError::Unsupported("fragment does not match the NAT mapping"));
+        }
+    }
+    if let Some(v) = preflight(&info, egress, 0) {
+        return Ok(v);
+    }
+    if first {
+        rewrite_l3_l4(buf.bytes_mut(), &info, side, to)?;
+    } else {
+        let l3 = info.l2_len;
+        let ip = buf.bytes_mut().get_mut(l3..).ok_or(PacketError::Truncated)?;
+        let mut p = Ipv4Packet::new_unchecked(ip);
+        let IpAddr::V4(to4) = to.0 else {
+            return Err(PacketError::Unsupported("NAT between address families"));
+        };
+        match side {
+            Side::Src => p.rewrite_src(to4),
+            Side::Dst => p.rewrite_dst(to4),
+        }
+    }
+    apply_ttl(buf.bytes_mut(), info.l2_len, false, egress.ttl);
+    prepare_offload(buf.bytes_mut(), &info, super::Offload { ipv4: egress.offload.ipv4, l4: false });
+    set_l2(buf, info.l2_len, egress, ethertype::IPV4)?;
+    Ok(Verdict::Forward)
+}
+
 fn translate<B: PacketBuffer + ?Sized>(
     buf: &mut B,
     info: &IpInfo,

@@ -16,6 +16,7 @@ CLIENT6, VIP6, RIP6, ME_IP6 = "2001:db8:1::7", "2001:db8::80", "2001:db8:2::10",
 ME, PEER, RS_MAC = "02:00:00:00:00:d1", "02:00:00:00:00:c1", "02:00:00:00:00:10"
 
 failures = []
+frags = {}
 
 
 def expect(cond, what):
@@ -148,6 +149,16 @@ def check(name, i, o):
         expect(o[IP].src == VIP and o[IP].dst == CLIENT and o[IP].ttl == 64, "addresses swapped, TTL 64")
         expect(o[ICMP].type == 0 and o[ICMP].id == 77 and o[ICMP].seq == 3, "echo reply")
         expect(bytes(o[ICMP].payload) == bytes(i[ICMP].payload), "data echoed")
+    elif name.startswith("natfrag_"):
+        # Each fragment: addressed and checksummed as IPv4 requires; the datagram is judged whole below.
+        inbound = name.startswith("natfrag_in_")
+        expect(o.src == ME, "L2 source")
+        p = o[IP].copy()
+        del p.chksum
+        expect(raw(IP(raw(p)))[:20] == raw(o[IP])[:20], "IPv4 header checksum")
+        expect(o[IP].id == i[IP].id and o[IP].frag == i[IP].frag and o[IP].flags == i[IP].flags, "fragment fields kept")
+        expect((o[IP].dst == RIP) if inbound else (o[IP].src == VIP), "address translated")
+        frags.setdefault("in" if inbound else "out", []).append(o[IP])
     elif name == "echo_v6":
         checksums_match(o)
         expect(o[IPv6].src == VIP6 and o[IPv6].dst == CLIENT6, "addresses swapped")
@@ -174,6 +185,30 @@ for line in open(sys.argv[1]):
         passed += 1
         print(f"ok   {name}")
     except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the others
+        failures.append(name)
+        print(f"FAIL {name}: {e}")
+# The fragments rewritten one by one must reassemble into the datagram NAT would have made of the
+# whole: addresses and port translated, and a UDP checksum valid over all of it.
+from scapy.all import defragment  # noqa: E402
+
+for side, parts in frags.items():
+    name = f"natfrag_{side}_reassembled"
+    try:
+        whole = [p for p in defragment(parts) if UDP in p]
+        expect(len(whole) == 1, f"{len(parts)} fragments reassemble into one datagram")
+        d = IP(raw(whole[0]))
+        u = d[UDP]
+        if side == "in":
+            expect(d.dst == RIP and u.dport == 8080 and u.sport == 5353, "client -> real server")
+        else:
+            expect(d.src == VIP and u.sport == 80 and u.dport == 5353, "virtual server -> client")
+        c = d.copy()
+        del c[UDP].chksum
+        expect(IP(raw(c))[UDP].chksum == u.chksum, f"UDP checksum over the whole datagram: {u.chksum:#x}")
+        expect(len(bytes(u.payload)) == 3000, "payload whole")
+        passed += 1
+        print(f"ok   {name}")
+    except Exception as e:  # noqa: BLE001
         failures.append(name)
         print(f"FAIL {name}: {e}")
 print(f"{passed} passed, {len(failures)} failed")

@@ -51,5 +51,14 @@ cases = {
         / ICMPv6ND_NS(tgt=VIP6) / ICMPv6NDOptSrcLLAddr(lladdr=PEER),
 }
 
+# A 3000-byte UDP datagram each way, cut into fragments by scapy: each fragment is a case of its own
+# ("natfrag_in_udp_0", "_1", ...); check.py reassembles what came out.
+from scapy.all import fragment  # noqa: E402
+
+for side, ip in (("in", IP(src=CLIENT, dst=VIP, id=4242) / UDP(sport=5353, dport=80) / Raw(b"f" * 3000)),
+                 ("out", IP(src=RIP, dst=CLIENT, id=4343) / UDP(sport=8080, dport=5353) / Raw(b"g" * 3000))):
+    for n, frag in enumerate(fragment(IP(raw(ip)), fragsize=1480)):
+        cases[f"natfrag_{side}_udp_{n}"] = Ether(src=PEER, dst=ME) / frag
+
 for name, pkt in cases.items():
     print(f"{name}\t{raw(pkt).hex()}")
