@@ -234,6 +234,10 @@ pub struct RawForwarding {
     pub kernel_packets_per_second: u32,
     #[serde(default = "default_kernel_burst")]
     pub kernel_packets_burst: u32,
+    /// Director mode: lower the MSS of TCP SYNs sent to TUN real servers to what fits the port's MTU
+    /// with the IPIP header (1440 at 1500), so that clients never depend on path MTU discovery.
+    #[serde(default)]
+    pub tun_clamp_mss: bool,
     /// Director mode: which VIPs the director answers for (ARP, gratuitous ARP). `always` (default):
     /// every service's VIP. `kernel_twin`: only those on one of its kernel twins right now, as VRRP
     /// (keepalived's virtual_ipaddress on the twin) places them: a BACKUP director stays silent.
@@ -394,6 +398,7 @@ pub struct DirectorSpec {
     /// (per second, burst) of frames to the kernel twins, per worker.
     pub kernel_packets: (u32, u32),
     pub vip_ownership: VipOwnership,
+    pub tun_clamp_mss: bool,
 }
 
 fn parse_hex(h: &str) -> Option<Vec<u8>> {
@@ -869,6 +874,7 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, 
         icmp_echo_per_sec: raw.forwarding.icmp_echo_replies_per_sec,
         kernel_packets: (raw.forwarding.kernel_packets_per_second, raw.forwarding.kernel_packets_burst),
         vip_ownership: raw.forwarding.vip_ownership,
+        tun_clamp_mss: raw.forwarding.tun_clamp_mss,
     }))
 }
 

@@ -453,6 +453,7 @@ fn launch_workers(
                 pipeline.icmp_echo = TokenBucket::new(spec.icmp_echo_per_sec, burst);
                 pipeline.twins = cfg.ports.iter().map(|p| p.twin.is_some()).collect();
                 pipeline.kernel = TokenBucket::new(spec.kernel_packets.0, spec.kernel_packets.1);
+                pipeline.tun_clamp_mss = spec.tun_clamp_mss;
                 if spec.vip_ownership == VipOwnership::KernelTwin {
                     // Nothing held until the twins' addresses have been read.
                     pipeline.set_held_vips(Some(&[]));

@@ -122,6 +122,9 @@ pub struct Pipeline {
     /// With `vip_ownership = "kernel_twin"`: the VIPs this director holds now (those VRRP has put on
     /// its kernel twins); only they are answered in ARP and announced. `None`: every VIP is held.
     held: Option<hashbrown::HashSet<Ipv4Addr>>,
+    /// Lower the MSS option of SYNs going to TUN servers so that their replies, and the client's
+    /// segments inside the tunnel, fit the MTU without path MTU discovery.
+    pub tun_clamp_mss: bool,
     /// Later fragments follow their datagram's first (see [`crate::frag`]).
     pub frags: crate::frag::Fragments,
     /// Frames this worker may pass up to the kernel twins (the data plane never waits for the
@@ -154,6 +157,7 @@ impl Pipeline {
             icmp_echo: TokenBucket::default(),
             twins: Vec::new(),
             held: None,
+            tun_clamp_mss: false,
             frags: crate::frag::Fragments::new(FRAGMENTS, FRAGMENT_LIFETIME_MS),
             kernel: TokenBucket::new(20_000, 512),
             counters,
@@ -772,6 +776,18 @@ impl Pipeline {
             Fwd::Route if nh.addr != raddr => return self.drop(DropReason::NoRoute),
             Fwd::Route => rewrite::dr_with(buf, info, &egress),
             Fwd::Tunnel(_) => {
+                if self.tun_clamp_mss && info.protocol == ip_proto::TCP && !info.v6 {
+                    // IPv4 inside IPv4: the MTU less the outer header, the inner IPv4 and TCP headers.
+                    let max = egress.mtu.saturating_sub(60);
+                    let end = info.l2_len + info.ip_len;
+                    if let Some(seg) = buf.bytes_mut().get_mut(info.l4_offset..end) {
+                        if let Ok(mut t) = TcpSegment::new_checked(seg) {
+                            if t.flags() & rvs_wire::tcp::flags::SYN != 0 {
+                                t.clamp_mss(max);
+                            }
+                        }
+                    }
+                }
                 self.tun_ident = self.tun_ident.wrapping_add(1);
                 let src = self.net.interfaces.get(nh.port).map_or(Ipv4Addr::UNSPECIFIED, |i| i.addr);
                 let outer =
@@ -1348,6 +1364,36 @@ mod tests {
         f[40..42].copy_from_slice(&0x1234u16.to_be_bytes());
         let mut b = VecBuffer::new(&f);
         assert_eq!(p.handle(0, &mut b, 1), Action::Tx(1), "{:?}", c.snapshot().drops);
+    }
+
+    /// A SYN with an MSS option of 1460 from the client to the VIP.
+    fn syn_with_mss() -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 24];
+        ethernet::write_header(&mut f, FRONT_MAC, ROUTER_MAC, ethertype::IPV4).unwrap();
+        ipv4::write_header(&mut f[14..], CLIENT, VIP, 6, 24, 64, 0, 1, true).unwrap();
+        let l4 = &mut f[34..];
+        l4[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        l4[2..4].copy_from_slice(&80u16.to_be_bytes());
+        l4[12] = 0x60;
+        l4[13] = 0x02;
+        l4[20..24].copy_from_slice(&[2, 4, 0x05, 0xb4]);
+        TcpSegment::new_unchecked(&mut l4[..]).fill_checksum_v4(CLIENT, VIP);
+        f
+    }
+
+    #[test]
+    fn syns_to_tun_servers_get_their_mss_clamped_when_asked() {
+        for (clamp, want) in [(false, 1460), (true, 1440)] {
+            let (mut p, _) = pipeline();
+            service(&mut p, Fwd::Tunnel(TunnelType::Ipip), 80);
+            p.tun_clamp_mss = clamp;
+            let mut b = VecBuffer::with_room(&syn_with_mss(), 64, 0);
+            assert_eq!(p.handle(0, &mut b, 1), Action::Tx(1));
+            let inner = Ipv4Packet::new_checked(&b.bytes()[34..]).unwrap();
+            let t = TcpSegment::new_checked(inner.payload()).unwrap();
+            assert_eq!(t.mss().map(|(m, _)| m), Some(want), "clamp {clamp}");
+            assert!(t.verify_checksum_v4(CLIENT, VIP));
+        }
     }
 
     #[test]

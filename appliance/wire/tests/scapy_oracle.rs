@@ -11,6 +11,7 @@ use rvs_wire::icmpv4;
 use rvs_wire::icmpv6;
 use rvs_wire::ipv4::Ipv4Packet;
 use rvs_wire::rewrite::{self, Egress, NatMapping, TtlPolicy, TunOuter, Verdict};
+use rvs_wire::tcp::TcpSegment;
 use rvs_wire::{PacketBuffer, VecBuffer};
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -69,6 +70,14 @@ fn run_case(name: &str, input: &[u8]) -> Vec<u8> {
         "dr_keep_v4" => rewrite::dr(&mut b, &egress(TtlPolicy::Preserve)),
         n if n.starts_with("dr_") => rewrite::dr(&mut b, &egress(TtlPolicy::Decrement)),
         "tun_4in6" | "tun_6in6" => rewrite::tun(&mut b, &egress(TtlPolicy::Decrement), &outer6),
+        "mss_tun_4in4" => {
+            // What the pipeline does for TUN servers with tun_clamp_mss: the MTU less 60 bytes.
+            let info = rewrite::parse_ip(b.bytes()).expect("parse");
+            let end = info.l2_len + info.ip_len;
+            let mut t = TcpSegment::new_checked(&mut b.bytes_mut()[info.l4_offset..end]).expect("tcp");
+            assert!(t.clamp_mss(1500 - 60), "clamped");
+            rewrite::tun(&mut b, &egress(TtlPolicy::Decrement), &outer4)
+        }
         n if n.starts_with("tun_") || n == "ttl_expired" => {
             match rewrite::tun(&mut b, &egress(TtlPolicy::Decrement), &outer4).expect("tun") {
                 Verdict::Forward => Ok(Verdict::Forward),

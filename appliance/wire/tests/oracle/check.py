@@ -86,6 +86,15 @@ def check(name, i, o):
             else:
                 expect(ip_o.ttl == ip_i.ttl - 1, "TTL")
             expect(raw(ip_o.payload) == raw(ip_i.payload), "transport untouched")
+    elif name == "mss_tun_4in4":
+        l2_to_rs(o)
+        checksums_match(o)
+        inner = o[IP].payload
+        expect(isinstance(inner, IP) and inner.dst == VIP, "IPIP to the real server")
+        checksums_match(Ether() / inner)
+        opts = dict((k, v) for k, v in inner[TCP].options)
+        expect(opts.get("MSS") == 1440, f"MSS clamped to 1440: {inner[TCP].options}")
+        expect(opts.get("WScale") == 7 and "SAckOK" in opts, "the other options intact")
     elif name.startswith("tun_") and name != "tun_toobig":
         l2_to_rs(o)
         outer6 = name in ("tun_4in6", "tun_6in6")

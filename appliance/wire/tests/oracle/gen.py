@@ -35,6 +35,8 @@ cases = {
     "tun_4in6": Ether(src=PEER, dst=ME) / IP(src=CLIENT, dst=VIP) / UDP(sport=40009, dport=80) / Raw(b"46"),
     "tun_6in6": Ether(src=PEER, dst=ME) / IPv6(src=CLIENT6, dst=VIP6) / UDP(sport=40010, dport=80) / Raw(b"66"),
     "tun_toobig": Ether(src=PEER, dst=ME) / IP(src=CLIENT, dst=VIP, flags="DF") / TCP(sport=40011, dport=80, flags="A") / Raw(b"b" * 1460),
+    # A SYN to a TUN server with MSS clamping on: its MSS (1460) lowered to 1440 before encapsulation.
+    "mss_tun_4in4": Ether(src=PEER, dst=ME) / IP(src=CLIENT, dst=VIP, flags="DF", ttl=30) / TCP(sport=40013, dport=80, flags="S", options=OPTS),
     "ttl_expired": Ether(src=PEER, dst=ME) / IP(src=CLIENT, dst=VIP, ttl=1) / UDP(sport=40012, dport=80) / Raw(b"e" * 20),
     # ICMP errors about NATed flows. From the client side, about the director's reply VIP:80 -> client:
     "icmp_in_fragneeded": Ether(src=PEER, dst=ME) / IP(src=ROUTER, dst=VIP) / ICMP(type=3, code=4, nexthopmtu=1400)
