@@ -482,295 +482,24 @@ impl Config {
 
     pub fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
         let workers = &raw.eal.worker_lcores;
-        if workers.is_empty() {
-            return Err(invalid("eal.worker_lcores", "at least one worker lcore is needed"));
-        }
-        let mut seen = HashSet::new();
-        for &w in workers {
-            if w == raw.eal.main_lcore {
-                return Err(invalid(
-                    "eal.worker_lcores",
-                    format!("lcore {w} is the main lcore; workers need lcores of their own"),
-                ));
-            }
-            if !seen.insert(w) {
-                return Err(invalid("eal.worker_lcores", format!("lcore {w} is listed twice")));
-            }
-        }
-        if raw.eal.file_prefix.is_empty() || raw.eal.file_prefix.contains('/') {
-            return Err(invalid("eal.file_prefix", "must be a non-empty name without '/'"));
-        }
-        let nworkers =
-            u16::try_from(workers.len()).map_err(|_| invalid("eal.worker_lcores", "too many workers"))?;
-        if let Some(cpus) = &raw.eal.lcore_cpus {
-            if cpus.len() != workers.len() + 1 {
-                return Err(invalid(
-                    "eal.lcore_cpus",
-                    format!(
-                        "names {} CPUs for {} lcores (the main lcore, then each worker)",
-                        cpus.len(),
-                        workers.len() + 1
-                    ),
-                ));
-            }
-        }
-
-        let mut ports = Vec::new();
+        let nworkers = check_eal(&raw.eal)?;
+        let mut ports: Vec<PortSpec> = Vec::new();
         let mut names = HashSet::new();
         for (i, p) in raw.ports.iter().enumerate() {
-            let key = |k: &str| format!("port[{i}].{k}");
-            if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                return Err(invalid(
-                    key("name"),
-                    format!("{:?} must be letters, digits, '_' or '-'", p.name),
-                ));
-            }
-            if !names.insert(p.name.clone()) {
-                return Err(invalid(key("name"), format!("{:?} is used by another port", p.name)));
-            }
-            let (device, dpdk_name) = parse_device(&p.device).map_err(|r| invalid(key("device"), r))?;
-            if ports.iter().any(|q: &PortSpec| q.dpdk_name == dpdk_name) {
-                return Err(invalid(key("device"), format!("device {dpdk_name:?} is used by another port")));
-            }
-            for (k, v) in [("rx_descriptors", p.rx_descriptors), ("tx_descriptors", p.tx_descriptors)] {
-                if !(64..=16384).contains(&v) {
-                    return Err(invalid(key(k), format!("{v} is outside 64..=16384")));
-                }
-            }
-            if let Some(mtu) = p.mtu_bytes {
-                if !(68..=9600).contains(&mtu) {
-                    return Err(invalid(key("mtu_bytes"), format!("{mtu} is outside 68..=9600")));
-                }
-            }
-            let rss_key = match &p.rss_key_hex {
-                Some(h) => Some(parse_hex(h).ok_or_else(|| {
-                    invalid(key("rss_key_hex"), format!("{h:?} is not an even number of hex digits"))
-                })?),
-                None => None,
-            };
-            let address = match &p.address {
-                Some(a) => {
-                    let (addr, len) = parse_prefix(a, false).map_err(|r| invalid(key("address"), r))?;
-                    if len == 0 || len > 30 {
-                        return Err(invalid(key("address"), format!("{a:?}: prefix length must be 1..=30")));
-                    }
-                    Some((addr, len))
-                }
-                None => None,
-            };
-            let twin = match &p.kernel_twin {
-                None => None,
-                Some(iface) => {
-                    let ok = (1..=15).contains(&iface.len())
-                        && iface.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-                    if !ok {
-                        return Err(invalid(
-                            key("kernel_twin"),
-                            format!(
-                                "{iface:?}: an interface name is 1 to 15 letters, digits, '_', '.' or '-'"
-                            ),
-                        ));
-                    }
-                    if address.is_none() {
-                        return Err(invalid(
-                            key("kernel_twin"),
-                            "the twin carries the port's address: set address",
-                        ));
-                    }
-                    Some(TwinSpec {
-                        iface: iface.clone(),
-                        dpdk_name: format!("net_tap_twin{i}"),
-                        config: PortConfig {
-                            rx_queues: nworkers,
-                            tx_queues: nworkers,
-                            rx_descriptors: 512,
-                            tx_descriptors: 512,
-                            promiscuous: false,
-                            mtu_bytes: p.mtu_bytes,
-                            rss_key: None,
-                        },
-                    })
-                }
-            };
-            ports.push(PortSpec {
-                name: p.name.clone(),
-                address,
-                dpdk_name,
-                device,
-                twin,
-                config: PortConfig {
-                    rx_queues: nworkers,
-                    tx_queues: nworkers,
-                    rx_descriptors: p.rx_descriptors,
-                    tx_descriptors: p.tx_descriptors,
-                    promiscuous: p.promiscuous,
-                    mtu_bytes: p.mtu_bytes,
-                    rss_key,
-                },
-            });
+            let spec = check_port(i, p, nworkers, &ports, &mut names)?;
+            ports.push(spec);
         }
-
         let f = &raw.forwarding;
         let forwarding = if f.mode == RawMode::Director {
             validate_director(&raw, &ports)?
         } else {
-            if !raw.routes.is_empty() || !raw.classifier.is_empty() {
-                return Err(invalid(
-                    "forwarding.mode",
-                    "[[route]] and [[classifier]] need mode = \"director\"",
-                ));
-            }
-            let [a, b] = f.ports.as_slice() else {
-                return Err(invalid(
-                    "forwarding.ports",
-                    format!("names {} ports; the L2 stage cross-connects exactly 2", f.ports.len()),
-                ));
-            };
-            let find = |n: &String| {
-                ports
-                    .iter()
-                    .position(|p| &p.name == n)
-                    .ok_or_else(|| invalid("forwarding.ports", format!("no [[port]] is named {n:?}")))
-            };
-            let (ia, ib) = (find(a)?, find(b)?);
-            if ia == ib {
-                return Err(invalid("forwarding.ports", "the two ports must differ"));
-            }
-            let mode = if f.mode == RawMode::Io { ForwardMode::Io } else { ForwardMode::MacSwap };
-            Forwarding::L2 { mode, ports: (ia, ib) }
+            check_l2(&raw, &ports)?
         };
-
-        if !raw.metrics.listen_address.is_empty()
-            && raw.metrics.listen_address.parse::<std::net::SocketAddr>().is_err()
-        {
-            return Err(invalid(
-                "metrics.listen_address",
-                format!("{:?} is not an address:port", raw.metrics.listen_address),
-            ));
-        }
-        if raw.control.socket_path.is_empty() {
-            return Err(invalid("control.socket_path", "must not be empty"));
-        }
+        check_control(&raw)?;
+        check_mempool(&raw.mempool, &ports, nworkers, &forwarding)?;
+        let sysctl = check_table(&raw)?;
+        let (vdevs, pci_allow) = check_devices(&ports, &forwarding)?;
         let m = &raw.mempool;
-        if m.cache_size > 512 {
-            return Err(invalid(
-                "mempool.cache_size",
-                format!("{} exceeds DPDK's maximum of 512", m.cache_size),
-            ));
-        }
-        // Every RX descriptor may hold a buffer, every TX descriptor one in flight, each lcore's cache
-        // some more, and each worker a burst in hand; below that the ports starve at start.
-        let per_port: u32 = ports
-            .iter()
-            .map(|p| {
-                u32::from(nworkers)
-                    * (u32::from(p.config.rx_descriptors) + u32::from(p.config.tx_descriptors))
-            })
-            .sum();
-        let mut need = per_port + (u32::from(nworkers) + 1) * (m.cache_size + 32);
-        let mut what = "these ports, queues and caches";
-        if matches!(forwarding, Forwarding::Director(_)) {
-            // A director worker also holds packets waiting for ARP, a TX burst staged per port, and,
-            // with several workers, an inbox of packets handed over by the others.
-            let staged = ports.len() as u32 * 32;
-            let inbox = if nworkers > 1 { crate::daemon::INBOX_CAPACITY as u32 } else { 0 };
-            need += u32::from(nworkers) * (rvs_dataplane::HOLD_CAPACITY as u32 + staged + inbox);
-            // Kernel twins: their rings, and a staged burst each.
-            for t in ports.iter().filter_map(|p| p.twin.as_ref()) {
-                need += u32::from(nworkers)
-                    * (u32::from(t.config.rx_descriptors) + u32::from(t.config.tx_descriptors) + 32);
-            }
-            what = "these ports, queues, caches, hold queues and hand-over inboxes";
-        }
-        if m.mbufs < need {
-            return Err(invalid(
-                "mempool.mbufs",
-                format!("{} is too few for {what}: at least {need} are needed", m.mbufs),
-            ));
-        }
-        let conns = raw.control.connections_per_worker;
-        if conns == 0 || conns > MAX_CONNECTIONS_PER_WORKER {
-            return Err(invalid(
-                "control.connections_per_worker",
-                format!("{conns} is out of range: 1 to {MAX_CONNECTIONS_PER_WORKER}"),
-            ));
-        }
-        let mut sysctl = rvs_ipvs::Sysctl {
-            // "Memory" for IPVS's defences is the connection table: act when an eighth is left.
-            amemthresh: (conns / 8).max(1),
-            ..rvs_ipvs::Sysctl::default()
-        };
-        for (name, value) in &raw.ipvs {
-            let text = match value {
-                toml::Value::Integer(n) => n.to_string(),
-                toml::Value::Boolean(b) => u8::from(*b).to_string(),
-                other => other.to_string(),
-            };
-            sysctl.set(name, &text).map_err(|e| {
-                let reason = match e {
-                    rvs_ipvs::SysctlError::BadValue { value, range, .. } => {
-                        format!("{value:?} is not a valid value ({range})")
-                    }
-                    other => other.to_string(),
-                };
-                invalid(format!("ipvs.{name}"), reason)
-            })?;
-        }
-        let table = table_bytes(conns as usize) * workers.len() as u64;
-        if let Some(total) = memory_total_bytes() {
-            if table > total / 2 {
-                return Err(invalid(
-                    "control.connections_per_worker",
-                    format!(
-                        "{conns} per worker needs {} MiB of connection tables, more than half of this \
-                         machine's {} MiB",
-                        table >> 20,
-                        total >> 20
-                    ),
-                ));
-            }
-        }
-        if m.cache_size > 0 && f64::from(m.cache_size) * 1.5 > f64::from(m.mbufs) {
-            return Err(invalid("mempool.cache_size", "must be at most mbufs / 1.5"));
-        }
-        if usize::from(m.data_room_bytes) < 128 + 64 {
-            return Err(invalid("mempool.data_room_bytes", "must hold the 128-byte headroom and a frame"));
-        }
-
-        let (mut vdevs, pci_allow) = ports.iter().fold((vec![], vec![]), |(mut v, mut p), s| {
-            match &s.device {
-                Device::Vdev(d) => v.push(d.clone()),
-                Device::Pci(a) => p.push(a.clone()),
-            }
-            (v, p)
-        });
-        for (i, p) in ports.iter().enumerate() {
-            let Some(t) = &p.twin else { continue };
-            if !matches!(forwarding, Forwarding::Director(_)) {
-                return Err(invalid(format!("port[{i}].kernel_twin"), "kernel twins are for director mode"));
-            }
-            if ports.iter().any(|q| q.dpdk_name == t.dpdk_name) {
-                return Err(invalid(
-                    format!("port[{i}].device"),
-                    format!("{:?} is rvs's name for a twin", t.dpdk_name),
-                ));
-            }
-            if ports.iter().filter_map(|q| q.twin.as_ref()).filter(|q| q.iface == t.iface).count() > 1 {
-                return Err(invalid(
-                    format!("port[{i}].kernel_twin"),
-                    format!("{:?} is another port's twin too", t.iface),
-                ));
-            }
-            vdevs.push(format!("{},iface={}", t.dpdk_name, t.iface));
-        }
-        if raw.control.rules_file.is_some() && raw.control.keepalived_conf.is_some() {
-            // Both would own the services: a reload of one would undo the other's.
-            return Err(invalid(
-                "control.keepalived_conf",
-                "rules_file is set too; choose one source of rules",
-            ));
-        }
         Ok(Self {
             eal: EalConfig {
                 main_lcore: raw.eal.main_lcore,
@@ -804,6 +533,316 @@ impl Config {
             sysctl,
         })
     }
+}
+
+/// `[eal]`: worker lcores of their own, a usable file prefix, one CPU per lcore if CPUs are named.
+/// The number of workers (each gets a queue pair on every port).
+fn check_eal(eal: &RawEal) -> Result<u16, ConfigError> {
+    let workers = &eal.worker_lcores;
+    if workers.is_empty() {
+        return Err(invalid("eal.worker_lcores", "at least one worker lcore is needed"));
+    }
+    let mut seen = HashSet::new();
+    for &w in workers {
+        if w == eal.main_lcore {
+            return Err(invalid(
+                "eal.worker_lcores",
+                format!("lcore {w} is the main lcore; workers need lcores of their own"),
+            ));
+        }
+        if !seen.insert(w) {
+            return Err(invalid("eal.worker_lcores", format!("lcore {w} is listed twice")));
+        }
+    }
+    if eal.file_prefix.is_empty() || eal.file_prefix.contains('/') {
+        return Err(invalid("eal.file_prefix", "must be a non-empty name without '/'"));
+    }
+    let nworkers =
+        u16::try_from(workers.len()).map_err(|_| invalid("eal.worker_lcores", "too many workers"))?;
+    if let Some(cpus) = &eal.lcore_cpus {
+        if cpus.len() != workers.len() + 1 {
+            return Err(invalid(
+                "eal.lcore_cpus",
+                format!(
+                    "names {} CPUs for {} lcores (the main lcore, then each worker)",
+                    cpus.len(),
+                    workers.len() + 1
+                ),
+            ));
+        }
+    }
+    Ok(nworkers)
+}
+
+/// `[[port]]` number `i`: its name, device, rings, MTU, RSS key, address and kernel twin.
+fn check_port(
+    i: usize,
+    p: &RawPort,
+    nworkers: u16,
+    ports: &[PortSpec],
+    names: &mut HashSet<String>,
+) -> Result<PortSpec, ConfigError> {
+    let key = |k: &str| format!("port[{i}].{k}");
+    if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(invalid(key("name"), format!("{:?} must be letters, digits, '_' or '-'", p.name)));
+    }
+    if !names.insert(p.name.clone()) {
+        return Err(invalid(key("name"), format!("{:?} is used by another port", p.name)));
+    }
+    let (device, dpdk_name) = parse_device(&p.device).map_err(|r| invalid(key("device"), r))?;
+    if ports.iter().any(|q: &PortSpec| q.dpdk_name == dpdk_name) {
+        return Err(invalid(key("device"), format!("device {dpdk_name:?} is used by another port")));
+    }
+    for (k, v) in [("rx_descriptors", p.rx_descriptors), ("tx_descriptors", p.tx_descriptors)] {
+        if !(64..=16384).contains(&v) {
+            return Err(invalid(key(k), format!("{v} is outside 64..=16384")));
+        }
+    }
+    if let Some(mtu) = p.mtu_bytes {
+        if !(68..=9600).contains(&mtu) {
+            return Err(invalid(key("mtu_bytes"), format!("{mtu} is outside 68..=9600")));
+        }
+    }
+    let rss_key = match &p.rss_key_hex {
+        Some(h) => Some(parse_hex(h).ok_or_else(|| {
+            invalid(key("rss_key_hex"), format!("{h:?} is not an even number of hex digits"))
+        })?),
+        None => None,
+    };
+    let address = match &p.address {
+        Some(a) => {
+            let (addr, len) = parse_prefix(a, false).map_err(|r| invalid(key("address"), r))?;
+            if len == 0 || len > 30 {
+                return Err(invalid(key("address"), format!("{a:?}: prefix length must be 1..=30")));
+            }
+            Some((addr, len))
+        }
+        None => None,
+    };
+    let twin = match &p.kernel_twin {
+        None => None,
+        Some(iface) => {
+            let ok = (1..=15).contains(&iface.len())
+                && iface.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            if !ok {
+                return Err(invalid(
+                    key("kernel_twin"),
+                    format!("{iface:?}: an interface name is 1 to 15 letters, digits, '_', '.' or '-'"),
+                ));
+            }
+            if address.is_none() {
+                return Err(invalid(key("kernel_twin"), "the twin carries the port's address: set address"));
+            }
+            Some(TwinSpec {
+                iface: iface.clone(),
+                dpdk_name: format!("net_tap_twin{i}"),
+                config: PortConfig {
+                    rx_queues: nworkers,
+                    tx_queues: nworkers,
+                    rx_descriptors: 512,
+                    tx_descriptors: 512,
+                    promiscuous: false,
+                    mtu_bytes: p.mtu_bytes,
+                    rss_key: None,
+                },
+            })
+        }
+    };
+    Ok(PortSpec {
+        name: p.name.clone(),
+        address,
+        dpdk_name,
+        device,
+        twin,
+        config: PortConfig {
+            rx_queues: nworkers,
+            tx_queues: nworkers,
+            rx_descriptors: p.rx_descriptors,
+            tx_descriptors: p.tx_descriptors,
+            promiscuous: p.promiscuous,
+            mtu_bytes: p.mtu_bytes,
+            rss_key,
+        },
+    })
+}
+
+/// The L2 modes (`io`, `macswap`): exactly two ports, cross-connected; no routes or classifier.
+fn check_l2(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, ConfigError> {
+    let f = &raw.forwarding;
+    if !raw.routes.is_empty() || !raw.classifier.is_empty() {
+        return Err(invalid("forwarding.mode", "[[route]] and [[classifier]] need mode = \"director\""));
+    }
+    let [a, b] = f.ports.as_slice() else {
+        return Err(invalid(
+            "forwarding.ports",
+            format!("names {} ports; the L2 stage cross-connects exactly 2", f.ports.len()),
+        ));
+    };
+    let find = |n: &String| {
+        ports
+            .iter()
+            .position(|p| &p.name == n)
+            .ok_or_else(|| invalid("forwarding.ports", format!("no [[port]] is named {n:?}")))
+    };
+    let (ia, ib) = (find(a)?, find(b)?);
+    if ia == ib {
+        return Err(invalid("forwarding.ports", "the two ports must differ"));
+    }
+    let mode = if f.mode == RawMode::Io { ForwardMode::Io } else { ForwardMode::MacSwap };
+    Ok(Forwarding::L2 { mode, ports: (ia, ib) })
+}
+
+/// `[metrics]` and `[control]`: an address that parses, a socket path, one source of rules.
+fn check_control(raw: &RawConfig) -> Result<(), ConfigError> {
+    if !raw.metrics.listen_address.is_empty()
+        && raw.metrics.listen_address.parse::<std::net::SocketAddr>().is_err()
+    {
+        return Err(invalid(
+            "metrics.listen_address",
+            format!("{:?} is not an address:port", raw.metrics.listen_address),
+        ));
+    }
+    if raw.control.socket_path.is_empty() {
+        return Err(invalid("control.socket_path", "must not be empty"));
+    }
+    if raw.control.rules_file.is_some() && raw.control.keepalived_conf.is_some() {
+        // Both would own the services: a reload of one would undo the other's.
+        return Err(invalid("control.keepalived_conf", "rules_file is set too; choose one source of rules"));
+    }
+    Ok(())
+}
+
+/// `[mempool]`: enough buffers for every ring, cache, hold queue and inbox the ports and workers
+/// can fill at once, a cache DPDK accepts, and room for a frame.
+fn check_mempool(
+    m: &RawMempool,
+    ports: &[PortSpec],
+    nworkers: u16,
+    forwarding: &Forwarding,
+) -> Result<(), ConfigError> {
+    if m.cache_size > 512 {
+        return Err(invalid("mempool.cache_size", format!("{} exceeds DPDK's maximum of 512", m.cache_size)));
+    }
+    // Every RX descriptor may hold a buffer, every TX descriptor one in flight, each lcore's cache
+    // some more, and each worker a burst in hand; below that the ports starve at start.
+    let per_port: u32 = ports
+        .iter()
+        .map(|p| {
+            u32::from(nworkers) * (u32::from(p.config.rx_descriptors) + u32::from(p.config.tx_descriptors))
+        })
+        .sum();
+    let mut need = per_port + (u32::from(nworkers) + 1) * (m.cache_size + 32);
+    let mut what = "these ports, queues and caches";
+    if matches!(forwarding, Forwarding::Director(_)) {
+        // A director worker also holds packets waiting for ARP, a TX burst staged per port, and,
+        // with several workers, an inbox of packets handed over by the others.
+        let staged = ports.len() as u32 * 32;
+        let inbox = if nworkers > 1 { crate::daemon::INBOX_CAPACITY as u32 } else { 0 };
+        need += u32::from(nworkers) * (rvs_dataplane::HOLD_CAPACITY as u32 + staged + inbox);
+        // Kernel twins: their rings, and a staged burst each.
+        for t in ports.iter().filter_map(|p| p.twin.as_ref()) {
+            need += u32::from(nworkers)
+                * (u32::from(t.config.rx_descriptors) + u32::from(t.config.tx_descriptors) + 32);
+        }
+        what = "these ports, queues, caches, hold queues and hand-over inboxes";
+    }
+    if m.mbufs < need {
+        return Err(invalid(
+            "mempool.mbufs",
+            format!("{} is too few for {what}: at least {need} are needed", m.mbufs),
+        ));
+    }
+    if m.cache_size > 0 && f64::from(m.cache_size) * 1.5 > f64::from(m.mbufs) {
+        return Err(invalid("mempool.cache_size", "must be at most mbufs / 1.5"));
+    }
+    if usize::from(m.data_room_bytes) < 128 + 64 {
+        return Err(invalid("mempool.data_room_bytes", "must hold the 128-byte headroom and a frame"));
+    }
+    Ok(())
+}
+
+/// The connection tables (`control.connections_per_worker`: in range and within half the memory)
+/// and `[ipvs]`'s knobs by their kernel names.
+fn check_table(raw: &RawConfig) -> Result<rvs_ipvs::Sysctl, ConfigError> {
+    let workers = &raw.eal.worker_lcores;
+    let conns = raw.control.connections_per_worker;
+    if conns == 0 || conns > MAX_CONNECTIONS_PER_WORKER {
+        return Err(invalid(
+            "control.connections_per_worker",
+            format!("{conns} is out of range: 1 to {MAX_CONNECTIONS_PER_WORKER}"),
+        ));
+    }
+    let mut sysctl = rvs_ipvs::Sysctl {
+        // "Memory" for IPVS's defences is the connection table: act when an eighth is left.
+        amemthresh: (conns / 8).max(1),
+        ..rvs_ipvs::Sysctl::default()
+    };
+    for (name, value) in &raw.ipvs {
+        let text = match value {
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Boolean(b) => u8::from(*b).to_string(),
+            other => other.to_string(),
+        };
+        sysctl.set(name, &text).map_err(|e| {
+            let reason = match e {
+                rvs_ipvs::SysctlError::BadValue { value, range, .. } => {
+                    format!("{value:?} is not a valid value ({range})")
+                }
+                other => other.to_string(),
+            };
+            invalid(format!("ipvs.{name}"), reason)
+        })?;
+    }
+    let table = table_bytes(conns as usize) * workers.len() as u64;
+    if let Some(total) = memory_total_bytes() {
+        if table > total / 2 {
+            return Err(invalid(
+                "control.connections_per_worker",
+                format!(
+                    "{conns} per worker needs {} MiB of connection tables, more than half of this \
+                     machine's {} MiB",
+                    table >> 20,
+                    total >> 20
+                ),
+            ));
+        }
+    }
+    Ok(sysctl)
+}
+
+/// The EAL's devices: the ports' vdevs and PCI addresses, then the kernel twins' TAP vdevs (director
+/// mode only, names of their own).
+fn check_devices(
+    ports: &[PortSpec],
+    forwarding: &Forwarding,
+) -> Result<(Vec<String>, Vec<String>), ConfigError> {
+    let (mut vdevs, pci_allow) = ports.iter().fold((vec![], vec![]), |(mut v, mut p), s| {
+        match &s.device {
+            Device::Vdev(d) => v.push(d.clone()),
+            Device::Pci(a) => p.push(a.clone()),
+        }
+        (v, p)
+    });
+    for (i, p) in ports.iter().enumerate() {
+        let Some(t) = &p.twin else { continue };
+        if !matches!(forwarding, Forwarding::Director(_)) {
+            return Err(invalid(format!("port[{i}].kernel_twin"), "kernel twins are for director mode"));
+        }
+        if ports.iter().any(|q| q.dpdk_name == t.dpdk_name) {
+            return Err(invalid(
+                format!("port[{i}].device"),
+                format!("{:?} is rvs's name for a twin", t.dpdk_name),
+            ));
+        }
+        if ports.iter().filter_map(|q| q.twin.as_ref()).filter(|q| q.iface == t.iface).count() > 1 {
+            return Err(invalid(
+                format!("port[{i}].kernel_twin"),
+                format!("{:?} is another port's twin too", t.iface),
+            ));
+        }
+        vdevs.push(format!("{},iface={}", t.dpdk_name, t.iface));
+    }
+    Ok((vdevs, pci_allow))
 }
 
 fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, ConfigError> {
