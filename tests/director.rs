@@ -1892,3 +1892,63 @@ fn a_nat_pair_fails_over_and_a_synced_download_finishes() {
         bed.in_ns("c", &["curl", "-sS", "-m", "5", "--interface", "198.51.100.12", "http://192.0.2.80/"]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 }
+
+/// The same pair, the master's keepalived stopped instead (it gives the VIP up with a priority-0
+/// advert): a client requesting every 50 ms sees failures for at most one advert interval (1 s).
+#[test]
+fn a_pair_moves_the_vip_within_an_advert_when_the_masters_keepalived_stops() {
+    let mut bed = PairBed::up("pk");
+    let rules = "-A -t 192.0.2.80:80 -s rr\n-a -t 192.0.2.80:80 -r 203.0.113.11:80 -m\n-a -t 192.0.2.80:80 -r 203.0.113.12:80 -m\n";
+    for x in ["d", "e"] {
+        let (code, _, err) = common::rvsadm(RVSADM, &bed.dir.join(format!("{x}.sock")), "-R", rules);
+        assert_eq!(code, 0, "{err}");
+    }
+    bed.keepalived("d", 100);
+    std::thread::sleep(Duration::from_millis(500));
+    bed.keepalived("e", 95);
+    let t = std::time::Instant::now();
+    while bed.held("d") != 1 {
+        assert!(t.elapsed() < Duration::from_secs(15), "director d never became MASTER");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let script = r#"
+import socket, time
+fails, start = [], time.time()
+while time.time() - start < 6.0:
+    t = time.time()
+    try:
+        s = socket.create_connection(("192.0.2.80", 80), timeout=0.5, source_address=("198.51.100.13", 0))
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        ok = s.recv(100).startswith(b"HTTP/1.1 200")
+        s.close()
+    except OSError:
+        ok = False
+    if not ok:
+        fails.append(t - start)
+    time.sleep(max(0.0, 0.05 - (time.time() - t)))
+# The longest stretch of consecutive failures, in seconds (0 if none).
+longest, run_start, last = 0.0, None, None
+for f in fails:
+    if last is None or f - last > 0.3:
+        run_start = f
+    longest = max(longest, f - run_start + 0.05)
+    last = f
+print(f"{longest:.3f} {len(fails)}")
+"#;
+    let client = Command::new("ip")
+        .args(["netns", "exec", &format!("{}c", bed.prefix), PY, "-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("client loop");
+    std::thread::sleep(Duration::from_secs(2));
+    // keepalived's own stop (SIGTERM): it sends priority 0 and removes the VIP from the twin.
+    if let Some(k) = bed.keepalived.first() {
+        let _ = Command::new("kill").arg(k.id().to_string()).status();
+    }
+    let out = client.wait_with_output().expect("client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let longest: f64 = text.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(99.0);
+    eprintln!("longest run of failed requests across the failover: {longest} s ({text})");
+    assert!(longest <= 1.0, "failures for {longest} s, more than one advert interval");
+    assert_eq!((bed.held("d"), bed.held("e")), (0, 1), "the VIP moved to e");
+}
