@@ -1363,7 +1363,7 @@ virtual_server fwmark 1 {{
     assert!(bed.log().contains("SIGHUP: keepalived configuration re-read"), "{}", bed.log());
     assert_eq!(s1_line(&bed.adm("-Ln --stats")), s1_line(&before), "s1 kept its counters");
     // A file rvs cannot use changes nothing.
-    std::fs::write(&path, sample("real_server 203.0.113.13 8080 {\n weight 5\n SMTP_CHECK {\n }\n }"))
+    std::fs::write(&path, sample("real_server 203.0.113.13 8080 {\n weight 5\n BFD_CHECK {\n }\n }"))
         .expect("write");
     let listed = bed.adm("-Sn");
     bed.rvsd.as_ref().expect("rvsd").signal("-HUP");

@@ -383,6 +383,9 @@ fn check_name(k: &CheckKind) -> &'static str {
         CheckKind::Http { tls: true, .. } => "https",
         CheckKind::Misc { .. } => "misc",
         CheckKind::Ping => "ping",
+        CheckKind::Dns { .. } => "dns",
+        CheckKind::Udp { .. } => "udp",
+        CheckKind::Smtp { .. } => "smtp",
     }
 }
 
@@ -551,6 +554,11 @@ async fn check_once(c: &Checker, tls: &Arc<rustls::ClientConfig>) -> Result<Opti
                 None => Err(format!("{command} was killed by a signal")),
             }
         }
+        CheckKind::Dns { qtype, name } => dns(c, *qtype, name).await.map(|()| None),
+        CheckKind::Udp { payload, require_reply, min_len, max_len } => {
+            udp(c, payload, require_reply.as_deref(), *min_len, *max_len).await.map(|()| None)
+        }
+        CheckKind::Smtp { helo_name } => smtp(c, helo_name.as_deref()).await.map(|()| None),
         CheckKind::Ping => {
             let (target, timeout) = (c.target.ip(), c.connect_timeout);
             tokio::task::spawn_blocking(move || ping(target, timeout))
@@ -574,6 +582,126 @@ async fn connect(c: &Checker) -> Result<tokio::net::TcpStream, String> {
         .await
         .map_err(|_| format!("connect to {} timed out", c.target))?
         .map_err(|e| format!("connect to {}: {e}", c.target))
+}
+
+/// A UDP socket "connected" to the check's target (so that an ICMP error about what it sends is
+/// reported on it), from `bindto` if given.
+async fn udp_socket(c: &Checker) -> Result<tokio::net::UdpSocket, String> {
+    let any = match c.target {
+        SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0),
+        SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0),
+    };
+    let s = tokio::net::UdpSocket::bind(c.bindto.map_or(any, |b| SocketAddr::new(b, 0)))
+        .await
+        .map_err(|e| format!("udp socket: {e}"))?;
+    s.connect(c.target).await.map_err(|e| format!("udp to {}: {e}", c.target))?;
+    Ok(s)
+}
+
+/// DNS_CHECK: a query (recursion desired) for `name` of `qtype`; a response with the query's ID.
+async fn dns(c: &Checker, qtype: u16, name: &str) -> Result<(), String> {
+    let s = udp_socket(c).await?;
+    let id = u16::try_from(crate::daemon::random_seed() & 0xffff).unwrap_or(1);
+    let mut q = Vec::with_capacity(32 + name.len());
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+        let len = u8::try_from(label.len()).map_err(|_| format!("DNS label {label:?} too long"))?;
+        q.push(len);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    s.send(&q).await.map_err(|e| format!("DNS query to {}: {e}", c.target))?;
+    let mut buf = [0u8; 1500];
+    let deadline = tokio::time::Instant::now() + c.connect_timeout;
+    loop {
+        let n = tokio::time::timeout_at(deadline, s.recv(&mut buf))
+            .await
+            .map_err(|_| format!("no DNS answer from {} in {:?}", c.target, c.connect_timeout))?
+            .map_err(|e| format!("DNS to {}: {e}", c.target))?;
+        let r = buf.get(..n).unwrap_or_default();
+        // The same ID, and the QR bit: a response (whatever its RCODE: the server answers).
+        if r.len() >= 12 && r[..2] == id.to_be_bytes() && r[2] & 0x80 != 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// UDP_CHECK: the payload (random bytes when none is given) must draw no ICMP error within the
+/// timeout; with require_reply, a reply of min..=max bytes matching the pattern must come.
+async fn udp(
+    c: &Checker,
+    payload: &[u8],
+    require_reply: Option<&[Option<u8>]>,
+    min_len: usize,
+    max_len: usize,
+) -> Result<(), String> {
+    let s = udp_socket(c).await?;
+    let data: Vec<u8> = if payload.is_empty() {
+        crate::daemon::random_seed().to_be_bytes().to_vec()
+    } else {
+        payload.to_vec()
+    };
+    s.send(&data).await.map_err(|e| format!("udp to {}: {e}", c.target))?;
+    let mut buf = vec![0u8; 65_536];
+    match tokio::time::timeout(c.connect_timeout, s.recv(&mut buf)).await {
+        // No answer and no ICMP error: up, unless a reply is required.
+        Err(_) if require_reply.is_none() => Ok(()),
+        Err(_) => Err(format!("no UDP reply from {} in {:?}", c.target, c.connect_timeout)),
+        // An ICMP error (port or host unreachable) comes back as the socket's error.
+        Ok(Err(e)) => Err(format!("udp to {}: {e}", c.target)),
+        Ok(Ok(n)) => {
+            let Some(pattern) = require_reply else { return Ok(()) };
+            if !(min_len..=max_len).contains(&n) {
+                return Err(format!("a UDP reply of {n} bytes, not {min_len}..={max_len}"));
+            }
+            let got = buf.get(..n).unwrap_or_default();
+            if pattern.iter().zip(got).any(|(want, b)| want.is_some_and(|w| w != *b)) {
+                return Err("the UDP reply does not match require_reply".into());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One SMTP reply: its last line (which has a space after the code; "220-" lines continue it).
+async fn smtp_reply<R: tokio::io::AsyncBufRead + Unpin>(
+    lines: &mut tokio::io::Lines<R>,
+) -> Result<String, String> {
+    loop {
+        let line = lines.next_line().await.map_err(|e| e.to_string())?.ok_or("the connection ended")?;
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return Ok(line);
+        }
+    }
+}
+
+/// SMTP_CHECK: the greeting is 220 and HELO is answered 250 (then QUIT).
+async fn smtp(c: &Checker, helo_name: Option<&str>) -> Result<(), String> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let stream = connect(c).await?;
+    let (r, mut w) = stream.into_split();
+    // At most 64 KiB of replies: a server that talks on and on is not an SMTP server.
+    let mut lines = BufReader::new(r.take(64 * 1024)).lines();
+    let io = async {
+        let greeting = smtp_reply(&mut lines).await?;
+        if !greeting.starts_with("220") {
+            return Err(format!("SMTP greeting {greeting:?}"));
+        }
+        let host = helo_name.unwrap_or("rvs-healthcheck");
+        w.write_all(format!("HELO {host}\r\n").as_bytes()).await.map_err(|e| e.to_string())?;
+        let helo = smtp_reply(&mut lines).await?;
+        if !helo.starts_with("250") {
+            return Err(format!("SMTP HELO answered {helo:?}"));
+        }
+        let _ = w.write_all(b"QUIT\r\n").await;
+        Ok(())
+    };
+    tokio::time::timeout(c.connect_timeout, io)
+        .await
+        .map_err(|_| format!("SMTP with {} took longer than {:?}", c.target, c.connect_timeout))?
 }
 
 /// A response is read to its end, at most this much (a digest needs the whole body).
@@ -970,5 +1098,87 @@ mod more_tests {
         assert!((0.45..1.5).contains(&rows.checks[2].last_seconds), "killed at misc_timeout: {rows:?}");
         assert_eq!(listed(&model), 1);
         assert!(t.elapsed() < Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod protocol_checks {
+    use super::*;
+
+    fn wait(h: &Health, want: &[bool]) {
+        for _ in 0..100 {
+            let got: Vec<bool> = h.rows().checks.iter().map(|c| c.up).collect();
+            if got == want {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("wanted {want:?}, have {:?}", h.rows().checks);
+    }
+
+    /// DNS_CHECK against a UDP responder that answers queries (same ID, QR set); UDP_CHECK against
+    /// an echo with a reply pattern, and against a closed port (the kernel's ICMP port unreachable
+    /// fails it); SMTP_CHECK against a server that greets 220 and takes HELO, and one that greets 554.
+    #[test]
+    fn dns_udp_and_smtp_checks_talk_to_real_peers() {
+        let dns = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dns_port = dns.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut b = [0u8; 512];
+            while let Ok((n, from)) = dns.recv_from(&mut b) {
+                let mut r = b[..n].to_vec();
+                r[2] |= 0x80;
+                let _ = dns.send_to(&r, from);
+            }
+        });
+        let echo = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let echo_port = echo.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut b = [0u8; 512];
+            while let Ok((n, from)) = echo.recv_from(&mut b) {
+                let _ = echo.send_to(&b[..n], from);
+            }
+        });
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let smtp = |greeting: &'static str| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            std::thread::spawn(move || {
+                for c in l.incoming().flatten() {
+                    let mut c = c;
+                    let _ = std::io::Write::write_all(&mut c, greeting.as_bytes());
+                    let mut b = [0u8; 256];
+                    let _ = std::io::Read::read(&mut c, &mut b);
+                    let _ = std::io::Write::write_all(&mut c, b"250 hello\r\n");
+                }
+            });
+            port
+        };
+        let (smtp_ok, smtp_bad) = (smtp("220-first\r\n220 ready\r\n"), smtp("554 go away\r\n"));
+        let check = |body: &str| {
+            // alpha: every checker starts failed, so an "up" is a check that passed.
+            format!(
+                " {body} {{\n alpha\n connect_ip 127.0.0.1\n connect_timeout 1\n retry 0\n delay_loop 0.2\n warmup 0\n"
+            )
+        };
+        let text = format!(
+            "virtual_server 192.0.2.2 53 {{\n protocol UDP\n real_server 10.0.0.1 53 {{\n{} connect_port {dns_port}\n type A\n name example.org\n }}\n\
+             {} connect_port {echo_port}\n payload 68656c6c6f\n require_reply 68 65 xx\n }}\n\
+             {} connect_port {closed}\n }}\n\
+             {} connect_port {smtp_ok}\n helo_name rvs.test\n }}\n\
+             {} connect_port {smtp_bad}\n }}\n }}\n}}\n",
+            check("DNS_CHECK"),
+            check("UDP_CHECK"),
+            check("UDP_CHECK"),
+            check("SMTP_CHECK"),
+            check("SMTP_CHECK")
+        );
+        let h =
+            Health::start(crate::keepalived::parse_str("t.conf", &text).unwrap(), Vec::new(), None).unwrap();
+        wait(&h, &[true, true, false, true, false]);
+        assert_eq!(
+            h.rows().checks.iter().map(|c| c.check).collect::<Vec<_>>(),
+            ["dns", "udp", "udp", "smtp", "smtp"]
+        );
     }
 }

@@ -104,6 +104,13 @@ pub enum CheckKind {
     Misc { command: String, timeout: Option<Duration>, dynamic: bool },
     /// PING_CHECK: an ICMP echo is answered.
     Ping,
+    /// DNS_CHECK: a query of `qtype` for `name` over UDP is answered (same ID, a response).
+    Dns { qtype: u16, name: String },
+    /// UDP_CHECK: `payload` (random when empty) draws no ICMP error within the timeout; with
+    /// `require_reply`, a reply of `min..=max` bytes whose first bytes match the pattern (None: any).
+    Udp { payload: Vec<u8>, require_reply: Option<Vec<Option<u8>>>, min_len: usize, max_len: usize },
+    /// SMTP_CHECK: the server greets with 220 and accepts HELO with 250.
+    Smtp { helo_name: Option<String> },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -239,7 +246,8 @@ fn split_line(line: &str) -> Result<Vec<Tok>, String> {
     };
     while let Some(c) = chars.next() {
         match c {
-            '#' | '!' if word.is_empty() => break,
+            // keepalived: a comment starts at '#' or '!' anywhere outside quotes.
+            '#' | '!' => break,
             '"' if word.is_empty() => {
                 let mut quoted = String::new();
                 loop {
@@ -387,12 +395,19 @@ impl Node {
         let v = self.arg(i)?;
         v.parse().map_err(|_| self.err_value(format!("`{v}` is not a port")))
     }
-    /// The rest of the line as one command (`notify_up /path/script arg`).
+    /// A script: one word, or one quoted string with its arguments (`notify_up "/path/script arg"`).
+    /// keepalived's optional `username [groupname]` after it are read and not used: scripts run as
+    /// rvsd's user.
     fn command(&self) -> Result<String, KeepalivedError> {
-        if self.args.is_empty() {
-            return Err(self.err_value("a command is missing"));
+        self.args.first().cloned().ok_or_else(|| self.err_value("a command is missing"))
+    }
+    /// A `<BOOL>` that may be left out (then true): on|off, true|false, yes|no.
+    fn flag(&self) -> Result<bool, KeepalivedError> {
+        match self.args.first().map(|s| s.to_ascii_lowercase()).as_deref() {
+            None | Some("on" | "true" | "yes") => Ok(true),
+            Some("off" | "false" | "no") => Ok(false),
+            Some(v) => Err(self.err_value(format!("`{v}` is not on|off|true|false|yes|no"))),
         }
-        Ok(self.args.join(" "))
     }
     fn children(&self) -> &[Node] {
         self.block.as_deref().unwrap_or(&[])
@@ -469,8 +484,8 @@ struct Inherited {
     fwd: Fwd,
     delay_loop: Duration,
     connect_timeout: Duration,
-    retry: u32,
-    delay_before_retry: Duration,
+    retry: Option<u32>,
+    delay_before_retry: Option<Duration>,
     warmup: Option<Duration>,
     alpha: bool,
     inhibit: bool,
@@ -541,8 +556,8 @@ fn virtual_server(
         fwd: Fwd::Masq,
         delay_loop: Duration::from_secs(60),
         connect_timeout: Duration::from_secs(5),
-        retry: 1,
-        delay_before_retry: Duration::from_secs(1),
+        retry: None,
+        delay_before_retry: None,
         warmup: None,
         alpha: false,
         inhibit: false,
@@ -581,10 +596,10 @@ fn virtual_server(
             "hysteresis" => vs.hysteresis = c.u32()?,
             "quorum_up" => vs.quorum_up = Some(c.command()?),
             "quorum_down" => vs.quorum_down = Some(c.command()?),
-            "alpha" => inh.alpha = true,
+            "alpha" => inh.alpha = c.flag()?,
             "omega" => {}
             "sorry_server" => sorry_node = Some(c),
-            "sorry_server_inhibit" => vs.sorry_inhibit = true,
+            "sorry_server_inhibit" => vs.sorry_inhibit = c.flag()?,
             "sorry_server_lvs_method" => sorry_fwd = Some(fwd_of(c)?),
             "ip_family" => {
                 v6_family = Some(match c.arg(0)? {
@@ -593,11 +608,11 @@ fn virtual_server(
                     v => return Err(c.err_value(format!("`{v}` is not inet or inet6"))),
                 })
             }
-            "retry" => inh.retry = c.u32()?,
-            "delay_before_retry" => inh.delay_before_retry = c.seconds()?,
+            "retry" => inh.retry = Some(c.u32()?),
+            "delay_before_retry" => inh.delay_before_retry = Some(c.seconds()?),
             "warmup" => inh.warmup = Some(c.seconds()?),
             "connect_timeout" => inh.connect_timeout = c.seconds()?,
-            "inhibit_on_failure" => inh.inhibit = true,
+            "inhibit_on_failure" => inh.inhibit = c.flag()?,
             "virtualhost" => inh.virtualhost = Some(c.arg(0)?.to_owned()),
             // Mail alerts and VRRP coupling are keepalived's own business, not the director's.
             "smtp_alert" | "ha_suspend" | "nat_mask" => {}
@@ -691,32 +706,41 @@ fn real_server(n: &Node, inh: &Inherited) -> Result<RealServer, KeepalivedError>
                 }
                 rs.dest.weight = w;
             }
-            "inhibit_on_failure" => rs.inhibit_on_failure = true,
+            "inhibit_on_failure" => rs.inhibit_on_failure = c.flag()?,
             "notify_up" => rs.notify_up = Some(c.command()?),
             "notify_down" => rs.notify_down = Some(c.command()?),
             "uthreshold" => rs.dest.u_threshold = c.u32()?,
             "lthreshold" => rs.dest.l_threshold = c.u32()?,
             "lvs_method" => rs.dest.fwd = fwd_of(c)?,
-            "alpha" => inh.alpha = true,
-            "retry" => inh.retry = c.u32()?,
-            "delay_before_retry" => inh.delay_before_retry = c.seconds()?,
+            "alpha" => inh.alpha = c.flag()?,
+            "retry" => inh.retry = Some(c.u32()?),
+            "delay_before_retry" => inh.delay_before_retry = Some(c.seconds()?),
             "warmup" => inh.warmup = Some(c.seconds()?),
             "delay_loop" => inh.delay_loop = c.seconds()?,
             "connect_timeout" => inh.connect_timeout = c.seconds()?,
             "virtualhost" => inh.virtualhost = Some(c.arg(0)?.to_owned()),
-            "smtp_alert" => {}
-            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "PING_CHECK" => {}
-            "SMTP_CHECK" | "DNS_CHECK" | "BFD_CHECK" | "FILE_CHECK" | "UDP_CHECK" => {
-                return Err(
-                    c.unsupported("rvs checks with TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK and PING_CHECK")
-                );
+            "smtp_alert" | "snmp_name" => {}
+            "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "PING_CHECK" | "SMTP_CHECK"
+            | "DNS_CHECK" | "UDP_CHECK" => {}
+            "BFD_CHECK" | "FILE_CHECK" => {
+                return Err(c.unsupported("they follow BFD sessions and track files rvs does not run"));
             }
             "tun_type" | "tun_port" | "tun_flags" => return Err(c.unsupported("")),
             _ => return Err(c.unknown("real_server")),
         }
     }
     for c in body {
-        if matches!(c.kw.as_str(), "TCP_CHECK" | "HTTP_GET" | "SSL_GET" | "MISC_CHECK" | "PING_CHECK") {
+        if matches!(
+            c.kw.as_str(),
+            "TCP_CHECK"
+                | "HTTP_GET"
+                | "SSL_GET"
+                | "MISC_CHECK"
+                | "PING_CHECK"
+                | "SMTP_CHECK"
+                | "DNS_CHECK"
+                | "UDP_CHECK"
+        ) {
             rs.checkers.push(checker(c, &rs.dest, &inh)?);
         }
     }
@@ -733,7 +757,22 @@ fn checker(n: &Node, dest: &DestConfig, inh: &Inherited) -> Result<Checker, Keep
             sni: false,
         },
         "MISC_CHECK" => CheckKind::Misc { command: String::new(), timeout: None, dynamic: false },
+        "DNS_CHECK" => CheckKind::Dns { qtype: 6, name: ".".into() },
+        "UDP_CHECK" => CheckKind::Udp { payload: Vec::new(), require_reply: None, min_len: 0, max_len: 255 },
+        "SMTP_CHECK" => CheckKind::Smtp { helo_name: None },
         _ => CheckKind::Ping,
+    };
+    // keepalived's per-checker defaults: DNS_CHECK retries 3 times, MISC_CHECK none, the others
+    // once; HTTP_GET and SSL_GET wait 3 s before a retry, DNS_CHECK a delay_loop, the others 1 s.
+    let default_retry = match n.kw.as_str() {
+        "DNS_CHECK" => 3,
+        "MISC_CHECK" => 0,
+        _ => 1,
+    };
+    let default_delay = match n.kw.as_str() {
+        "HTTP_GET" | "SSL_GET" => Duration::from_secs(3),
+        "DNS_CHECK" => inh.delay_loop,
+        _ => Duration::from_secs(1),
     };
     let (mut ip, mut port) = (dest.addr, dest.port);
     let mut c = Checker {
@@ -741,8 +780,8 @@ fn checker(n: &Node, dest: &DestConfig, inh: &Inherited) -> Result<Checker, Keep
         target: SocketAddr::new(ip, port),
         bindto: None,
         connect_timeout: inh.connect_timeout,
-        retry: inh.retry,
-        delay_before_retry: inh.delay_before_retry,
+        retry: inh.retry.unwrap_or(default_retry),
+        delay_before_retry: inh.delay_before_retry.unwrap_or(default_delay),
         delay_loop: inh.delay_loop,
         warmup: Duration::ZERO,
         alpha: inh.alpha,
@@ -759,8 +798,32 @@ fn checker(n: &Node, dest: &DestConfig, inh: &Inherited) -> Result<Checker, Keep
             ("delay_before_retry", _) => c.delay_before_retry = k.seconds()?,
             ("delay_loop", _) => c.delay_loop = k.seconds()?,
             ("warmup", _) => warmup = Some(k.seconds()?),
-            ("alpha", _) => c.alpha = true,
+            ("alpha", _) => c.alpha = k.flag()?,
+            ("log_all_failures", _) => {}
             ("bind_port" | "bind_if" | "fwmark", _) => return Err(k.unsupported("")),
+            ("fast_recovery", CheckKind::Http { .. }) => {}
+            ("type", CheckKind::Dns { qtype, .. }) => {
+                *qtype = match k.arg(0)?.to_ascii_uppercase().as_str() {
+                    "A" => 1,
+                    "NS" => 2,
+                    "CNAME" => 5,
+                    "SOA" => 6,
+                    "MX" => 15,
+                    "TXT" => 16,
+                    "AAAA" => 28,
+                    v => return Err(k.err_value(format!("`{v}` is not A, NS, CNAME, SOA, MX, TXT or AAAA"))),
+                }
+            }
+            ("name", CheckKind::Dns { name, .. }) => *name = k.arg(0)?.to_owned(),
+            ("payload", CheckKind::Udp { payload, .. }) => {
+                *payload = hex_pattern(k, false)?.into_iter().map(|b| b.unwrap_or(0)).collect();
+            }
+            ("require_reply", CheckKind::Udp { require_reply, .. }) => {
+                *require_reply = Some(if k.args.is_empty() { Vec::new() } else { hex_pattern(k, true)? });
+            }
+            ("min_reply_length", CheckKind::Udp { min_len, .. }) => *min_len = k.u32()? as usize,
+            ("max_reply_length", CheckKind::Udp { max_len, .. }) => *max_len = k.u32()? as usize,
+            ("helo_name", CheckKind::Smtp { helo_name }) => *helo_name = Some(k.arg(0)?.to_owned()),
             ("url", CheckKind::Http { urls, .. }) => urls.push(url(k)?),
             ("virtualhost", CheckKind::Http { virtualhost, .. }) => *virtualhost = Some(k.arg(0)?.to_owned()),
             ("enable_sni", CheckKind::Http { sni, tls: true, .. }) => *sni = true,
@@ -771,7 +834,8 @@ fn checker(n: &Node, dest: &DestConfig, inh: &Inherited) -> Result<Checker, Keep
             ("misc_path", CheckKind::Misc { command, .. }) => *command = k.command()?,
             ("misc_timeout", CheckKind::Misc { timeout, .. }) => *timeout = Some(k.seconds()?),
             ("misc_dynamic", CheckKind::Misc { dynamic, .. }) => *dynamic = true,
-            ("user", CheckKind::Misc { .. }) => return Err(k.unsupported("scripts run as rvsd's user")),
+            // Scripts run as rvsd's user; the user and group are read and not used.
+            ("user", CheckKind::Misc { .. }) => {}
             _ => return Err(k.unknown(here)),
         }
     }
@@ -780,17 +844,51 @@ fn checker(n: &Node, dest: &DestConfig, inh: &Inherited) -> Result<Checker, Keep
             return Err(n.err_value("needs at least one url block"));
         }
         CheckKind::Misc { command, .. } if command.is_empty() => return Err(n.err_value("needs misc_path")),
-        CheckKind::Tcp | CheckKind::Http { .. } if port == 0 => {
+        CheckKind::Tcp | CheckKind::Http { .. } | CheckKind::Udp { .. } | CheckKind::Smtp { .. }
+            if port == 0 =>
+        {
             return Err(n.err_value("the real server has no port: give connect_port"));
         }
         _ => {}
     }
+    if matches!(kind, CheckKind::Dns { .. }) && port == 0 {
+        port = 53;
+    }
     c.kind = kind;
     c.target = SocketAddr::new(ip, port);
-    // keepalived spreads first checks over up to a delay_loop when warmup is not given; rvs checks at
-    // once unless told, so that a director that starts shows the true state within one check.
-    c.warmup = warmup.unwrap_or(Duration::ZERO);
+    // keepalived spreads the first checks over up to a delay_loop unless warmup says otherwise.
+    c.warmup = warmup.unwrap_or(c.delay_loop);
     Ok(c)
+}
+
+/// keepalived's free-form hex (`Ab12f 3 456`: pairs of digits, a lone digit in a group is a byte
+/// of its own), with `x` for an ignored nibble when `wild`.
+fn hex_pattern(n: &Node, wild: bool) -> Result<Vec<Option<u8>>, KeepalivedError> {
+    let mut out = Vec::new();
+    for group in &n.args {
+        let digits: Vec<char> = group.chars().collect();
+        for pair in digits.chunks(2) {
+            let nib = |c: char| -> Result<Option<u8>, KeepalivedError> {
+                if wild && (c == 'x' || c == 'X') {
+                    return Ok(None);
+                }
+                c.to_digit(16)
+                    .and_then(|d| u8::try_from(d).ok())
+                    .map(Some)
+                    .ok_or_else(|| n.err_value(format!("`{group}` is not hex")))
+            };
+            let b = match pair {
+                [a] => nib(*a)?,
+                [a, b] => match (nib(*a)?, nib(*b)?) {
+                    (Some(a), Some(b)) => Some(a << 4 | b),
+                    _ => None,
+                },
+                _ => None,
+            };
+            out.push(b);
+        }
+    }
+    Ok(out)
 }
 
 fn url(n: &Node) -> Result<UrlCheck, KeepalivedError> {
@@ -967,6 +1065,34 @@ virtual_server 10.10.10.3 1358 {
         assert_eq!(dr.reals[0].checkers[0].target, "192.168.200.4:1358".parse().unwrap());
     }
 
+    /// keepalived.conf(5)'s defaults per checker, booleans with or without a value, comments
+    /// anywhere, scripts as one word or one quoted string followed by an ignored user.
+    #[test]
+    fn checker_defaults_booleans_and_comments_as_keepalived_reads_them() {
+        let text = "virtual_server 192.0.2.1 53 { # a comment after the brace\n delay_loop 10\n protocol UDP\n\
+                    real_server 10.0.0.1 53 {\n inhibit_on_failure off\n alpha yes\n notify_up \"/bin/up arg\" nobody\n\
+                    DNS_CHECK {\n type A\n name example.org\n }\n UDP_CHECK {\n payload Ab12f 3\n require_reply 0x\n }\n\
+                    MISC_CHECK {\n misc_path /bin/true\n user nobody\n }\n HTTP_GET {\n url {\n path /!health\n }\n }\n\
+                    SMTP_CHECK {\n helo_name mx.example.org\n connect_port 25\n }\n }\n}\n";
+        let c = parse_str("d.conf", text).expect("valid");
+        let rs = &c.virtual_servers[0].reals[0];
+        assert!(!rs.inhibit_on_failure);
+        assert_eq!(rs.notify_up.as_deref(), Some("/bin/up arg"));
+        let [dns, udp, misc, http, smtp] = &rs.checkers[..] else { panic!("{:?}", rs.checkers) };
+        assert_eq!(dns.kind, CheckKind::Dns { qtype: 1, name: "example.org".into() });
+        assert_eq!((dns.retry, dns.delay_before_retry, dns.target.port()), (3, Duration::from_secs(10), 53));
+        assert!(dns.alpha && dns.warmup == Duration::from_secs(10), "warmup defaults to delay_loop");
+        let CheckKind::Udp { payload, require_reply, .. } = &udp.kind else { panic!() };
+        assert_eq!(payload, &vec![0xab, 0x12, 0x0f, 0x03]);
+        assert_eq!(require_reply, &Some(vec![None]));
+        assert_eq!((udp.retry, udp.delay_before_retry), (1, Duration::from_secs(1)));
+        assert_eq!(misc.retry, 0);
+        assert_eq!(http.delay_before_retry, Duration::from_secs(3));
+        let CheckKind::Http { urls, .. } = &http.kind else { panic!() };
+        assert_eq!(urls[0].path, "/", "`!` starts a comment anywhere");
+        assert_eq!(smtp.kind, CheckKind::Smtp { helo_name: Some("mx.example.org".into()) });
+    }
+
     #[test]
     fn groups_fwmarks_and_granularity() {
         let text = "virtual_server_group web {\n 192.0.2.10-12 80\n fwmark 7\n}\n\
@@ -989,11 +1115,11 @@ virtual_server 10.10.10.3 1358 {
         assert_eq!(e.to_string(), "x.conf:3: unknown keyword `lb_algoo` in virtual_server");
         let e = parse_str(
             "x.conf",
-            "virtual_server 192.0.2.1 80 {\n real_server 10.0.0.1 80 {\n  SMTP_CHECK {\n  }\n }\n}\n",
+            "virtual_server 192.0.2.1 80 {\n real_server 10.0.0.1 80 {\n  BFD_CHECK {\n  }\n }\n}\n",
         )
         .unwrap_err();
         assert!(
-            e.to_string().starts_with("x.conf:3: `SMTP_CHECK` is keepalived's but rvs does not support it"),
+            e.to_string().starts_with("x.conf:3: `BFD_CHECK` is keepalived's but rvs does not support it"),
             "{e}"
         );
         let e = parse_str("x.conf", "virtual_server 192.0.2.1 80 {\n lb_algo xx\n}\n").unwrap_err();
