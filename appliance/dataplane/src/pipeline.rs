@@ -901,6 +901,7 @@ mod tests {
     use rvs_ipvs::{DestConfig, SchedulerKind, ServiceConfig, ServiceKey, TunnelType};
     use rvs_wire::VecBuffer;
     use rvs_wire::ipv4::{self, Ipv4Packet};
+    use rvs_wire::repr::{FrameRepr, Ipv4Repr, L4Repr, TcpRepr};
 
     const FRONT_MAC: MacAddr = [2, 0, 0, 0, 0, 0xf0];
     const BACK_MAC: MacAddr = [2, 0, 0, 0, 0, 0xb0];
@@ -954,16 +955,8 @@ mod tests {
         dst: (Ipv4Addr, u16),
         flags: u8,
     ) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 20];
-        ethernet::write_header(&mut f, dst_mac, src_mac, ethertype::IPV4).unwrap();
-        ipv4::write_header(&mut f[14..], src.0, dst.0, 6, 20, 64, 0, 1, true).unwrap();
-        let l4 = &mut f[34..];
-        l4[0..2].copy_from_slice(&src.1.to_be_bytes());
-        l4[2..4].copy_from_slice(&dst.1.to_be_bytes());
-        l4[12] = 0x50;
-        l4[13] = flags;
-        TcpSegment::new_unchecked(&mut l4[..]).fill_checksum_v4(src.0, dst.0);
-        f
+        let t = TcpRepr { seq: 0, window: 0, ..TcpRepr::new(src.1, dst.1, flags) };
+        FrameRepr::tcp(src_mac, dst_mac, Ipv4Repr::new(src.0, dst.0), t).emit()
     }
 
     /// An ICMP echo (request when `kind` is 8, reply when 0) from `src` to `dst`, as the router sends.
@@ -1325,21 +1318,22 @@ mod tests {
         assert_eq!(Ipv4Packet::new_checked(&b.bytes()[34..]).unwrap().dst(), VIP);
     }
 
-    /// A TCP SYN cut into two fragments by hand: `first` is the first 28 bytes of IP payload (the
-    /// TCP header's first 20 + 8 more), `rest` the remainder at offset 3 (24 bytes).
+    /// A TCP SYN (48 bytes of segment) cut into two fragments: the first 24 bytes (the TCP header
+    /// and 4 more), then the rest at offset 24.
     fn fragments(ident: u16) -> (Vec<u8>, Vec<u8>) {
         let whole = tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02);
         let mut payload = whole[34..].to_vec();
         payload.resize(48, 0xab);
         let frag = |off: usize, data: &[u8], more: bool| {
-            let mut f = vec![0u8; 34 + data.len()];
-            ethernet::write_header(&mut f, FRONT_MAC, ROUTER_MAC, ethertype::IPV4).unwrap();
-            ipv4::write_header(&mut f[14..], CLIENT, VIP, 6, data.len(), 64, 0, ident, false).unwrap();
-            let flags_off = (u16::from(more) << 13) | u16::try_from(off / 8).unwrap();
-            f[20..22].copy_from_slice(&flags_off.to_be_bytes());
-            ipv4::Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
-            f[34..].copy_from_slice(data);
-            f
+            let ip = Ipv4Repr {
+                ident,
+                dont_frag: false,
+                more_frags: more,
+                frag_offset: off,
+                ..Ipv4Repr::new(CLIENT, VIP)
+            };
+            let l4 = L4Repr::Raw { protocol: 6 };
+            FrameRepr { src_mac: ROUTER_MAC, dst_mac: FRONT_MAC, ip, l4, payload: data.to_vec() }.emit()
         };
         (frag(0, &payload[..24], true), frag(24, &payload[24..], false))
     }
@@ -1353,32 +1347,30 @@ mod tests {
             Op::AddDest(key, DestConfig::new(RS.into(), 5300, Fwd::Masq)),
         ];
         assert_eq!(p.apply(&ops), 0);
-        let mut f = vec![0u8; 14 + 1500];
-        ethernet::write_header(&mut f, FRONT_MAC, ROUTER_MAC, ethertype::IPV4).unwrap();
-        ipv4::write_header(&mut f[14..], CLIENT, VIP, 17, 1480, 64, 0, 7, false).unwrap();
-        f[20..22].copy_from_slice(&0x2000u16.to_be_bytes());
-        ipv4::Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
-        f[34..36].copy_from_slice(&40000u16.to_be_bytes());
-        f[36..38].copy_from_slice(&5300u16.to_be_bytes());
-        f[38..40].copy_from_slice(&3008u16.to_be_bytes());
-        f[40..42].copy_from_slice(&0x1234u16.to_be_bytes());
+        // The first 1480 bytes of a 3000-byte datagram: the UDP header (its length and checksum
+        // cover the whole datagram) and the start of the data.
+        let mut head = vec![0u8; 1480];
+        head[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        head[2..4].copy_from_slice(&5300u16.to_be_bytes());
+        head[4..6].copy_from_slice(&3008u16.to_be_bytes());
+        head[6..8].copy_from_slice(&0x1234u16.to_be_bytes());
+        let ip = Ipv4Repr { ident: 7, dont_frag: false, more_frags: true, ..Ipv4Repr::new(CLIENT, VIP) };
+        let f = FrameRepr {
+            src_mac: ROUTER_MAC,
+            dst_mac: FRONT_MAC,
+            ip,
+            l4: L4Repr::Raw { protocol: 17 },
+            payload: head,
+        }
+        .emit();
         let mut b = VecBuffer::new(&f);
         assert_eq!(p.handle(0, &mut b, 1), Action::Tx(1), "{:?}", c.snapshot().drops);
     }
 
     /// A SYN with an MSS option of 1460 from the client to the VIP.
     fn syn_with_mss() -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 24];
-        ethernet::write_header(&mut f, FRONT_MAC, ROUTER_MAC, ethertype::IPV4).unwrap();
-        ipv4::write_header(&mut f[14..], CLIENT, VIP, 6, 24, 64, 0, 1, true).unwrap();
-        let l4 = &mut f[34..];
-        l4[0..2].copy_from_slice(&40000u16.to_be_bytes());
-        l4[2..4].copy_from_slice(&80u16.to_be_bytes());
-        l4[12] = 0x60;
-        l4[13] = 0x02;
-        l4[20..24].copy_from_slice(&[2, 4, 0x05, 0xb4]);
-        TcpSegment::new_unchecked(&mut l4[..]).fill_checksum_v4(CLIENT, VIP);
-        f
+        let t = TcpRepr { mss: Some(1460), ..TcpRepr::new(40000, 80, 0x02) };
+        FrameRepr::tcp(ROUTER_MAC, FRONT_MAC, Ipv4Repr::new(CLIENT, VIP), t).emit()
     }
 
     #[test]

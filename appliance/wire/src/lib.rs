@@ -40,6 +40,7 @@ pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod repr;
 pub mod rewrite;
 pub mod tcp;
 pub mod udp;
