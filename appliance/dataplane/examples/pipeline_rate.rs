@@ -13,23 +13,18 @@ use std::time::{Duration, Instant};
 use rvs_dataplane::net::{Interface, Network, Route};
 use rvs_dataplane::{Action, Meta, Pipeline, WorkerCounters};
 use rvs_ipvs::{DestConfig, Fwd, Ipvs, Op, SchedulerKind, ServiceConfig, ServiceKey, TunnelType};
-use rvs_wire::ethernet::{self, ethertype};
-use rvs_wire::tcp::TcpSegment;
-use rvs_wire::{PacketBuffer, VecBuffer, ipv4};
+use rvs_wire::repr::{FrameRepr, Ipv4Repr, TcpRepr};
+use rvs_wire::{PacketBuffer, VecBuffer};
 
 const FRONT: [u8; 6] = [2, 0, 0, 0, 0, 0xf0];
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 80);
 
+/// A 60-byte TCP frame to the VIP (padded as on the wire); `fill` writes each flow's client in.
 fn frame(flags: u8) -> Vec<u8> {
-    let src = Ipv4Addr::new(198, 51, 100, 1);
-    let mut f = vec![0u8; 14 + 20 + 20];
-    ethernet::write_header(&mut f, FRONT, [2, 0, 0, 0, 0, 1], ethertype::IPV4).expect("eth");
-    ipv4::write_header(&mut f[14..], src, VIP, 6, 20, 64, 0, 1, true).expect("ip");
-    let l4 = &mut f[34..];
-    l4[2..4].copy_from_slice(&80u16.to_be_bytes());
-    l4[12] = 0x50;
-    l4[13] = flags;
-    TcpSegment::new_unchecked(&mut l4[..]).fill_checksum_v4(src, VIP);
+    let tcp = TcpRepr { seq: 0, window: 0, ..TcpRepr::new(0, 80, flags) };
+    let mut f =
+        FrameRepr::tcp([2, 0, 0, 0, 0, 1], FRONT, Ipv4Repr::new(Ipv4Addr::new(198, 51, 100, 1), VIP), tcp)
+            .emit();
     f.resize(60, 0);
     f
 }
