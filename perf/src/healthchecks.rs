@@ -5,17 +5,13 @@
 //! done per second, the CPU time of rvsd's health-check thread and of its management thread (which
 //! reads the checkers' state every 100 ms), the worker's longest pause, and rvsd's resident memory.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-
-use crate::running::Running;
+use anyhow::{Result, bail};
 
 const METRICS: &str = "127.0.0.1:9797";
 const LISTENERS: usize = 4;
@@ -55,12 +51,7 @@ fn keepalived_conf(servers: u32, delay_loop: f64, ports: &[u16]) -> String {
 }
 
 fn metrics() -> Result<String> {
-    let mut s = TcpStream::connect(METRICS).context("metrics")?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    Ok(body)
+    crate::running::scrape(METRICS)
 }
 
 /// CPU seconds (user + system) of each of the process's threads, by thread name.
@@ -117,16 +108,7 @@ pub fn run(rvsd: PathBuf, servers: u32, delay_loop: f64, seconds: u64) -> Result
     std::fs::write(dir.join("keepalived.conf"), keepalived_conf(servers, delay_loop, &ports))?;
     let cfg = dir.join("rvsd.toml");
     std::fs::write(&cfg, config(&dir))?;
-    let mut cmd = Command::new(&rvsd);
-    cmd.arg("--config").arg(&cfg).env("RVS_LOG", "warn");
-    let mut d = Running::spawn(cmd)?;
-    let t0 = Instant::now();
-    while metrics().is_err() {
-        if t0.elapsed() > Duration::from_secs(60) {
-            bail!("rvsd did not come up:\n{}", d.drain().join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let d = crate::running::start_rvsd(&rvsd, &cfg, METRICS)?;
     // The first checks are spread over one warm-up; measure in the steady state after it.
     std::thread::sleep(Duration::from_secs_f64(delay_loop * 2.0 + 1.0));
     let pid = d.pid();

@@ -8,15 +8,12 @@
 //! weight change (a 65,537-slot Maglev table rebuilt in the worker). The gauge is a maximum since
 //! start, so each step's figure is the longest pause up to and including it.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-
-use crate::running::Running;
 
 const METRICS: &str = "127.0.0.1:9798";
 
@@ -34,12 +31,7 @@ fn config(dir: &Path) -> String {
 }
 
 fn metrics() -> Result<String> {
-    let mut s = TcpStream::connect(METRICS).context("metrics")?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")?;
-    let mut body = String::new();
-    s.read_to_string(&mut body)?;
-    Ok(body)
+    crate::running::scrape(METRICS)
 }
 
 /// (longest pause so far in µs, housekeeping turns over 50 µs so far).
@@ -79,16 +71,7 @@ pub fn run(rvsd: PathBuf) -> Result<()> {
     let cfg = dir.join("rvsd.toml");
     std::fs::write(&cfg, config(&dir))?;
     let sock = dir.join("rvsd.sock");
-    let mut cmd = Command::new(&rvsd);
-    cmd.arg("--config").arg(&cfg).env("RVS_LOG", "warn");
-    let mut d = Running::spawn(cmd)?;
-    let t0 = Instant::now();
-    while metrics().is_err() {
-        if t0.elapsed() > Duration::from_secs(60) {
-            bail!("rvsd did not come up:\n{}", d.drain().join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let d = crate::running::start_rvsd(&rvsd, &cfg, METRICS)?;
     std::thread::sleep(Duration::from_secs(1));
     let mut rows = vec![("idle, 1 s after start".to_string(), longest_pause_us()?)];
 

@@ -125,3 +125,30 @@ impl Drop for Running {
         }
     }
 }
+
+/// rvsd's exposition at `addr` (one HTTP/1.0 GET).
+pub fn scrape(addr: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| anyhow::anyhow!("metrics at {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body)
+}
+
+/// Starts rvsd with `config` (warnings only in its log) and waits until its metrics at `metrics`
+/// answer, at most a minute.
+pub fn start_rvsd(rvsd: &std::path::Path, config: &std::path::Path, metrics: &str) -> Result<Running> {
+    let mut cmd = Command::new(rvsd);
+    cmd.arg("--config").arg(config).env("RVS_LOG", "warn");
+    let mut d = Running::spawn(cmd)?;
+    let t0 = Instant::now();
+    while scrape(metrics).is_err() {
+        if t0.elapsed() > Duration::from_secs(60) {
+            bail!("rvsd did not come up:\n{}", d.drain().join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(d)
+}

@@ -1099,22 +1099,6 @@ mod more_tests {
         assert_eq!(listed(&model), 1);
         assert!(t.elapsed() < Duration::from_secs(5));
     }
-}
-
-#[cfg(test)]
-mod protocol_checks {
-    use super::*;
-
-    fn wait(h: &Health, want: &[bool]) {
-        for _ in 0..100 {
-            let got: Vec<bool> = h.rows().checks.iter().map(|c| c.up).collect();
-            if got == want {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("wanted {want:?}, have {:?}", h.rows().checks);
-    }
 
     /// DNS_CHECK against a UDP responder that answers queries (same ID, QR set); UDP_CHECK against
     /// an echo with a reply pattern, and against a closed port (the kernel's ICMP port unreachable
@@ -1175,7 +1159,7 @@ mod protocol_checks {
         );
         let h =
             Health::start(crate::keepalived::parse_str("t.conf", &text).unwrap(), Vec::new(), None).unwrap();
-        wait(&h, &[true, true, false, true, false]);
+        wait_up(&h, &[true, true, false, true, false]);
         assert_eq!(
             h.rows().checks.iter().map(|c| c.check).collect::<Vec<_>>(),
             ["dns", "udp", "udp", "smtp", "smtp"]
