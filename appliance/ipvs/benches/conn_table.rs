@@ -82,17 +82,7 @@ fn lookups(c: &mut Criterion) {
         g.throughput(Throughput::Elements(BATCH as u64));
         for (name, keys) in [("hit", &hits), ("miss", &misses)] {
             g.bench_function(BenchmarkId::new("batch32", name), |b| {
-                let tuples: Vec<WarmTuple<[u8; 4]>> = keys
-                    .iter()
-                    .map(|k| WarmTuple {
-                        proto: k.proto,
-                        src: k.caddr,
-                        sport: k.cport,
-                        dst: k.vaddr,
-                        dport: k.vport,
-                        reply: false,
-                    })
-                    .collect();
+                let tuples: Vec<WarmTuple<[u8; 4]>> = keys.iter().map(WarmTuple::client).collect();
                 let mut out = [None; BATCH];
                 let mut i = 0usize;
                 b.iter(|| {

@@ -200,6 +200,13 @@ pub struct WarmTuple<A> {
     pub reply: bool,
 }
 
+impl<A: Copy> WarmTuple<A> {
+    /// A client's packet of the connection `k` names.
+    pub fn client(k: &ConnKey<A>) -> Self {
+        Self { proto: k.proto, src: k.caddr, sport: k.cport, dst: k.vaddr, dport: k.vport, reply: false }
+    }
+}
+
 /// The table is full: the new connection is refused, existing ones are untouched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
@@ -837,17 +844,7 @@ mod tests {
         // 70 client tuples (more than one batch): 50 present (450..500), 20 absent (500..520); and
         // the replies of the same, present only for the reply-hashed (even) ones.
         let keys: Vec<_> = (450..520).map(|c| key(c, 9)).collect();
-        let mut burst: Vec<WarmTuple<[u8; 4]>> = keys
-            .iter()
-            .map(|k| WarmTuple {
-                proto: k.proto,
-                src: k.caddr,
-                sport: k.cport,
-                dst: k.vaddr,
-                dport: k.vport,
-                reply: false,
-            })
-            .collect();
+        let mut burst: Vec<WarmTuple<[u8; 4]>> = keys.iter().map(WarmTuple::client).collect();
         burst.extend(keys.iter().map(|k| WarmTuple {
             proto: k.proto,
             src: [203, 0, 113, 10],
