@@ -21,6 +21,9 @@ PACKAGES=(
   keepalived openssl
   # promtool lints the metrics exposition; the server scrapes rvsd in the tests
   prometheus
+  # images/build-deb.sh: dpkg-shlibdeps works out the package's dependencies; systemd-analyze
+  # checks its unit
+  dpkg-dev systemd
 )
 
 need=()

@@ -41,6 +41,21 @@ fn start(dir: &Path, tag: &str) -> (Daemon, Adm) {
 
 /// rvsd with `rules_line` (rules_file or keepalived_conf) in its [control] section.
 fn start_with(dir: &Path, tag: &str, rules_line: &str) -> (Daemon, Adm) {
+    let (config, sock) = write_config(dir, tag, rules_line);
+    let mut d = Daemon::spawn(
+        {
+            let mut c = Command::new(RVSD);
+            c.arg("--config").arg(&config);
+            c
+        },
+        &dir.join("rvsd.log"),
+    );
+    d.wait_for_log("control socket listening", Duration::from_secs(30));
+    (d, Adm { sock })
+}
+
+/// A two-net_null-port configuration in `dir`; returns its path and its control socket's.
+fn write_config(dir: &Path, tag: &str, rules_line: &str) -> (PathBuf, PathBuf) {
     let sock = dir.join("rvsd.sock");
     let config = dir.join("rvsd.toml");
     std::fs::write(
@@ -82,16 +97,7 @@ expire_nodest_conn = 1
         ),
     )
     .expect("config");
-    let mut d = Daemon::spawn(
-        {
-            let mut c = Command::new(RVSD);
-            c.arg("--config").arg(&config);
-            c
-        },
-        &dir.join("rvsd.log"),
-    );
-    d.wait_for_log("control socket listening", Duration::from_secs(30));
-    (d, Adm { sock })
+    (config, sock)
 }
 
 #[test]
@@ -542,4 +548,89 @@ fn sighup_rereads_the_rules_file() {
     rvsd.signal("-TERM");
     assert!(rvsd.wait(Duration::from_secs(20)).success());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn run(cmd: &mut Command) -> (i32, String) {
+    let out = cmd.output().expect("spawn");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// images/build-deb.sh packages the binaries this test run built; dpkg installs the package on this
+/// machine, its conffile passes `rvsd --check`, systemd-analyze accepts its unit, the installed rvsd
+/// runs and the unit's own readiness command sees it answer, and a purge leaves nothing behind.
+#[test]
+fn the_deb_package_installs_its_rvsd_runs_and_a_purge_removes_it() {
+    common::require_root_and_tools(&["dpkg-deb", "dpkg-shlibdeps", "systemd-analyze"]);
+    let dir = fresh_dir("rvs-deb");
+    let bin_dir = Path::new(RVSD).parent().expect("bin dir");
+    let (code, text) = run(Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/images/build-deb.sh"))
+        .arg("--binaries")
+        .arg(bin_dir)
+        .arg("--out")
+        .arg(&dir)
+        .arg("--fast"));
+    assert_eq!(code, 0, "build-deb.sh: {text}");
+    let deb = PathBuf::from(text.trim().lines().last().expect("the .deb's path"));
+    assert!(deb.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("rvs_")), "{text}");
+    let (_, depends) = run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends"));
+    assert!(depends.contains("librte-ethdev") && depends.contains("libc6"), "Depends: {depends}");
+
+    let (code, text) = run(Command::new("dpkg").arg("-i").arg(&deb));
+    assert_eq!(code, 0, "dpkg -i: {text}");
+    let (_, status) = run(Command::new("dpkg").args(["-s", "rvs"]));
+    assert!(status.contains("Status: install ok installed"), "{status}");
+    assert!(
+        status.contains("/etc/rvs/rvsd.toml") && status.contains("/etc/rvs/rules"),
+        "conffiles: {status}"
+    );
+    let (code, text) = run(Command::new("/usr/sbin/rvsd").args(["--check", "-c", "/etc/rvs/rvsd.toml"]));
+    assert_eq!(code, 0, "the shipped configuration: {text}");
+    let (code, text) =
+        run(Command::new("systemd-analyze").args(["verify", "/lib/systemd/system/rvsd.service"]));
+    assert_eq!(code, 0, "systemd-analyze verify: {text}");
+    for f in [
+        "/usr/share/rvs/grafana/dashboards/rvs-dashboard.json",
+        "/usr/share/rvs/grafana/provisioning/dashboards/rvs.yaml",
+        "/usr/share/rvs/prometheus/rvs-alerts.yml",
+        "/usr/share/doc/rvs/copyright",
+    ] {
+        assert!(Path::new(f).is_file(), "{f} is installed");
+    }
+
+    // The installed rvsd, on net_null ports; the unit's ExecStartPost line judges it ready.
+    let rules = dir.join("rules");
+    std::fs::write(&rules, "-A -t 192.0.2.80:80 -s rr\n-a -t 192.0.2.80:80 -r 203.0.113.10:8080 -m\n")
+        .expect("rules");
+    let (config, sock) = write_config(&dir, "deb", &format!("rules_file = \"{}\"", rules.display()));
+    let mut rvsd = Daemon::spawn(
+        {
+            let mut c = Command::new("/usr/sbin/rvsd");
+            c.arg("-c").arg(&config);
+            c
+        },
+        &dir.join("rvsd.log"),
+    );
+    let unit = std::fs::read_to_string("/lib/systemd/system/rvsd.service").expect("unit");
+    let ready = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStartPost=/bin/sh -c "))
+        .expect("a readiness ExecStartPost")
+        .trim_matches('\'');
+    let (code, text) = run(Command::new("sh").arg("-c").arg(ready).env("RVS_SOCKET", &sock));
+    assert_eq!(code, 0, "the readiness check: {text}\n{}", rvsd.log_text());
+    let (code, out, err) = common::rvsadm("/usr/sbin/rvsadm", &sock, "-Ln", "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("TCP  192.0.2.80:80 rr") && out.contains("203.0.113.10:8080"), "{out}");
+    rvsd.signal("-TERM");
+    assert!(rvsd.wait(Duration::from_secs(20)).success(), "{}", rvsd.log_text());
+
+    let (code, text) = run(Command::new("dpkg").args(["--purge", "rvs"]));
+    assert_eq!(code, 0, "dpkg --purge: {text}");
+    for gone in
+        ["/usr/sbin/rvsd", "/usr/sbin/rvsadm", "/lib/systemd/system/rvsd.service", "/etc/rvs/rvsd.toml"]
+    {
+        assert!(!Path::new(gone).exists(), "{gone} is left after the purge");
+    }
 }

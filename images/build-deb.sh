@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Builds rvs_<version>_amd64.deb with dpkg-deb: rvsd and rvsadm, the systemd unit, the starting
+# configuration as conffiles under /etc/rvs/, the Grafana dashboard with provisioning files, the
+# Prometheus alert rules and example keepalived pairs under /usr/share/rvs/, the docs.
+#
+#   images/build-deb.sh [--binaries DIR] [--out DIR] [--fast]
+#
+# --binaries takes rvsd and rvsadm from DIR instead of building them (cargo build --release); the
+# test suite packages the (debug) binaries it has just built, with --fast (gzip -1 instead of xz,
+# seconds instead of a minute for ~100 MB of debug binary). Runtime dependencies are worked out by
+# dpkg-shlibdeps from the binaries' shared libraries (libdpdk's, libc's).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin_dir=""
+out_dir="target/deb"
+compress=(-Zxz)
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --binaries) bin_dir="$2"; shift 2 ;;
+    --out) out_dir="$2"; shift 2 ;;
+    --fast) compress=(-Zgzip -z1); shift ;;
+    *) echo "build-deb: unknown argument $1 (usage: build-deb.sh [--binaries DIR] [--out DIR] [--fast])" >&2; exit 2 ;;
+  esac
+done
+if [ -z "$bin_dir" ]; then
+  cargo build --release --locked --bin rvsd --bin rvsadm
+  bin_dir="target/release"
+fi
+for b in rvsd rvsadm; do
+  [ -x "$bin_dir/$b" ] || { echo "build-deb: $bin_dir/$b is missing" >&2; exit 1; }
+done
+
+version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
+[ -n "$version" ] || { echo "build-deb: no version in Cargo.toml's [workspace.package]" >&2; exit 1; }
+arch=$(dpkg --print-architecture)
+mkdir -p "$out_dir"
+out_dir=$(cd "$out_dir" && pwd)
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+root="$stage/root"
+
+install -D -m 755 "$bin_dir/rvsd" "$root/usr/sbin/rvsd"
+install -D -m 755 "$bin_dir/rvsadm" "$root/usr/sbin/rvsadm"
+install -D -m 644 images/deb/rvsd.service "$root/lib/systemd/system/rvsd.service"
+# The starting configuration: the bare-metal template (two PCI ports, rules from /etc/rvs/rules).
+install -D -m 644 conf/bare-metal.toml "$root/etc/rvs/rvsd.toml"
+printf '' > "$stage/rules"
+install -D -m 644 "$stage/rules" "$root/etc/rvs/rules"
+install -D -m 644 conf/grafana/rvs-dashboard.json "$root/usr/share/rvs/grafana/dashboards/rvs-dashboard.json"
+install -D -m 644 images/deb/grafana-datasource.yaml "$root/usr/share/rvs/grafana/provisioning/datasources/rvs.yaml"
+install -D -m 644 images/deb/grafana-dashboards.yaml "$root/usr/share/rvs/grafana/provisioning/dashboards/rvs.yaml"
+install -D -m 644 conf/prometheus/rvs-alerts.yml "$root/usr/share/rvs/prometheus/rvs-alerts.yml"
+for f in conf/keepalived/*.conf; do
+  install -D -m 644 "$f" "$root/usr/share/rvs/keepalived/$(basename "$f")"
+done
+install -D -m 644 conf/demo.toml "$root/usr/share/doc/rvs/examples/demo.toml"
+install -D -m 644 README.md "$root/usr/share/doc/rvs/README.md"
+for f in docs/*.md; do
+  install -D -m 644 "$f" "$root/usr/share/doc/rvs/$(basename "$f")"
+done
+cat > "$root/usr/share/doc/rvs/copyright" <<COPYRIGHT
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: rvs
+Source: the rvs repository
+
+Files: *
+Copyright: the rvs developers
+License: see the rvs repository
+COPYRIGHT
+revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+printf 'rvs (%s) unstable; urgency=medium\n\n  * Built from commit %s.\n\n -- rvs developers <rvs@localhost>  %s\n' \
+  "$version" "$revision" "$(date -R)" | gzip -9n > "$root/usr/share/doc/rvs/changelog.Debian.gz"
+chmod 644 "$root/usr/share/doc/rvs/changelog.Debian.gz"
+
+mkdir -p "$root/DEBIAN"
+install -m 755 images/deb/postinst images/deb/postrm "$root/DEBIAN/"
+printf '/etc/rvs/rvsd.toml\n/etc/rvs/rules\n' > "$root/DEBIAN/conffiles"
+# dpkg-shlibdeps wants a debian/control to sit beside; give it a minimal one in the stage.
+mkdir -p "$stage/debian"
+printf 'Source: rvs\n\nPackage: rvs\nArchitecture: any\n' > "$stage/debian/control"
+depends=$(cd "$stage" && dpkg-shlibdeps -O "root/usr/sbin/rvsd" "root/usr/sbin/rvsadm" 2>/dev/null \
+  | sed -n 's/^shlibs:Depends=//p')
+[ -n "$depends" ] || { echo "build-deb: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
+installed_kib=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
+cat > "$root/DEBIAN/control" <<CONTROL
+Package: rvs
+Version: $version
+Architecture: $arch
+Maintainer: rvs developers <rvs@localhost>
+Installed-Size: $installed_kib
+Depends: $depends, adduser
+Recommends: dpdk, keepalived
+Suggests: prometheus, grafana
+Section: net
+Priority: optional
+Description: LVS-style layer-4 load balancer on a DPDK data plane
+ rvs is a Linux Virtual Server director in user space: poll-mode workers
+ forward NAT, DR and TUN services at line rate, rvsadm takes ipvsadm's
+ command lines and prints its output, keepalived.conf drives the services
+ and their health checks, and rvsd exports Prometheus metrics.
+CONTROL
+deb="$out_dir/rvs_${version}_${arch}.deb"
+dpkg-deb --root-owner-group "${compress[@]}" --build "$root" "$deb" >/dev/null
+echo "$deb"
