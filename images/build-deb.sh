@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds rvs_<version>_amd64.deb with dpkg-deb: rvsd and rvsadm, the systemd unit, the starting
+# Builds rvs_<version>_amd64.deb with dpkg-deb: rvsd and rvsadm with their manual pages and rvsadm's
+# bash, zsh and fish completions, the systemd unit, the starting
 # configuration as conffiles under /etc/rvs/, the Grafana dashboard with provisioning files, the
 # Prometheus alert rules and example keepalived pairs under /usr/share/rvs/, the docs.
 #
@@ -43,6 +44,17 @@ root="$stage/root"
 install -D -m 755 "$bin_dir/rvsd" "$root/usr/sbin/rvsd"
 install -D -m 755 "$bin_dir/rvsadm" "$root/usr/sbin/rvsadm"
 install -D -m 644 images/deb/rvsd.service "$root/lib/systemd/system/rvsd.service"
+# Manual pages and completions come from the binaries themselves (clap's definition for rvsd, the
+# ipvsadm grammar's tables for rvsadm), so they describe exactly what was packaged.
+mkdir -p "$root/usr/share/man/man8"
+"$bin_dir/rvsd" --manual | gzip -9n > "$root/usr/share/man/man8/rvsd.8.gz"
+"$bin_dir/rvsadm" --manual | gzip -9n > "$root/usr/share/man/man8/rvsadm.8.gz"
+chmod 644 "$root"/usr/share/man/man8/*.gz
+mkdir -p "$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/vendor-completions" \
+  "$root/usr/share/fish/vendor_completions.d"
+"$bin_dir/rvsadm" --completions bash > "$root/usr/share/bash-completion/completions/rvsadm"
+"$bin_dir/rvsadm" --completions zsh > "$root/usr/share/zsh/vendor-completions/_rvsadm"
+"$bin_dir/rvsadm" --completions fish > "$root/usr/share/fish/vendor_completions.d/rvsadm.fish"
 # The starting configuration: the bare-metal template (two PCI ports, rules from /etc/rvs/rules).
 install -D -m 644 conf/bare-metal.toml "$root/etc/rvs/rvsd.toml"
 printf '' > "$stage/rules"

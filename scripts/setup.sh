@@ -21,9 +21,9 @@ PACKAGES=(
   keepalived openssl
   # promtool lints the metrics exposition; the server scrapes rvsd in the tests
   prometheus
-  # images/build-deb.sh: dpkg-shlibdeps works out the package's dependencies; systemd-analyze
-  # checks its unit
-  dpkg-dev systemd
+  # images/build-deb.sh: dpkg-shlibdeps works out the package's dependencies; the package test
+  # checks its unit with systemd-analyze and reads its pages with man
+  dpkg-dev systemd man-db
 )
 
 need=()

@@ -557,11 +557,12 @@ fn run(cmd: &mut Command) -> (i32, String) {
 }
 
 /// images/build-deb.sh packages the binaries this test run built; dpkg installs the package on this
-/// machine, its conffile passes `rvsd --check`, systemd-analyze accepts its unit, the installed rvsd
-/// runs and the unit's own readiness command sees it answer, and a purge leaves nothing behind.
+/// machine, its conffile passes `rvsd --check`, systemd-analyze accepts its unit, `man` shows both
+/// pages, bash completes rvsadm's options and schedulers, the installed rvsd runs and the unit's own
+/// readiness command sees it answer, and a purge leaves nothing behind.
 #[test]
 fn the_deb_package_installs_its_rvsd_runs_and_a_purge_removes_it() {
-    common::require_root_and_tools(&["dpkg-deb", "dpkg-shlibdeps", "systemd-analyze"]);
+    common::require_root_and_tools(&["dpkg-deb", "dpkg-shlibdeps", "systemd-analyze", "man"]);
     let dir = fresh_dir("rvs-deb");
     let bin_dir = Path::new(RVSD).parent().expect("bin dir");
     let (code, text) = run(Command::new("bash")
@@ -599,6 +600,28 @@ fn the_deb_package_installs_its_rvsd_runs_and_a_purge_removes_it() {
         assert!(Path::new(f).is_file(), "{f} is installed");
     }
 
+    // `man rvsadm` finds the installed page; bash completes a scheduler after `rvsadm -A -t VIP -s`
+    // and the options after `-A -t VIP`.
+    for (page, has) in [("rvsadm", "--add-service"), ("rvsd", "--config")] {
+        let (code, text) = run(Command::new("man").arg(page).env("MANPAGER", "cat").env("MANWIDTH", "100"));
+        assert_eq!(code, 0, "man {page}: {text}");
+        assert!(text.replace('\u{2010}', "-").contains(has), "man {page}: {text}");
+    }
+    let complete = |words: &str| {
+        let script = format!(
+            "source /usr/share/bash-completion/completions/rvsadm; COMP_WORDS=({words}); \
+             COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); _rvsadm; echo \"${{COMPREPLY[*]}}\""
+        );
+        run(Command::new("bash").arg("-c").arg(script)).1
+    };
+    assert_eq!(complete("rvsadm -A -t 192.0.2.80:80 -s w").trim(), "wrr wlc");
+    let opts = complete("rvsadm -A -t 192.0.2.80:80 -");
+    for o in ["-s", "--scheduler", "-p", "--persistent", "-M", "-b"] {
+        assert!(opts.split_whitespace().any(|w| w == o), "{o} offered after -A -t: {opts}");
+    }
+    assert!(Path::new("/usr/share/zsh/vendor-completions/_rvsadm").is_file());
+    assert!(Path::new("/usr/share/fish/vendor_completions.d/rvsadm.fish").is_file());
+
     // The installed rvsd, on net_null ports; the unit's ExecStartPost line judges it ready.
     let rules = dir.join("rules");
     std::fs::write(&rules, "-A -t 192.0.2.80:80 -s rr\n-a -t 192.0.2.80:80 -r 203.0.113.10:8080 -m\n")
@@ -628,9 +651,13 @@ fn the_deb_package_installs_its_rvsd_runs_and_a_purge_removes_it() {
 
     let (code, text) = run(Command::new("dpkg").args(["--purge", "rvs"]));
     assert_eq!(code, 0, "dpkg --purge: {text}");
-    for gone in
-        ["/usr/sbin/rvsd", "/usr/sbin/rvsadm", "/lib/systemd/system/rvsd.service", "/etc/rvs/rvsd.toml"]
-    {
+    for gone in [
+        "/usr/sbin/rvsd",
+        "/usr/sbin/rvsadm",
+        "/lib/systemd/system/rvsd.service",
+        "/etc/rvs/rvsd.toml",
+        "/usr/share/man/man8/rvsadm.8.gz",
+    ] {
         assert!(!Path::new(gone).exists(), "{gone} is left after the purge");
     }
 }

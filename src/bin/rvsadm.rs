@@ -3,7 +3,9 @@
 //! change is parsed, checked and applied in one place, atomically.
 //!
 //! Extensions that never change an ipvsadm option's meaning: `--socket PATH` (or RVS_SOCKET) picks
-//! the control socket; default /run/rvs/rvsd.sock.
+//! the control socket; default /run/rvs/rvsd.sock. `--completions bash|zsh|fish` and `--manual`
+//! print the completion script and the manual page, built from the grammar's own tables, without
+//! talking to rvsd (the package build runs them).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -21,6 +23,26 @@ fn main() -> ExitCode {
             "rvsadm {VERSION} (the ipvsadm 1.31 command language, control protocol {})",
             protocol::VERSION
         );
+        return ExitCode::SUCCESS;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--completions") {
+        return match args.get(i + 1).map(|sh| rvs_adm::manual::completions(sh)) {
+            Some(Ok(script)) => {
+                print!("{script}");
+                ExitCode::SUCCESS
+            }
+            Some(Err(e)) => {
+                eprintln!("{prog}: {e}");
+                ExitCode::from(2)
+            }
+            None => {
+                eprintln!("{prog}: --completions needs a shell: bash, zsh or fish");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if args.iter().skip(1).any(|a| a == "--manual") {
+        print!("{}", rvs_adm::manual::man_page(env!("CARGO_PKG_VERSION")));
         return ExitCode::SUCCESS;
     }
     let mut socket =

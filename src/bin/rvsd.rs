@@ -21,11 +21,57 @@ const LONG_VERSION: &str = concat!(
 #[command(name = "rvsd", version = LONG_VERSION)]
 struct Args {
     /// The configuration file (TOML).
-    #[arg(long, short = 'c', value_name = "FILE")]
-    config: PathBuf,
+    #[arg(long, short = 'c', value_name = "FILE", required_unless_present = "manual")]
+    config: Option<PathBuf>,
     /// Validate the configuration, print the DPDK arguments it implies, and exit.
     #[arg(long)]
     check: bool,
+    /// Print this manual page (roff) and exit.
+    #[arg(long)]
+    manual: bool,
+}
+
+/// rvsd(8) in roff, from the clap definition above: the options cannot drift from the page.
+fn man_page() -> String {
+    let mut cmd = <Args as clap::CommandFactory>::command();
+    // Built, the command also lists the --help and --version clap adds.
+    cmd.build();
+    let esc = |s: &str| s.replace('\\', "\\e").replace('-', "\\-");
+    let mut m =
+        format!(".TH RVSD 8 \"\" \"rvs {}\" \"System Administration\"\n", esc(env!("CARGO_PKG_VERSION")));
+    m.push_str(".SH NAME\nrvsd \\- the rvs director daemon\n.SH SYNOPSIS\n.B rvsd\n");
+    m.push_str("\\fB\\-c\\fR \\fIFILE\\fR [\\fB\\-\\-check\\fR]\n.SH DESCRIPTION\n");
+    m.push_str(&esc(&cmd.get_about().map(ToString::to_string).unwrap_or_default()));
+    m.push_str(
+        ".\nrvsd runs the DPDK workers that forward the virtual services, the management core that \
+         answers rvsadm(8) on its control socket and serves Prometheus metrics, and the health checks \
+         of a keepalived.conf. SIGHUP re\\-reads the rules; SIGINT and SIGTERM stop it cleanly.\n",
+    );
+    m.push_str(".SH OPTIONS\n");
+    for a in cmd.get_arguments() {
+        m.push_str(".TP\n");
+        let mut head = Vec::new();
+        if let Some(c) = a.get_short() {
+            head.push(format!("\\fB\\-{c}\\fR"));
+        }
+        if let Some(l) = a.get_long() {
+            head.push(format!("\\fB\\-\\-{}\\fR", esc(l)));
+        }
+        m.push_str(&head.join(", "));
+        if let Some(v) = a.get_value_names().and_then(|v| v.first()).filter(|_| a.get_action().takes_values())
+        {
+            m.push_str(&format!(" \\fI{}\\fR", esc(v)));
+        }
+        m.push('\n');
+        m.push_str(&esc(&a.get_help().map(ToString::to_string).unwrap_or_default()));
+        m.push('\n');
+    }
+    m.push_str(".SH EXIT STATUS\n0 after a clean stop or a passed check; 2 for a bad command line or configuration.\n");
+    m.push_str(".SH FILES\n.TP\n/etc/rvs/rvsd.toml\nThe configuration (ports, workers, forwarding, control, metrics).\n");
+    m.push_str(".TP\n/etc/rvs/rules\nThe rules restored at start, in rvsadm \\-S form.\n");
+    m.push_str(".SH ENVIRONMENT\n.TP\nRVS_LOG\nThe log filter (tracing's syntax), default info.\n");
+    m.push_str(".SH SEE ALSO\n.BR rvsadm (8),\n.BR keepalived.conf (5)\n");
+    m
 }
 
 fn main() -> ExitCode {
@@ -38,10 +84,18 @@ fn main() -> ExitCode {
         )
         .init();
 
-    let cfg = match Config::from_file(&args.config) {
+    if args.manual {
+        print!("{}", man_page());
+        return ExitCode::SUCCESS;
+    }
+    let Some(config) = args.config else {
+        eprintln!("rvsd: --config is required");
+        return ExitCode::from(2);
+    };
+    let cfg = match Config::from_file(&config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("rvsd: {}: {e}", args.config.display());
+            eprintln!("rvsd: {}: {e}", config.display());
             return ExitCode::from(2);
         }
     };
@@ -64,7 +118,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        println!("{}: ok", args.config.display());
+        println!("{}: ok", config.display());
         println!("eal arguments: {}", cfg.eal.to_args().join(" "));
         return ExitCode::SUCCESS;
     }
@@ -82,7 +136,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    tracing::info!(version = LONG_VERSION, config = %args.config.display(), "rvsd starting");
+    tracing::info!(version = LONG_VERSION, config = %config.display(), "rvsd starting");
     let build = rvs_control::BuildInfo {
         version: env!("CARGO_PKG_VERSION"),
         git_revision: env!("RVS_GIT_REVISION"),

@@ -899,3 +899,14 @@ fn parse_sched_flags(s: &str, sched: SchedulerKind) -> Result<SchedFlags, ParseE
     }
     Ok(f)
 }
+
+/// Every long option with its short letter (if it has one) and whether it takes an argument, in
+/// the grammar's own order: what the manual page and the shell completions are built from.
+pub(crate) fn option_table() -> Vec<(&'static str, Option<char>, bool)> {
+    LONG.iter()
+        .map(|&(long, tag, arg)| {
+            let short = SHORT.iter().find(|&&(_, t, _)| t == tag).map(|&(c, _, _)| c);
+            (long, short, arg != Arg::None)
+        })
+        .collect()
+}

@@ -7,6 +7,7 @@
 
 pub mod grammar;
 pub mod listing;
+pub mod manual;
 pub mod protocol;
 
 pub use grammar::{Command, ListFormat, ListOptions, ParseError, parse, parse_rules};
