@@ -43,6 +43,8 @@ root="$stage/root"
 
 install -D -m 755 "$bin_dir/rvsd" "$root/usr/sbin/rvsd"
 install -D -m 755 "$bin_dir/rvsadm" "$root/usr/sbin/rvsadm"
+# The release profile keeps debug info for perf; the package does not need it (Debian policy).
+strip --strip-unneeded "$root/usr/sbin/rvsd" "$root/usr/sbin/rvsadm"
 install -D -m 644 images/deb/rvsd.service "$root/lib/systemd/system/rvsd.service"
 # Manual pages and completions come from the binaries themselves (clap's definition for rvsd, the
 # ipvsadm grammar's tables for rvsadm), so they describe exactly what was packaged.
