@@ -52,5 +52,12 @@ fn a_bad_config_key_is_named_with_exit_status_2() {
         rvsd(&["--config", concat!(env!("CARGO_MANIFEST_DIR"), "/conf/demo.toml"), "--check"]);
     assert_eq!(code, 0);
     assert!(out.contains("--vdev net_af_packet0,iface=rvsdmdf"), "{out}");
+    // The hardware report reads this machine: its worker, its ports (virtual here), its hugepages
+    // as the kernel counts them.
+    assert!(out.contains("worker lcore 1: NUMA node"), "{out}");
+    assert!(out.contains("port front: virtual device net_af_packet0"), "{out}");
+    let pages = std::fs::read_to_string("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")
+        .expect("2 MiB hugepages on x86");
+    assert!(out.contains(&format!("hugepages of 2048 kB: {} reserved", pages.trim())), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }

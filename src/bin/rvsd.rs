@@ -120,6 +120,11 @@ fn main() -> ExitCode {
         }
         println!("{}: ok", config.display());
         println!("eal arguments: {}", cfg.eal.to_args().join(" "));
+        // What the machine offers these ports and workers; warnings never fail the check (the
+        // configuration may be prepared on another machine than the director).
+        for f in rvs_control::hardware::survey(&cfg, std::path::Path::new("/")) {
+            println!("{}{}", if f.warning { "warning: " } else { "" }, f.text);
+        }
         return ExitCode::SUCCESS;
     }
 

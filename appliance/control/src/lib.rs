@@ -7,6 +7,7 @@ pub mod addrwatch;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod hardware;
 pub mod health;
 pub mod keepalived;
 pub mod metrics;
