@@ -36,7 +36,7 @@ fn man_page() -> String {
     let mut cmd = <Args as clap::CommandFactory>::command();
     // Built, the command also lists the --help and --version clap adds.
     cmd.build();
-    let esc = |s: &str| s.replace('\\', "\\e").replace('-', "\\-");
+    let esc = rvs_adm::manual::roff;
     let mut m =
         format!(".TH RVSD 8 \"\" \"rvs {}\" \"System Administration\"\n", esc(env!("CARGO_PKG_VERSION")));
     m.push_str(".SH NAME\nrvsd \\- the rvs director daemon\n.SH SYNOPSIS\n.B rvsd\n");

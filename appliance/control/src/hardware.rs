@@ -62,8 +62,10 @@ pub fn survey(cfg: &Config, root: &Path) -> Vec<Finding> {
     let workers = &cfg.eal.worker_lcores;
     let isolated =
         read(&root.join("sys/devices/system/cpu/isolated")).map(|s| cpu_list(&s)).unwrap_or_default();
-    for &w in workers {
-        let node = cpu_node(root, w).map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+    // Each worker's NUMA node, read once for its own line and for every port's comparison.
+    let worker_nodes: Vec<(u32, Option<u32>)> = workers.iter().map(|&w| (w, cpu_node(root, w))).collect();
+    for &(w, node) in &worker_nodes {
+        let node = node.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
         out.push(info(format!("worker lcore {w}: NUMA node {node}")));
         if !isolated.contains(&w) {
             out.push(warn(format!(
@@ -110,10 +112,8 @@ pub fn survey(cfg: &Config, root: &Path) -> Vec<Finding> {
             ))),
         }
         if let Some(nic) = node {
-            for &w in workers {
-                if let Some(wn) =
-                    cpu_node(root, w).and_then(|n| i32::try_from(n).ok()).filter(|&wn| wn != nic)
-                {
+            for &(w, node) in &worker_nodes {
+                if let Some(wn) = node.and_then(|n| i32::try_from(n).ok()).filter(|&wn| wn != nic) {
                     out.push(warn(format!(
                         "worker lcore {w} is on NUMA node {wn}, port {}'s NIC on node {nic}: every packet \
                          crosses the interconnect",
