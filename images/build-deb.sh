@@ -2,7 +2,7 @@
 # Builds rvs_<version>_amd64.deb with dpkg-deb: rvsd and rvsadm with their manual pages and rvsadm's
 # bash, zsh and fish completions, the systemd unit, the starting
 # configuration as conffiles under /etc/rvs/, the Grafana dashboard with provisioning files, the
-# Prometheus alert rules and example keepalived pairs under /usr/share/rvs/, the docs.
+# Prometheus alert rules, example keepalived pairs and BIRD files under /usr/share/rvs/, the docs.
 #
 #   images/build-deb.sh [--binaries DIR] [--out DIR] [--fast]
 #
@@ -68,6 +68,9 @@ install -D -m 644 conf/prometheus/rvs-alerts.yml "$root/usr/share/rvs/prometheus
 for f in conf/keepalived/*.conf; do
   install -D -m 644 "$f" "$root/usr/share/rvs/keepalived/$(basename "$f")"
 done
+for f in conf/bird/*.conf; do
+  install -D -m 644 "$f" "$root/usr/share/rvs/bird/$(basename "$f")"
+done
 install -D -m 644 conf/demo.toml "$root/usr/share/doc/rvs/examples/demo.toml"
 install -D -m 644 README.md "$root/usr/share/doc/rvs/README.md"
 for f in docs/*.md; do
@@ -105,7 +108,7 @@ Maintainer: rvs developers <rvs@localhost>
 Installed-Size: $installed_kib
 Depends: $depends, adduser
 Recommends: dpdk, keepalived
-Suggests: prometheus, grafana
+Suggests: prometheus, grafana, bird2
 Section: net
 Priority: optional
 Description: LVS-style layer-4 load balancer on a DPDK data plane

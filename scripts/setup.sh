@@ -24,6 +24,8 @@ PACKAGES=(
   # images/build-deb.sh: dpkg-shlibdeps works out the package's dependencies; the package test
   # checks its unit with systemd-analyze and reads its pages with man
   dpkg-dev systemd man-db
+  # BIRD 2: the BGP router and the directors' routing daemons of the ECMP test bed
+  bird2
 )
 
 need=()
@@ -37,9 +39,9 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# The packages start a system nginx on port 80 and a keepalived; the test bed runs its own nginx in
-# namespaces, and rvs only reads keepalived's configuration.
-for unit in nginx keepalived; do
+# The packages start a system nginx on port 80, a keepalived and a bird; the test bed runs its own nginx in
+# namespaces and its own BIRDs there, and rvs only reads keepalived's configuration.
+for unit in nginx keepalived bird; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled "$unit" >/dev/null 2>&1; then
     systemctl disable --now "$unit" >/dev/null 2>&1 || true
   fi

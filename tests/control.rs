@@ -595,6 +595,7 @@ fn the_deb_package_installs_its_rvsd_runs_and_a_purge_removes_it() {
         "/usr/share/rvs/grafana/dashboards/rvs-dashboard.json",
         "/usr/share/rvs/grafana/provisioning/dashboards/rvs.yaml",
         "/usr/share/rvs/prometheus/rvs-alerts.yml",
+        "/usr/share/rvs/bird/director.conf",
         "/usr/share/doc/rvs/copyright",
     ] {
         assert!(Path::new(f).is_file(), "{f} is installed");

@@ -145,9 +145,11 @@ up() {
         head -c 1048576 /dev/urandom >"$root/www/big.bin"
         cat >"$root/nginx.conf" <<NGINX
 worker_processes 1;
+# Thousands of kept-alive connections at once (the ECMP test's flow fleet).
+worker_rlimit_nofile 20000;
 pid $W/nginx-s$i.pid;
 error_log $root/error.log;
-events { worker_connections 1024; }
+events { worker_connections 16384; }
 http {
     access_log off;
     client_body_temp_path $root/tmp/body;

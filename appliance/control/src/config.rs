@@ -241,8 +241,32 @@ pub struct RawForwarding {
     /// Director mode: which VIPs the director answers for (ARP, gratuitous ARP). `always` (default):
     /// every service's VIP. `kernel_twin`: only those on one of its kernel twins right now, as VRRP
     /// (keepalived's virtual_ipaddress on the twin) places them: a BACKUP director stays silent.
+    /// `routed`: a router sends the VIPs to the director (ECMP behind BGP); none is answered in ARP,
+    /// and each VIP with a server able to take connections is kept on the kernel twins as a /32 for
+    /// a routing daemon there (BIRD's `protocol direct`) to announce, and removed when none is.
     #[serde(default)]
     pub vip_ownership: VipOwnership,
+    /// Director mode, `vip_ownership = "routed"`: on SIGTERM, how long rvs goes on forwarding after
+    /// taking its VIPs off the twins, so that the routing daemon's withdrawals reach the router and
+    /// the flows move to the other directors before this one stops.
+    #[serde(default = "default_withdraw_drain_ms")]
+    pub withdraw_drain_milliseconds: u32,
+    /// Director mode: the key of the sh and mh schedulers' hashes (and of the stateless SYN
+    /// defence's). Directors that share traffic (behind one ECMP router, or a pair) must share it, so
+    /// that a flow the router moves keeps its real server; the default is the same everywhere, as
+    /// the kernel's fixed mh keys. Set a site-wide secret to keep outsiders from predicting which
+    /// client goes where.
+    #[serde(default = "default_scheduler_hash_key")]
+    pub scheduler_hash_key: u64,
+}
+
+fn default_withdraw_drain_ms() -> u32 {
+    2000
+}
+
+/// Any fixed value would do, as long as every director has it (a TOML integer: at most 2^63 - 1).
+fn default_scheduler_hash_key() -> u64 {
+    0x2545_f491_4f6c_dd1d
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
@@ -251,6 +275,7 @@ pub enum VipOwnership {
     #[default]
     Always,
     KernelTwin,
+    Routed,
 }
 
 fn default_kernel_per_sec() -> u32 {
@@ -398,6 +423,10 @@ pub struct DirectorSpec {
     /// (per second, burst) of frames to the kernel twins, per worker.
     pub kernel_packets: (u32, u32),
     pub vip_ownership: VipOwnership,
+    /// How long forwarding goes on after the VIPs are withdrawn at stop (`routed`).
+    pub withdraw_drain: std::time::Duration,
+    /// The sh/mh schedulers' hash key, shared by the directors of one site.
+    pub scheduler_hash_key: u64,
     pub tun_clamp_mss: bool,
 }
 
@@ -858,6 +887,12 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, 
             "\"kernel_twin\" follows the VIPs on the ports' kernel twins; give a port a kernel_twin",
         ));
     }
+    if raw.forwarding.vip_ownership == VipOwnership::Routed && ports.iter().all(|p| p.twin.is_none()) {
+        return Err(invalid(
+            "forwarding.vip_ownership",
+            "\"routed\" puts the VIPs on the ports' kernel twins for a routing daemon; give a port a kernel_twin",
+        ));
+    }
     for (i, p) in ports.iter().enumerate() {
         if p.address.is_none() {
             return Err(invalid(
@@ -913,6 +948,10 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, 
         icmp_echo_per_sec: raw.forwarding.icmp_echo_replies_per_sec,
         kernel_packets: (raw.forwarding.kernel_packets_per_second, raw.forwarding.kernel_packets_burst),
         vip_ownership: raw.forwarding.vip_ownership,
+        withdraw_drain: std::time::Duration::from_millis(u64::from(
+            raw.forwarding.withdraw_drain_milliseconds,
+        )),
+        scheduler_hash_key: raw.forwarding.scheduler_hash_key,
         tun_clamp_mss: raw.forwarding.tun_clamp_mss,
     }))
 }
@@ -1077,6 +1116,29 @@ mark = 1
 "#;
 
     #[test]
+    fn routed_directors_share_the_scheduler_key_unless_told_otherwise() {
+        let Forwarding::Director(d) = Config::from_toml(DIRECTOR).unwrap().forwarding else { panic!() };
+        // Two directors started from the same file (or from none) hash sh/mh alike.
+        let Forwarding::Director(again) = Config::from_toml(DIRECTOR).unwrap().forwarding else { panic!() };
+        assert_eq!(d.scheduler_hash_key, again.scheduler_hash_key);
+        assert_eq!(
+            (d.vip_ownership, d.withdraw_drain),
+            (VipOwnership::Always, std::time::Duration::from_secs(2))
+        );
+        let text = DIRECTOR
+            .replace("address = \"192.0.2.2/24\"", "address = \"192.0.2.2/24\"\nkernel_twin = \"rvs-front\"")
+            .replace(
+                "mode = \"director\"",
+                "mode = \"director\"\nvip_ownership = \"routed\"\nwithdraw_drain_milliseconds = 500\nscheduler_hash_key = 42",
+            );
+        let Forwarding::Director(r) = Config::from_toml(&text).unwrap().forwarding else { panic!() };
+        assert_eq!(
+            (r.vip_ownership, r.withdraw_drain, r.scheduler_hash_key),
+            (VipOwnership::Routed, std::time::Duration::from_millis(500), 42)
+        );
+    }
+
+    #[test]
     fn director_mode_validates_addresses_routes_and_classifier() {
         let c = Config::from_toml(DIRECTOR).unwrap();
         assert_eq!(c.ports[0].address, Some((Ipv4Addr::new(192, 0, 2, 2), 24)));
@@ -1110,6 +1172,12 @@ mark = 1
                 "mode = \"director\"\nvip_ownership = \"kernel_twin\"",
                 "forwarding.vip_ownership: \"kernel_twin\" follows the VIPs on the ports' kernel twins",
             ),
+            (
+                "mode = \"director\"",
+                "mode = \"director\"\nvip_ownership = \"routed\"",
+                "forwarding.vip_ownership: \"routed\" puts the VIPs on the ports' kernel twins",
+            ),
+            ("mode = \"director\"", "mode = \"director\"\nscheduler_hash_key = -1", "scheduler_hash_key"),
         ];
         for (from, to, want) in cases {
             let e = err(&DIRECTOR.replace(from, to));

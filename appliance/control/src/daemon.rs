@@ -99,10 +99,16 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
     // The IPVS configuration the control socket edits (the model); each worker's shard is a copy
     // that follows it through published batches of changes. Rules load before anything starts, all
     // or nothing.
-    // Keys picked per start: the flow-owner hash and the schedulers' are shared by the workers and
-    // the management core's copy (they must agree: mh tables are built on the copy), each
-    // connection table has its own (see random_seed).
-    let (owner_key, sched_seed) = (random_seed(), random_seed());
+    // The flow-owner hash's key is picked per start (it only has to agree among this director's
+    // workers); each connection table has its own (see random_seed). The schedulers' key is the
+    // configuration's: it must agree among the workers and the management core's copy (mh tables
+    // are built on the copy) and across the directors that share traffic (a flow that an ECMP
+    // router moves keeps its sh/mh server).
+    let owner_key = random_seed();
+    let sched_seed = match &cfg.forwarding {
+        Forwarding::Director(d) => d.scheduler_hash_key,
+        _ => random_seed(),
+    };
     // The director's own addresses: a real server there is "Local" (the kernel twin serves it).
     let locals: Vec<std::net::IpAddr> =
         cfg.ports.iter().filter_map(|p| p.address.map(|(a, _)| std::net::IpAddr::V4(a))).collect();
@@ -203,8 +209,11 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
         cfg.ports.iter().filter_map(|p| p.twin.as_ref().map(|t| t.iface.as_str())).collect();
     let mut local_vips = std::collections::BTreeSet::new();
     let mut next_local_sync = Instant::now();
-    let follow_twins =
-        matches!(&cfg.forwarding, Forwarding::Director(d) if d.vip_ownership == VipOwnership::KernelTwin);
+    let ownership = match &cfg.forwarding {
+        Forwarding::Director(d) => d.vip_ownership,
+        _ => VipOwnership::Always,
+    };
+    let follow_twins = ownership == VipOwnership::KernelTwin;
     let mut twin_addrs = if follow_twins {
         Some(crate::addrwatch::TwinAddrs::open(&twin_ifaces).map_err(|e| DaemonError::Twin {
             iface: twin_ifaces.join(","),
@@ -304,6 +313,21 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
                 // VRRP places the VIPs on the twins: rvs holds what is there, and leaves the twins'
                 // addresses to keepalived (a Local server's VIP is not added: a BACKUP must not hold it).
                 Some(w) => follow_twin_vips(w, &locals, &shards, &mut held_vips),
+                // A router sends the VIPs here while the routing daemon announces them: rvs puts on
+                // the twins (for the daemon to see) the VIPs it can serve, and takes off the others.
+                None if ownership == VipOwnership::Routed => {
+                    let want = routable_vips(&model, &locals);
+                    let before = held_vips.take().unwrap_or_default();
+                    for a in want.difference(&before) {
+                        info!(vip = %a, "VIP announced: a server can take its connections; on the kernel twins for the routing daemon");
+                    }
+                    for a in before.difference(&want) {
+                        info!(vip = %a, "VIP withdrawn: no server can take its connections; off the kernel twins");
+                    }
+                    let mut on = before;
+                    put_vips_on_twins(want, &twin_ifaces, &mut on);
+                    held_vips = Some(on);
+                }
                 None => sync_local_vips(&model, &locals, &twin_ifaces, &mut local_vips),
             }
         }
@@ -313,6 +337,11 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
         }
     }
 
+    if ownership == VipOwnership::Routed
+        && let Forwarding::Director(d) = &cfg.forwarding
+    {
+        withdraw_and_drain(&twin_ifaces, held_vips.take().unwrap_or_default(), d.withdraw_drain);
+    }
     info!("stopping");
     stop.store(true, Ordering::Relaxed);
     let mut panicked = None;
@@ -454,8 +483,10 @@ fn launch_workers(
                 pipeline.twins = cfg.ports.iter().map(|p| p.twin.is_some()).collect();
                 pipeline.kernel = TokenBucket::new(spec.kernel_packets.0, spec.kernel_packets.1);
                 pipeline.tun_clamp_mss = spec.tun_clamp_mss;
-                if spec.vip_ownership == VipOwnership::KernelTwin {
-                    // Nothing held until the twins' addresses have been read.
+                if spec.vip_ownership != VipOwnership::Always {
+                    // kernel_twin: nothing held until the twins' addresses have been read. routed:
+                    // never (the router routes the VIPs to the port address; several directors
+                    // answering ARP for one VIP would fight over it).
                     pipeline.set_held_vips(Some(&[]));
                 }
                 if let Some(p) = predictors {
@@ -622,21 +653,66 @@ fn sync_local_vips(
         })
         .filter(|a| !locals.contains(&std::net::IpAddr::V4(*a)))
         .collect();
+    if want != *on {
+        info!(vips = ?want, "VIPs with Local servers on the kernel twins");
+    }
+    put_vips_on_twins(want, twins, on);
+}
+
+/// `vip_ownership = "routed"`: the IPv4 VIPs (not the ports' own addresses) of the services that
+/// can take a new connection: one server at least with a weight above 0 (the health checks remove
+/// failed servers or set their weight to 0).
+fn routable_vips(
+    model: &Ipvs,
+    locals: &[std::net::IpAddr],
+) -> std::collections::BTreeSet<std::net::Ipv4Addr> {
+    model
+        .services()
+        .filter(|(_, _, _, ds)| ds.iter().any(|(_, d)| !d.removed && d.weight() > 0))
+        .filter_map(|(_, cfg, _, _)| match cfg.key {
+            rvs_ipvs::ServiceKey::Addr { addr: std::net::IpAddr::V4(a), .. } => Some(a),
+            _ => None,
+        })
+        .filter(|a| !locals.contains(&std::net::IpAddr::V4(*a)))
+        .collect()
+}
+
+/// Makes the /32 addresses on the twins `want`, from `on` (what rvs put there before).
+fn put_vips_on_twins(
+    want: std::collections::BTreeSet<std::net::Ipv4Addr>,
+    twins: &[&str],
+    on: &mut std::collections::BTreeSet<std::net::Ipv4Addr>,
+) {
     if want == *on {
         return;
     }
     for t in twins {
         for a in want.difference(on) {
             if let Err(e) = twin_ip(t, &["addr", "replace", &format!("{a}/32"), "dev", t]) {
-                warn!(error = %e, "putting a VIP with a Local server on a kernel twin");
+                warn!(error = %e, "putting a VIP on a kernel twin");
             }
         }
         for a in on.difference(&want) {
             let _ = twin_ip(t, &["addr", "del", &format!("{a}/32"), "dev", t]);
         }
     }
-    info!(vips = ?want, "VIPs with Local servers on the kernel twins");
     *on = want;
+}
+
+/// `routed`, at stop: the VIPs leave the twins first (the routing daemon withdraws them and the
+/// router moves their flows to the other directors), and the workers go on forwarding for
+/// `drain` while that happens, so that no packet meets a stopped director.
+fn withdraw_and_drain(twins: &[&str], on: std::collections::BTreeSet<std::net::Ipv4Addr>, drain: Duration) {
+    if on.is_empty() {
+        return;
+    }
+    let mut on = on;
+    put_vips_on_twins(std::collections::BTreeSet::new(), twins, &mut on);
+    info!(
+        drain_ms = drain.as_millis() as u64,
+        "VIPs withdrawn for the stop; forwarding while the routes move"
+    );
+    std::thread::sleep(drain);
 }
 
 /// The IPv4 VIPs of the services, each once.

@@ -46,7 +46,8 @@ pub struct Sources<'a> {
     pub table_capacity: usize,
     /// The health checks (empty without a keepalived configuration).
     pub health: &'a crate::health::HealthRows,
-    /// With `vip_ownership = "kernel_twin"`: each service VIP and whether the director holds it.
+    /// With `vip_ownership = "kernel_twin"` or `"routed"`: each service VIP and whether the
+    /// director holds it (VRRP put it on a twin; rvs announces it).
     pub vips_held: &'a [(std::net::Ipv4Addr, bool)],
     /// The sync daemons: (messages sent, received, refused), and whether (master, backup) run.
     pub sync: ([u64; 3], (bool, bool)),
@@ -446,7 +447,7 @@ pub fn render(s: &Sources<'_>) -> String {
     for (vip, held) in s.vips_held {
         f.gauge(
             "rvs_vip_held",
-            "1 while the director holds the VIP (it is on a kernel twin: VRRP MASTER) and answers for it; 0 while it does not (BACKUP).",
+            "1 while the director holds the VIP: with vip_ownership kernel_twin, VRRP put it on a kernel twin (MASTER) and rvs answers for it; with routed, rvs keeps it on the twins for the routing daemon to announce (a server can take its connections). 0 otherwise.",
             &[("address", vip.to_string())],
             if *held { 1.0 } else { 0.0 },
         );
