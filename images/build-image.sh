@@ -56,6 +56,11 @@ packages=(
   openssh-server keepalived bird2 dpdk
   iproute2 ethtool pciutils procps curl less iputils-ping ca-certificates python3
 )
+# The DPDK drivers the package recommends (the NICs' PMDs, plugins the EAL loads at run time):
+# mmdebstrap's apt installs no recommendations, so they are named here.
+for p in $(dpkg-deb -f "$deb" Recommends | tr ',' ' '); do
+  case "$p" in librte-*) packages+=("$p") ;; esac
+done
 echo "build-image: debootstrapping (mmdebstrap) with $(basename "$deb")"
 mmdebstrap --variant=apt --mode=root --quiet \
   --include="$(IFS=,; echo "${packages[*]}")" \

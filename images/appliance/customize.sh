@@ -23,7 +23,7 @@ install -D -m 644 "$src/management.network" "$root/etc/systemd/network/50-manage
 
 install -D -m 755 "$src/rvs-firstboot" "$root/usr/lib/rvs/rvs-firstboot"
 install -D -m 755 "$src/rvs-prepare" "$root/usr/lib/rvs/rvs-prepare"
-for u in rvs-firstboot.service rvs-prepare.service rvs-console-status.service; do
+for u in rvs-firstboot.service rvs-prepare.service rvs-console-status.service rvs-console-failure.service; do
   install -D -m 644 "$src/$u" "$root/etc/systemd/system/$u"
 done
 install -D -m 644 "$src/rvsd-appliance.conf" "$root/etc/systemd/system/rvsd.service.d/appliance.conf"

@@ -544,7 +544,26 @@ fn start_ports(cfg: &Config, eal: &Eal, pool: &Mempool) -> Result<Vec<Port<Start
         let port = Port::configure(eal, id, &spec.config, pool)
             .and_then(Port::start)
             .context(|| format!("port {:?} ({})", spec.name, spec.dpdk_name))?;
-        info!(port = %spec.name, device = %spec.dpdk_name, mac = %fmt_mac(port.mac()), queues = spec.config.rx_queues, "port started");
+        let hf = port.rss_hash_fields();
+        info!(
+            port = %spec.name,
+            device = %spec.dpdk_name,
+            mac = %fmt_mac(port.mac()),
+            queues = spec.config.rx_queues,
+            rss = %rss::describe(hf),
+            reta_size = port.reta_size(),
+            "port started"
+        );
+        // Hashed by addresses alone, all of one client's connections land on one queue (worker):
+        // balanced only over many clients, and a benchmark from a few sources uses one core. (A
+        // vdev without RSS, af_packet's fanout say, spreads by its own means: hf is 0 there.)
+        if spec.config.rx_queues > 1
+            && hf != 0
+            && hf & (rss::NONFRAG_IPV4_TCP | rss::NONFRAG_IPV4_UDP)
+                != (rss::NONFRAG_IPV4_TCP | rss::NONFRAG_IPV4_UDP)
+        {
+            warn!(port = %spec.name, rss = %rss::describe(hf), "the NIC does not hash IPv4 TCP and UDP by ports: one client's connections share one worker");
+        }
         ports.push(port);
     }
     Ok(ports)

@@ -41,6 +41,20 @@ pub mod rss {
     pub const NONFRAG_IPV6_UDP: u64 = 1 << 11;
     pub const WANTED: u64 =
         IPV4 | NONFRAG_IPV4_TCP | NONFRAG_IPV4_UDP | IPV6 | NONFRAG_IPV6_TCP | NONFRAG_IPV6_UDP;
+
+    /// The fields in `hf` as ethtool-like names ("ipv4 ipv4-tcp ..."), or "none".
+    pub fn describe(hf: u64) -> String {
+        let names = [
+            (IPV4, "ipv4"),
+            (NONFRAG_IPV4_TCP, "ipv4-tcp"),
+            (NONFRAG_IPV4_UDP, "ipv4-udp"),
+            (IPV6, "ipv6"),
+            (NONFRAG_IPV6_TCP, "ipv6-tcp"),
+            (NONFRAG_IPV6_UDP, "ipv6-udp"),
+        ];
+        let on: Vec<&str> = names.iter().filter(|(b, _)| hf & b != 0).map(|(_, n)| *n).collect();
+        if on.is_empty() { "none".into() } else { on.join(" ") }
+    }
 }
 
 /// Typestate: the port is configured but not forwarding.
@@ -263,6 +277,14 @@ impl<S> Port<S> {
     /// device that offers no RSS).
     pub fn rss_hash_fields(&self) -> u64 {
         self.inner.rss_hf
+    }
+
+    /// The size of the port's RSS redirection table (0: it has none, or the PMD does not say).
+    pub fn reta_size(&self) -> u16 {
+        let mut info = dpdk_sys::rte_eth_dev_info::default();
+        // SAFETY: valid port id and out-pointer.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_info_get(self.inner.id.0, &mut info) };
+        if ret == 0 { info.reta_size } else { 0 }
     }
 
     pub fn rx_queue_count(&self) -> u16 {
@@ -508,5 +530,17 @@ impl TxQueue {
         let sent = unsafe { dpdk_sys::rvs_eth_tx_burst(self.port.0, self.queue.0, ptr, len) }.min(len);
         burst.keep_unsent(usize::from(sent));
         sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rss;
+
+    #[test]
+    fn rss_fields_read_as_ethtool_names() {
+        assert_eq!(rss::describe(0), "none");
+        assert_eq!(rss::describe(rss::IPV4 | rss::NONFRAG_IPV4_UDP), "ipv4 ipv4-udp");
+        assert_eq!(rss::describe(rss::WANTED), "ipv4 ipv4-tcp ipv4-udp ipv6 ipv6-tcp ipv6-udp");
     }
 }
