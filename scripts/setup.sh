@@ -22,8 +22,8 @@ PACKAGES=(
   # promtool lints the metrics exposition; the server scrapes rvsd in the tests
   prometheus
   # images/build-deb.sh: dpkg-shlibdeps works out the package's dependencies; the package test
-  # checks its unit with systemd-analyze and reads its pages with man
-  dpkg-dev systemd man-db
+  # runs lintian on it, checks its unit with systemd-analyze and reads its pages with man
+  dpkg-dev systemd man-db lintian
   # BIRD 2: the BGP router and the directors' routing daemons of the ECMP test bed
   bird2
 )

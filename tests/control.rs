@@ -556,13 +556,14 @@ fn run(cmd: &mut Command) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-/// images/build-deb.sh packages the binaries this test run built; dpkg installs the package on this
+/// images/build-deb.sh packages the binaries this test run built; lintian finds nothing to say
+/// beyond the package's overrides; dpkg installs the package on this
 /// machine, its conffile passes `rvsd --check`, systemd-analyze accepts its unit, `man` shows both
 /// pages, bash completes rvsadm's options and schedulers, the installed rvsd runs and the unit's own
 /// readiness command sees it answer, and a purge leaves nothing behind.
 #[test]
 fn the_deb_package_installs_its_rvsd_runs_and_a_purge_removes_it() {
-    common::require_root_and_tools(&["dpkg-deb", "dpkg-shlibdeps", "systemd-analyze", "man"]);
+    common::require_root_and_tools(&["dpkg-deb", "dpkg-shlibdeps", "systemd-analyze", "man", "lintian"]);
     let dir = fresh_dir("rvs-deb");
     let bin_dir = Path::new(RVSD).parent().expect("bin dir");
     let (code, text) = run(Command::new("bash")
@@ -577,6 +578,17 @@ fn the_deb_package_installs_its_rvsd_runs_and_a_purge_removes_it() {
     assert!(deb.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("rvs_")), "{text}");
     let (_, depends) = run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Depends"));
     assert!(depends.contains("librte-ethdev") && depends.contains("libc6"), "Depends: {depends}");
+    // The EAL's plugins: without the PCI bus it cannot even parse a NIC's address.
+    assert!(
+        depends.contains("librte-bus-pci") && depends.contains("librte-mempool-ring"),
+        "Depends: {depends}"
+    );
+    // lintian, pedantic and with the informational tags: nothing but the package's own overrides.
+    let (code, text) = run(Command::new("lintian")
+        .args(["-I", "--pedantic", "--fail-on", "error,warning,info,pedantic"])
+        .arg(&deb));
+    let tags: Vec<&str> = text.lines().filter(|l| !l.contains("root privileges")).collect();
+    assert!(code == 0 && tags.is_empty(), "lintian: {text}");
 
     let (code, text) = run(Command::new("dpkg").arg("-i").arg(&deb));
     assert_eq!(code, 0, "dpkg -i: {text}");
