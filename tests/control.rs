@@ -674,3 +674,103 @@ fn the_deb_package_installs_its_rvsd_runs_and_a_purge_removes_it() {
         assert!(!Path::new(gone).exists(), "{gone} is left after the purge");
     }
 }
+
+/// A machine tree for the appliance's rvs-prepare (`RVS_ROOT`): sysfs as the kernel lays it out for
+/// a NIC on `nic_driver` at 0000:3b:00.0 and a Mellanox one at 0000:5e:00.0, hugepage pools (1 GiB
+/// ones only if `giant`), IOMMU groups only if `iommu`, and the rvsd.toml asking for them.
+fn prepare_tree(name: &str, giant: bool, iommu: bool) -> PathBuf {
+    let root = fresh_dir(name);
+    let w = |p: &str, text: &str| {
+        let path = root.join(p);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+        std::fs::write(path, text).expect("write");
+    };
+    w("sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "0\n");
+    if giant {
+        w("sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages", "0\n");
+    }
+    std::fs::create_dir_all(root.join("sys/kernel/iommu_groups")).expect("dir");
+    if iommu {
+        std::fs::create_dir_all(root.join("sys/kernel/iommu_groups/7")).expect("dir");
+    }
+    w("sys/bus/pci/drivers/ixgbe/unbind", "");
+    w("sys/bus/pci/drivers/mlx5_core/unbind", "");
+    w("sys/bus/pci/drivers_probe", "");
+    for (dev, drv) in [("0000:3b:00.0", "ixgbe"), ("0000:5e:00.0", "mlx5_core")] {
+        w(&format!("sys/bus/pci/devices/{dev}/vendor"), "0x8086\n");
+        std::os::unix::fs::symlink(
+            format!("../../drivers/{drv}"),
+            root.join(format!("sys/bus/pci/devices/{dev}/driver")),
+        )
+        .expect("symlink");
+    }
+    w("proc/cmdline", "BOOT_IMAGE=/vmlinuz root=LABEL=rvs-root ro console=ttyS0\n");
+    w(
+        "etc/rvs/rvsd.toml",
+        "[eal]\nworker_lcores = [2, 3]\nmemory_mib = 2048\nhugepages = true\n\n\
+         [[port]]\nname = \"outside\"\ndevice = \"0000:3b:00.0\"\n\n\
+         [[port]]\nname = \"inside\"\ndevice = \"0000:5e:00.0\"\n\n\
+         [[port]]\nname = \"lab\"\ndevice = \"net_af_packet0,iface=eth9\"\n",
+    );
+    root
+}
+
+fn run_prepare(root: &Path) -> String {
+    let (code, text) = run(Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/images/appliance/rvs-prepare"))
+        .env("RVS_ROOT", root));
+    assert_eq!(code, 0, "rvs-prepare: {text}");
+    text
+}
+
+fn read_tree(root: &Path, p: &str) -> String {
+    std::fs::read_to_string(root.join(p)).unwrap_or_else(|_| "(absent)".into())
+}
+
+/// The appliance's boot-time preparation on a machine with 1 GiB pages and an IOMMU: 3 GiB pages for
+/// 2048 MiB (plus its margin), the Intel NIC moved to vfio-pci (unbound, overridden, probed), the
+/// Mellanox NIC and the vdev left alone, and the next boot's kernel line isolating the workers'
+/// CPUs and reserving the pages at boot (GRUB reads /etc/rvs/boot.cfg).
+#[test]
+fn the_appliance_prepares_giant_pages_vfio_and_the_boot_line() {
+    let root = prepare_tree("rvs-prepare-giant", true, true);
+    let text = run_prepare(&root);
+    assert_eq!(read_tree(&root, "sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages"), "3", "{text}");
+    assert_eq!(read_tree(&root, "sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"), "0\n");
+    assert_eq!(read_tree(&root, "sys/bus/pci/devices/0000:3b:00.0/driver_override"), "vfio-pci");
+    assert_eq!(read_tree(&root, "sys/bus/pci/drivers/ixgbe/unbind"), "0000:3b:00.0");
+    assert_eq!(read_tree(&root, "sys/bus/pci/drivers_probe"), "0000:3b:00.0");
+    assert_eq!(read_tree(&root, "sys/bus/pci/devices/0000:5e:00.0/driver_override"), "(absent)");
+    assert!(text.contains("0000:5e:00.0: stays on mlx5_core"), "{text}");
+    let boot = read_tree(&root, "etc/rvs/boot.cfg");
+    assert!(
+        boot.contains(
+            "set rvs_cmdline=\"isolcpus=2,3 nohz_full=2,3 rcu_nocbs=2,3 default_hugepagesz=1G hugepagesz=1G hugepages=3\""
+        ),
+        "{boot}"
+    );
+    assert!(text.contains("reboot to apply"), "{text}");
+    // Run again with that line booted: nothing more to say about the kernel line.
+    let line = boot.lines().find_map(|l| l.strip_prefix("set rvs_cmdline=\"")).expect("line");
+    std::fs::write(
+        root.join("proc/cmdline"),
+        format!("root=LABEL=rvs-root ro {}", line.trim_end_matches('"')),
+    )
+    .expect("cmdline");
+    assert!(!run_prepare(&root).contains("reboot to apply"));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The same in a VM without 1 GiB pages, an IOMMU or vfio's no-IOMMU mode: 2 MiB pages, and the NIC
+/// goes to uio_pci_generic (what the image test's guest does).
+#[test]
+fn the_appliance_prepares_small_pages_and_uio_without_an_iommu() {
+    let root = prepare_tree("rvs-prepare-small", false, false);
+    let text = run_prepare(&root);
+    assert_eq!(read_tree(&root, "sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"), "1056", "{text}");
+    assert_eq!(read_tree(&root, "sys/bus/pci/devices/0000:3b:00.0/driver_override"), "uio_pci_generic");
+    assert!(text.contains("no IOMMU"), "{text}");
+    let boot = read_tree(&root, "etc/rvs/boot.cfg");
+    assert!(boot.contains("set rvs_cmdline=\"isolcpus=2,3 nohz_full=2,3 rcu_nocbs=2,3\""), "{boot}");
+    let _ = std::fs::remove_dir_all(&root);
+}
