@@ -372,6 +372,84 @@ fn rr_alternates_and_wrr_splits_one_to_two() {
     assert!(stats.contains("TCP  192.0.2.80:80                     309"), "{stats}");
 }
 
+/// ipvsadm 1.31's other tunnel types to real servers that decapsulate them (the bed's XDP program
+/// does what a GRE interface or a fou/GUE port would): a GUE server (UDP 6080, with the UDP checksum)
+/// and a GRE one (no checksum) each serve a whole 1 MiB download, tshark on the server LAN decodes
+/// the GRE packets with their inner TCP, and the listing shows the tunnels as ipvsadm does.
+#[test]
+fn gue_and_gre_real_servers_carry_whole_downloads() {
+    let bed = Bed::up("gg");
+    bed.rules(
+        "-A -t 192.0.2.82:80 -s rr\n\
+         -a -t 192.0.2.82:80 -r 203.0.113.11:80 -i --tun-type gue --tun-port 6080 --tun-csum\n\
+         -A -t 192.0.2.81:80 -s rr\n\
+         -a -t 192.0.2.81:80 -r 203.0.113.12:80 -i --tun-type gre --tun-nocsum\n",
+    );
+    let info = bed.adm("-Ln --tun-info");
+    assert!(info.contains("  -> 203.0.113.11:80              Tunnel  gue:6080:+c   1 "), "{info}");
+    assert!(info.contains("  -> 203.0.113.12:80              Tunnel  gre:-c        1 "), "{info}");
+    let cap = bed.dir.join("tunnels.pcap");
+    let mut tshark = Command::new("ip")
+        .args(["netns", "exec", &bed.ns("r"), "tshark", "-q", "-i", &format!("{}bd", bed.prefix), "-w"])
+        .arg(&cap)
+        .args(["-f", "ip proto 47 or udp port 6080"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tshark");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(bed.get("http://192.0.2.82/", "198.51.100.10"), "s1", "GUE");
+    assert_eq!(bed.get("http://192.0.2.81/", "198.51.100.10"), "s2", "GRE");
+    for (vip, server) in [("192.0.2.82", 1), ("192.0.2.81", 2)] {
+        let out = bed.in_ns("c", &["sh", "-c", &format!("curl -sS -m 20 http://{vip}/big.bin | sha256sum")]);
+        let want = sh(&["sha256sum", bed.dir.join(format!("s{server}/www/big.bin")).to_str().expect("p")]);
+        let (got, want) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&want.stdout));
+        assert_eq!(got.split_whitespace().next(), want.split_whitespace().next(), "1 MiB through {vip}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill").args(["-INT", &tshark.id().to_string()]).output();
+    let _ = tshark.wait();
+    let fields = |filter: &str, fields: &[&str]| -> Vec<String> {
+        let mut args = vec!["-r", cap.to_str().expect("p"), "-o", "ip.check_checksum:TRUE"];
+        args.extend(["-o", "tcp.check_checksum:TRUE", "-Y", filter]);
+        args.extend(["-T", "fields", "-E", "separator=|"]);
+        for f in fields {
+            args.extend(["-e", f]);
+        }
+        let out = Command::new("tshark").args(&args).output().expect("tshark -r");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    };
+    // GRE: outer 203.0.113.1 -> .12, GRE carrying IPv4, the client's TCP to the VIP inside.
+    let gre = fields(
+        "gre && tcp.dstport == 80",
+        &["ip.src", "ip.dst", "gre.proto", "ip.checksum.status", "tcp.checksum.status"],
+    );
+    assert!(gre.len() > 20, "GRE packets with TCP inside: {}", gre.len());
+    assert!(
+        gre.iter().all(|l| l == "203.0.113.1,198.51.100.10|203.0.113.12,192.0.2.81|0x0800|1,1|1"),
+        "{:?}",
+        &gre[..3]
+    );
+    // GUE: UDP to 6080 from the dynamic range, one source port per flow.
+    let gue = fields("udp.dstport == 6080", &["ip.src", "ip.dst", "udp.srcport", "udp.checksum"]);
+    assert!(gue.len() > 20, "GUE packets: {}", gue.len());
+    assert!(gue.iter().all(|l| l.starts_with("203.0.113.1|203.0.113.11|")), "{:?}", &gue[..3]);
+    assert!(
+        gue.iter().all(|l| l
+            .split('|')
+            .nth(2)
+            .and_then(|p| p.parse::<u16>().ok())
+            .is_some_and(|p| p >= 49152)),
+        "{:?}",
+        &gue[..3]
+    );
+    assert!(
+        gue.iter().all(|l| !l.ends_with("|0x0000")),
+        "--tun-csum: every UDP checksum set: {:?}",
+        &gue[..3]
+    );
+}
+
 #[test]
 fn nat_maps_ports_dr_and_tun_carry_whole_downloads() {
     let bed = Bed::up("md");

@@ -9,8 +9,8 @@
 # Real servers: NAT traffic returns through the director (default route via 203.0.113.1); packets
 # from a VIP (DR and TUN replies) go straight to the router (source routing: "from 192.0.2.0/24 table
 # 100"), so they bypass the director. VIPs 192.0.2.81, .82 and .90 sit on lo with arp_ignore=1 and
-# arp_announce=2; an XDP program on eth0 strips IPIP (this kernel has no ipip module). Every link has
-# an MTU of 1500: client packets that do not fit in IPIP get ICMP fragmentation-needed from the
+# arp_announce=2; an XDP program on eth0 strips IPIP, GRE and GUE to UDP port 6080 (this kernel has no
+# ipip, gre or fou module). Every link has an MTU of 1500: client packets that do not fit in IPIP get ICMP fragmentation-needed from the
 # director (path MTU discovery), as on a real network. nginx listens on 80, 443 and 8080 and
 # answers with the server's name (and /status with 200, or 500 while www/fail exists); a UDP echo
 # service on 5300 answers with the name too.

@@ -6,7 +6,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rvs_ipvs::{
-    DestConfig, Fwd, Op, Persistence, SchedFlags, SchedulerKind, ServiceConfig, ServiceKey, TunnelType, proto,
+    DestConfig, Fwd, Op, Persistence, SchedFlags, SchedulerKind, ServiceConfig, ServiceKey, TunCsum,
+    TunnelType, proto,
 };
 
 /// One ipvsadm invocation.
@@ -57,6 +58,8 @@ pub enum ListFormat {
     Timeout,
     /// `-L --daemon`: the sync daemons' state.
     Daemon,
+    /// `-L --tun-info`: each server's tunnel type, port and checksum flag.
+    TunInfo,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -152,9 +155,15 @@ enum Opt {
     OnePacket,
     Pe,
     SchedFlags,
+    TunInfo,
+    TunType,
+    TunPort,
+    TunNocsum,
+    TunCsum,
+    TunRemcsum,
 }
 
-const OPT_NAMES: [&str; 24] = [
+const OPT_NAMES: [&str; 30] = [
     "numeric",
     "connection",
     "service-address",
@@ -179,27 +188,38 @@ const OPT_NAMES: [&str; 24] = [
     "ops",
     "pe",
     "sched-flags",
+    "tun-info",
+    "tun-type",
+    "tun-port",
+    "tun-nocsum",
+    "tun-csum",
+    "tun-remcsum",
 ];
 
 /// commands_v_options: '+' compulsory, 'x' illegal, '1' exclusive, ' ' optional. Columns in OPT_NAMES
 /// order: -n -c svc -s -p -M -r fwd -w -x -y mcast --timeout daemon --stats --rate --thresholds
-/// --persistent-conn --nosort syncid --exact -o pe -b.
-const LEGAL: [&[u8; 24]; 14] = [
-    b"xx+   xxxxxxxxxxxxxxx x ", // add-service
-    b"xx+   xxxxxxxxxxxxxxx x ", // edit-service
-    b"xx+xxxxxxxxxxxxxxxxxxxxx", // delete-service
-    b"xxxxxxxxxxxxxxxxxxxxxxxx", // flush
-    b" 11xxxxxxxxx11       xxx", // list
-    b"xx+xxx+    xxxxxxxxxxxxx", // add-server
-    b"xx+xxx+xxxxxxxxxxxxxxxxx", // delete-server
-    b"xx+xxx+    xxxxxxxxxxxxx", // edit-server
-    b"xxxxxxxxxxxxxxxxxxxxxxxx", // set
-    b"xxxxxxxxxxx xxxxxxx xxxx", // start-daemon
-    b"xxxxxxxxxxxxxxxxxxx xxxx", // stop-daemon
-    b"xxxxxxxxxxxxxxxxxxxxxxxx", // restore
-    b" xxxxxxxxxxxxxxxxxxxxxxx", // save
-    b"xx xxxxxxxxxxxxxxxxxxxxx", // zero
+/// --persistent-conn --nosort syncid --exact -o pe -b, then ipvsadm 1.31's --tun-info --tun-type
+/// --tun-port --tun-nocsum --tun-csum --tun-remcsum.
+const LEGAL: [&[u8; 30]; 14] = [
+    b"xx+   xxxxxxxxxxxxxxx x xxxxxx", // add-service
+    b"xx+   xxxxxxxxxxxxxxx x xxxxxx", // edit-service
+    b"xx+xxxxxxxxxxxxxxxxxxxxxxxxxxx", // delete-service
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", // flush
+    b" 11xxxxxxxxx11       xxx xxxxx", // list
+    b"xx+xxx+    xxxxxxxxxxxxxx     ", // add-server
+    b"xx+xxx+xxxxxxxxxxxxxxxxxxxxxxx", // delete-server
+    b"xx+xxx+    xxxxxxxxxxxxxx     ", // edit-server
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", // set
+    b"xxxxxxxxxxx xxxxxxx xxxxxxxxxx", // start-daemon
+    b"xxxxxxxxxxxxxxxxxxx xxxxxxxxxx", // stop-daemon
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", // restore
+    b" xxxxxxxxxxxxxxxxxxxxxxxxxxxxx", // save
+    b"xx xxxxxxxxxxxxxxxxxxxxxxxxxxx", // zero
 ];
+
+/// ipvsadm 1.31's tunnel_types_v_options, for --tun-port --tun-nocsum --tun-csum --tun-remcsum.
+const TUN_LEGAL: [(&str, &[u8; 4]); 3] = [("ipip", b"xxxx"), ("gue", b"+111"), ("gre", b"x11x")];
+const TUN_OPTS: [Opt; 4] = [Opt::TunPort, Opt::TunNocsum, Opt::TunCsum, Opt::TunRemcsum];
 
 /// Parses one command line (without the program name).
 pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ParseError> {
@@ -391,6 +411,11 @@ enum Tag {
     Ops,
     SchedFlags,
     TunType,
+    TunPort,
+    TunNocsum,
+    TunCsum,
+    TunRemcsum,
+    TunInfo,
     McastInterface,
     SyncId,
     Daemon,
@@ -478,6 +503,11 @@ const LONG: &[(&str, Tag, Arg)] = &[
     ("ops", Tag::Ops, Arg::None),
     ("sched-flags", Tag::SchedFlags, Arg::Required),
     ("tun-type", Tag::TunType, Arg::Required),
+    ("tun-port", Tag::TunPort, Arg::Required),
+    ("tun-nocsum", Tag::TunNocsum, Arg::None),
+    ("tun-csum", Tag::TunCsum, Arg::None),
+    ("tun-remcsum", Tag::TunRemcsum, Arg::None),
+    ("tun-info", Tag::TunInfo, Arg::None),
     ("mcast-interface", Tag::McastInterface, Arg::Required),
     ("syncid", Tag::SyncId, Arg::Required),
     ("daemon", Tag::Daemon, Arg::None),
@@ -498,7 +528,10 @@ struct Parser {
     netmask: Option<String>,
     server: Option<(IpAddr, Option<u16>)>,
     fwd: Option<Fwd>,
-    tun_type: Option<TunnelType>,
+    /// --tun-type's index in TUN_LEGAL, --tun-port, and the checksum flag.
+    tun_type: usize,
+    tun_port: u16,
+    tun_csum: TunCsum,
     weight: Option<u32>,
     u_threshold: u32,
     l_threshold: u32,
@@ -564,6 +597,48 @@ impl Parser {
             return Err(fail("multiple commands specified"));
         }
         self.cmd = Some(c);
+        Ok(())
+    }
+
+    /// ipvsadm's tunnel checks: tunnel options only with -i, and each tunnel type's own (its
+    /// compulsory, illegal and mutually exclusive options); then the tunnel `fwd` names.
+    fn check_tunnel(&self, fwd: &mut Fwd) -> Result<(), ParseError> {
+        let given = |o: Opt| self.options & (1 << (o as usize)) != 0;
+        let any = [Opt::TunType, Opt::TunPort, Opt::TunNocsum, Opt::TunCsum, Opt::TunRemcsum]
+            .into_iter()
+            .any(given);
+        let Fwd::Tunnel(t) = fwd else {
+            return if any { Err(fail("Tunnel options conflict with forward method")) } else { Ok(()) };
+        };
+        let (name, rules) = TUN_LEGAL.get(self.tun_type).copied().unwrap_or(TUN_LEGAL[0]);
+        let mut last = None;
+        for (o, rule) in TUN_OPTS.into_iter().zip(rules.iter()) {
+            let opt = OPT_NAMES[o as usize];
+            match (given(o), rule) {
+                (false, b'+') => {
+                    return Err(fail(format!(
+                        "You need to supply the '{opt}' option for the '{name}' tunnel type"
+                    )));
+                }
+                (true, b'x') => {
+                    return Err(fail(format!("Illegal '{opt}' option with the '{name}' tunnel type")));
+                }
+                (true, b'1') => match last {
+                    None => last = Some(opt),
+                    Some(first) => {
+                        return Err(fail(format!(
+                            "The option '{opt}' conflicts with the '{first}' option in the '{name}' tunnel type"
+                        )));
+                    }
+                },
+                _ => {}
+            }
+        }
+        *t = match self.tun_type {
+            1 => TunnelType::Gue { port: self.tun_port, csum: self.tun_csum },
+            2 => TunnelType::Gre { csum: self.tun_csum },
+            _ => TunnelType::Ipip,
+        };
         Ok(())
     }
 
@@ -661,12 +736,31 @@ impl Parser {
                 });
             }
             Tag::TunType => {
-                self.tun_type = Some(match val() {
-                    "ipip" => TunnelType::Ipip,
-                    "gue" => TunnelType::Gue,
-                    "gre" => TunnelType::Gre,
-                    _ => return Err(fail("illegal tunnel type specified")),
-                })
+                self.set_option(Opt::TunType)?;
+                let v = val();
+                self.tun_type = TUN_LEGAL
+                    .iter()
+                    .position(|(name, _)| *name == v)
+                    .ok_or_else(|| fail("illegal tunnel type specified"))?;
+            }
+            Tag::TunPort => {
+                self.set_option(Opt::TunPort)?;
+                self.tun_port = number(val(), 1, 65535)
+                    .and_then(|p| u16::try_from(p).ok())
+                    .ok_or_else(|| fail("illegal tunnel port specified"))?;
+            }
+            Tag::TunNocsum | Tag::TunCsum | Tag::TunRemcsum => {
+                let (opt, csum) = match tag {
+                    Tag::TunNocsum => (Opt::TunNocsum, TunCsum::NoCsum),
+                    Tag::TunCsum => (Opt::TunCsum, TunCsum::Csum),
+                    _ => (Opt::TunRemcsum, TunCsum::RemCsum),
+                };
+                self.set_option(opt)?;
+                self.tun_csum = csum;
+            }
+            Tag::TunInfo => {
+                self.set_option(Opt::TunInfo)?;
+                self.format = ListFormat::TunInfo;
             }
             Tag::Weight => {
                 self.set_option(Opt::Weight)?;
@@ -797,9 +891,7 @@ impl Parser {
                 // ipvsadm: a real server without a port inherits the virtual port.
                 let port = port.unwrap_or(key.port());
                 let mut fwd = self.fwd.unwrap_or(Fwd::Route);
-                if let (Fwd::Tunnel(t), Some(tt)) = (&mut fwd, self.tun_type) {
-                    *t = tt;
-                }
+                self.check_tunnel(&mut fwd)?;
                 let d = DestConfig {
                     addr,
                     port,

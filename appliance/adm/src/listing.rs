@@ -9,7 +9,10 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use rvs_ipvs::{DestConfig, Fwd, Ipvs, ServiceConfig, ServiceKey, ShardReport, Stats, TcpState, Time, proto};
+use rvs_ipvs::{
+    DestConfig, Fwd, Ipvs, ServiceConfig, ServiceKey, ShardReport, Stats, TcpState, Time, TunCsum,
+    TunnelType, proto,
+};
 
 use crate::grammar::{ListFormat, ListOptions};
 
@@ -222,6 +225,41 @@ fn fwd_name(f: Fwd) -> &'static str {
     }
 }
 
+/// ipvsadm's tunflags: the checksum flag as `-L --tun-info` shows it, and as `-S` writes it.
+fn tun_csum_names(c: TunCsum) -> (&'static str, &'static str) {
+    match c {
+        TunCsum::NoCsum => ("-c", "--tun-nocsum"),
+        TunCsum::Csum => ("+c", "--tun-csum"),
+        TunCsum::RemCsum => ("r+c", "--tun-remcsum"),
+    }
+}
+
+/// `-L --tun-info`'s TunnelInfo column: "ipip", "gue:PORT:FLAG", "gre:FLAG", or "n/a".
+fn tun_info(f: Fwd) -> String {
+    match f {
+        Fwd::Tunnel(t @ TunnelType::Ipip) => t.name().to_owned(),
+        Fwd::Tunnel(t @ TunnelType::Gue { port, csum }) => {
+            format!("{}:{port}:{}", t.name(), tun_csum_names(csum).0)
+        }
+        Fwd::Tunnel(t @ TunnelType::Gre { csum }) => format!("{}:{}", t.name(), tun_csum_names(csum).0),
+        _ => "n/a".to_owned(),
+    }
+}
+
+/// What `-S` adds after `-w` for a tunnel server (ipvsadm 1.31 on a kernel that reports it).
+fn tun_rule(f: Fwd) -> String {
+    match f {
+        Fwd::Tunnel(t @ TunnelType::Ipip) => format!(" --tun-type {}", t.name()),
+        Fwd::Tunnel(t @ TunnelType::Gue { port, csum }) => {
+            format!(" --tun-type {} --tun-port {port} {}", t.name(), tun_csum_names(csum).1)
+        }
+        Fwd::Tunnel(t @ TunnelType::Gre { csum }) => {
+            format!(" --tun-type {} {}", t.name(), tun_csum_names(csum).1)
+        }
+        _ => String::new(),
+    }
+}
+
 fn fwd_switch(f: Fwd) -> &'static str {
     match f {
         Fwd::Masq => "-m",
@@ -269,6 +307,10 @@ fn title(out: &mut String, format: ListFormat) {
             out,
             "{:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port",
             "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
+        ),
+        ListFormat::TunInfo => writeln!(
+            out,
+            "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn"
         ),
         _ => writeln!(
             out,
@@ -423,6 +465,15 @@ fn service_entry(out: &mut String, sv: &ServiceView, o: &ListOptions) {
                 "  -> {dname:<28} {:<9} {:<11} {:<10} {:<10}",
                 d.cfg.weight, d.persistent, d.active, d.inactive
             ),
+            ListFormat::TunInfo => writeln!(
+                out,
+                "  -> {dname:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+                fwd_name(d.cfg.fwd),
+                tun_info(d.cfg.fwd),
+                d.cfg.weight,
+                d.active,
+                d.inactive
+            ),
             _ => writeln!(
                 out,
                 "  -> {dname:<28} {:<7} {:<6} {:<10} {:<10}",
@@ -502,10 +553,11 @@ pub fn save(s: &Snapshot, numeric: bool) -> String {
         for d in sorted_dests(sv, false) {
             let _ = writeln!(
                 out,
-                "-a {name} -r {} {} -w {}",
+                "-a {name} -r {} {} -w {}{}",
                 addrport(&d.cfg.addr, d.cfg.port, numeric),
                 fwd_switch(d.cfg.fwd),
-                d.cfg.weight
+                d.cfg.weight,
+                tun_rule(d.cfg.fwd)
             );
         }
     }

@@ -7,7 +7,7 @@ use rvs_adm::listing::{self, ConnView, DestView, Rates, ServiceView, Snapshot};
 use rvs_adm::{Command, ListFormat, ListOptions, parse, parse_rules};
 use rvs_ipvs::{
     DestConfig, Fwd, Ipvs, Op, Persistence, SchedFlags, SchedulerKind, ServiceConfig, ServiceKey, Stats,
-    TunnelType, proto,
+    TunCsum, TunnelType, proto,
 };
 
 fn ip(s: &str) -> IpAddr {
@@ -368,11 +368,116 @@ fn defaults_users_rely_on() {
     assert_eq!(ok("-C"), Command::Change(Op::Clear));
     assert_eq!(ok("-R"), Command::Restore);
     assert_eq!(ok("-h"), Command::Help);
-    let Command::Change(Op::AddDest(_, d)) = ok("-a -u 192.0.2.53:53 -r 203.0.113.31 -i --tun-type gue")
-    else {
-        panic!()
+    let dest = |line: &str| {
+        let Command::Change(Op::AddDest(_, d)) = ok(line) else { panic!("{line}") };
+        d.fwd
     };
-    assert_eq!(d.fwd, Fwd::Tunnel(TunnelType::Gue));
+    assert_eq!(
+        dest("-a -u 192.0.2.53:53 -r 203.0.113.31 -i --tun-type gue --tun-port 6080 --tun-csum"),
+        Fwd::Tunnel(TunnelType::Gue { port: 6080, csum: TunCsum::Csum })
+    );
+    assert_eq!(
+        dest("-a -u 192.0.2.53:53 -r 203.0.113.31 -i --tun-type gre"),
+        Fwd::Tunnel(TunnelType::Gre { csum: TunCsum::NoCsum })
+    );
+    assert_eq!(dest("-a -u 192.0.2.53:53 -r 203.0.113.31 -i --tun-type ipip"), Fwd::Tunnel(TunnelType::Ipip));
+}
+
+/// ipvsadm 1.31's tunnel checks (tunnel_types_v_options and process_options), word for word.
+#[test]
+fn tunnel_option_errors_are_ipvsadms() {
+    let a = "-a -t 192.0.2.80:80 -r 203.0.113.31";
+    for (line, want) in [
+        (
+            format!("{a} -i --tun-type gue"),
+            "You need to supply the 'tun-port' option for the 'gue' tunnel type",
+        ),
+        (format!("{a} -i --tun-port 6080"), "Illegal 'tun-port' option with the 'ipip' tunnel type"),
+        (
+            format!("{a} -i --tun-type gre --tun-remcsum"),
+            "Illegal 'tun-remcsum' option with the 'gre' tunnel type",
+        ),
+        (
+            format!("{a} -i --tun-type gre --tun-port 1"),
+            "Illegal 'tun-port' option with the 'gre' tunnel type",
+        ),
+        (
+            format!("{a} -i --tun-type gue --tun-port 6080 --tun-nocsum --tun-csum"),
+            "The option 'tun-csum' conflicts with the 'tun-nocsum' option in the 'gue' tunnel type",
+        ),
+        (format!("{a} -m --tun-type gre"), "Tunnel options conflict with forward method"),
+        (format!("{a} --tun-csum"), "Tunnel options conflict with forward method"),
+        (format!("{a} -i --tun-type gue --tun-port 0"), "illegal tunnel port specified"),
+        (format!("{a} -i --tun-type vxlan"), "illegal tunnel type specified"),
+        (
+            "-A -t 192.0.2.80:80 --tun-type gre".to_owned(),
+            "Illegal 'tun-type' option with the 'add-service' command",
+        ),
+        ("-L --tun-info --tun-info".to_owned(), "multiple 'tun-info' options specified"),
+        ("-Sn --tun-info".to_owned(), "Illegal 'tun-info' option with the 'save' command"),
+    ] {
+        assert_eq!(err(&line), want, "{line}");
+    }
+}
+
+fn tunnel_snapshot() -> Snapshot {
+    let svc_key = tcp("192.0.2.80", 80);
+    let dests = vec![
+        dest("203.0.113.11", 80, Fwd::Tunnel(TunnelType::Ipip), 1, 0, 0),
+        dest("203.0.113.12", 80, Fwd::Tunnel(TunnelType::Gue { port: 6080, csum: TunCsum::NoCsum }), 2, 0, 0),
+        dest(
+            "203.0.113.13",
+            80,
+            Fwd::Tunnel(TunnelType::Gue { port: 6079, csum: TunCsum::RemCsum }),
+            1,
+            0,
+            0,
+        ),
+        dest("203.0.113.14", 80, Fwd::Tunnel(TunnelType::Gre { csum: TunCsum::Csum }), 3, 1, 2),
+        dest("203.0.113.15", 80, Fwd::Route, 1, 0, 0),
+    ];
+    Snapshot {
+        table_size: 4096,
+        services: vec![svc(ServiceConfig::new(svc_key, SchedulerKind::Rr), dests)],
+        timeouts: (900, 120, 300),
+        conns: vec![],
+    }
+}
+
+/// `-Ln --tun-info` as ipvsadm 1.31 prints it (print_title, fwd_tun_info: "n/a" for other methods).
+#[test]
+fn ln_tun_info_matches_ipvsadm() {
+    let want = "IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn
+TCP  192.0.2.80:80 rr
+  -> 203.0.113.11:80              Tunnel  ipip          1      0          0         
+  -> 203.0.113.12:80              Tunnel  gue:6080:-c   2      0          0         
+  -> 203.0.113.13:80              Tunnel  gue:6079:r+c  1      0          0         
+  -> 203.0.113.14:80              Tunnel  gre:+c        3      1          2         
+  -> 203.0.113.15:80              Route   n/a           1      0          0         
+";
+    assert_eq!(list(&tunnel_snapshot(), ListFormat::TunInfo), want);
+}
+
+/// `-Sn` writes each tunnel server's type and options as ipvsadm 1.31 does (print_tunnel_rule), and
+/// `-R` reads them back to the same table.
+#[test]
+fn save_writes_tunnel_options_and_restore_reads_them_back() {
+    let want = "-A -t 192.0.2.80:80 -s rr
+-a -t 192.0.2.80:80 -r 203.0.113.11:80 -i -w 1 --tun-type ipip
+-a -t 192.0.2.80:80 -r 203.0.113.12:80 -i -w 2 --tun-type gue --tun-port 6080 --tun-nocsum
+-a -t 192.0.2.80:80 -r 203.0.113.13:80 -i -w 1 --tun-type gue --tun-port 6079 --tun-remcsum
+-a -t 192.0.2.80:80 -r 203.0.113.14:80 -i -w 3 --tun-type gre --tun-csum
+-a -t 192.0.2.80:80 -r 203.0.113.15:80 -g -w 1
+";
+    let saved = listing::save(&tunnel_snapshot(), true);
+    assert_eq!(saved, want);
+    let mut v = Ipvs::new(100, 100, 1);
+    for (_, c) in parse_rules(&saved).unwrap() {
+        apply(&mut v, c);
+    }
+    assert_eq!(listing::save(&Snapshot::from_ipvs(&v, 0), true), want);
 }
 
 #[test]

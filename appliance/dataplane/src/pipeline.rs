@@ -18,11 +18,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
-use rvs_ipvs::{ConnInfo, Fwd, Ipvs, Op, PacketMeta, Time};
+use rvs_ipvs::{ConnInfo, Fwd, Ipvs, Op, PacketMeta, Time, TunCsum, TunnelType};
 use rvs_wire::arp::{self, ArpPacket};
 use rvs_wire::ethernet::{self, MacAddr, ethertype};
 use rvs_wire::icmpv4::{self, ErrorKind};
-use rvs_wire::rewrite::{self, Egress, NatMapping, Offload, TtlPolicy, TunOuter, Verdict};
+use rvs_wire::rewrite::{self, Egress, Encap, NatMapping, Offload, TtlPolicy, TunOuter, Verdict};
 use rvs_wire::tcp::TcpSegment;
 use rvs_wire::udp::UdpDatagram;
 use rvs_wire::{PacketBuffer, PacketError, ip_proto};
@@ -775,10 +775,22 @@ impl Pipeline {
             // DR hands the frame to the real server itself: it must be on a connected subnet.
             Fwd::Route if nh.addr != raddr => return self.drop(DropReason::NoRoute),
             Fwd::Route => rewrite::dr_with(buf, info, &egress),
-            Fwd::Tunnel(_) => {
+            Fwd::Tunnel(t) => {
+                let encap = match t {
+                    TunnelType::Ipip => Encap::Ipip,
+                    TunnelType::Gre { csum } => Encap::Gre { csum: csum == TunCsum::Csum },
+                    // Remote checksum offload applies only to packets whose checksum is left to
+                    // finish (the kernel's test too); rvs forwards finished ones: plain GUE.
+                    TunnelType::Gue { port, csum } => Encap::Gue {
+                        sport: gue_source_port(buf.bytes(), info),
+                        dport: port,
+                        csum: csum == TunCsum::Csum,
+                    },
+                };
                 if self.tun_clamp_mss && info.protocol == ip_proto::TCP && !info.v6 {
-                    // IPv4 inside IPv4: the MTU less the outer header, the inner IPv4 and TCP headers.
-                    let max = egress.mtu.saturating_sub(60);
+                    // IPv4 inside IPv4: the MTU less the outer headers, the inner IPv4 and TCP headers.
+                    let overhead = 60 + u16::try_from(encap.len()).unwrap_or(u16::MAX);
+                    let max = egress.mtu.saturating_sub(overhead);
                     let end = info.l2_len + info.ip_len;
                     if let Some(seg) = buf.bytes_mut().get_mut(info.l4_offset..end) {
                         if let Ok(mut t) = TcpSegment::new_checked(seg) {
@@ -790,8 +802,13 @@ impl Pipeline {
                 }
                 self.tun_ident = self.tun_ident.wrapping_add(1);
                 let src = self.net.interfaces.get(nh.port).map_or(Ipv4Addr::UNSPECIFIED, |i| i.addr);
-                let outer =
-                    TunOuter { src: src.into(), dst: raddr.into(), ttl: TUN_TTL, ident: self.tun_ident };
+                let outer = TunOuter {
+                    src: src.into(),
+                    dst: raddr.into(),
+                    ttl: TUN_TTL,
+                    ident: self.tun_ident,
+                    encap,
+                };
                 rewrite::tun_with(buf, info, &egress, &outer)
             }
             Fwd::Local => return self.up_to_kernel(port, now, DropReason::ToDirector),
@@ -892,6 +909,26 @@ fn wire_drop(e: PacketError) -> DropReason {
         PacketError::Unsupported(_) => DropReason::Unsupported,
         PacketError::NoRoom => DropReason::RewriteFailed,
     }
+}
+
+/// A GUE packet's UDP source port: from the inner flow (source address and the transport ports),
+/// in the dynamic range, so that routers and NICs on the way spread flows and keep each one on one
+/// path, as the kernel's udp_flow_src_port does.
+fn gue_source_port(frame: &[u8], info: &rewrite::IpInfo) -> u16 {
+    let ports = frame
+        .get(info.l4_offset..info.l4_offset + 4)
+        .and_then(|p| <[u8; 4]>::try_from(p).ok())
+        .map_or(0, u32::from_be_bytes);
+    let addr = match info.src {
+        IpAddr::V4(a) => u64::from(u32::from(a)),
+        IpAddr::V6(a) => {
+            let b = u128::from(a);
+            u64::try_from(b >> 64).unwrap_or(0) ^ u64::try_from(b & u128::from(u64::MAX)).unwrap_or(0)
+        }
+    };
+    let h = ((addr << 32) ^ u64::from(ports)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 50;
+    // 14 bits above 49152: 49152..=65535.
+    49152 | u16::try_from(h & 0x3fff).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -65,7 +65,13 @@ fn rewrites_on_mbufs_equal_rewrites_on_vecs() {
         offload: Offload::NONE,
     };
     let m = NatMapping { virt: (VIP.into(), 80), real: (RIP.into(), 8080) };
-    let outer = TunOuter { src: Ipv4Addr::new(203, 0, 113, 1).into(), dst: RIP.into(), ttl: 64, ident: 3 };
+    let outer = TunOuter {
+        src: Ipv4Addr::new(203, 0, 113, 1).into(),
+        dst: RIP.into(),
+        ttl: 64,
+        ident: 3,
+        encap: Default::default(),
+    };
 
     for (vlan, payload) in [(false, 0), (true, 6), (false, 1400), (true, 1446)] {
         let f = frame(payload, vlan);

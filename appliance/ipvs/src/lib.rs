@@ -41,7 +41,7 @@ pub use ops::{DestReport, Op, ReportCursor, ServiceReport, ShardReport};
 pub use sched::SchedulerKind;
 pub use service::{
     Dest, DestConfig, DestId, Fwd, Persistence, SchedFlags, ServiceConfig, ServiceId, ServiceKey, Stats,
-    TunnelType,
+    TunCsum, TunnelType,
 };
 pub use state::{TcpState, Timeouts};
 pub use sysctl::{Mode, Sysctl, SysctlError};

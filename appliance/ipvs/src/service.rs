@@ -42,12 +42,46 @@ pub enum Fwd {
     Local,
 }
 
+/// The encapsulation of a TUN destination (ipvsadm 1.31's `--tun-type`, kernel 5.2/5.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TunnelType {
+    /// IP in IP (RFC 2003), the default.
     #[default]
     Ipip,
-    Gue,
-    Gre,
+    /// Generic UDP Encapsulation (draft-ietf-intarea-gue, variant 0): UDP to `port`, then a 4-byte GUE
+    /// header naming the inner protocol.
+    Gue { port: u16, csum: TunCsum },
+    /// GRE (RFC 2784) with the inner packet's EtherType.
+    Gre { csum: TunCsum },
+}
+
+/// `--tun-nocsum` (default), `--tun-csum`, `--tun-remcsum`: the UDP (GUE) or GRE checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TunCsum {
+    #[default]
+    NoCsum,
+    Csum,
+    /// Remote checksum offload (GUE only): the kernel uses it only for packets whose inner checksum
+    /// is left to be finished; rvs forwards finished packets, so these go as `NoCsum` would.
+    RemCsum,
+}
+
+impl TunnelType {
+    /// ipvsadm's name (`--tun-type`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ipip => "ipip",
+            Self::Gue { .. } => "gue",
+            Self::Gre { .. } => "gre",
+        }
+    }
+
+    pub fn csum(self) -> TunCsum {
+        match self {
+            Self::Ipip => TunCsum::NoCsum,
+            Self::Gue { csum, .. } | Self::Gre { csum } => csum,
+        }
+    }
 }
 
 /// Scheduler flags (ipvsadm -b).

@@ -63,7 +63,13 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("dr", |x| x.iter(|| black_box(rewrite::dr(&mut b, &eg))));
-    let outer = TunOuter { src: Ipv4Addr::new(203, 0, 113, 1).into(), dst: RIP.into(), ttl: 64, ident: 0 };
+    let outer = TunOuter {
+        src: Ipv4Addr::new(203, 0, 113, 1).into(),
+        dst: RIP.into(),
+        ttl: 64,
+        ident: 0,
+        encap: Default::default(),
+    };
     g.bench_function("tun", |x| {
         x.iter(|| {
             b.refill(&f);

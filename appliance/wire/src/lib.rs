@@ -84,6 +84,7 @@ pub mod ip_proto {
     pub const IPV6: u8 = 41;
     pub const IPV6_ROUTE: u8 = 43;
     pub const IPV6_FRAG: u8 = 44;
+    pub const GRE: u8 = 47;
     pub const ESP: u8 = 50;
     pub const AH: u8 = 51;
     pub const ICMPV6: u8 = 58;

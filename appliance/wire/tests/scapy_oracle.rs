@@ -10,7 +10,7 @@ use rvs_wire::arp::{self, ArpPacket};
 use rvs_wire::icmpv4;
 use rvs_wire::icmpv6;
 use rvs_wire::ipv4::Ipv4Packet;
-use rvs_wire::rewrite::{self, Egress, NatMapping, TtlPolicy, TunOuter, Verdict};
+use rvs_wire::rewrite::{self, Egress, Encap, NatMapping, TtlPolicy, TunOuter, Verdict};
 use rvs_wire::tcp::TcpSegment;
 use rvs_wire::{PacketBuffer, VecBuffer};
 
@@ -45,13 +45,19 @@ fn run_case(name: &str, input: &[u8]) -> Vec<u8> {
     let is6 = name.contains('6');
     let mut b = VecBuffer::new(input);
     let to_client = Egress { dst_mac: PEER, ..egress(TtlPolicy::Decrement) };
-    let outer4 =
-        TunOuter { src: ME_IP.into(), dst: Ipv4Addr::new(203, 0, 113, 10).into(), ttl: 64, ident: 1 };
+    let outer4 = TunOuter {
+        src: ME_IP.into(),
+        dst: Ipv4Addr::new(203, 0, 113, 10).into(),
+        ttl: 64,
+        ident: 1,
+        encap: Default::default(),
+    };
     let outer6 = TunOuter {
         src: "2001:db8:2::1".parse::<Ipv6Addr>().expect("v6").into(),
         dst: "2001:db8:2::10".parse::<Ipv6Addr>().expect("v6").into(),
         ttl: 64,
         ident: 0,
+        encap: Default::default(),
     };
     let verdict = match name {
         n if n.starts_with("nat_in_") => {
@@ -78,8 +84,16 @@ fn run_case(name: &str, input: &[u8]) -> Vec<u8> {
             assert!(t.clamp_mss(1500 - 60), "clamped");
             rewrite::tun(&mut b, &egress(TtlPolicy::Decrement), &outer4)
         }
-        n if n.starts_with("tun_") || n == "ttl_expired" => {
-            match rewrite::tun(&mut b, &egress(TtlPolicy::Decrement), &outer4).expect("tun") {
+        n if n.starts_with("tun_") || n.starts_with("gre") || n.starts_with("gue") || n == "ttl_expired" => {
+            let encap = match n.split('_').next() {
+                Some("gre") => Encap::Gre { csum: false },
+                Some("grecsum") => Encap::Gre { csum: true },
+                Some("gue") => Encap::Gue { sport: 50000, dport: 6080, csum: false },
+                Some("guecsum") => Encap::Gue { sport: 50001, dport: 6080, csum: true },
+                _ => Encap::Ipip,
+            };
+            let outer = TunOuter { encap, ..outer4 };
+            match rewrite::tun(&mut b, &egress(TtlPolicy::Decrement), &outer).expect("tun") {
                 Verdict::Forward => Ok(Verdict::Forward),
                 v => {
                     // The director answers with the ICMP error the verdict names, quoting the original.

@@ -29,7 +29,7 @@ pub use nat::{
     NatMapping, icmp_error_inner, icmp_nat_in, icmp_nat_out, nat_fragment, nat_in, nat_in_with, nat_out,
     nat_out_with,
 };
-pub use tun::{TunOuter, tun, tun_with};
+pub use tun::{Encap, TunOuter, tun, tun_with};
 
 use std::net::IpAddr;
 

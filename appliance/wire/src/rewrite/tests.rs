@@ -202,8 +202,13 @@ fn tun_encapsulates_with_inner_tos_and_df() {
     let mut f = v4_frame(ip_proto::UDP, (CLIENT, 5000), (VIP, 53), b"q", 64, true);
     f.extend_from_slice(&[0u8; 10]); // Ethernet padding must not be tunnelled
     let mut b = VecBuffer::new(&f);
-    let outer =
-        TunOuter { src: Ipv4Addr::new(203, 0, 113, 1).into(), dst: RIP.into(), ttl: 64, ident: 0x4242 };
+    let outer = TunOuter {
+        src: Ipv4Addr::new(203, 0, 113, 1).into(),
+        dst: RIP.into(),
+        ttl: 64,
+        ident: 0x4242,
+        encap: Default::default(),
+    };
     assert_eq!(tun(&mut b, &egress(TtlPolicy::Decrement), &outer), Ok(Verdict::Forward));
     let out = b.bytes();
     let o = Ipv4Packet::new_checked(&out[14..]).unwrap();
@@ -230,12 +235,12 @@ fn tun_over_ipv6_and_mixed_families() {
     let src: Ipv6Addr = "2001:db8::1".parse().unwrap();
     let dst: Ipv6Addr = "2001:db8::10".parse().unwrap();
     let mut b = VecBuffer::new(&f);
-    let outer = TunOuter { src: src.into(), dst: dst.into(), ttl: 64, ident: 0 };
+    let outer = TunOuter { src: src.into(), dst: dst.into(), ttl: 64, ident: 0, encap: Default::default() };
     assert_eq!(tun(&mut b, &egress(TtlPolicy::Preserve), &outer), Ok(Verdict::Forward));
     let o = crate::ipv6::Ipv6Packet::new_checked(&b.bytes()[14..]).unwrap();
     assert_eq!((o.next_header(), o.src(), o.dst(), o.traffic_class()), (ip_proto::IPIP, src, dst, 0x10));
     assert_eq!(o.payload(), &f[14..]);
-    let mixed = TunOuter { src: src.into(), dst: RIP.into(), ttl: 64, ident: 0 };
+    let mixed = TunOuter { src: src.into(), dst: RIP.into(), ttl: 64, ident: 0, encap: Default::default() };
     assert!(tun(&mut VecBuffer::new(&f), &egress(TtlPolicy::Preserve), &mixed).is_err());
 }
 
@@ -314,7 +319,13 @@ fn every_truncation_is_an_error_never_a_panic() {
         v4_frame(ip_proto::TCP, (CLIENT, 40000), (VIP, 80), b"abc", 64, true),
         v4_frame(ip_proto::UDP, (CLIENT, 40000), (VIP, 80), b"abc", 64, false),
     ];
-    let outer = TunOuter { src: Ipv4Addr::new(203, 0, 113, 1).into(), dst: RIP.into(), ttl: 64, ident: 0 };
+    let outer = TunOuter {
+        src: Ipv4Addr::new(203, 0, 113, 1).into(),
+        dst: RIP.into(),
+        ttl: 64,
+        ident: 0,
+        encap: Default::default(),
+    };
     for f in &frames {
         for n in 0..f.len() {
             let cut = &f[..n];

@@ -8,7 +8,7 @@ mode requires. Prints one line per case and "N passed, M failed"; exits 1 on any
 """
 import sys
 
-from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoReply, ICMPv6ND_NA,
+from scapy.all import (ARP, GRE, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoReply, ICMPv6ND_NA,
                        ICMPv6NDOptDstLLAddr, IPerror, IPv6, TCPerror, UDPerror, raw)
 
 CLIENT, VIP, RIP, ROUTER, ME_IP = "198.51.100.7", "192.0.2.80", "203.0.113.10", "198.51.100.1", "203.0.113.1"
@@ -28,7 +28,7 @@ def checksums_match(pkt, keep_inner_l4=False, keep_udp=False):
     """Deletes every checksum scapy knows how to compute, rebuilds, and compares bytes. keep_udp: a
     UDP checksum of 0 means "none" over IPv4 and must stay 0, so it is not recomputed."""
     p = pkt.copy()
-    for layer in (IP, TCP, ICMP, IPerror) + (() if keep_udp else (UDP,)):
+    for layer in (IP, TCP, ICMP, IPerror, GRE) + (() if keep_udp else (UDP,)):
         if layer in p:
             del p[layer].chksum
     if not keep_inner_l4:
@@ -95,6 +95,43 @@ def check(name, i, o):
         opts = dict((k, v) for k, v in inner[TCP].options)
         expect(opts.get("MSS") == 1440, f"MSS clamped to 1440: {inner[TCP].options}")
         expect(opts.get("WScale") == 7 and "SAckOK" in opts, "the other options intact")
+    elif name.startswith(("gre", "gue")) and name != "gue_toobig":
+        # GRE (RFC 2784) or GUE variant 0 in UDP to port 6080, as the kernel's IPVS encapsulates.
+        l2_to_rs(o)
+        inner6 = name.endswith("6in4")
+        outer = o[IP]
+        src_i = i[IPv6] if inner6 else i[IP]
+        expect(outer.src == ME_IP and outer.dst == RIP, "outer IPv4 addresses")
+        expect(outer.tos == (src_i.tc if inner6 else src_i.tos), "outer TOS follows inner")
+        expect(bool(outer.flags.DF) == (True if inner6 else bool(src_i.flags.DF)), "outer DF follows inner")
+        expect(outer.len == len(raw(outer)), "outer total length")
+        if name.startswith("gre"):
+            csum = name.startswith("grecsum")
+            expect(outer.proto == 47 and GRE in o, "GRE")
+            g = o[GRE]
+            expect(g.proto == (0x86DD if inner6 else 0x0800), f"GRE protocol {g.proto:#x}")
+            expect(bool(g.chksum_present) == csum and not g.key_present and not g.seqnum_present, "GRE flags")
+            expect(len(raw(g)) - len(raw(g.payload)) == (8 if csum else 4), "GRE header length")
+            checksums_match(o)
+            inner = g.payload
+        else:
+            csum = name.startswith("guecsum")
+            expect(outer.proto == 17 and UDP in o, "UDP")
+            u = o[UDP]
+            expect(u.dport == 6080 and u.sport >= 49152, f"GUE ports {u.sport} -> {u.dport}")
+            expect(u.len == len(raw(u)), "UDP length")
+            expect((u.chksum != 0) == csum, f"UDP checksum {u.chksum:#x}")
+            checksums_match(o, keep_udp=not csum)
+            body = raw(u.payload)
+            expect(body[:4] == bytes([0, 41 if inner6 else 4, 0, 0]), f"GUE header {body[:4].hex()}")
+            inner = IPv6(body[4:]) if inner6 else IP(body[4:])
+        expect(inner.src == src_i.src and inner.dst == src_i.dst, "inner addresses intact")
+        if inner6:
+            expect(inner.hlim == src_i.hlim - 1, "inner hop limit decremented")
+        else:
+            expect(inner.ttl == src_i.ttl - 1, "inner TTL decremented")
+            checksums_match(Ether() / inner)
+        expect(raw(inner.payload) == raw(src_i.payload), "inner transport intact")
     elif name.startswith("tun_") and name != "tun_toobig":
         l2_to_rs(o)
         outer6 = name in ("tun_4in6", "tun_6in6")
@@ -121,13 +158,16 @@ def check(name, i, o):
             expect(inner.ttl == src_i.ttl - 1, "inner TTL decremented")
             checksums_match(Ether() / inner)
         expect(raw(inner.payload) == raw(src_i.payload), "inner transport intact")
-    elif name in ("tun_toobig", "ttl_expired"):
+    elif name in ("tun_toobig", "gue_toobig", "ttl_expired"):
         # The Rust side answered with the ICMP error the verdict asked for.
         expect(o.dst == PEER and o.src == ME, "error goes back to the sender's MAC")
         checksums_match(o, keep_inner_l4=True)
         expect(o[IP].src == ME_IP and o[IP].dst == CLIENT, "error addressed to the client")
         if name == "tun_toobig":
             expect(o[ICMP].type == 3 and o[ICMP].code == 4 and o[ICMP].nexthopmtu == 1480, "frag needed, MTU 1480")
+        elif name == "gue_toobig":
+            # 20 bytes of outer IPv4, 8 of UDP, 4 of GUE.
+            expect(o[ICMP].type == 3 and o[ICMP].code == 4 and o[ICMP].nexthopmtu == 1468, "frag needed, MTU 1468")
         else:
             expect(o[ICMP].type == 11 and o[ICMP].code == 0, "time exceeded")
         quoted = raw(o[ICMP].payload)

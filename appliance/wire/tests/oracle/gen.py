@@ -36,6 +36,13 @@ cases = {
     "tun_6in6": Ether(src=PEER, dst=ME) / IPv6(src=CLIENT6, dst=VIP6) / UDP(sport=40010, dport=80) / Raw(b"66"),
     "tun_toobig": Ether(src=PEER, dst=ME) / IP(src=CLIENT, dst=VIP, flags="DF") / TCP(sport=40011, dport=80, flags="A") / Raw(b"b" * 1460),
     # A SYN to a TUN server with MSS clamping on: its MSS (1460) lowered to 1440 before encapsulation.
+    "gre_4in4": Ether(src=PEER, dst=ME) / IP(src=CLIENT, dst=VIP, tos=0x10, flags="DF", ttl=30) / TCP(sport=40020, dport=80, flags="PA") / Raw(b"g" * 100),
+    "grecsum_6in4": Ether(src=PEER, dst=ME) / IPv6(src=CLIENT6, dst=VIP6) / UDP(sport=40021, dport=80) / Raw(b"G" * 33),
+    "grecsum_4in4": Ether(src=PEER, dst=ME) / IP(src=CLIENT, dst=VIP, flags=0) / UDP(sport=40022, dport=80) / Raw(b"h" * 7),
+    "gue_4in4": Ether(src=PEER, dst=ME) / IP(src=CLIENT, dst=VIP, flags="DF", ttl=30) / TCP(sport=40023, dport=80, flags="S", options=OPTS),
+    "guecsum_4in4": Ether(src=PEER, dst=ME) / IP(src=CLIENT, dst=VIP) / UDP(sport=40024, dport=80) / Raw(b"Q" * 41),
+    "guecsum_6in4": Ether(src=PEER, dst=ME) / IPv6(src=CLIENT6, dst=VIP6, tc=0x28) / TCP(sport=40025, dport=80, flags="A") / Raw(b"w" * 12),
+    "gue_toobig": Ether(src=PEER, dst=ME) / IP(src=CLIENT, dst=VIP, flags="DF") / TCP(sport=40026, dport=80, flags="A") / Raw(b"b" * 1440),
     "mss_tun_4in4": Ether(src=PEER, dst=ME) / IP(src=CLIENT, dst=VIP, flags="DF", ttl=30) / TCP(sport=40013, dport=80, flags="S", options=OPTS),
     "ttl_expired": Ether(src=PEER, dst=ME) / IP(src=CLIENT, dst=VIP, ttl=1) / UDP(sport=40012, dport=80) / Raw(b"e" * 20),
     # ICMP errors about NATed flows. From the client side, about the director's reply VIP:80 -> client:
