@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rvs_ipvs::{DestConfig, Fwd, Persistence, SchedFlags, SchedulerKind, ServiceConfig, ServiceKey};
+use rvs_ipvs::{
+    DestConfig, Fwd, Persistence, SchedFlags, SchedulerKind, ServiceConfig, ServiceKey, TunCsum, TunnelType,
+};
 
 /// What is wrong with a keepalived configuration; always names where.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -493,12 +495,52 @@ struct Inherited {
     vport: u16,
 }
 
+/// `lvs_method NAT|DR` or `lvs_method TUN [type {ipip|gue port NUM|gre} [nocsum|csum|remcsum]]`
+/// (keepalived.conf(5); `lb_kind` is the older name).
 fn fwd_of(n: &Node) -> Result<Fwd, KeepalivedError> {
-    match n.arg(0)?.to_ascii_uppercase().as_str() {
+    let kind = n.arg(0)?.to_ascii_uppercase();
+    let rest = n.args.get(1..).unwrap_or_default();
+    if kind != "TUN" && !rest.is_empty() {
+        return Err(n.err_value(format!("`{}` follows {kind}: only TUN takes a tunnel type", rest.join(" "))));
+    }
+    match kind.as_str() {
         "NAT" => Ok(Fwd::Masq),
         "DR" => Ok(Fwd::Route),
-        "TUN" => Ok(Fwd::Tunnel(Default::default())),
+        "TUN" => tunnel_of(n, rest).map(Fwd::Tunnel),
         v => Err(n.err_value(format!("`{v}` is not NAT, DR or TUN"))),
+    }
+}
+
+fn tunnel_of(n: &Node, words: &[String]) -> Result<TunnelType, KeepalivedError> {
+    let mut w = words.iter().map(String::as_str);
+    let ty = match (w.next(), w.next()) {
+        (None, _) => return Ok(TunnelType::Ipip),
+        (Some("type"), Some(t)) => t,
+        (Some(other), _) => return Err(n.err_value(format!("`{other}` after TUN: expected `type`"))),
+    };
+    let port = if ty == "gue" {
+        match (w.next(), w.next().map(str::parse::<u16>)) {
+            (Some("port"), Some(Ok(p))) if p > 0 => p,
+            _ => return Err(n.err_value("a gue tunnel needs `port NUM` (1-65535)")),
+        }
+    } else {
+        0
+    };
+    let csum = match w.next() {
+        None | Some("nocsum") => TunCsum::NoCsum,
+        Some("csum") => TunCsum::Csum,
+        Some("remcsum") if ty == "gue" => TunCsum::RemCsum,
+        Some(other) => return Err(n.err_value(format!("`{other}` is not a checksum option for {ty}"))),
+    };
+    if let Some(extra) = w.next() {
+        return Err(n.err_value(format!("`{extra}` after the tunnel's options")));
+    }
+    match ty {
+        "ipip" if csum == TunCsum::NoCsum => Ok(TunnelType::Ipip),
+        "ipip" => Err(n.err_value("an ipip tunnel has no checksum option")),
+        "gue" => Ok(TunnelType::Gue { port, csum }),
+        "gre" => Ok(TunnelType::Gre { csum }),
+        other => Err(n.err_value(format!("`{other}` is not a tunnel type (ipip, gue or gre)"))),
     }
 }
 
@@ -1091,6 +1133,36 @@ virtual_server 10.10.10.3 1358 {
         let CheckKind::Http { urls, .. } = &http.kind else { panic!() };
         assert_eq!(urls[0].path, "/", "`!` starts a comment anywhere");
         assert_eq!(smtp.kind, CheckKind::Smtp { helo_name: Some("mx.example.org".into()) });
+    }
+
+    /// keepalived.conf(5)'s `lvs_method TUN [type {ipip|gue port NUM|gre} [nocsum|csum|remcsum]]`,
+    /// on the virtual server (inherited) and on a real server (its own).
+    #[test]
+    fn tunnel_types_read_as_keepalived_writes_them() {
+        let text = "virtual_server 192.0.2.1 80 {\n lvs_method TUN type gue port 6080 csum\n\
+                    real_server 10.0.0.1 80 {\n }\n real_server 10.0.0.2 80 {\n lvs_method TUN type gre\n }\n\
+                    real_server 10.0.0.3 80 {\n lvs_method TUN\n }\n}\n";
+        let c = parse_str("t.conf", text).expect("valid");
+        let fwd: Vec<Fwd> = c.virtual_servers[0].reals.iter().map(|r| r.dest.fwd).collect();
+        assert_eq!(
+            fwd,
+            [
+                Fwd::Tunnel(TunnelType::Gue { port: 6080, csum: TunCsum::Csum }),
+                Fwd::Tunnel(TunnelType::Gre { csum: TunCsum::NoCsum }),
+                Fwd::Tunnel(TunnelType::Ipip),
+            ]
+        );
+        for (method, want) in [
+            ("TUN type gue", "needs `port NUM`"),
+            ("TUN type gre remcsum", "`remcsum` is not a checksum option for gre"),
+            ("TUN type vxlan", "`vxlan` is not a tunnel type"),
+            ("DR type gre", "only TUN takes a tunnel type"),
+            ("TUN type ipip csum", "an ipip tunnel has no checksum option"),
+        ] {
+            let text = format!("virtual_server 192.0.2.1 80 {{\n lvs_method {method}\n}}\n");
+            let e = parse_str("t.conf", &text).expect_err(method).to_string();
+            assert!(e.contains(want), "{method}: {e}");
+        }
     }
 
     #[test]
