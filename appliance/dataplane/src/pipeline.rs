@@ -1182,67 +1182,128 @@ mod tests {
         assert_eq!(p.handle(1, &mut VecBuffer::new(&stray), 3), Action::Drop);
     }
 
-    /// Two workers behind a software NIC that spreads packets as an RSS NIC does (Toeplitz, default
-    /// key, RETA alternating queues 0 and 1): which worker receives `frame`?
-    fn nic_queue(rss: &RssPredictor, frame: &[u8]) -> usize {
-        let ip = ip(frame);
-        let t = TcpSegment::new_checked(&frame[34..]).unwrap();
-        usize::from(rss.queue_v4(6, ip.src(), ip.dst(), t.src_port(), t.dst_port()))
+    /// Several workers as the daemon wires them, without DPDK (after quinn-proto's `Pair`): a
+    /// software NIC that spreads IPv4 TCP frames over the workers as an RSS NIC does (Toeplitz, the
+    /// default key, RETA entries round robin), each worker loop's inboxes (a frame another worker
+    /// owns is handed to it; mirrored connections are installed where they go) and a clock that
+    /// moves a millisecond per frame.
+    struct Workers {
+        w: Vec<Pipeline>,
+        rss: RssPredictor,
+        now: Time,
+        /// Frames handed to their owner, and connections mirrored, so far.
+        handed: usize,
+        mirrored: usize,
+    }
+
+    impl Workers {
+        /// `n` workers, each configured by `setup`; `predict`: NAT reply steering by Toeplitz
+        /// prediction (mirrors) instead of the hand-over.
+        fn new(n: usize, predict: bool, setup: impl Fn(&mut Pipeline)) -> Self {
+            let reta: Vec<u16> = (0..128).map(|i| u16::try_from(i % n).unwrap()).collect();
+            let rss = RssPredictor::new(crate::rss::DEFAULT_KEY.to_vec(), true, true, reta).unwrap();
+            let w = (0..n)
+                .map(|i| {
+                    let mut p = pipeline().0;
+                    setup(&mut p);
+                    if predict {
+                        p.predict_rss(i, vec![Some(rss.clone()), Some(rss.clone())]);
+                    }
+                    p
+                })
+                .collect();
+            Self { w, rss, now: 0, handed: 0, mirrored: 0 }
+        }
+
+        /// The queue (worker) the NIC delivers an IPv4 TCP frame to.
+        fn queue(&self, frame: &[u8]) -> usize {
+            let ip = ip(frame);
+            let t = TcpSegment::new_checked(&frame[34..]).unwrap();
+            usize::from(self.rss.queue_v4(6, ip.src(), ip.dst(), t.src_port(), t.dst_port()))
+        }
+
+        /// `frame` arrives on `port`: the worker that handled it (after any hand-over), what it
+        /// did, and the frame as it leaves.
+        fn arrive(&mut self, port: usize, frame: &[u8]) -> (usize, Action, Vec<u8>) {
+            self.now += 1;
+            let mut at = self.queue(frame);
+            if let Some(owner) = self.w[at].owner(frame, self.w.len()).filter(|&o| o != at) {
+                self.handed += 1;
+                at = owner;
+            }
+            let mut b = VecBuffer::new(frame);
+            let action = self.w[at].handle(port, &mut b, self.now);
+            for (to, c) in std::mem::take(&mut self.w[at].mirrors) {
+                assert_ne!(to, at, "a mirror for another worker");
+                self.w[to].ipvs.insert_mirror(&c, self.now).unwrap();
+                self.mirrored += 1;
+            }
+            (at, action, b.bytes().to_vec())
+        }
+
+        fn connections(&self) -> usize {
+            self.w.iter().map(|w| w.ipvs.connections().count()).sum()
+        }
     }
 
     #[test]
     fn with_rss_prediction_nat_replies_are_translated_where_the_nic_delivers_them() {
-        let reta: Vec<u16> = (0..128).map(|i| (i % 2) as u16).collect();
-        let rss = RssPredictor::new(crate::rss::DEFAULT_KEY.to_vec(), true, true, reta).unwrap();
-        let mut workers: Vec<Pipeline> = (0..2).map(|_| pipeline().0).collect();
-        for (i, w) in workers.iter_mut().enumerate() {
-            service(w, Fwd::Masq, 8080);
-            w.predict_rss(i, vec![Some(rss.clone()), Some(rss.clone())]);
-        }
-        let (mut crossed, mut mirrored) = (0, 0);
+        let mut ws = Workers::new(2, true, |w| service(w, Fwd::Masq, 8080));
+        let mut crossed = 0;
         for n in 0..200u16 {
             let cport = 20000 + n * 7;
             let syn = tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, cport), (VIP, 80), 0x02);
-            let q = nic_queue(&rss, &syn);
-            assert_eq!(workers[q].owner(&syn, 2), None, "nothing to hand over");
-            let mut b = VecBuffer::new(&syn);
-            assert_eq!(workers[q].handle(0, &mut b, 1), Action::Tx(1));
-            // The worker's loop delivers mirrors to their workers' inboxes.
-            for (to, c) in std::mem::take(&mut workers[q].mirrors) {
-                assert_ne!(to, q);
-                workers[to].ipvs.insert_mirror(&c, 1).unwrap();
-                mirrored += 1;
-            }
+            let (q, action, _) = ws.arrive(0, &syn);
+            assert_eq!(action, Action::Tx(1));
             let reply = tcp(RS_MAC, BACK_MAC, (RS, 8080), (CLIENT, cport), 0x12);
-            let r = nic_queue(&rss, &reply);
+            let (r, action, out) = ws.arrive(1, &reply);
             crossed += usize::from(r != q);
-            assert_eq!(workers[r].owner(&reply, 2), None);
-            let mut b = VecBuffer::new(&reply);
-            assert_eq!(workers[r].handle(1, &mut b, 2), Action::Tx(0), "reply {n} translated on worker {r}");
-            assert_eq!(ip(b.bytes()).src(), VIP);
+            assert_eq!(action, Action::Tx(0), "reply {n} translated on worker {r}");
+            assert_eq!(ip(&out).src(), VIP);
         }
+        assert_eq!(ws.handed, 0, "with prediction nothing is handed over");
         assert!(crossed > 50, "the NIC sent {crossed} of 200 replies to the other worker");
-        assert_eq!(mirrored, crossed, "one mirror per connection whose replies land elsewhere");
+        assert_eq!(ws.mirrored, crossed, "one mirror per connection whose replies land elsewhere");
         // Listings count each connection once.
-        assert_eq!(workers.iter().map(|w| w.ipvs.connections().count()).sum::<usize>(), 200);
+        assert_eq!(ws.connections(), 200);
 
         // Without the mirror, the other worker has nothing to translate with, and says so.
-        let syn = (30000..).map(|c| tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, c), (VIP, 80), 0x02));
-        let (syn, cport) = syn
-            .zip(30000u16..)
-            .find(|(f, c)| {
-                let reply = tcp(RS_MAC, BACK_MAC, (RS, 8080), (CLIENT, *c), 0x12);
-                nic_queue(&rss, f) == 0 && nic_queue(&rss, &reply) == 1
-            })
+        let reply_to = |c: u16| tcp(RS_MAC, BACK_MAC, (RS, 8080), (CLIENT, c), 0x12);
+        let (syn, cport) = (30000u16..)
+            .map(|c| (tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, c), (VIP, 80), 0x02), c))
+            .find(|(f, c)| ws.queue(f) == 0 && ws.queue(&reply_to(*c)) == 1)
             .unwrap();
-        assert_eq!(workers[0].handle(0, &mut VecBuffer::new(&syn), 3), Action::Tx(1));
-        workers[0].mirrors.clear();
+        assert_eq!(ws.w[0].handle(0, &mut VecBuffer::new(&syn), 3), Action::Tx(1));
+        ws.w[0].mirrors.clear();
         // (A SYN-ACK would be translated from the configuration, as for stateless SYNs; the
         // server's later segments are not.)
         let reply = tcp(RS_MAC, BACK_MAC, (RS, 8080), (CLIENT, cport), 0x10);
-        assert_eq!(workers[1].handle(1, &mut VecBuffer::new(&reply), 4), Action::Retry);
-        workers[1].retry_unmatched = false;
-        assert_eq!(workers[1].handle(1, &mut VecBuffer::new(&reply), 4), Action::Drop);
+        assert_eq!(ws.w[1].handle(1, &mut VecBuffer::new(&reply), 4), Action::Retry);
+        ws.w[1].retry_unmatched = false;
+        assert_eq!(ws.w[1].handle(1, &mut VecBuffer::new(&reply), 4), Action::Drop);
+    }
+
+    /// The default steering on four workers: each client has an owner, and whatever the NIC
+    /// delivers elsewhere (a connection's first packet, the server's replies) is handed to it, so
+    /// every connection lives on one worker only and every reply is translated there.
+    #[test]
+    fn with_the_hand_over_a_nat_connection_lives_on_its_clients_worker() {
+        let mut ws = Workers::new(4, false, |w| service(w, Fwd::Masq, 8080));
+        for n in 0..200u16 {
+            let client = Ipv4Addr::new(198, 51, 100, u8::try_from(n % 50).unwrap() + 1);
+            let syn = tcp(ROUTER_MAC, FRONT_MAC, (client, 20000 + n), (VIP, 80), 0x02);
+            let (q, action, _) = ws.arrive(0, &syn);
+            assert_eq!(action, Action::Tx(1));
+            let reply = tcp(RS_MAC, BACK_MAC, (RS, 8080), (client, 20000 + n), 0x12);
+            let (r, action, out) = ws.arrive(1, &reply);
+            assert_eq!((r, action), (q, Action::Tx(0)), "the reply of connection {n} on its owner");
+            assert_eq!((ip(&out).src(), ip(&out).dst()), (VIP, client));
+        }
+        assert_eq!(ws.mirrored, 0, "nothing mirrored without prediction");
+        assert!(ws.handed > 100, "the NIC spreads by 5-tuple, ownership by client: {} handed", ws.handed);
+        assert_eq!(ws.connections(), 200, "each connection on one worker");
+        let per_worker: Vec<usize> = ws.w.iter().map(|w| w.ipvs.connections().count()).collect();
+        assert!(per_worker.iter().all(|&c| c > 20), "clients spread over the workers: {per_worker:?}");
     }
 
     #[test]
