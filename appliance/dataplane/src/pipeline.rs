@@ -992,8 +992,20 @@ mod tests {
         dst: (Ipv4Addr, u16),
         flags: u8,
     ) -> Vec<u8> {
+        tcp_ttl(src_mac, dst_mac, src, dst, flags, 64)
+    }
+
+    /// [`tcp`] with the IPv4 TTL given.
+    fn tcp_ttl(
+        src_mac: MacAddr,
+        dst_mac: MacAddr,
+        src: (Ipv4Addr, u16),
+        dst: (Ipv4Addr, u16),
+        flags: u8,
+        ttl: u8,
+    ) -> Vec<u8> {
         let t = TcpRepr { seq: 0, window: 0, ..TcpRepr::new(src.1, dst.1, flags) };
-        FrameRepr::tcp(src_mac, dst_mac, Ipv4Repr::new(src.0, dst.0), t).emit()
+        FrameRepr::tcp(src_mac, dst_mac, Ipv4Repr { ttl, ..Ipv4Repr::new(src.0, dst.0) }, t).emit()
     }
 
     /// An ICMP echo (request when `kind` is 8, reply when 0) from `src` to `dst`, as the router sends.
@@ -1640,9 +1652,7 @@ mod tests {
         let (mut p, c) = pipeline();
         service(&mut p, Fwd::Masq, 80);
         let f = icmp_echo(CLIENT, VIP, 8);
-        let mut ttl1 = tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02);
-        ttl1[14 + 8] = 1;
-        Ipv4Packet::new_unchecked(&mut ttl1[14..34]).fill_checksum();
+        let ttl1 = tcp_ttl(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02, 1);
         let (mut echoed, mut errors) = (0, 0);
         for ms in 0..1000u64 {
             for _ in 0..20 {
@@ -1669,10 +1679,7 @@ mod tests {
         assert_eq!(p.handle(0, &mut b, 1), Action::Tx(0));
         assert_eq!((ip(b.bytes()).src(), ip(b.bytes()).dst(), b.bytes()[34]), (VIP, CLIENT, 0));
 
-        let mut t = tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02);
-        t[14 + 8] = 1;
-        let mut hdr = Ipv4Packet::new_unchecked(&mut t[14..34]);
-        hdr.fill_checksum();
+        let t = tcp_ttl(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02, 1);
         let mut b = VecBuffer::new(&t);
         let a = p.handle(0, &mut b, 1);
         assert_eq!(a, Action::IcmpError { port: 0, kind: ErrorKind::TtlExceeded });
