@@ -1,6 +1,7 @@
-//! What `rvsd --check` reports of the machine the configuration will run on, read from sysfs alone:
-//! the check must not start the EAL, which would take the NICs from whatever holds them. For each
-//! PCI port: its driver, NUMA node and, while a kernel driver holds it, link speed and queue count;
+//! What `rvsd --check` reports of the machine the configuration will run on, read from sysfs (and
+//! ethtool, for a kernel netdev's RSS): the check must not start the EAL, which would take the NICs from whatever holds them. For each
+//! PCI port: its driver, NUMA node and, while a kernel driver holds it, link speed, queue count and
+//! RSS (ethtool: the redirection table's size, the kernel's hash fields);
 //! the workers' NUMA nodes and isolation; the hugepages. Mismatches that cost throughput or stop rvsd
 //! at start are warnings; none of them fails the check.
 
@@ -54,6 +55,55 @@ fn cpu_node(root: &Path, cpu: u32) -> Option<u32> {
     std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
         e.file_name().to_str().and_then(|n| n.strip_prefix("node")).and_then(|n| n.parse().ok())
     })
+}
+
+/// `ethtool -x` and `-n rx-flow-hash` for a netdev, as one line; `None` when ethtool is missing or
+/// the device has no RSS (a veth, say).
+fn ethtool_rss(iface: &str) -> Option<String> {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("ethtool").args(args).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let reta = run(&["-x", iface]).as_deref().and_then(reta_size);
+    let fields = |flow: &str| {
+        let f = run(&["-n", iface, "rx-flow-hash", flow]).map(|t| flow_hash_fields(&t)).unwrap_or_default();
+        if f.is_empty() { "unknown".to_owned() } else { f.join(" ") }
+    };
+    let reta = reta?;
+    Some(format!(
+        "RSS redirection table of {reta} entries; the kernel hashes TCPv4 on {} and UDPv4 on {}",
+        fields("tcp4"),
+        fields("udp4")
+    ))
+}
+
+/// The number of entries in `ethtool -x`'s "RX flow hash indirection table" (rows of "N: q q q ...").
+fn reta_size(text: &str) -> Option<usize> {
+    let mut lines = text.lines().skip_while(|l| !l.starts_with("RX flow hash indirection table"));
+    lines.next()?;
+    let n: usize = lines
+        .map_while(|l| {
+            let (idx, queues) = l.trim().split_once(':')?;
+            idx.trim().parse::<usize>().ok()?;
+            Some(queues.split_whitespace().filter(|q| q.parse::<u32>().is_ok()).count())
+        })
+        .sum();
+    (n > 0).then_some(n)
+}
+
+/// `ethtool -n IF rx-flow-hash FLOW`'s fields, by short names.
+fn flow_hash_fields(text: &str) -> Vec<&'static str> {
+    text.lines()
+        .filter_map(|l| match l.trim() {
+            "IP SA" => Some("src-ip"),
+            "IP DA" => Some("dst-ip"),
+            l if l.starts_with("L4 bytes 0 & 1") => Some("src-port"),
+            l if l.starts_with("L4 bytes 2 & 3") => Some("dst-port"),
+            "L2DA" => Some("dst-mac"),
+            "VLAN tag" => Some("vlan"),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The report for `cfg` on the machine whose filesystem is at `root` ("/" in rvsd).
@@ -136,6 +186,15 @@ pub fn survey(cfg: &Config, root: &Path) -> Vec<Finding> {
                 port.name,
                 speed.map_or_else(|| "down or unknown".to_owned(), |s| format!("{s} Mb/s"))
             )));
+            // RSS as the kernel driver has it (ethtool): the redirection table's size is the NIC's;
+            // the hash fields are the kernel's choice, which DPDK replaces with rvs's when it takes
+            // the port (rvsd logs those at start). Only on the real machine: a test's tree has no
+            // such interface.
+            if root == Path::new("/") {
+                if let Some(rss) = ethtool_rss(&name) {
+                    out.push(info(format!("port {}: netdev {name}, {rss}", port.name)));
+                }
+            }
             if rx_queues > 0 && rx_queues < workers.len() {
                 out.push(warn(format!(
                     "port {}: {rx_queues} RX queues for {} workers; some workers would get no traffic",
@@ -259,6 +318,26 @@ mod tests {
         }
         assert_eq!(warnings.len(), expect.len(), "{warnings:?}");
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// What ethtool prints for an i40e port with 4 queues (a 512-entry table shown 8 per row), and
+    /// its default flow hashes: TCP on the 4-tuple, UDP on the addresses alone.
+    #[test]
+    fn ethtool_rss_output_reads_as_table_size_and_fields() {
+        let mut x = String::from("RX flow hash indirection table for ens1f0 with 4 RX ring(s):\n");
+        for row in 0..64 {
+            x.push_str(&format!("{:5}:      0     1     2     3     0     1     2     3\n", row * 8));
+        }
+        x.push_str(
+            "RSS hash key:\n7c:9c:37:de:18:dd:de\nRSS hash function:\n    toeplitz: on\n    xor: off\n",
+        );
+        assert_eq!(reta_size(&x), Some(512));
+        assert_eq!(reta_size("Cannot get RX ring count: Operation not supported\n"), None);
+        let tcp = "TCP over IPV4 flows use these fields for computing Hash flow key:\nIP SA\nIP DA\n\
+                   L4 bytes 0 & 1 [TCP/UDP src port]\nL4 bytes 2 & 3 [TCP/UDP dst port]\n\n";
+        assert_eq!(flow_hash_fields(tcp), ["src-ip", "dst-ip", "src-port", "dst-port"]);
+        let udp = "UDP over IPV4 flows use these fields for computing Hash flow key:\nIP SA\nIP DA\n\n";
+        assert_eq!(flow_hash_fields(udp), ["src-ip", "dst-ip"]);
     }
 
     #[test]
