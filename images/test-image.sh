@@ -146,10 +146,10 @@ mcopy -i "$W/seed.img" "$W/rvsd.toml" "$W/rules" ::/
 # the BIOS again; one that works prints the kernel's banner).
 accel=tcg
 if [ -w /dev/kvm ]; then
-  # (In a subshell: a QEMU that aborts on the host's KVM is no news for this script's output.)
-  ( timeout 25 qemu-system-x86_64 -accel kvm -cpu host -m 1024 -smp 1 -snapshot -display none \
-    -monitor none -nic none -serial "file:$W/probe.log" -drive "file=$image,if=virtio,format=qcow2" \
-    >/dev/null 2>&1 ) 2>/dev/null || true
+  # (In a shell of its own: a QEMU that aborts on the host's KVM is reported there, not here.)
+  bash -c 'timeout 25 qemu-system-x86_64 -accel kvm -cpu host -m 1024 -smp 1 -snapshot -display none \
+    -monitor none -nic none -serial "file:$1" -drive "file=$2,if=virtio,format=qcow2" >/dev/null 2>&1; exit $?' \
+    probe "$W/probe.log" "$image" 2>/dev/null || true
   if grep -aq "Linux version" "$W/probe.log" 2>/dev/null; then accel=kvm; fi
 fi
 if [ "$accel" = kvm ]; then cpu=host; else cpu=max; fi
