@@ -634,9 +634,9 @@ impl Parser {
                 _ => {}
             }
         }
-        *t = match self.tun_type {
-            1 => TunnelType::Gue { port: self.tun_port, csum: self.tun_csum },
-            2 => TunnelType::Gre { csum: self.tun_csum },
+        *t = match name {
+            "gue" => TunnelType::Gue { port: self.tun_port, csum: self.tun_csum },
+            "gre" => TunnelType::Gre { csum: self.tun_csum },
             _ => TunnelType::Ipip,
         };
         Ok(())

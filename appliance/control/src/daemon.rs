@@ -721,11 +721,14 @@ fn put_vips_on_twins(
 /// `routed`, at stop: the VIPs leave the twins first (the routing daemon withdraws them and the
 /// router moves their flows to the other directors), and the workers go on forwarding for
 /// `drain` while that happens, so that no packet meets a stopped director.
-fn withdraw_and_drain(twins: &[&str], on: std::collections::BTreeSet<std::net::Ipv4Addr>, drain: Duration) {
+fn withdraw_and_drain(
+    twins: &[&str],
+    mut on: std::collections::BTreeSet<std::net::Ipv4Addr>,
+    drain: Duration,
+) {
     if on.is_empty() {
         return;
     }
-    let mut on = on;
     put_vips_on_twins(std::collections::BTreeSet::new(), twins, &mut on);
     info!(
         drain_ms = drain.as_millis() as u64,
