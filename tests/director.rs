@@ -121,6 +121,29 @@ impl Bed {
     }
 
     /// One HTTP GET from the client namespace (from `src`), the body.
+    /// tshark on the server LAN (the router's side of the director's back port), writing `file`
+    /// with the capture filter `filter`; it is given 1.5 s to start. Stop it with SIGINT.
+    fn capture_back(&self, file: &Path, filter: &str) -> std::process::Child {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns("r"), "tshark", "-q", "-i", &format!("{}bd", self.prefix), "-w"])
+            .arg(file)
+            .args(["-f", filter])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tshark");
+        std::thread::sleep(Duration::from_millis(1500));
+        child
+    }
+
+    /// The client downloads server `server`'s 1 MiB file through `vip`; every byte must be right.
+    fn assert_whole_download(&self, vip: &str, server: u8) {
+        let out = self.in_ns("c", &["sh", "-c", &format!("curl -sS -m 20 http://{vip}/big.bin | sha256sum")]);
+        let want = sh(&["sha256sum", self.dir.join(format!("s{server}/www/big.bin")).to_str().expect("p")]);
+        let (got, want) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&want.stdout));
+        assert_eq!(got.split_whitespace().next(), want.split_whitespace().next(), "1 MiB through {vip}");
+    }
+
     fn get(&self, url: &str, src: &str) -> String {
         let out = self.in_ns("c", &["curl", "-sS", "-m", "5", "--interface", src, url]);
         assert!(out.status.success(), "curl {url} from {src}: {}", String::from_utf8_lossy(&out.stderr));
@@ -327,6 +350,18 @@ stats_interval_seconds = 0
 }
 
 /// The value of the first sample of `name` whose labels contain `labels`.
+/// tshark's decode of `cap`: the `fields` of each packet that `filter` selects, '|'-separated, with
+/// IPv4 and TCP checksums verified (their `.status` fields: 1 good, 0 bad).
+fn tshark_fields(cap: &Path, filter: &str, fields: &[&str]) -> Vec<String> {
+    let mut args = vec!["-r", cap.to_str().expect("p"), "-o", "ip.check_checksum:TRUE"];
+    args.extend(["-o", "tcp.check_checksum:TRUE", "-Y", filter, "-T", "fields", "-E", "separator=|"]);
+    for f in fields {
+        args.extend(["-e", f]);
+    }
+    let out = Command::new("tshark").args(&args).output().expect("tshark -r");
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
 fn metric(text: &str, name: &str, labels: &str) -> u64 {
     text.lines()
         .filter(|l| l.starts_with(name) && l.contains(labels))
@@ -389,36 +424,16 @@ fn gue_and_gre_real_servers_carry_whole_downloads() {
     assert!(info.contains("  -> 203.0.113.11:80              Tunnel  gue:6080:+c   1 "), "{info}");
     assert!(info.contains("  -> 203.0.113.12:80              Tunnel  gre:-c        1 "), "{info}");
     let cap = bed.dir.join("tunnels.pcap");
-    let mut tshark = Command::new("ip")
-        .args(["netns", "exec", &bed.ns("r"), "tshark", "-q", "-i", &format!("{}bd", bed.prefix), "-w"])
-        .arg(&cap)
-        .args(["-f", "ip proto 47 or udp port 6080"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tshark");
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut tshark = bed.capture_back(&cap, "ip proto 47 or udp port 6080");
     assert_eq!(bed.get("http://192.0.2.82/", "198.51.100.10"), "s1", "GUE");
     assert_eq!(bed.get("http://192.0.2.81/", "198.51.100.10"), "s2", "GRE");
     for (vip, server) in [("192.0.2.82", 1), ("192.0.2.81", 2)] {
-        let out = bed.in_ns("c", &["sh", "-c", &format!("curl -sS -m 20 http://{vip}/big.bin | sha256sum")]);
-        let want = sh(&["sha256sum", bed.dir.join(format!("s{server}/www/big.bin")).to_str().expect("p")]);
-        let (got, want) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&want.stdout));
-        assert_eq!(got.split_whitespace().next(), want.split_whitespace().next(), "1 MiB through {vip}");
+        bed.assert_whole_download(vip, server);
     }
     std::thread::sleep(Duration::from_millis(500));
     let _ = Command::new("kill").args(["-INT", &tshark.id().to_string()]).output();
     let _ = tshark.wait();
-    let fields = |filter: &str, fields: &[&str]| -> Vec<String> {
-        let mut args = vec!["-r", cap.to_str().expect("p"), "-o", "ip.check_checksum:TRUE"];
-        args.extend(["-o", "tcp.check_checksum:TRUE", "-Y", filter]);
-        args.extend(["-T", "fields", "-E", "separator=|"]);
-        for f in fields {
-            args.extend(["-e", f]);
-        }
-        let out = Command::new("tshark").args(&args).output().expect("tshark -r");
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
-    };
+    let fields = |filter: &str, fields: &[&str]| tshark_fields(&cap, filter, fields);
     // GRE: outer 203.0.113.1 -> .12, GRE carrying IPv4, the client's TCP to the VIP inside.
     let gre = fields(
         "gre && tcp.dstport == 80",
@@ -463,24 +478,13 @@ fn nat_maps_ports_dr_and_tun_carry_whole_downloads() {
     );
     // Watch the server LAN at the director's back port: tshark decodes what the director emits.
     let cap = bed.dir.join("back.pcap");
-    let mut tshark = Command::new("ip")
-        .args(["netns", "exec", &bed.ns("r"), "tshark", "-q", "-i", &format!("{}bd", bed.prefix), "-w"])
-        .arg(&cap)
-        .args(["-f", "tcp or ip proto 4"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tshark");
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut tshark = bed.capture_back(&cap, "tcp or ip proto 4");
 
     assert_eq!(bed.get("http://192.0.2.80/", "198.51.100.10"), "s1", "NAT 80 -> 8080");
     assert_eq!(bed.get("http://192.0.2.81/", "198.51.100.10"), "s2", "DR");
     assert_eq!(bed.get("http://192.0.2.82/", "198.51.100.10"), "s3", "TUN");
     for (vip, server) in [("192.0.2.80", 1), ("192.0.2.81", 2), ("192.0.2.82", 3)] {
-        let out = bed.in_ns("c", &["sh", "-c", &format!("curl -sS -m 20 http://{vip}/big.bin | sha256sum")]);
-        let want = sh(&["sha256sum", bed.dir.join(format!("s{server}/www/big.bin")).to_str().expect("p")]);
-        let (got, want) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&want.stdout));
-        assert_eq!(got.split_whitespace().next(), want.split_whitespace().next(), "1 MiB through {vip}");
+        bed.assert_whole_download(vip, server);
     }
     std::thread::sleep(Duration::from_millis(500));
     let _ = Command::new("kill").args(["-INT", &tshark.id().to_string()]).output();
@@ -494,27 +498,7 @@ fn nat_maps_ports_dr_and_tun_carry_whole_downloads() {
     assert_eq!(out_pkts(line("192.0.2.81:80")), 0, "{stats}");
     assert_eq!(out_pkts(line("192.0.2.82:80")), 0, "{stats}");
 
-    let decode = |filter: &str, fields: &[&str]| -> Vec<String> {
-        let mut args = vec![
-            "-r",
-            cap.to_str().expect("p"),
-            "-o",
-            "ip.check_checksum:TRUE",
-            "-o",
-            "tcp.check_checksum:TRUE",
-            "-Y",
-            filter,
-            "-T",
-            "fields",
-            "-E",
-            "separator=|",
-        ];
-        for f in fields {
-            args.extend(["-e", f]);
-        }
-        let out = Command::new("tshark").args(&args).output().expect("tshark -r");
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
-    };
+    let decode = |filter: &str, fields: &[&str]| tshark_fields(&cap, filter, fields);
     let nat = decode(
         "ip.dst == 203.0.113.11 && tcp.dstport == 8080",
         &["ip.src", "tcp.checksum.status", "ip.checksum.status"],

@@ -42,6 +42,17 @@ def checksums_match(pkt, keep_inner_l4=False, keep_udp=False):
     expect(rebuilt == raw(pkt), f"checksums differ from scapy's:\n ours   {raw(pkt).hex()}\n scapy  {rebuilt.hex()}")
 
 
+def inner_intact(inner, src_i, inner6):
+    """A tunnelled packet is the client's, but for its TTL / hop limit (one less)."""
+    expect(inner.src == src_i.src and inner.dst == src_i.dst, "inner addresses intact")
+    if inner6:
+        expect(inner.hlim == src_i.hlim - 1, "inner hop limit decremented")
+    else:
+        expect(inner.ttl == src_i.ttl - 1, "inner TTL decremented")
+        checksums_match(Ether() / inner)
+    expect(raw(inner.payload) == raw(src_i.payload), "inner transport intact")
+
+
 def l2_to_rs(o):
     expect(o.src == ME and o.dst == RS_MAC, f"L2 {o.src} -> {o.dst}")
     expect(Dot1Q not in o, "VLAN tag removed")
@@ -125,13 +136,7 @@ def check(name, i, o):
             body = raw(u.payload)
             expect(body[:4] == bytes([0, 41 if inner6 else 4, 0, 0]), f"GUE header {body[:4].hex()}")
             inner = IPv6(body[4:]) if inner6 else IP(body[4:])
-        expect(inner.src == src_i.src and inner.dst == src_i.dst, "inner addresses intact")
-        if inner6:
-            expect(inner.hlim == src_i.hlim - 1, "inner hop limit decremented")
-        else:
-            expect(inner.ttl == src_i.ttl - 1, "inner TTL decremented")
-            checksums_match(Ether() / inner)
-        expect(raw(inner.payload) == raw(src_i.payload), "inner transport intact")
+        inner_intact(inner, src_i, inner6)
     elif name.startswith("tun_") and name != "tun_toobig":
         l2_to_rs(o)
         outer6 = name in ("tun_4in6", "tun_6in6")
@@ -151,13 +156,7 @@ def check(name, i, o):
             want_df = True if inner6 else bool(i[IP].flags.DF)
             expect(bool(outer.flags.DF) == want_df, "outer DF follows inner")
         src_i = i[IPv6] if inner6 else i[IP]
-        expect(inner.src == src_i.src and inner.dst == src_i.dst, "inner addresses intact")
-        if inner6:
-            expect(inner.hlim == src_i.hlim - 1, "inner hop limit decremented")
-        else:
-            expect(inner.ttl == src_i.ttl - 1, "inner TTL decremented")
-            checksums_match(Ether() / inner)
-        expect(raw(inner.payload) == raw(src_i.payload), "inner transport intact")
+        inner_intact(inner, src_i, inner6)
     elif name in ("tun_toobig", "gue_toobig", "ttl_expired"):
         # The Rust side answered with the ICMP error the verdict asked for.
         expect(o.dst == PEER and o.src == ME, "error goes back to the sender's MAC")
