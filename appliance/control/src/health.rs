@@ -813,6 +813,8 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 /// PING_CHECK: one ICMP echo over a raw socket (rvsd runs as root, as keepalived does), waiting up
 /// to `timeout` for the matching reply.
 fn ping(target: IpAddr, timeout: Duration) -> Result<(), String> {
+    use rvs_wire::icmpv4::{self, Icmpv4Packet};
+    use rvs_wire::ipv4::Ipv4Packet;
     use socket2::{Domain, Protocol, Socket, Type};
     let IpAddr::V4(dst) = target else {
         return Err("PING_CHECK over IPv6 is not supported yet".into());
@@ -821,13 +823,12 @@ fn ping(target: IpAddr, timeout: Duration) -> Result<(), String> {
         .map_err(|e| format!("raw socket: {e}"))?;
     let id = (crate::daemon::random_seed() & 0xffff) as u16;
     let seq = 1u16;
-    let mut pkt = [0u8; 16];
-    pkt[0] = 8;
-    pkt[4..6].copy_from_slice(&id.to_be_bytes());
-    pkt[6..8].copy_from_slice(&seq.to_be_bytes());
-    pkt[8..16].copy_from_slice(b"rvs-hchk");
-    let sum = rvs_wire::checksum::checksum(&pkt);
-    pkt[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut pkt = [0u8; icmpv4::HEADER_LEN + 8];
+    let mut echo = Icmpv4Packet::new_unchecked(&mut pkt[..]);
+    echo.set_type_code(icmpv4::kind::ECHO_REQUEST, 0);
+    echo.set_rest_of_header(u32::from(id) << 16 | u32::from(seq));
+    echo.data_mut().copy_from_slice(b"rvs-hchk");
+    echo.fill_checksum();
     let to = SocketAddr::new(target, 0).into();
     s.send_to(&pkt, &to).map_err(|e| format!("ping {dst}: {e}"))?;
     let deadline = Instant::now() + timeout;
@@ -846,16 +847,12 @@ fn ping(target: IpAddr, timeout: Duration) -> Result<(), String> {
             }
             Err(e) => return Err(format!("ping {dst}: {e}")),
         };
-        let bytes = &buf[..n];
-        if bytes.len() < 20 || bytes[12..16] != dst.octets() {
+        let Ok(ip) = Ipv4Packet::new_checked(&buf[..n]) else { continue };
+        if ip.src() != dst {
             continue;
         }
-        let ihl = usize::from(bytes[0] & 0x0f) * 4;
-        let icmp = bytes.get(ihl..).unwrap_or(&[]);
-        if icmp.len() >= 8
-            && icmp[0] == 0
-            && icmp[4..6] == id.to_be_bytes()
-            && icmp[6..8] == seq.to_be_bytes()
+        let Ok(reply) = Icmpv4Packet::new_checked(ip.payload()) else { continue };
+        if reply.msg_type() == icmpv4::kind::ECHO_REPLY && (reply.echo_ident(), reply.echo_seq()) == (id, seq)
         {
             return Ok(());
         }

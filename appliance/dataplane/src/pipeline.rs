@@ -937,6 +937,8 @@ mod tests {
     use crate::net::{ClassifierRule, Interface, Route};
     use rvs_ipvs::{DestConfig, SchedulerKind, ServiceConfig, ServiceKey, TunnelType};
     use rvs_wire::VecBuffer;
+    use rvs_wire::arp::ArpRepr;
+    use rvs_wire::icmpv4;
     use rvs_wire::ipv4::{self, Ipv4Packet};
     use rvs_wire::repr::{FrameRepr, Ipv4Repr, L4Repr, TcpRepr};
 
@@ -1010,13 +1012,14 @@ mod tests {
 
     /// An ICMP echo (request when `kind` is 8, reply when 0) from `src` to `dst`, as the router sends.
     fn icmp_echo(src: Ipv4Addr, dst: Ipv4Addr, kind: u8) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 8];
-        ethernet::write_header(&mut f, FRONT_MAC, ROUTER_MAC, ethertype::IPV4).unwrap();
-        ipv4::write_header(&mut f[14..], src, dst, 1, 8, 64, 0, 1, false).unwrap();
-        f[34] = kind;
-        let c = rvs_wire::checksum::fold(rvs_wire::checksum::sum(0, &f[34..]));
-        f[36..38].copy_from_slice(&(!c).to_be_bytes());
-        f
+        FrameRepr::icmp(
+            ROUTER_MAC,
+            FRONT_MAC,
+            Ipv4Repr { dont_frag: false, ..Ipv4Repr::new(src, dst) },
+            (kind, 0),
+            &[],
+        )
+        .emit()
     }
 
     fn ip(f: &[u8]) -> Ipv4Packet<&[u8]> {
@@ -1161,17 +1164,17 @@ mod tests {
                         dst: Ipv4Addr,
                         q_src: (Ipv4Addr, u16),
                         q_dst: (Ipv4Addr, u16)| {
-            let mut f = vec![0u8; 14 + 20 + 8 + 20 + 8];
-            ethernet::write_header(&mut f, mac.1, mac.0, ethertype::IPV4).unwrap();
-            ipv4::write_header(&mut f[14..], src, dst, 1, 8 + 28, 64, 0, 1, false).unwrap();
-            f[34] = 3;
-            f[35] = 4;
-            ipv4::write_header(&mut f[42..], q_src.0, q_dst.0, 6, 20, 64, 0, 1, true).unwrap();
-            f[62..64].copy_from_slice(&q_src.1.to_be_bytes());
-            f[64..66].copy_from_slice(&q_dst.1.to_be_bytes());
-            let c = rvs_wire::checksum::fold(rvs_wire::checksum::sum(0, &f[34..]));
-            f[36..38].copy_from_slice(&(!c).to_be_bytes());
-            f
+            // The quoted datagram: its IPv4 header and the first 8 bytes of its TCP header.
+            let quoted = FrameRepr::tcp(
+                mac.1,
+                mac.0,
+                Ipv4Repr::new(q_src.0, q_dst.0),
+                TcpRepr::new(q_src.1, q_dst.1, rvs_wire::tcp::flags::ACK),
+            )
+            .emit();
+            let unreachable = (icmpv4::kind::DEST_UNREACH, icmpv4::code::FRAG_NEEDED);
+            let ip = Ipv4Repr { dont_frag: false, ..Ipv4Repr::new(src, dst) };
+            FrameRepr::icmp(mac.0, mac.1, ip, unreachable, &quoted[14..14 + 28]).emit()
         };
         let from_client = icmp_err((ROUTER_MAC, FRONT_MAC), CLIENT, VIP, (VIP, 80), (CLIENT, 40000));
         let mut b = VecBuffer::new(&from_client);
@@ -1548,8 +1551,9 @@ mod tests {
         let evil = [2, 0, 0, 0, 0, 0x66];
         for op in [arp::OP_REQUEST, arp::OP_REPLY] {
             let mut f = [0u8; 42];
-            arp::build_request(&mut f, evil, RS, VIP).unwrap();
-            f[21] = op as u8;
+            ArpRepr { operation: op, ..ArpRepr::request(evil, RS, VIP) }
+                .emit(&mut f, ethernet::BROADCAST)
+                .unwrap();
             assert_eq!(p.handle(0, &mut VecBuffer::new(&f), 1), Action::Drop);
         }
         assert_eq!(c.snapshot().dropped(DropReason::ArpRefused), 2);

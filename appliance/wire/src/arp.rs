@@ -83,13 +83,36 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     }
 }
 
+/// An ARP packet's fields, emitted as a whole Ethernet frame (smoltcp's `ArpRepr`): the requests,
+/// replies and gratuitous announcements the director sends, and what tests send it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArpRepr {
+    pub operation: u16,
+    pub sender_mac: MacAddr,
+    pub sender_ip: Ipv4Addr,
+    pub target_mac: MacAddr,
+    pub target_ip: Ipv4Addr,
+}
+
+impl ArpRepr {
+    /// Who has `target`? Tell `sender_ip`.
+    pub fn request(sender_mac: MacAddr, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Self {
+        Self { operation: OP_REQUEST, sender_mac, sender_ip, target_mac: [0; 6], target_ip }
+    }
+
+    /// Writes the frame, from the sender's MAC to `eth_dst`, into `out`; returns its length.
+    pub fn emit(&self, out: &mut [u8], eth_dst: MacAddr) -> Result<usize> {
+        let out = out.get_mut(..FRAME_LEN).ok_or(PacketError::NoRoom)?;
+        ethernet::write_header(out, eth_dst, self.sender_mac, ethernet::ethertype::ARP)?;
+        let mut arp = ArpPacket::new_unchecked(out.get_mut(ethernet::HEADER_LEN..).unwrap_or_default());
+        arp.fill(self.operation, self.sender_mac, self.sender_ip, self.target_mac, self.target_ip);
+        Ok(FRAME_LEN)
+    }
+}
+
 /// Builds a broadcast who-has `target` frame into `out`; returns its length.
 pub fn build_request(out: &mut [u8], our_mac: MacAddr, our_ip: Ipv4Addr, target: Ipv4Addr) -> Result<usize> {
-    let out = out.get_mut(..FRAME_LEN).ok_or(PacketError::NoRoom)?;
-    ethernet::write_header(out, ethernet::BROADCAST, our_mac, ethernet::ethertype::ARP)?;
-    let mut arp = ArpPacket::new_unchecked(out.get_mut(ethernet::HEADER_LEN..).unwrap_or_default());
-    arp.fill(OP_REQUEST, our_mac, our_ip, [0; 6], target);
-    Ok(FRAME_LEN)
+    ArpRepr::request(our_mac, our_ip, target).emit(out, ethernet::BROADCAST)
 }
 
 /// Builds a gratuitous ARP (a request for our own address, RFC 5227 §3) announcing `ip`.
@@ -100,11 +123,14 @@ pub fn build_gratuitous(out: &mut [u8], our_mac: MacAddr, ip: Ipv4Addr) -> Resul
 /// Builds the reply to `request` (an ARP packet, without Ethernet header) saying `our_mac` has the
 /// requested address; returns the frame length.
 pub fn build_reply(out: &mut [u8], request: &ArpPacket<&[u8]>, our_mac: MacAddr) -> Result<usize> {
-    let out = out.get_mut(..FRAME_LEN).ok_or(PacketError::NoRoom)?;
-    ethernet::write_header(out, request.sender_mac(), our_mac, ethernet::ethertype::ARP)?;
-    let mut arp = ArpPacket::new_unchecked(out.get_mut(ethernet::HEADER_LEN..).unwrap_or_default());
-    arp.fill(OP_REPLY, our_mac, request.target_ip(), request.sender_mac(), request.sender_ip());
-    Ok(FRAME_LEN)
+    let reply = ArpRepr {
+        operation: OP_REPLY,
+        sender_mac: our_mac,
+        sender_ip: request.target_ip(),
+        target_mac: request.sender_mac(),
+        target_ip: request.sender_ip(),
+    };
+    reply.emit(out, request.sender_mac())
 }
 
 #[cfg(test)]

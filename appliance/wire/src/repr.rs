@@ -5,6 +5,7 @@
 use std::net::Ipv4Addr;
 
 use crate::ethernet::{self, MacAddr, ethertype};
+use crate::icmpv4::Icmpv4Packet;
 use crate::ip_proto;
 use crate::ipv4::{self, Ipv4Packet};
 use crate::tcp::TcpSegment;
@@ -57,6 +58,13 @@ pub enum L4Repr {
         src_port: u16,
         dst_port: u16,
     },
+    /// An ICMP message: its header, then `payload` (an echo's data, or the datagram an error quotes).
+    Icmp {
+        msg_type: u8,
+        code: u8,
+        /// The header's last four bytes (echo identifier and sequence, next-hop MTU, unused).
+        rest: u32,
+    },
     /// Bytes of another protocol (or a later fragment's share), as they are.
     Raw {
         protocol: u8,
@@ -88,12 +96,23 @@ impl FrameRepr {
         }
     }
 
+    /// An ICMP message from `ip.src` to `ip.dst`.
+    pub fn icmp(
+        src_mac: MacAddr,
+        dst_mac: MacAddr,
+        ip: Ipv4Repr,
+        (msg_type, code): (u8, u8),
+        payload: &[u8],
+    ) -> Self {
+        Self { src_mac, dst_mac, ip, l4: L4Repr::Icmp { msg_type, code, rest: 0 }, payload: payload.to_vec() }
+    }
+
     /// The frame's bytes: Ethernet, IPv4 (checksummed), the L4 header (its checksum over the
     /// pseudo-header and `payload`), then `payload`.
     pub fn emit(&self) -> Vec<u8> {
         let l4_header = match &self.l4 {
             L4Repr::Tcp(t) => 20 + if t.mss.is_some() { 4 } else { 0 },
-            L4Repr::Udp { .. } => 8,
+            L4Repr::Udp { .. } | L4Repr::Icmp { .. } => 8,
             L4Repr::Raw { .. } => 0,
         };
         let ip_payload = l4_header + self.payload.len();
@@ -102,6 +121,7 @@ impl FrameRepr {
         let protocol = match &self.l4 {
             L4Repr::Tcp(_) => ip_proto::TCP,
             L4Repr::Udp { .. } => ip_proto::UDP,
+            L4Repr::Icmp { .. } => ip_proto::ICMP,
             L4Repr::Raw { protocol } => *protocol,
         };
         let ip = &self.ip;
@@ -149,6 +169,12 @@ impl FrameRepr {
                 put(l4, 2, &dst_port.to_be_bytes());
                 put(l4, 4, &u16::try_from(ip_payload).unwrap_or(u16::MAX).to_be_bytes());
                 UdpDatagram::new_unchecked(&mut l4[..]).fill_checksum_v4(ip.src, ip.dst);
+            }
+            L4Repr::Icmp { msg_type, code, rest } => {
+                let mut m = Icmpv4Packet::new_unchecked(&mut l4[..]);
+                m.set_type_code(*msg_type, *code);
+                m.set_rest_of_header(*rest);
+                m.fill_checksum();
             }
             L4Repr::Raw { .. } => {}
         }

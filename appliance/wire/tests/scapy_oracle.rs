@@ -168,8 +168,14 @@ fn scapy_judges_every_rewrite() {
 /// length with them.
 #[test]
 fn repr_frames_are_byte_for_byte_scapys() {
+    use rvs_wire::arp::ArpRepr;
     use rvs_wire::ip_proto;
     use rvs_wire::repr::{FrameRepr, Ipv4Repr, L4Repr, TcpRepr};
+    let arp_frame = |r: ArpRepr, dst| {
+        let mut f = vec![0; rvs_wire::arp::FRAME_LEN];
+        r.emit(&mut f, dst).unwrap();
+        f
+    };
     use rvs_wire::tcp::flags;
     let (a, b) = ([2, 0, 0, 0, 0, 0xc1], [2, 0, 0, 0, 0, 0xd1]);
     let ip = Ipv4Repr {
@@ -217,9 +223,47 @@ fn repr_frames_are_byte_for_byte_scapys() {
             }
             .emit(),
         ),
+        (
+            "Ether(src=A, dst=B) / IP(src='198.51.100.7', dst='192.0.2.80', ttl=61, tos=0x10, id=0x1234, flags='DF') \
+             / ICMP(type=8, code=0, id=0x4242, seq=7) / Raw(b'ping!')",
+            FrameRepr {
+                l4: L4Repr::Icmp { msg_type: 8, code: 0, rest: 0x4242_0007 },
+                ..FrameRepr::icmp(a, b, ip, (8, 0), b"ping!")
+            }
+            .emit(),
+        ),
+        (
+            "Ether(src=A, dst=B) / IP(src='198.51.100.7', dst='192.0.2.80', ttl=61, tos=0x10, id=0x1234, flags='DF') \
+             / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(bytes(range(28)))",
+            FrameRepr {
+                l4: L4Repr::Icmp { msg_type: 3, code: 4, rest: 1400 },
+                ..FrameRepr::icmp(a, b, ip, (3, 4), &(0..28).collect::<Vec<u8>>())
+            }
+            .emit(),
+        ),
+        (
+            "Ether(src=A, dst='ff:ff:ff:ff:ff:ff') / ARP(op=1, hwsrc=A, psrc='192.0.2.1', pdst='192.0.2.80')",
+            arp_frame(
+                ArpRepr::request(a, [192, 0, 2, 1].into(), [192, 0, 2, 80].into()),
+                rvs_wire::ethernet::BROADCAST,
+            ),
+        ),
+        (
+            "Ether(src=A, dst=B) / ARP(op=2, hwsrc=A, psrc='192.0.2.80', hwdst=B, pdst='192.0.2.1')",
+            arp_frame(
+                ArpRepr {
+                    operation: rvs_wire::arp::OP_REPLY,
+                    sender_mac: a,
+                    sender_ip: [192, 0, 2, 80].into(),
+                    target_mac: b,
+                    target_ip: [192, 0, 2, 1].into(),
+                },
+                b,
+            ),
+        ),
     ];
     let mut script = String::from(
-        "from scapy.all import Ether, IP, TCP, UDP, Raw, raw\nA, B = '02:00:00:00:00:c1', '02:00:00:00:00:d1'\n",
+        "from scapy.all import Ether, IP, TCP, UDP, ICMP, ARP, Raw, raw\nA, B = '02:00:00:00:00:c1', '02:00:00:00:00:d1'\n",
     );
     for (expr, _) in &cases {
         script.push_str(&format!("print(raw({expr}).hex())\n"));
