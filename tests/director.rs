@@ -1032,6 +1032,105 @@ fn the_directors_kernel_speaks_through_its_twin() {
     let _ = server.wait();
 }
 
+/// VLAN 100 on the director's front wire (`testbed.sh vlan`: a host in namespace `v` behind an
+/// access port made of tc programs, the bridge carrying its tagged frames): its connections to a
+/// VIP on the VLAN's subnet are balanced over the NAT servers and every byte of a 1 MiB download
+/// comes back; tshark on the bridge sees the director's frames to it tagged 100 and none untagged;
+/// the VLAN's kernel twin carries a web server on the director's VLAN address; a frame for VLAN
+/// 200 and a QinQ frame are dropped and counted under their own reasons.
+#[test]
+fn a_vlan_sub_port_is_balanced_and_has_its_own_twin() {
+    let vlan = "[[port.vlan]]\nid = 100\naddress = \"198.18.100.2/24\"\nkernel_twin = \"rvsv100\"";
+    let bed = Bed::up_prepared("vl", 1, [vlan, "", "", ""], |dir| {
+        let prefix = dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("rvs-director-"));
+        sh(&[
+            testbed_script().to_str().expect("path"),
+            "vlan",
+            prefix.expect("prefix"),
+            dir.to_str().expect("dir"),
+        ]);
+    });
+    bed.rules(
+        "-A -t 198.18.100.80:80 -s rr\n-a -t 198.18.100.80:80 -r 203.0.113.11:80 -m\n\
+         -a -t 198.18.100.80:80 -r 203.0.113.12:80 -m\n",
+    );
+    let cap = bed.dir.join("vlan.pcap");
+    let mut tshark = Command::new("ip")
+        .args(["netns", "exec", &bed.ns("r"), "tshark", "-q", "-i", &format!("{}rv", bed.prefix), "-w"])
+        .arg(&cap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tshark");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut args = vec!["curl", "-sS", "-m", "20", "-H", "Connection: close", "--interface", "198.18.100.10"];
+    args.extend(std::iter::repeat_n("http://198.18.100.80/", 6));
+    let out = bed.in_ns("v", &args);
+    assert!(
+        out.status.success(),
+        "curl on VLAN 100: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        bed.log()
+    );
+    let got: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(count(&got), BTreeMap::from([("s1", 3), ("s2", 3)]), "{got:?}");
+    let sum = bed.in_ns("v", &["sh", "-c", "curl -sS -m 20 http://198.18.100.80/big.bin | sha256sum"]);
+    let mut want = Vec::new();
+    for s in [1, 2] {
+        let w = sh(&["sha256sum", bed.dir.join(format!("s{s}/www/big.bin")).to_str().expect("p")]);
+        want.push(
+            String::from_utf8_lossy(&w.stdout).split_whitespace().next().unwrap_or_default().to_owned(),
+        );
+    }
+    let got = String::from_utf8_lossy(&sum.stdout).split_whitespace().next().unwrap_or_default().to_owned();
+    assert!(want.contains(&got), "1 MiB over VLAN 100: {got} not in {want:?}");
+
+    // The VLAN's twin: the director's kernel has the VLAN's address there and serves on it.
+    let d = bed.ns("d");
+    let addr = bed.in_ns("d", &["ip", "-4", "addr", "show", "dev", "rvsv100"]);
+    assert!(String::from_utf8_lossy(&addr.stdout).contains("198.18.100.2/24"), "{addr:?}");
+    let www = bed.dir.join("vlan-www");
+    std::fs::create_dir_all(&www).expect("dir");
+    std::fs::write(www.join("index.html"), "the director on VLAN 100\n").expect("write");
+    let mut server = web_server(&d, "198.18.100.2", 8000, &www)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("py");
+    std::thread::sleep(Duration::from_millis(1500));
+    let out = bed.in_ns("v", &["curl", "-sS", "-m", "5", "http://198.18.100.2:8000/"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "the director on VLAN 100", "{out:?}");
+
+    // Frames for a VLAN the port does not carry, and stacked tags, from the router's side.
+    // The front port's MAC (net_af_packet's is its interface's).
+    let link = bed.in_ns("d", &["cat", &format!("/sys/class/net/{}df/address", bed.prefix)]);
+    let mac = String::from_utf8_lossy(&link.stdout).trim().to_owned();
+    let (unknown, qinq) = (bed.dropped("vlan_unknown"), bed.dropped("qinq"));
+    let script = format!(
+        "from scapy.all import Ether, Dot1Q, Dot1AD, IP, TCP, sendp\n\
+         ip = IP(src='198.18.100.11', dst='198.18.100.80') / TCP(dport=80, flags='S')\n\
+         sendp(Ether(dst='{mac}') / Dot1Q(vlan=200) / ip, iface='{p}bv', count=3, verbose=0)\n\
+         sendp(Ether(dst='{mac}') / Dot1AD(vlan=7) / Dot1Q(vlan=100) / ip, iface='{p}bv', count=2, verbose=0)\n",
+        p = bed.prefix
+    );
+    let out = bed.in_ns("r", &[PY, "-c", &script]);
+    assert!(out.status.success(), "scapy: {}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!((bed.dropped("vlan_unknown") - unknown, bed.dropped("qinq") - qinq), (3, 2));
+
+    let _ = Command::new("kill").args(["-INT", &tshark.id().to_string()]).status();
+    let _ = tshark.wait();
+    let tagged = tshark_fields(
+        &cap,
+        "eth.src == MAC && ip.src == 198.18.100.80".replace("MAC", &mac).as_str(),
+        &["vlan.id"],
+    );
+    assert!(!tagged.is_empty(), "tshark saw the director's answers on the VLAN host's link");
+    assert!(tagged.iter().all(|t| t.starts_with("100")), "every answer tagged 100: {tagged:?}");
+}
+
 /// An ICMP error from a NAT real server about a client's packet (here port unreachable: nothing
 /// listens on the server's port) is translated back to the client: its kernel matches the quoted
 /// packet to its socket and reports the refusal (the client's kernel is the independent decoder).

@@ -16,8 +16,15 @@
 # service on 5300 answers with the name too.
 #
 # usage: testbed.sh up PREFIX WORKDIR [pair]  (PREFIX: at most 6 letters/digits)
+#        testbed.sh vlan PREFIX WORKDIR
 #        testbed.sh down PREFIX [WORKDIR]
 # The director's kernel interfaces are ${P}df (front) and ${P}db (back) in namespace ${P}d.
+#
+# "testbed.sh vlan PREFIX WORKDIR" (after up, single): VLAN 100 on the director's front wire. The
+# router's front link joins a bridge (192.0.2.1 moves onto it) with a veth to namespace ${P}v, a
+# host on VLAN 100 (198.18.100.10-12/24): tc programs on its eth0 (vlan_tag.bpf.c) tag all it
+# sends and take only VLAN 100 frames, untagged, as an access port would (no 8021q module here).
+# The bridge carries the tagged frames to and from the director's front port unchanged.
 #
 # "pair": two directors, as LVS pairs are deployed: a second director namespace ${P}e (${P}ef,
 # ${P}eb) beside ${P}d, both on a front bridge in the router (192.0.2.1 is the router's on that
@@ -35,14 +42,14 @@ SERVERS="1 2 3"
 ns() { local n=$1; shift; ip netns exec "$n" "$@"; }
 
 down() {
-    for n in c r d e s1 s2 s3; do
+    for n in c r d e v s1 s2 s3; do
         if [ -n "$W" ] && [ -f "$W/nginx-$n.pid" ]; then
             kill "$(cat "$W/nginx-$n.pid")" 2>/dev/null || true
         fi
         ip netns pids "$P$n" 2>/dev/null | xargs -r kill 2>/dev/null || true
     done
     sleep 0.2
-    for n in c r d e s1 s2 s3; do
+    for n in c r d e v s1 s2 s3; do
         ip netns pids "$P$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
         ip netns del "$P$n" 2>/dev/null || true
     done
@@ -185,8 +192,32 @@ NGINX
     done
 }
 
+vlan() {
+    [ -n "$W" ] || { echo "testbed.sh vlan needs a WORKDIR" >&2; exit 2; }
+    local rf="${P}rf" bv="${P}bv" v="${P}v" obj="$W/vlan_tag.o"
+    clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -c "$HERE/vlan_tag.bpf.c" -o "$obj"
+    ns "${P}r" ip link add "$bv" type bridge
+    ns "${P}r" ip addr del 192.0.2.1/24 dev "$rf"
+    ns "${P}r" ip link set "$rf" master "$bv"
+    ns "${P}r" ip link set "$bv" up
+    ns "${P}r" ip addr add 192.0.2.1/24 dev "$bv"
+    ns "${P}r" sysctl -qw "net.ipv4.conf.$bv.rp_filter=0"
+    ip netns add "$v"
+    quiet_ns "$v"
+    ip link add "${P}rv" netns "${P}r" type veth peer name eth0 netns "$v"
+    ns "${P}r" ip link set "${P}rv" master "$bv" up
+    no_csum_offload "${P}r" "${P}rv"
+    ns "$v" ip link set eth0 up
+    no_csum_offload "$v" eth0
+    for i in 10 11 12; do ns "$v" ip addr add "198.18.100.$i/24" dev eth0; done
+    ns "$v" tc qdisc add dev eth0 clsact
+    ns "$v" tc filter add dev eth0 egress bpf direct-action obj "$obj" sec tc program vlan_push
+    ns "$v" tc filter add dev eth0 ingress bpf direct-action obj "$obj" sec tc program vlan_pop
+}
+
 case "$cmd" in
     up) up ;;
+    vlan) vlan ;;
     down) down ;;
-    *) echo "usage: testbed.sh up|down PREFIX [WORKDIR]" >&2; exit 2 ;;
+    *) echo "usage: testbed.sh up|vlan|down PREFIX [WORKDIR]" >&2; exit 2 ;;
 esac

@@ -194,6 +194,22 @@ pub struct RawPort {
     /// requests; multicast such as VRRP; ARP replies) goes up to it, and what the kernel sends on it
     /// leaves by this port.
     pub kernel_twin: Option<String>,
+    /// Director mode: 802.1Q sub-ports (`[[port.vlan]]`), each an interface of its own with its
+    /// address and, if given, kernel twin. Frames arrive tagged and leave tagged; a port with VLANs
+    /// needs no untagged `address` (untagged frames are then dropped as `vlan_unknown`).
+    #[serde(default)]
+    pub vlan: Vec<RawVlan>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVlan {
+    /// The VLAN id, 1 to 4094.
+    pub id: u16,
+    /// The director's IPv4 address and prefix on this VLAN (`198.51.100.2/24`).
+    pub address: String,
+    /// The VLAN's kernel twin: a kernel interface of this name, as a port's `kernel_twin`.
+    pub kernel_twin: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -383,6 +399,37 @@ pub struct PortSpec {
     pub config: PortConfig,
     /// Its kernel twin, if any.
     pub twin: Option<TwinSpec>,
+    /// Its 802.1Q sub-ports.
+    pub vlans: Vec<VlanSpec>,
+}
+
+impl PortSpec {
+    /// The port's kernel twins: its own, then its VLANs'.
+    pub fn twins(&self) -> impl Iterator<Item = &TwinSpec> {
+        self.twin.iter().chain(self.vlans.iter().filter_map(|v| v.twin.as_ref()))
+    }
+}
+
+/// An 802.1Q sub-port, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VlanSpec {
+    pub id: u16,
+    pub address: (Ipv4Addr, u8),
+    pub twin: Option<TwinSpec>,
+}
+
+/// One of the director's interfaces: a port's untagged side (index = the port's), or a VLAN of a
+/// port (after all the ports, in configuration order). The data plane's interface indexes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfaceSpec<'a> {
+    /// The port's name, or `port.vlan` (`front.100`).
+    pub name: String,
+    /// Index into `Config::ports`.
+    pub port: usize,
+    pub vlan: Option<u16>,
+    pub address: Option<(Ipv4Addr, u8)>,
+    pub twin: Option<&'a TwinSpec>,
+    pub mtu_bytes: Option<u16>,
 }
 
 /// A port's kernel twin: a TAP interface, one queue pair per worker.
@@ -498,6 +545,30 @@ fn memory_total_bytes() -> Option<u64> {
 }
 
 impl Config {
+    /// The director's interfaces, in the data plane's order: each port's untagged side (index = the
+    /// port's), then every port's VLANs.
+    pub fn interfaces(&self) -> Vec<IfaceSpec<'_>> {
+        let untagged = self.ports.iter().enumerate().map(|(i, p)| IfaceSpec {
+            name: p.name.clone(),
+            port: i,
+            vlan: None,
+            address: p.address,
+            twin: p.twin.as_ref(),
+            mtu_bytes: p.config.mtu_bytes,
+        });
+        let vlans = self.ports.iter().enumerate().flat_map(|(i, p)| {
+            p.vlans.iter().map(move |v| IfaceSpec {
+                name: format!("{}.{}", p.name, v.id),
+                port: i,
+                vlan: Some(v.id),
+                address: Some(v.address),
+                twin: v.twin.as_ref(),
+                mtu_bytes: p.config.mtu_bytes,
+            })
+        });
+        untagged.chain(vlans).collect()
+    }
+
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
@@ -651,38 +722,44 @@ fn check_port(
     let twin = match &p.kernel_twin {
         None => None,
         Some(iface) => {
-            let ok = (1..=15).contains(&iface.len())
-                && iface.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-            if !ok {
-                return Err(invalid(
-                    key("kernel_twin"),
-                    format!("{iface:?}: an interface name is 1 to 15 letters, digits, '_', '.' or '-'"),
-                ));
-            }
             if address.is_none() {
                 return Err(invalid(key("kernel_twin"), "the twin carries the port's address: set address"));
             }
-            Some(TwinSpec {
-                iface: iface.clone(),
-                dpdk_name: format!("net_tap_twin{i}"),
-                config: PortConfig {
-                    rx_queues: nworkers,
-                    tx_queues: nworkers,
-                    rx_descriptors: 512,
-                    tx_descriptors: 512,
-                    promiscuous: false,
-                    mtu_bytes: p.mtu_bytes,
-                    rss_key: None,
-                },
-            })
+            Some(twin_spec(&key("kernel_twin"), iface, format!("net_tap_twin{i}"), nworkers, p.mtu_bytes)?)
         }
     };
+    let mut vlans: Vec<VlanSpec> = Vec::new();
+    for (j, v) in p.vlan.iter().enumerate() {
+        let key = |k: &str| format!("port[{i}].vlan[{j}].{k}");
+        if !(1..=4094).contains(&v.id) {
+            return Err(invalid(key("id"), format!("{} is outside 1..=4094", v.id)));
+        }
+        if vlans.iter().any(|w| w.id == v.id) {
+            return Err(invalid(key("id"), format!("VLAN {} is listed twice on this port", v.id)));
+        }
+        let (addr, len) = parse_prefix(&v.address, false).map_err(|r| invalid(key("address"), r))?;
+        if len == 0 || len > 30 {
+            return Err(invalid(key("address"), format!("{:?}: prefix length must be 1..=30", v.address)));
+        }
+        let twin = match &v.kernel_twin {
+            None => None,
+            Some(iface) => Some(twin_spec(
+                &key("kernel_twin"),
+                iface,
+                format!("net_tap_twin{i}_{}", v.id),
+                nworkers,
+                p.mtu_bytes,
+            )?),
+        };
+        vlans.push(VlanSpec { id: v.id, address: (addr, len), twin });
+    }
     Ok(PortSpec {
         name: p.name.clone(),
         address,
         dpdk_name,
         device,
         twin,
+        vlans,
         config: PortConfig {
             rx_queues: nworkers,
             tx_queues: nworkers,
@@ -691,6 +768,37 @@ fn check_port(
             promiscuous: p.promiscuous,
             mtu_bytes: p.mtu_bytes,
             rss_key,
+        },
+    })
+}
+
+/// A kernel twin named `iface` (checked as a Linux interface name), the TAP vdev `dpdk_name`.
+fn twin_spec(
+    key: &str,
+    iface: &str,
+    dpdk_name: String,
+    nworkers: u16,
+    mtu_bytes: Option<u16>,
+) -> Result<TwinSpec, ConfigError> {
+    let ok = (1..=15).contains(&iface.len())
+        && iface.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !ok {
+        return Err(invalid(
+            key,
+            format!("{iface:?}: an interface name is 1 to 15 letters, digits, '_', '.' or '-'"),
+        ));
+    }
+    Ok(TwinSpec {
+        iface: iface.to_owned(),
+        dpdk_name,
+        config: PortConfig {
+            rx_queues: nworkers,
+            tx_queues: nworkers,
+            rx_descriptors: 512,
+            tx_descriptors: 512,
+            promiscuous: false,
+            mtu_bytes,
+            rss_key: None,
         },
     })
 }
@@ -769,7 +877,7 @@ fn check_mempool(
         let inbox = if nworkers > 1 { crate::daemon::INBOX_CAPACITY as u32 } else { 0 };
         need += u32::from(nworkers) * (rvs_dataplane::HOLD_CAPACITY as u32 + staged + inbox);
         // Kernel twins: their rings, and a staged burst each.
-        for t in ports.iter().filter_map(|p| p.twin.as_ref()) {
+        for t in ports.iter().flat_map(PortSpec::twins) {
             need += u32::from(nworkers)
                 * (u32::from(t.config.rx_descriptors) + u32::from(t.config.tx_descriptors) + 32);
         }
@@ -853,23 +961,27 @@ fn check_devices(
         (v, p)
     });
     for (i, p) in ports.iter().enumerate() {
-        let Some(t) = &p.twin else { continue };
-        if !matches!(forwarding, Forwarding::Director(_)) {
-            return Err(invalid(format!("port[{i}].kernel_twin"), "kernel twins are for director mode"));
+        if !p.vlans.is_empty() && !matches!(forwarding, Forwarding::Director(_)) {
+            return Err(invalid(format!("port[{i}].vlan"), "VLAN sub-ports are for director mode"));
         }
-        if ports.iter().any(|q| q.dpdk_name == t.dpdk_name) {
-            return Err(invalid(
-                format!("port[{i}].device"),
-                format!("{:?} is rvs's name for a twin", t.dpdk_name),
-            ));
+        for t in p.twins() {
+            if !matches!(forwarding, Forwarding::Director(_)) {
+                return Err(invalid(format!("port[{i}].kernel_twin"), "kernel twins are for director mode"));
+            }
+            if ports.iter().any(|q| q.dpdk_name == t.dpdk_name) {
+                return Err(invalid(
+                    format!("port[{i}].device"),
+                    format!("{:?} is rvs's name for a twin", t.dpdk_name),
+                ));
+            }
+            if ports.iter().flat_map(PortSpec::twins).filter(|q| q.iface == t.iface).count() > 1 {
+                return Err(invalid(
+                    format!("port[{i}].kernel_twin"),
+                    format!("{:?} is another interface's twin too", t.iface),
+                ));
+            }
+            vdevs.push(format!("{},iface={}", t.dpdk_name, t.iface));
         }
-        if ports.iter().filter_map(|q| q.twin.as_ref()).filter(|q| q.iface == t.iface).count() > 1 {
-            return Err(invalid(
-                format!("port[{i}].kernel_twin"),
-                format!("{:?} is another port's twin too", t.iface),
-            ));
-        }
-        vdevs.push(format!("{},iface={}", t.dpdk_name, t.iface));
     }
     Ok((vdevs, pci_allow))
 }
@@ -881,29 +993,44 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, 
     if ports.is_empty() {
         return Err(invalid("port", "the director needs at least one [[port]]"));
     }
-    if raw.forwarding.vip_ownership == VipOwnership::KernelTwin && ports.iter().all(|p| p.twin.is_none()) {
+    if raw.forwarding.vip_ownership == VipOwnership::KernelTwin
+        && ports.iter().all(|p| p.twins().next().is_none())
+    {
         return Err(invalid(
             "forwarding.vip_ownership",
             "\"kernel_twin\" follows the VIPs on the ports' kernel twins; give a port a kernel_twin",
         ));
     }
-    if raw.forwarding.vip_ownership == VipOwnership::Routed && ports.iter().all(|p| p.twin.is_none()) {
+    if raw.forwarding.vip_ownership == VipOwnership::Routed
+        && ports.iter().all(|p| p.twins().next().is_none())
+    {
         return Err(invalid(
             "forwarding.vip_ownership",
             "\"routed\" puts the VIPs on the ports' kernel twins for a routing daemon; give a port a kernel_twin",
         ));
     }
     for (i, p) in ports.iter().enumerate() {
-        if p.address.is_none() {
+        if p.address.is_none() && p.vlans.is_empty() {
             return Err(invalid(
                 format!("port[{i}].address"),
-                "director mode needs an address/prefix on every port",
+                "director mode needs an address/prefix on every port (or on each of its VLANs)",
             ));
         }
     }
-    let connected = |ip: Ipv4Addr| {
-        ports.iter().filter_map(|p| p.address).any(|(a, l)| rvs_dataplane::net::same_prefix(a, ip, l))
-    };
+    let subnets: Vec<(Ipv4Addr, u8)> =
+        ports.iter().flat_map(|p| p.address.into_iter().chain(p.vlans.iter().map(|v| v.address))).collect();
+    for (n, &(a, l)) in subnets.iter().enumerate() {
+        if let Some(&(b, m)) = subnets.iter().skip(n + 1).find(|&&(b, m)| {
+            let len = l.min(m);
+            rvs_dataplane::net::same_prefix(a, b, len)
+        }) {
+            return Err(invalid(
+                "port",
+                format!("{a}/{l} and {b}/{m} overlap: each interface needs a subnet of its own"),
+            ));
+        }
+    }
+    let connected = |ip: Ipv4Addr| subnets.iter().any(|&(a, l)| rvs_dataplane::net::same_prefix(a, ip, l));
     let mut routes = Vec::new();
     for (i, r) in raw.routes.iter().enumerate() {
         let key = |k: &str| format!("route[{i}].{k}");
@@ -1264,7 +1391,77 @@ connections_per_worker = {too_many}
                 "address = \"203.0.113.1/24\"\nkernel_twin = \"rvsfront\"",
             )
             .replace("address = \"192.0.2.2/24\"", "address = \"192.0.2.2/24\"\nkernel_twin = \"rvsfront\""));
-        assert!(e.contains("is another port's twin too"), "{e}");
+        assert!(e.contains("is another interface's twin too"), "{e}");
+    }
+
+    /// `[[port.vlan]]`: interfaces after the ports, each with its subnet and twin; a trunk-only
+    /// port needs no address of its own; ids, subnets and twin names are checked.
+    #[test]
+    fn vlans_are_interfaces_of_their_own() {
+        let vlan = |extra: &str| {
+            DIRECTOR
+                .replace("address = \"192.0.2.2/24\"\n", &format!("address = \"192.0.2.2/24\"\n{extra}\n"))
+        };
+        let c = Config::from_toml(&vlan(
+            "[[port.vlan]]\nid = 100\naddress = \"198.18.100.2/24\"\nkernel_twin = \"front.100\"\n\
+             [[port.vlan]]\nid = 200\naddress = \"198.18.200.2/24\"",
+        ))
+        .unwrap();
+        let names: Vec<(String, usize, Option<u16>, bool)> =
+            c.interfaces().iter().map(|i| (i.name.clone(), i.port, i.vlan, i.twin.is_some())).collect();
+        assert_eq!(
+            names,
+            [
+                ("front".into(), 0, None, false),
+                ("back".into(), 1, None, false),
+                ("front.100".into(), 0, Some(100), true),
+                ("front.200".into(), 0, Some(200), false),
+            ]
+        );
+        assert!(c.eal.vdevs.contains(&"net_tap_twin0_100,iface=front.100".to_string()), "{:?}", c.eal.vdevs);
+        // A gateway on a VLAN's subnet is connected.
+        let routed = vlan("[[port.vlan]]\nid = 100\naddress = \"198.18.100.2/24\"")
+            .replace("gateway = \"192.0.2.1\"", "gateway = \"198.18.100.1\"");
+        assert!(Config::from_toml(&routed).is_ok());
+        // Trunk only: no untagged address.
+        let trunk = DIRECTOR
+            .replace("address = \"192.0.2.2/24\"\n", "[[port.vlan]]\nid = 7\naddress = \"192.0.2.2/24\"\n");
+        let c = Config::from_toml(&trunk).unwrap();
+        assert_eq!(
+            (c.ports[0].address, c.interfaces()[2].address),
+            (None, Some(([192, 0, 2, 2].into(), 24)))
+        );
+        for (extra, want) in [
+            (
+                "[[port.vlan]]\nid = 4095\naddress = \"198.18.100.2/24\"",
+                "port[0].vlan[0].id: 4095 is outside 1..=4094",
+            ),
+            (
+                "[[port.vlan]]\nid = 5\naddress = \"198.18.100.2/24\"\n[[port.vlan]]\nid = 5\naddress = \"198.18.101.2/24\"",
+                "port[0].vlan[1].id: VLAN 5 is listed twice",
+            ),
+            (
+                "[[port.vlan]]\nid = 5\naddress = \"192.0.2.9/25\"",
+                "port: 192.0.2.2/24 and 192.0.2.9/25 overlap",
+            ),
+            (
+                "[[port.vlan]]\nid = 5\naddress = \"198.18.100.2\"",
+                "port[0].vlan[0].address: \"198.18.100.2\" needs a prefix",
+            ),
+            ("[[port.vlan]]\nid = 5\naddress = \"198.18.100.2/24\"\nmtu = 9000", "unknown field `mtu`"),
+            (
+                "kernel_twin = \"tw\"\n[[port.vlan]]\nid = 5\naddress = \"198.18.100.2/24\"\nkernel_twin = \"tw\"",
+                "is another interface's twin too",
+            ),
+        ] {
+            let e = err(&vlan(extra));
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+        let l2 = GOOD.replace(
+            "rx_descriptors = 512",
+            "rx_descriptors = 512\n[[port.vlan]]\nid = 5\naddress = \"198.18.100.2/24\"",
+        );
+        assert!(err(&l2).contains("VLAN sub-ports are for director mode"), "{}", err(&l2));
     }
 
     #[test]

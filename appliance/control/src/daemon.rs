@@ -10,8 +10,8 @@ use rvs_dataplane::net::{Interface, Network};
 use rvs_dataplane::ratelimit::TokenBucket;
 use rvs_dataplane::rss::RssPredictor;
 use rvs_dataplane::{
-    CounterSnapshot, DirectorWorker, DropReason, Handoff, L2Worker, Link, Pipeline, PortQueues, Steering,
-    TwinQueues, WorkerCounters,
+    CounterSnapshot, DirectorWorker, DropReason, Handoff, IfaceQueues, L2Worker, Link, Pipeline, PortQueues,
+    Steering, TwinQueues, WorkerCounters,
 };
 use rvs_dpdk::{Eal, LaunchHandle, Mempool, Port, PortStats, QueueId, RxQueue, Started, TxQueue, rss};
 use rvs_ipvs::{Ipvs, Op};
@@ -111,7 +111,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
     };
     // The director's own addresses: a real server there is "Local" (the kernel twin serves it).
     let locals: Vec<std::net::IpAddr> =
-        cfg.ports.iter().filter_map(|p| p.address.map(|(a, _)| std::net::IpAddr::V4(a))).collect();
+        cfg.interfaces().iter().filter_map(|i| i.address.map(|(a, _)| std::net::IpAddr::V4(a))).collect();
     let mut model = load_model(cfg, &locals, sched_seed)?;
     let keepalived = cfg.keepalived_conf.as_deref().map(crate::keepalived::load).transpose()?;
     let started = Instant::now();
@@ -196,7 +196,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
             workers = lcores.len(),
             mode = "director",
             tsc_hz = summary.tsc_hz,
-            ports = %cfg.ports.iter().map(|p| format!("{}={}", p.name, p.address.map(|(a, l)| format!("{a}/{l}")).unwrap_or_default())).collect::<Vec<_>>().join(","),
+            interfaces = %cfg.interfaces().iter().map(|i| format!("{}={}", i.name, i.address.map(|(a, l)| format!("{a}/{l}")).unwrap_or_default())).collect::<Vec<_>>().join(","),
             routes = spec.routes.len(),
             classifier_rules = spec.classifier.len(),
             "forwarding"
@@ -205,8 +205,7 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
 
     let interval = Duration::from_secs(u64::from(cfg.stats_interval_seconds));
     let mut next_report = Instant::now() + interval;
-    let twin_ifaces: Vec<&str> =
-        cfg.ports.iter().filter_map(|p| p.twin.as_ref().map(|t| t.iface.as_str())).collect();
+    let twin_ifaces: Vec<&str> = cfg.ports.iter().flat_map(|p| p.twins().map(|t| t.iface.as_str())).collect();
     let mut local_vips = std::collections::BTreeSet::new();
     let mut next_local_sync = Instant::now();
     let ownership = match &cfg.forwarding {
@@ -452,15 +451,22 @@ fn launch_workers(
             Forwarding::Director(spec) => {
                 // Built above for director mode, the only mode that reaches here.
                 let net = network.map(Arc::clone).ok_or(DaemonError::NoNetwork)?;
-                let mut queues = (0..nports)
-                    .map(|p| take(p, p).map(|(rx, tx)| PortQueues { rx, tx, twin: None }))
+                let queues = (0..nports)
+                    .map(|p| take(p, p).map(|(rx, tx)| PortQueues { rx, tx }))
                     .collect::<Result<Vec<_>, _>>()?;
-                for (pq, t) in queues.iter_mut().zip(twins.iter_mut()) {
-                    if let Some(t) = t {
-                        let rx = t.take_rx_queue(q).context(|| format!("kernel twin rx queue {}", q.0))?;
-                        let tx = t.take_tx_queue(q).context(|| format!("kernel twin tx queue {}", q.0))?;
-                        pq.twin = Some(TwinQueues::new(rx, tx));
-                    }
+                let mut ifaces = Vec::new();
+                for (i, t) in cfg.interfaces().iter().zip(twins.iter_mut()) {
+                    let twin = match t {
+                        Some(t) => {
+                            let rx =
+                                t.take_rx_queue(q).context(|| format!("kernel twin rx queue {}", q.0))?;
+                            let tx =
+                                t.take_tx_queue(q).context(|| format!("kernel twin tx queue {}", q.0))?;
+                            Some(TwinQueues::new(rx, tx))
+                        }
+                        None => None,
+                    };
+                    ifaces.push(IfaceQueues { port: i.port, vlan: i.vlan, twin });
                 }
                 let mut shard = Ipvs::new(
                     cfg.connections_per_worker,
@@ -480,7 +486,7 @@ fn launch_workers(
                 let (per_sec, burst) = spec.icmp_errors;
                 pipeline.icmp_errors = TokenBucket::new(per_sec, burst);
                 pipeline.icmp_echo = TokenBucket::new(spec.icmp_echo_per_sec, burst);
-                pipeline.twins = cfg.ports.iter().map(|p| p.twin.is_some()).collect();
+                pipeline.twins = ifaces.iter().map(|i| i.twin.is_some()).collect();
                 pipeline.kernel = TokenBucket::new(spec.kernel_packets.0, spec.kernel_packets.1);
                 pipeline.tun_clamp_mss = spec.tun_clamp_mss;
                 if spec.vip_ownership != VipOwnership::Always {
@@ -496,6 +502,7 @@ fn launch_workers(
                 channels.push(tx);
                 let worker = DirectorWorker {
                     ports: queues,
+                    ifaces,
                     pipeline,
                     pool: pool.clone(),
                     control: rx,
@@ -569,27 +576,30 @@ fn start_ports(cfg: &Config, eal: &Eal, pool: &Mempool) -> Result<Vec<Port<Start
     Ok(ports)
 }
 
-/// Kernel twins: a TAP port each (for the ports that have one), given the data port's MAC, MTU,
-/// address and on-subnet routes in the kernel.
+/// Kernel twins: a TAP port each (for the interfaces that have one: ports and VLANs), given the
+/// interface's MAC, MTU, address and on-subnet routes in the kernel. Indexed as the interfaces.
 fn start_twins(
     cfg: &Config,
     eal: &Eal,
     pool: &Mempool,
     ports: &[Port<Started>],
 ) -> Result<Vec<Option<Port<Started>>>, DaemonError> {
-    let mut twins = Vec::with_capacity(cfg.ports.len());
-    for (spec, port) in cfg.ports.iter().zip(ports) {
-        let Some(t) = &spec.twin else {
+    let interfaces = cfg.interfaces();
+    let mut twins = Vec::with_capacity(interfaces.len());
+    for i in &interfaces {
+        let (Some(t), Some(port)) = (i.twin, ports.get(i.port)) else {
             twins.push(None);
             continue;
         };
-        let id = Port::lookup(eal, &t.dpdk_name).context(|| format!("port {:?}: kernel twin", spec.name))?;
+        let id =
+            Port::lookup(eal, &t.dpdk_name).context(|| format!("interface {:?}: kernel twin", i.name))?;
         let twin = Port::configure(eal, id, &t.config, pool)
             .and_then(Port::start)
-            .context(|| format!("port {:?}: kernel twin {}", spec.name, t.iface))?;
-        configure_twin(&t.iface, port.mac(), spec.address, spec.config.mtu_bytes)?;
-        // The director's routes whose gateway is on this port's subnet, for the kernel's own traffic.
-        if let (Forwarding::Director(d), Some((addr, len))) = (&cfg.forwarding, spec.address) {
+            .context(|| format!("interface {:?}: kernel twin {}", i.name, t.iface))?;
+        configure_twin(&t.iface, port.mac(), i.address, i.mtu_bytes)?;
+        // The director's routes whose gateway is on this interface's subnet, for the kernel's own
+        // traffic.
+        if let (Forwarding::Director(d), Some((addr, len))) = (&cfg.forwarding, i.address) {
             for r in d.routes.iter().filter(|r| rvs_dataplane::net::same_prefix(r.gateway, addr, len)) {
                 let dst = format!("{}/{}", r.prefix, r.prefix_len);
                 twin_ip(
@@ -598,7 +608,7 @@ fn start_twins(
                 )?;
             }
         }
-        info!(port = %spec.name, twin = %t.iface, "kernel twin up");
+        info!(interface = %i.name, twin = %t.iface, "kernel twin up");
         twins.push(Some(twin));
     }
     Ok(twins)
@@ -910,17 +920,16 @@ fn build_network(
     ports: &[Port<Started>],
 ) -> Result<Arc<Network>, DaemonError> {
     let interfaces = cfg
-        .ports
+        .interfaces()
         .iter()
-        .zip(ports)
-        .map(|(s, p)| {
-            let (addr, prefix_len) = s.address.unwrap_or((std::net::Ipv4Addr::UNSPECIFIED, 32));
+        .map(|i| {
+            let (addr, prefix_len) = i.address.unwrap_or((std::net::Ipv4Addr::UNSPECIFIED, 32));
             Interface {
-                name: s.name.clone(),
-                mac: p.mac(),
+                name: i.name.clone(),
+                mac: ports.get(i.port).map(Port::mac).unwrap_or_default(),
                 addr,
                 prefix_len,
-                mtu: s.config.mtu_bytes.unwrap_or(1500),
+                mtu: i.mtu_bytes.unwrap_or(1500),
             }
         })
         .collect();

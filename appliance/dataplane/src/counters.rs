@@ -8,7 +8,7 @@ use rvs_dpdk::rdtsc;
 pub enum DropReason {
     /// Truncated, or a header field the protocol forbids.
     Malformed,
-    /// Valid but not handled (IPv6, VLAN tags, other EtherTypes, ICMP other than echo to a VIP).
+    /// Valid but not handled (IPv6, other EtherTypes, ICMP other than echo to a VIP).
     Unsupported,
     /// Unicast for another host of the segment (the port is promiscuous).
     NotOurMac,
@@ -46,12 +46,17 @@ pub enum DropReason {
     KernelBudget,
     /// For the director's kernel, but its twin's queue was full (or the port has none).
     KernelQueueFull,
+    /// An 802.1Q tag for a VLAN the port does not carry, or untagged on a port that carries only
+    /// VLANs.
+    VlanUnknown,
+    /// Stacked tags (802.1ad QinQ, or two 802.1Q tags): not demultiplexed.
+    Qinq,
     /// IPVS refused it.
     Ipvs(rvs_ipvs::DropReason),
 }
 
 impl DropReason {
-    pub const COUNT: usize = 20 + rvs_ipvs::DropReason::ALL.len();
+    pub const COUNT: usize = 22 + rvs_ipvs::DropReason::ALL.len();
 
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::Malformed,
@@ -74,6 +79,8 @@ impl DropReason {
         DropReason::ArpRefused,
         DropReason::KernelBudget,
         DropReason::KernelQueueFull,
+        DropReason::VlanUnknown,
+        DropReason::Qinq,
         DropReason::Ipvs(rvs_ipvs::DropReason::ALL[0]),
         DropReason::Ipvs(rvs_ipvs::DropReason::ALL[1]),
         DropReason::Ipvs(rvs_ipvs::DropReason::ALL[2]),
@@ -104,7 +111,9 @@ impl DropReason {
             DropReason::ArpRefused => 17,
             DropReason::KernelBudget => 18,
             DropReason::KernelQueueFull => 19,
-            DropReason::Ipvs(r) => 20 + rvs_ipvs::DropReason::ALL.iter().position(|x| *x == r).unwrap_or(0),
+            DropReason::VlanUnknown => 20,
+            DropReason::Qinq => 21,
+            DropReason::Ipvs(r) => 22 + rvs_ipvs::DropReason::ALL.iter().position(|x| *x == r).unwrap_or(0),
         }
     }
 
@@ -131,6 +140,8 @@ impl DropReason {
             DropReason::ArpRefused => "arp_refused",
             DropReason::KernelBudget => "kernel_budget",
             DropReason::KernelQueueFull => "kernel_queue_full",
+            DropReason::VlanUnknown => "vlan_unknown",
+            DropReason::Qinq => "qinq",
             DropReason::Ipvs(r) => r.name(),
         }
     }

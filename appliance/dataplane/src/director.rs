@@ -15,6 +15,7 @@ use rvs_ipvs::{ConnInfo, Op, ReportCursor, ShardReport, Time};
 use crate::counters::{DropReason, LoopTimer, STAGE_COUNT, WorkerCounters};
 use crate::pipeline::{Action, Meta, Pipeline};
 use crate::pkt::MbufPacket;
+use rvs_wire::rewrite::vlan::{self, Tagging};
 
 /// What the management core sends a worker.
 #[derive(Debug)]
@@ -99,8 +100,25 @@ struct PendingReport {
 pub struct PortQueues {
     pub rx: RxQueue,
     pub tx: TxQueue,
-    /// The port's kernel twin, if it has one.
+}
+
+/// One of the director's interfaces, which the pipeline calls its ports: a port's untagged side
+/// (interface `i` for port `i`) or an 802.1Q VLAN of a port (after all the ports). Frames of a VLAN
+/// are untagged on arrival and tagged again as they leave, so the pipeline never sees a tag.
+#[derive(Debug)]
+pub struct IfaceQueues {
+    /// The port it is on (index into `DirectorWorker::ports`).
+    pub port: usize,
+    pub vlan: Option<u16>,
+    /// Its kernel twin, if it has one.
     pub twin: Option<TwinQueues>,
+}
+
+impl IfaceQueues {
+    /// A port's untagged side.
+    pub fn untagged(port: usize, twin: Option<TwinQueues>) -> Self {
+        Self { port, vlan: None, twin }
+    }
 }
 
 /// A worker's queue pair on a port's kernel twin (a TAP device), and the burst staged for it.
@@ -120,6 +138,8 @@ impl TwinQueues {
 #[derive(Debug)]
 pub struct DirectorWorker {
     pub ports: Vec<PortQueues>,
+    /// Indexed as the pipeline's ports: `ports.len()` untagged sides, then the VLANs.
+    pub ifaces: Vec<IfaceQueues>,
     pub pipeline: Pipeline,
     /// For packets the director originates (ARP, ICMP errors).
     pub pool: Mempool,
@@ -137,28 +157,63 @@ pub struct DirectorWorker {
 }
 
 struct Held {
+    /// The interface it leaves by.
     port: usize,
     next_hop: Ipv4Addr,
     mbuf: Mbuf,
+}
+
+/// Where a port's frames go, by their tag.
+#[derive(Debug, Default)]
+struct Demux {
+    /// The port's untagged interface, unless the port carries only VLANs.
+    untagged: Option<usize>,
+    /// (VLAN id, interface).
+    vlans: Vec<(u16, usize)>,
 }
 
 impl DirectorWorker {
     /// The poll loop; returns 0 when stopped.
     pub fn run(mut self) -> i32 {
         let nports = self.ports.len();
+        let mut tx = Tx {
+            staged: (0..nports).map(|_| PacketBurst::new()).collect(),
+            ports: std::mem::take(&mut self.ports),
+            ifaces: std::mem::take(&mut self.ifaces),
+            held: Vec::with_capacity(HOLD_CAPACITY),
+        };
+        let demux: Vec<Demux> = (0..nports)
+            .map(|p| Demux {
+                untagged: self
+                    .pipeline
+                    .net
+                    .interfaces
+                    .get(p)
+                    .is_some_and(|i| !i.addr.is_unspecified())
+                    .then_some(p),
+                vlans: tx
+                    .ifaces
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, i)| i.port == p)
+                    .filter_map(|(n, i)| Some((i.vlan?, n)))
+                    .collect(),
+            })
+            .collect();
+        let mut by_vlan: Vec<PacketBurst> = tx.ifaces.iter().map(|_| PacketBurst::new()).collect();
         let mut rx = PacketBurst::new();
-        let mut staged: Vec<PacketBurst> = (0..nports).map(|_| PacketBurst::new()).collect();
-        let mut metas = [Meta::default(); BURST_SIZE];
-        let mut actions = [Action::Drop; BURST_SIZE];
-        let mut sync_buf: Vec<SyncConn> = Vec::with_capacity(256);
-        let mut held: Vec<Held> = Vec::with_capacity(HOLD_CAPACITY);
+        let mut scratch = Scratch {
+            metas: [Meta::default(); BURST_SIZE],
+            actions: [Action::Drop; BURST_SIZE],
+            sync_buf: Vec::with_capacity(256),
+        };
         let mut resolved: Vec<(usize, Ipv4Addr)> = Vec::with_capacity(64);
         let ticks_per_ms = (self.tsc_hz / 1000).max(1);
         let origin = rdtsc();
         let mut last_ms: Time = 0;
         let mut timer = LoopTimer::new();
         let mut backlog = Backlog::default();
-        let has_twins = self.ports.iter().any(|q| q.twin.is_some());
+        let has_twins = tx.ifaces.iter().any(|q| q.twin.is_some());
         let twin_poll_ticks = self.tsc_hz / 1_000_000 * TWIN_POLL_US;
         let mut last_twin_poll = 0u64;
         self.counters.set_tsc_hz(self.tsc_hz);
@@ -167,61 +222,25 @@ impl DirectorWorker {
             let t0 = rdtsc();
             let now: Time = t0.wrapping_sub(origin) / ticks_per_ms;
             let mut moved = false;
-            for p in 0..nports {
-                let Some(q) = self.ports.get_mut(p) else { continue };
+            for (p, d) in demux.iter().enumerate() {
+                let Some(q) = tx.ports.get_mut(p) else { continue };
                 let n = q.rx.rx_burst(&mut rx);
                 if n == 0 {
                     continue;
                 }
                 moved = true;
                 self.counters.add_rx_tx(n as u64, 0);
-                let steering = self.steering.as_ref();
-                // Hand-over: the frames of flows another worker owns go to it, first.
-                if let Some(st) = steering {
-                    let (pipeline, counters) = (&self.pipeline, &self.counters);
-                    rx.keep_or_take(|m| {
-                        let Some(owner) = pipeline.owner(m.data(), st.peers.len()).filter(|&o| o != st.index)
-                        else {
-                            return Some(m);
-                        };
-                        match st
-                            .peers
-                            .get(owner)
-                            .map(|peer| peer.try_send(Handoff::Packet { port: p, mbuf: m }))
-                        {
-                            Some(Ok(())) => counters.count_handoff(),
-                            // Full or gone: the mbuf comes back in the error and is freed here.
-                            _ => counters.count_drop(DropReason::HandoffFull),
-                        }
-                        None
-                    });
+                if d.vlans.is_empty() {
+                    // Tagged frames meet the pipeline's full path, which counts them.
+                    self.burst(p, &mut rx, &mut tx, &mut scratch, now);
+                    continue;
                 }
-                // The stages (pipeline::stages), each over the whole burst, timed.
-                let mut clock = StageClock::start();
-                let k = self.pipeline.parse_stage(p, rx.iter().map(|m| m.data()), &mut metas);
-                clock.lap(0);
-                self.pipeline.lookup_stage(metas.get_mut(..k).unwrap_or_default());
-                clock.lap(1);
-                for (m, meta) in rx.iter_mut().zip(metas.iter_mut()) {
-                    self.pipeline.ipvs_stage(p, &mut MbufPacket(m), meta, now);
-                }
-                clock.lap(2);
-                for ((m, meta), a) in rx.iter_mut().zip(&metas).zip(actions.iter_mut()) {
-                    *a = self.pipeline.rewrite_stage(p, &mut MbufPacket(m), meta, now);
-                }
-                clock.lap(3);
-                send_mirrors(&mut self.pipeline, &self.counters, steering);
-                let mut out = Out { ports: &mut self.ports, staged: &mut staged, held: &mut held };
-                let (pipeline, counters, pool) = (&mut self.pipeline, &self.counters, &self.pool);
-                let mut next = actions.iter();
-                rx.take_each(|m| {
-                    let a = next.next().copied().unwrap_or(Action::Drop);
-                    dispatch(pipeline, &mut out, counters, pool, steering, p, m, a);
-                });
-                clock.lap(4);
-                self.counters.add_stages(&clock.cycles, k as u64);
-                if self.pipeline.ipvs.sync_pending() {
-                    self.send_sync(now, &mut sync_buf);
+                let counters = &self.counters;
+                rx.take_each(|m| demux_vlan(d, m, &mut by_vlan, counters));
+                for (iface, b) in by_vlan.iter_mut().enumerate() {
+                    if !b.is_empty() {
+                        self.burst(iface, b, &mut tx, &mut scratch, now);
+                    }
                 }
             }
             // What the kernel sent on the ports' twins leaves by the ports (ARP and all). A TAP
@@ -231,30 +250,30 @@ impl DirectorWorker {
             if twins_due {
                 last_twin_poll = t0;
             }
-            for p in (0..nports).filter(|_| twins_due) {
-                let Some(t) = self.ports.get_mut(p).and_then(|q| q.twin.as_mut()) else { continue };
+            for iface in (0..tx.ifaces.len()).filter(|_| twins_due) {
+                let Some(t) = tx.ifaces.get_mut(iface).and_then(|q| q.twin.as_mut()) else { continue };
                 let n = t.rx.rx_burst(&mut rx);
                 if n == 0 {
                     continue;
                 }
                 moved = true;
                 self.counters.add_from_kernel(n as u64);
-                let (ports, counters) = (&mut self.ports, &self.counters);
-                rx.take_each(|m| stage(ports, &mut staged, counters, p, m));
+                let counters = &self.counters;
+                rx.take_each(|m| tx.stage(counters, iface, m));
             }
             if let Some(st) = &self.steering {
-                let mut out = Out { ports: &mut self.ports, staged: &mut staged, held: &mut held };
+                let out = &mut tx;
                 let pl = &mut self.pipeline;
                 for _ in 0..INBOX_BUDGET {
                     match st.inbox.try_recv() {
                         Ok(Handoff::Packet { port, mbuf }) => {
                             moved = true;
-                            process(pl, &mut out, &self.counters, &self.pool, Some(st), port, mbuf, now);
+                            process(pl, out, &self.counters, &self.pool, Some(st), port, mbuf, now);
                         }
                         Ok(Handoff::Unmatched { port, mbuf }) => {
                             moved = true;
                             let retry = std::mem::replace(&mut pl.retry_unmatched, false);
-                            process(pl, &mut out, &self.counters, &self.pool, Some(st), port, mbuf, now);
+                            process(pl, out, &self.counters, &self.pool, Some(st), port, mbuf, now);
                             pl.retry_unmatched = retry;
                         }
                         Ok(Handoff::Mirror(c)) => {
@@ -280,9 +299,9 @@ impl DirectorWorker {
                 self.pipeline.learned.clear();
             }
             if moved {
-                flush_all(&mut self.ports, &mut staged, &self.counters);
+                tx.flush_all(&self.counters);
             }
-            self.side_work(&mut staged, &mut held, &mut resolved);
+            self.side_work(&mut tx, &mut resolved);
             if now != last_ms {
                 last_ms = now;
                 if self.panic_after_ms.is_some_and(|t| now >= t) {
@@ -293,41 +312,84 @@ impl DirectorWorker {
                 self.pipeline.ipvs.expire(now, EXPIRE_BUDGET);
                 self.pipeline.tick(now);
                 // Held packets whose neighbour was given up on.
-                let before = held.len();
+                let before = tx.held.len();
                 let neigh = &self.pipeline.neigh;
-                held.retain(|h| {
+                tx.held.retain(|h| {
                     neigh.is_pending(h.port, h.next_hop) || neigh.get(h.port, h.next_hop).is_some()
                 });
-                self.counters.add_drops(DropReason::NoNeighbour, (before - held.len()) as u64);
+                self.counters.add_drops(DropReason::NoNeighbour, (before - tx.held.len()) as u64);
                 self.serve_control(now, &mut backlog);
                 self.counters.note_pause(rdtsc().wrapping_sub(pause_from));
             }
             timer.turn(&self.counters, t0, moved);
         }
         timer.publish(&self.counters);
-        self.counters.add_drops(DropReason::NoNeighbour, held.len() as u64);
+        self.counters.add_drops(DropReason::NoNeighbour, tx.held.len() as u64);
         0
     }
 
+    /// A burst received on (or untagged for) interface `iface`, through the hand-over and the
+    /// stages (pipeline::stages), each over the whole burst, timed.
+    fn burst(&mut self, iface: usize, rx: &mut PacketBurst, tx: &mut Tx, sc: &mut Scratch, now: Time) {
+        let steering = self.steering.as_ref();
+        // Hand-over: the frames of flows another worker owns go to it, first.
+        if let Some(st) = steering {
+            let (pipeline, counters) = (&self.pipeline, &self.counters);
+            rx.keep_or_take(|m| {
+                let Some(owner) = pipeline.owner(m.data(), st.peers.len()).filter(|&o| o != st.index) else {
+                    return Some(m);
+                };
+                match st.peers.get(owner).map(|peer| peer.try_send(Handoff::Packet { port: iface, mbuf: m }))
+                {
+                    Some(Ok(())) => counters.count_handoff(),
+                    // Full or gone: the mbuf comes back in the error and is freed here.
+                    _ => counters.count_drop(DropReason::HandoffFull),
+                }
+                None
+            });
+        }
+        let (metas, actions) = (&mut sc.metas, &mut sc.actions);
+        let mut clock = StageClock::start();
+        let k = self.pipeline.parse_stage(iface, rx.iter().map(|m| m.data()), metas);
+        clock.lap(0);
+        self.pipeline.lookup_stage(metas.get_mut(..k).unwrap_or_default());
+        clock.lap(1);
+        for (m, meta) in rx.iter_mut().zip(metas.iter_mut()) {
+            self.pipeline.ipvs_stage(iface, &mut MbufPacket(m), meta, now);
+        }
+        clock.lap(2);
+        for ((m, meta), a) in rx.iter_mut().zip(metas.iter()).zip(actions.iter_mut()) {
+            *a = self.pipeline.rewrite_stage(iface, &mut MbufPacket(m), meta, now);
+        }
+        clock.lap(3);
+        send_mirrors(&mut self.pipeline, &self.counters, steering);
+        let (pipeline, counters, pool) = (&mut self.pipeline, &self.counters, &self.pool);
+        let mut next = actions.iter();
+        rx.take_each(|m| {
+            let a = next.next().copied().unwrap_or(Action::Drop);
+            dispatch(pipeline, tx, counters, pool, steering, iface, m, a);
+        });
+        clock.lap(4);
+        self.counters.add_stages(&clock.cycles, k as u64);
+        if self.pipeline.ipvs.sync_pending() {
+            self.send_sync(now, &mut sc.sync_buf);
+        }
+    }
+
     /// ARP requests and announcements the pipeline queued, and held packets whose neighbour answered.
-    fn side_work(
-        &mut self,
-        staged: &mut [PacketBurst],
-        held: &mut Vec<Held>,
-        resolved: &mut Vec<(usize, Ipv4Addr)>,
-    ) {
+    fn side_work(&mut self, tx: &mut Tx, resolved: &mut Vec<(usize, Ipv4Addr)>) {
         let mut any = false;
         while let Some((target, port)) = self.pipeline.arp_requests.pop() {
             let pl = &self.pipeline;
             if let Some(m) = originate(&self.pool, &self.counters, |out| pl.arp_request(target, port, out)) {
-                stage(&mut self.ports, staged, &self.counters, port, m);
+                tx.stage(&self.counters, port, m);
                 any = true;
             }
         }
         while let Some((vip, port)) = self.pipeline.announce.pop() {
             let pl = &self.pipeline;
             if let Some(m) = originate(&self.pool, &self.counters, |out| pl.gratuitous_arp(vip, port, out)) {
-                stage(&mut self.ports, staged, &self.counters, port, m);
+                tx.stage(&self.counters, port, m);
                 any = true;
             }
         }
@@ -335,13 +397,13 @@ impl DirectorWorker {
         for (port, ip) in resolved.drain(..) {
             let Some(mac) = self.pipeline.neigh.get(port, ip) else { continue };
             let mut i = 0;
-            while i < held.len() {
-                if held.get(i).is_some_and(|h| h.next_hop == ip && h.port == port) {
-                    let mut h = held.remove(i);
+            while i < tx.held.len() {
+                if tx.held.get(i).is_some_and(|h| h.next_hop == ip && h.port == port) {
+                    let mut h = tx.held.remove(i);
                     if let Some(d) = h.mbuf.data_mut().get_mut(..6) {
                         d.copy_from_slice(&mac);
                     }
-                    stage(&mut self.ports, staged, &self.counters, h.port, h.mbuf);
+                    tx.stage(&self.counters, h.port, h.mbuf);
                     any = true;
                 } else {
                     i += 1;
@@ -349,7 +411,7 @@ impl DirectorWorker {
             }
         }
         if any {
-            flush_all(&mut self.ports, staged, &self.counters);
+            tx.flush_all(&self.counters);
         }
     }
 
@@ -444,11 +506,42 @@ fn injected_panic() -> ! {
     panic!("injected fault: worker panics (RVS_FAULT_WORKER_PANIC_AFTER_MS)");
 }
 
-/// Where processed packets go: the TX staging bursts, or the hold queue.
-struct Out<'a> {
-    ports: &'a mut [PortQueues],
-    staged: &'a mut [PacketBurst],
-    held: &'a mut Vec<Held>,
+/// Where processed packets go: the ports' TX staging bursts (tagged for a VLAN on the way), the
+/// interfaces' kernel twins, or the hold queue.
+struct Tx {
+    ports: Vec<PortQueues>,
+    ifaces: Vec<IfaceQueues>,
+    /// One per port.
+    staged: Vec<PacketBurst>,
+    held: Vec<Held>,
+}
+
+/// A burst's working space, kept across bursts.
+struct Scratch {
+    metas: [Meta; BURST_SIZE],
+    actions: [Action; BURST_SIZE],
+    sync_buf: Vec<SyncConn>,
+}
+
+/// A frame of a port with VLANs, to its interface's burst (untagged first), or counted and dropped.
+fn demux_vlan(d: &Demux, mut m: Mbuf, by_iface: &mut [PacketBurst], counters: &WorkerCounters) {
+    let iface = match vlan::tagging(m.data()) {
+        Ok(Tagging::Untagged) => d.untagged,
+        Ok(Tagging::Vlan(id)) => match d.vlans.iter().find(|(v, _)| *v == id) {
+            Some(&(_, iface)) if vlan::pop_vlan(&mut MbufPacket(&mut m)).is_ok() => Some(iface),
+            Some(_) => return counters.count_drop(DropReason::Malformed),
+            None => None,
+        },
+        Ok(Tagging::Stacked) => return counters.count_drop(DropReason::Qinq),
+        Err(_) => return counters.count_drop(DropReason::Malformed),
+    };
+    let Some(b) = iface.and_then(|i| by_iface.get_mut(i)) else {
+        return counters.count_drop(DropReason::VlanUnknown);
+    };
+    // A burst of one port's frames always fits any one interface's burst.
+    if b.push(m).is_err() {
+        counters.count_drop(DropReason::Malformed);
+    }
 }
 
 /// One packet through the pipeline, received on (or handed over as received on) `port`: the
@@ -456,7 +549,7 @@ struct Out<'a> {
 #[allow(clippy::too_many_arguments)]
 fn process(
     pipeline: &mut Pipeline,
-    out: &mut Out<'_>,
+    out: &mut Tx,
     counters: &WorkerCounters,
     pool: &Mempool,
     steering: Option<&Steering>,
@@ -484,7 +577,7 @@ fn send_mirrors(pipeline: &mut Pipeline, counters: &WorkerCounters, steering: Op
 #[allow(clippy::too_many_arguments)]
 fn dispatch(
     pipeline: &mut Pipeline,
-    out: &mut Out<'_>,
+    out: &mut Tx,
     counters: &WorkerCounters,
     pool: &Mempool,
     steering: Option<&Steering>,
@@ -500,7 +593,7 @@ fn dispatch(
                 _ => counters.count_drop(DropReason::NoService),
             }
         }
-        Action::Tx(to) => stage(out.ports, out.staged, counters, to, m),
+        Action::Tx(to) => out.stage(counters, to, m),
         Action::Hold { port, next_hop } => {
             if out.held.len() < HOLD_CAPACITY {
                 out.held.push(Held { port, next_hop, mbuf: m });
@@ -510,10 +603,10 @@ fn dispatch(
         }
         Action::IcmpError { port, kind } => {
             if let Some(e) = originate(pool, counters, |buf| pipeline.icmp_error(port, m.data(), kind, buf)) {
-                stage(out.ports, out.staged, counters, port, e);
+                out.stage(counters, port, e);
             }
         }
-        Action::ToKernel(p) => stage_twin(out.ports, counters, p, m),
+        Action::ToKernel(p) => out.stage_twin(counters, p, m),
         Action::Drop => {}
     }
 }
@@ -538,21 +631,6 @@ impl StageClock {
             *c += now.wrapping_sub(self.last);
         }
         self.last = now;
-    }
-}
-
-/// A frame for the kernel, staged on the port's twin; counted as a drop if the twin's ring is full.
-fn stage_twin(ports: &mut [PortQueues], counters: &WorkerCounters, port: usize, m: Mbuf) {
-    let Some(t) = ports.get_mut(port).and_then(|q| q.twin.as_mut()) else {
-        counters.count_drop(DropReason::KernelQueueFull);
-        return;
-    };
-    counters.add_to_kernel(1);
-    if let Err(m) = t.staged.push(m) {
-        flush_twin(t, counters);
-        if t.staged.push(m).is_err() {
-            counters.count_drop(DropReason::KernelQueueFull);
-        }
     }
 }
 
@@ -582,21 +660,54 @@ fn originate(
     if m.trim(room.saturating_sub(n)) { Some(m) } else { None }
 }
 
-fn stage(
-    ports: &mut [PortQueues],
-    staged: &mut [PacketBurst],
-    counters: &WorkerCounters,
-    port: usize,
-    m: Mbuf,
-) {
-    let (Some(q), Some(b)) = (ports.get_mut(port), staged.get_mut(port)) else {
-        counters.count_drop(DropReason::NoRoute);
-        return;
-    };
-    if let Err(m) = b.push(m) {
-        flush(q, b, counters);
-        if b.push(m).is_err() {
-            counters.count_drop(DropReason::TxRingFull);
+impl Tx {
+    /// A frame to leave by interface `iface`: tagged if it is a VLAN, staged on its port.
+    fn stage(&mut self, counters: &WorkerCounters, iface: usize, mut m: Mbuf) {
+        let Some(i) = self.ifaces.get(iface) else {
+            counters.count_drop(DropReason::NoRoute);
+            return;
+        };
+        let port = i.port;
+        if let Some(id) = i.vlan {
+            if vlan::push_vlan(&mut MbufPacket(&mut m), id).is_err() {
+                counters.count_drop(DropReason::RewriteFailed);
+                return;
+            }
+        }
+        let (Some(q), Some(b)) = (self.ports.get_mut(port), self.staged.get_mut(port)) else {
+            counters.count_drop(DropReason::NoRoute);
+            return;
+        };
+        if let Err(m) = b.push(m) {
+            flush(q, b, counters);
+            if b.push(m).is_err() {
+                counters.count_drop(DropReason::TxRingFull);
+            }
+        }
+    }
+
+    /// A frame for the kernel, staged on the interface's twin; counted as a drop if the twin's
+    /// ring is full (or the interface has none).
+    fn stage_twin(&mut self, counters: &WorkerCounters, iface: usize, m: Mbuf) {
+        let Some(t) = self.ifaces.get_mut(iface).and_then(|q| q.twin.as_mut()) else {
+            counters.count_drop(DropReason::KernelQueueFull);
+            return;
+        };
+        counters.add_to_kernel(1);
+        if let Err(m) = t.staged.push(m) {
+            flush_twin(t, counters);
+            if t.staged.push(m).is_err() {
+                counters.count_drop(DropReason::KernelQueueFull);
+            }
+        }
+    }
+
+    fn flush_all(&mut self, counters: &WorkerCounters) {
+        for (q, b) in self.ports.iter_mut().zip(self.staged.iter_mut()) {
+            flush(q, b, counters);
+        }
+        for t in self.ifaces.iter_mut().filter_map(|i| i.twin.as_mut()) {
+            flush_twin(t, counters);
         }
     }
 }
@@ -608,13 +719,4 @@ fn flush(q: &mut PortQueues, b: &mut PacketBurst, counters: &WorkerCounters) {
     let out = q.tx.tx_burst(b);
     counters.add_rx_tx(0, u64::from(out.sent));
     counters.add_drops(DropReason::TxRingFull, u64::from(out.dropped));
-}
-
-fn flush_all(ports: &mut [PortQueues], staged: &mut [PacketBurst], counters: &WorkerCounters) {
-    for (q, b) in ports.iter_mut().zip(staged.iter_mut()) {
-        flush(q, b, counters);
-        if let Some(t) = q.twin.as_mut() {
-            flush_twin(t, counters);
-        }
-    }
 }

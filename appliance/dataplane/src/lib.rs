@@ -38,7 +38,9 @@ pub mod ratelimit;
 pub mod rss;
 
 pub use counters::{CounterSnapshot, DropReason, SYNC_EVENTS, WorkerCounters};
-pub use director::{DirectorWorker, HOLD_CAPACITY, Handoff, PortQueues, Steering, TwinQueues, WorkerMsg};
+pub use director::{
+    DirectorWorker, HOLD_CAPACITY, Handoff, IfaceQueues, PortQueues, Steering, TwinQueues, WorkerMsg,
+};
 pub use l2::{ForwardMode, L2Worker, Link};
 pub use pipeline::{Action, Meta, Pipeline, STAGES, owner_of};
 pub use pkt::MbufPacket;

@@ -427,7 +427,12 @@ impl Pipeline {
             return self.drop(DropReason::NotOurMac);
         }
         if l2.vlan.is_some() {
-            return self.drop(DropReason::Unsupported);
+            // The worker takes the tags of the port's VLANs off before the pipeline; one still
+            // here is for a VLAN the port does not carry.
+            return match rewrite::vlan::tagging(buf.bytes()) {
+                Ok(rewrite::vlan::Tagging::Stacked) => self.drop(DropReason::Qinq),
+                _ => self.drop(DropReason::VlanUnknown),
+            };
         }
         match l2.ethertype {
             ethertype::ARP => self.arp(port, buf, l2.len, now),

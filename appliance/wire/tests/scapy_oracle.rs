@@ -121,6 +121,15 @@ fn run_case(name: &str, input: &[u8]) -> Vec<u8> {
             out.truncate(n);
             return out;
         }
+        "vlan_pop" => {
+            assert_eq!(rewrite::vlan::pop_vlan(&mut b), Ok(100));
+            return b.bytes().to_vec();
+        }
+        "vlan_push" => {
+            let mut b = VecBuffer::with_room(input, 4, 0);
+            rewrite::vlan::push_vlan(&mut b, 100).expect("push");
+            return b.bytes().to_vec();
+        }
         "nd_ns" => {
             let mut out = vec![0u8; 128];
             let n = icmpv6::build_neighbor_advert(&mut out, &input[14..], PEER, ME).expect("na");

@@ -7,6 +7,8 @@ use rvs_wire::icmpv4::Icmpv4Packet;
 use rvs_wire::icmpv6::Icmpv6Packet;
 use rvs_wire::ipv4::Ipv4Packet;
 use rvs_wire::ipv6::Ipv6Packet;
+use rvs_wire::{PacketBuffer, VecBuffer};
+use rvs_wire::rewrite::vlan::{self, Tagging};
 use rvs_wire::rewrite::{icmp_error_inner, parse_ip};
 use rvs_wire::tcp::TcpSegment;
 use rvs_wire::udp::UdpDatagram;
@@ -20,6 +22,19 @@ fuzz_target!(|data: &[u8]| {
         assert!(info.l4_offset <= info.l2_len + info.ip_len && info.l2_len + info.ip_len <= data.len());
     }
     let _ = icmp_error_inner(data);
+    // A single 802.1Q tag comes off and goes back on to give the same bytes; anything else is
+    // refused unchanged.
+    let mut b = VecBuffer::with_room(data, 4, 0);
+    match (vlan::tagging(data), vlan::pop_vlan(&mut b)) {
+        (Ok(Tagging::Vlan(id)), Ok(popped)) if id == popped => {
+            if data.get(14..16) == Some(&id.to_be_bytes()[..]) && (1..4095).contains(&id) {
+                vlan::push_vlan(&mut b, id).expect("push after pop");
+                assert_eq!(b.bytes(), data);
+            }
+        }
+        (_, Err(_)) => assert_eq!(b.bytes(), data),
+        (t, p) => panic!("tagging {t:?} but pop {p:?}"),
+    }
     // Each view directly on the bytes, as if they were that header.
     if let Ok(p) = Ipv4Packet::new_checked(data) {
         assert!(p.header_len() >= 20 && p.payload().len() + p.header_len() == usize::from(p.total_len()));

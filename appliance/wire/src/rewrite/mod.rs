@@ -23,6 +23,7 @@
 mod local;
 mod nat;
 mod tun;
+pub mod vlan;
 
 pub use local::{echo_reply_v4, echo_reply_v6};
 pub use nat::{

@@ -215,6 +215,14 @@ def check(name, i, o):
         expect(o.dst == PEER and o.src == ME and o.type == 0x0806, "ARP reply frame")
         a = o[ARP]
         expect(a.op == 2 and a.hwsrc == ME and a.psrc == VIP and a.hwdst == PEER and a.pdst == CLIENT, "ARP reply fields")
+    elif name == "vlan_pop":
+        expect(Dot1Q not in o and o.type == 0x0800, "untagged IPv4")
+        expect(o.src == PEER and o.dst == ME, "MAC addresses kept")
+        expect(raw(o[IP]) == raw(i[IP]), "the IPv4 packet unchanged")
+    elif name == "vlan_push":
+        expect(Dot1Q in o and o[Dot1Q].vlan == 100 and o[Dot1Q].prio == 0 and o[Dot1Q].type == 0x0800, "tag 100 on IPv4")
+        expect(o.src == ME and o.dst == PEER and o.type == 0x8100, "MAC addresses kept")
+        expect(raw(o[IP]) == raw(i[IP]), "the IPv4 packet unchanged")
     elif name == "nd_ns":
         checksums_match(o)
         expect(o.dst == PEER and o[IPv6].src == VIP6 and o[IPv6].dst == CLIENT6 and o[IPv6].hlim == 255, "NA addressing")

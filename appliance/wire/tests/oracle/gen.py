@@ -56,6 +56,10 @@ cases = {
     "echo_v4": Ether(src=PEER, dst=ME) / IP(src=CLIENT, dst=VIP, ttl=5) / ICMP(type=8, id=77, seq=3) / Raw(b"ping" * 8),
     "echo_v6": Ether(src=PEER, dst=ME) / IPv6(src=CLIENT6, dst=VIP6) / ICMPv6EchoRequest(id=5, seq=9, data=b"ping6"),
     "arp_who_has": Ether(src=PEER, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=PEER, psrc=CLIENT, pdst=VIP),
+    # 802.1Q sub-ports: the tag comes off on arrival (the frame then is the VLAN interface's) and
+    # goes on as a frame leaves by one.
+    "vlan_pop": Ether(src=PEER, dst=ME) / Dot1Q(vlan=100, prio=3) / IP(src=CLIENT, dst=VIP) / TCP(sport=40030, dport=80, flags="S"),
+    "vlan_push": Ether(src=ME, dst=PEER) / IP(src=VIP, dst=CLIENT) / UDP(sport=80, dport=5353) / Raw(b"v" * 3),
     "nd_ns": Ether(src=PEER, dst="33:33:ff:00:00:80") / IPv6(src=CLIENT6, dst="ff02::1:ff00:80", hlim=255)
         / ICMPv6ND_NS(tgt=VIP6) / ICMPv6NDOptSrcLLAddr(lladdr=PEER),
 }
