@@ -1032,6 +1032,68 @@ fn the_directors_kernel_speaks_through_its_twin() {
     let _ = server.wait();
 }
 
+/// IPv6 through the director (`testbed.sh ipv6`): curl -6 from the client to IPv6 VIPs in the three
+/// modes, real nginx on IPv6 behind them. NAT balances round robin and maps ports; DR and TUN (IPv6
+/// in IPv6, undone by the servers' XDP program) carry whole 1 MiB downloads; the router resolves
+/// the VIP and the director its neighbours with neighbour discovery; ping -6 to a VIP is answered;
+/// rvsadm lists the services as ipvsadm prints IPv6.
+#[test]
+fn ipv6_nat_dr_and_tun_carry_whole_downloads() {
+    let extra = [
+        "address6 = \"2001:db8:f::2/64\"",
+        "address6 = \"2001:db8:b::1/64\"",
+        "",
+        "[[route]]\ndestination = \"::/0\"\ngateway = \"2001:db8:f::1\"",
+    ];
+    let bed = Bed::up_prepared("v6", 2, extra, |dir| {
+        let prefix = dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("rvs-director-"));
+        sh(&[
+            testbed_script().to_str().expect("path"),
+            "ipv6",
+            prefix.expect("prefix"),
+            dir.to_str().expect("dir"),
+        ]);
+    });
+    bed.rules(
+        "-A -t [2001:db8:f::80]:80 -s rr\n\
+         -a -t [2001:db8:f::80]:80 -r [2001:db8:b::11]:80 -m\n\
+         -a -t [2001:db8:f::80]:80 -r [2001:db8:b::12]:80 -m\n\
+         -A -t [2001:db8:f::83]:80 -s rr\n-a -t [2001:db8:f::83]:80 -r [2001:db8:b::13]:8080 -m\n\
+         -A -t [2001:db8:f::81]:80 -s rr\n-a -t [2001:db8:f::81]:80 -r [2001:db8:b::13]:80 -g\n\
+         -A -t [2001:db8:f::82]:80 -s rr\n-a -t [2001:db8:f::82]:80 -r [2001:db8:b::12]:80 -i\n",
+    );
+    let listing = bed.adm("-Ln");
+    assert!(listing.contains("TCP  [2001:db8:f::80]:80 rr\n  -> [2001:db8:b::11]:80"), "{listing}");
+    let get6 = |url: &str, n: usize| -> Vec<String> {
+        let mut args = vec!["curl", "-6", "-sS", "-m", "20", "-H", "Connection: close"];
+        args.extend(std::iter::repeat_n(url, n));
+        let out = bed.in_ns("c", &args);
+        assert!(
+            out.status.success(),
+            "curl -6 {url}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            bed.log()
+        );
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    };
+    let got = get6("http://[2001:db8:f::80]/", 4);
+    assert_eq!(count(&got), BTreeMap::from([("s1", 2), ("s2", 2)]), "NAT over IPv6: {got:?}");
+    assert_eq!(get6("http://[2001:db8:f::83]/", 1), ["s3"], "NAT maps :80 to :8080");
+    assert_eq!(get6("http://[2001:db8:f::81]/", 1), ["s3"], "DR");
+    assert_eq!(get6("http://[2001:db8:f::82]/", 1), ["s2"], "TUN");
+    for (vip, server) in [("[2001:db8:f::80]", 1), ("[2001:db8:f::81]", 3), ("[2001:db8:f::82]", 2)] {
+        let out =
+            bed.in_ns("c", &["sh", "-c", &format!("curl -6 -sS -m 20 http://{vip}/big.bin | sha256sum")]);
+        let want = sh(&["sha256sum", bed.dir.join(format!("s{server}/www/big.bin")).to_str().expect("p")]);
+        let (got, want) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&want.stdout));
+        assert_eq!(got.split_whitespace().next(), want.split_whitespace().next(), "1 MiB through {vip}");
+    }
+    let ping = bed.in_ns("c", &["ping", "-6", "-c", "2", "-W", "2", "2001:db8:f::80"]);
+    assert!(ping.status.success(), "ping -6 a VIP: {}", String::from_utf8_lossy(&ping.stdout));
+    let listing = bed.adm("-Ln --stats");
+    assert!(listing.contains("[2001:db8:f::81]:80"), "{listing}");
+}
+
 /// VLAN 100 on the director's front wire (`testbed.sh vlan`: a host in namespace `v` behind an
 /// access port made of tc programs, the bridge carrying its tagged frames): its connections to a
 /// VIP on the VLAN's subnet are balanced over the NAT servers and every byte of a 1 MiB download

@@ -7,10 +7,12 @@
 //   gre   outer IPv4, protocol 47, a GRE header of 4 bytes (8 with its checksum), EtherType IPv4
 //   gue   outer IPv4, UDP to port 6080 (the test bed's --tun-port), a 4-byte GUE header (variant
 //         0, no extra fields) naming protocol 4
+//   ip6ip6  outer IPv6 (no extension headers), next header 41: an IPv6 service's TUN packets
 // The outer checksums are not verified here (the director's are checked by scapy and tshark).
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/in.h>
 #include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
@@ -29,7 +31,17 @@ int ipip_decap(struct xdp_md *ctx)
 	struct iphdr *outer;
 	__u32 hlen, strip;
 
-	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+	if ((void *)(eth + 1) > end)
+		return XDP_PASS;
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *o6 = (void *)(eth + 1);
+
+		if ((void *)(o6 + 1) + sizeof(struct ipv6hdr) > end || o6->nexthdr != IPPROTO_IPV6)
+			return XDP_PASS;
+		strip = sizeof(*o6);
+		goto decap;
+	}
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return XDP_PASS;
 	outer = (void *)(eth + 1);
 	if ((void *)(outer + 1) > end)
@@ -72,6 +84,7 @@ int ipip_decap(struct xdp_md *ctx)
 	}
 	if ((void *)outer + strip + sizeof(struct iphdr) > end)
 		return XDP_PASS;
+decap:
 	__builtin_memcpy(&saved, eth, sizeof(saved));
 	if (bpf_xdp_adjust_head(ctx, (int)strip))
 		return XDP_PASS;

@@ -17,6 +17,7 @@
 #
 # usage: testbed.sh up PREFIX WORKDIR [pair]  (PREFIX: at most 6 letters/digits)
 #        testbed.sh vlan PREFIX WORKDIR
+#        testbed.sh ipv6 PREFIX WORKDIR
 #        testbed.sh down PREFIX [WORKDIR]
 # The director's kernel interfaces are ${P}df (front) and ${P}db (back) in namespace ${P}d.
 #
@@ -25,6 +26,13 @@
 # host on VLAN 100 (198.18.100.10-12/24): tc programs on its eth0 (vlan_tag.bpf.c) tag all it
 # sends and take only VLAN 100 frames, untagged, as an access port would (no 8021q module here).
 # The bridge carries the tagged frames to and from the director's front port unchanged.
+#
+# "testbed.sh ipv6 PREFIX WORKDIR" (after up, single): IPv6 beside IPv4 everywhere but in the
+# director's namespace (rvsd owns its ports; its kernel keeps out of IPv6 there): the client
+# 2001:db8:c::10/64; the router 2001:db8:c::1, 2001:db8:f::1 (front), 2001:db8:b::fe (server LAN),
+# forwarding; real servers 2001:db8:b::11-13/64 with the DR/TUN VIPs 2001:db8:f::81, ::82 on lo,
+# default route via the director's 2001:db8:b::1 (NAT) and replies from 2001:db8:f::/64 via the
+# router; nginx listens on IPv6 too. No duplicate address detection nor router advertisements.
 #
 # "pair": two directors, as LVS pairs are deployed: a second director namespace ${P}e (${P}ef,
 # ${P}eb) beside ${P}d, both on a front bridge in the router (192.0.2.1 is the router's on that
@@ -215,9 +223,41 @@ vlan() {
     ns "$v" tc filter add dev eth0 ingress bpf direct-action obj "$obj" sec tc program vlan_pop
 }
 
+ipv6() {
+    [ -n "$W" ] || { echo "testbed.sh ipv6 needs a WORKDIR" >&2; exit 2; }
+    for n in c r s1 s2 s3; do
+        ns "$P$n" sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0 \
+            net.ipv6.conf.default.accept_ra=0 net.ipv6.conf.all.accept_ra=0 \
+            net.ipv6.conf.default.disable_ipv6=0 net.ipv6.conf.all.disable_ipv6=0
+    done
+    ns "${P}c" ip -6 addr add 2001:db8:c::10/64 dev "${P}c0" nodad
+    ns "${P}c" ip -6 route add default via 2001:db8:c::1
+    ns "${P}r" sysctl -qw net.ipv6.conf.all.forwarding=1
+    ns "${P}r" ip -6 addr add 2001:db8:c::1/64 dev "${P}rc" nodad
+    ns "${P}r" ip -6 addr add 2001:db8:f::1/64 dev "${P}rf" nodad
+    ns "${P}r" ip -6 addr add 2001:db8:b::fe/64 dev "${P}br" nodad
+    for i in $SERVERS; do
+        local s="${P}s$i"
+        ns "$s" ip -6 addr add "2001:db8:b::1$i/64" dev eth0 nodad
+        for v in 81 82; do ns "$s" ip -6 addr add "2001:db8:f::$v/128" dev lo nodad; done
+        ns "$s" ip -6 route add default via 2001:db8:b::1
+        ns "$s" ip -6 route add default via 2001:db8:b::fe table 100
+        ns "$s" ip -6 rule add from 2001:db8:f::/64 lookup 100
+        sed -i 's/^        listen 8080;$/        listen 8080;\n        listen [::]:80;\n        listen [::]:8080;/' "$W/s$i/nginx.conf"
+        ns "$s" nginx -c "$W/s$i/nginx.conf" -g 'user root;' -s reload
+    done
+    for i in $SERVERS; do
+        for _ in $(seq 50); do
+            if ns "${P}s$i" curl -sf -o /dev/null "http://[2001:db8:b::1$i]/"; then break; fi
+            sleep 0.1
+        done
+    done
+}
+
 case "$cmd" in
     up) up ;;
+    ipv6) ipv6 ;;
     vlan) vlan ;;
     down) down ;;
-    *) echo "usage: testbed.sh up|vlan|down PREFIX [WORKDIR]" >&2; exit 2 ;;
+    *) echo "usage: testbed.sh up|vlan|ipv6|down PREFIX [WORKDIR]" >&2; exit 2 ;;
 esac

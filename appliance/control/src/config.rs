@@ -3,11 +3,11 @@
 //! names, references between sections) and names the offending key in every error.
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use rvs_dataplane::ForwardMode;
-use rvs_dataplane::net::{ClassifierRule, Route};
+use rvs_dataplane::net::{ClassifierRule, Route, Route6};
 use rvs_dpdk::{EalConfig, MempoolConfig, PortConfig};
 use serde::Deserialize;
 
@@ -187,6 +187,9 @@ pub struct RawPort {
     pub rss_key_hex: Option<String>,
     /// The director's IPv4 address and prefix on this port (`192.0.2.2/24`); needed in director mode.
     pub address: Option<String>,
+    /// Director mode: its IPv6 address and prefix (`2001:db8:f::2/64`), for IPv6 services, neighbour
+    /// discovery and IPv6 routes.
+    pub address6: Option<String>,
     /// Director mode: the port's kernel twin, a kernel interface of this name (DPDK's TAP PMD, which
     /// works wherever /dev/net/tun does; virtio-user would be faster but needs vhost-net) with the
     /// port's MAC, MTU and address. What the director does not handle itself and is addressed to it
@@ -208,6 +211,8 @@ pub struct RawVlan {
     pub id: u16,
     /// The director's IPv4 address and prefix on this VLAN (`198.51.100.2/24`).
     pub address: String,
+    /// Its IPv6 address and prefix, as a port's `address6`.
+    pub address6: Option<String>,
     /// The VLAN's kernel twin: a kernel interface of this name, as a port's `kernel_twin`.
     pub kernel_twin: Option<String>,
 }
@@ -329,9 +334,10 @@ pub enum RawMode {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
-    /// Destination prefix, `198.51.100.0/24`; `0.0.0.0/0` is the default route.
+    /// Destination prefix, `198.51.100.0/24`; `0.0.0.0/0` is the default route (IPv6: `::/0`,
+    /// `2001:db8:100::/48`).
     pub destination: String,
-    /// Next hop, on one of the ports' subnets.
+    /// Next hop, on one of the ports' subnets (of the destination's family).
     pub gateway: String,
 }
 
@@ -393,6 +399,7 @@ pub struct PortSpec {
     pub name: String,
     /// Director mode: address and prefix length.
     pub address: Option<(Ipv4Addr, u8)>,
+    pub address6: Option<(Ipv6Addr, u8)>,
     /// What DPDK calls the device once probed (vdev name or full PCI address).
     pub dpdk_name: String,
     pub device: Device,
@@ -415,6 +422,7 @@ impl PortSpec {
 pub struct VlanSpec {
     pub id: u16,
     pub address: (Ipv4Addr, u8),
+    pub address6: Option<(Ipv6Addr, u8)>,
     pub twin: Option<TwinSpec>,
 }
 
@@ -428,6 +436,7 @@ pub struct IfaceSpec<'a> {
     pub port: usize,
     pub vlan: Option<u16>,
     pub address: Option<(Ipv4Addr, u8)>,
+    pub address6: Option<(Ipv6Addr, u8)>,
     pub twin: Option<&'a TwinSpec>,
     pub mtu_bytes: Option<u16>,
 }
@@ -461,6 +470,7 @@ pub enum Forwarding {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectorSpec {
     pub routes: Vec<Route>,
+    pub routes6: Vec<Route6>,
     pub classifier: Vec<ClassifierRule>,
     pub decrement_ttl: bool,
     pub reply_steering: ReplySteering,
@@ -497,6 +507,28 @@ fn parse_prefix(s: &str, host_ok: bool) -> Result<(Ipv4Addr, u8), String> {
         return Err(format!("{s:?}: prefix length over 32"));
     }
     Ok((a, len))
+}
+
+/// `2001:db8::2/64`.
+fn parse_prefix6(s: &str) -> Result<(Ipv6Addr, u8), String> {
+    let (a, len) =
+        s.split_once('/').ok_or_else(|| format!("{s:?} needs a prefix length (2001:db8::2/64)"))?;
+    let len = len.parse::<u8>().map_err(|_| format!("{s:?}: bad prefix length"))?;
+    let a: Ipv6Addr = a.parse().map_err(|_| format!("{s:?} is not an IPv6 address"))?;
+    if len > 128 {
+        return Err(format!("{s:?}: prefix length over 128"));
+    }
+    Ok((a, len))
+}
+
+/// An interface's `address6`: a global or unique-local address with a prefix of 1..=127.
+fn check_address6(key: &str, a: &Option<String>) -> Result<Option<(Ipv6Addr, u8)>, ConfigError> {
+    let Some(a) = a else { return Ok(None) };
+    let (addr, len) = parse_prefix6(a).map_err(|r| invalid(key, r))?;
+    if len == 0 || len == 128 || addr.is_multicast() || addr.is_unspecified() || addr.is_loopback() {
+        return Err(invalid(key, format!("{a:?}: a unicast address with a prefix length of 1..=127")));
+    }
+    Ok(Some((addr, len)))
 }
 
 /// The validated configuration the daemon runs.
@@ -553,6 +585,7 @@ impl Config {
             port: i,
             vlan: None,
             address: p.address,
+            address6: p.address6,
             twin: p.twin.as_ref(),
             mtu_bytes: p.config.mtu_bytes,
         });
@@ -562,6 +595,7 @@ impl Config {
                 port: i,
                 vlan: Some(v.id),
                 address: Some(v.address),
+                address6: v.address6,
                 twin: v.twin.as_ref(),
                 mtu_bytes: p.config.mtu_bytes,
             })
@@ -719,6 +753,7 @@ fn check_port(
         }
         None => None,
     };
+    let address6 = check_address6(&key("address6"), &p.address6)?;
     let twin = match &p.kernel_twin {
         None => None,
         Some(iface) => {
@@ -751,11 +786,13 @@ fn check_port(
                 p.mtu_bytes,
             )?),
         };
-        vlans.push(VlanSpec { id: v.id, address: (addr, len), twin });
+        let address6 = check_address6(&key("address6"), &v.address6)?;
+        vlans.push(VlanSpec { id: v.id, address: (addr, len), address6, twin });
     }
     Ok(PortSpec {
         name: p.name.clone(),
         address,
+        address6,
         dpdk_name,
         device,
         twin,
@@ -1031,9 +1068,28 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, 
         }
     }
     let connected = |ip: Ipv4Addr| subnets.iter().any(|&(a, l)| rvs_dataplane::net::same_prefix(a, ip, l));
-    let mut routes = Vec::new();
+    let subnets6: Vec<(Ipv6Addr, u8)> = ports
+        .iter()
+        .flat_map(|p| p.address6.into_iter().chain(p.vlans.iter().filter_map(|v| v.address6)))
+        .collect();
+    let (mut routes, mut routes6) = (Vec::new(), Vec::new());
     for (i, r) in raw.routes.iter().enumerate() {
         let key = |k: &str| format!("route[{i}].{k}");
+        if r.destination.contains(':') {
+            let (prefix, prefix_len) =
+                parse_prefix6(&r.destination).map_err(|e| invalid(key("destination"), e))?;
+            let gateway: Ipv6Addr = r.gateway.parse().map_err(|_| {
+                invalid(
+                    key("gateway"),
+                    format!("{:?} is not an IPv6 address (the destination is IPv6)", r.gateway),
+                )
+            })?;
+            if !subnets6.iter().any(|(a, l)| rvs_dataplane::net::same_prefix6(a, &gateway, *l)) {
+                return Err(invalid(key("gateway"), format!("{gateway} is on no interface's IPv6 subnet")));
+            }
+            routes6.push(Route6 { prefix, prefix_len, gateway });
+            continue;
+        }
         let (prefix, prefix_len) =
             parse_prefix(&r.destination, false).map_err(|e| invalid(key("destination"), e))?;
         let gateway: Ipv4Addr = r
@@ -1068,6 +1124,7 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, 
     }
     Ok(Forwarding::Director(DirectorSpec {
         routes,
+        routes6,
         classifier,
         decrement_ttl: raw.forwarding.decrement_ttl,
         reply_steering: raw.forwarding.nat_reply_steering,
@@ -1392,6 +1449,65 @@ connections_per_worker = {too_many}
             )
             .replace("address = \"192.0.2.2/24\"", "address = \"192.0.2.2/24\"\nkernel_twin = \"rvsfront\""));
         assert!(e.contains("is another interface's twin too"), "{e}");
+    }
+
+    /// `address6` on ports and VLANs and IPv6 `[[route]]`s (told apart by the destination), each
+    /// gateway on an interface's IPv6 subnet.
+    #[test]
+    fn ipv6_addresses_and_routes() {
+        let v6 = DIRECTOR
+            .replace(
+                "address = \"192.0.2.2/24\"\n",
+                "address = \"192.0.2.2/24\"\naddress6 = \"2001:db8:f::2/64\"\n",
+            )
+            .replace(
+                "[[classifier]]",
+                "[[route]]\ndestination = \"::/0\"\ngateway = \"2001:db8:f::1\"\n\n[[classifier]]",
+            );
+        let c = Config::from_toml(&v6).unwrap();
+        assert_eq!(c.interfaces()[0].address6, Some(("2001:db8:f::2".parse().unwrap(), 64)));
+        let Forwarding::Director(d) = &c.forwarding else { panic!() };
+        assert_eq!(
+            (d.routes.len(), d.routes6.as_slice()),
+            (
+                1,
+                &[Route6 {
+                    prefix: Ipv6Addr::UNSPECIFIED,
+                    prefix_len: 0,
+                    gateway: "2001:db8:f::1".parse().unwrap()
+                }][..]
+            )
+        );
+        for (from, to, want) in [
+            (
+                "gateway = \"2001:db8:f::1\"",
+                "gateway = \"2001:db8:9::1\"",
+                "route[1].gateway: 2001:db8:9::1 is on no interface's IPv6 subnet",
+            ),
+            (
+                "gateway = \"2001:db8:f::1\"",
+                "gateway = \"192.0.2.1\"",
+                "route[1].gateway: \"192.0.2.1\" is not an IPv6 address",
+            ),
+            (
+                "address6 = \"2001:db8:f::2/64\"",
+                "address6 = \"2001:db8:f::2\"",
+                "port[0].address6: \"2001:db8:f::2\" needs a prefix length",
+            ),
+            (
+                "address6 = \"2001:db8:f::2/64\"",
+                "address6 = \"ff02::2/64\"",
+                "port[0].address6: \"ff02::2/64\": a unicast address",
+            ),
+            (
+                "destination = \"::/0\"",
+                "destination = \"::/129\"",
+                "route[1].destination: \"::/129\": prefix length over 128",
+            ),
+        ] {
+            let e = err(&v6.replace(from, to));
+            assert!(e.starts_with(want), "{to}: {e}");
+        }
     }
 
     /// `[[port.vlan]]`: interfaces after the ports, each with its subnet and twin; a trunk-only

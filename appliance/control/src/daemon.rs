@@ -110,8 +110,14 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
         _ => random_seed(),
     };
     // The director's own addresses: a real server there is "Local" (the kernel twin serves it).
-    let locals: Vec<std::net::IpAddr> =
-        cfg.interfaces().iter().filter_map(|i| i.address.map(|(a, _)| std::net::IpAddr::V4(a))).collect();
+    let locals: Vec<std::net::IpAddr> = cfg
+        .interfaces()
+        .iter()
+        .flat_map(|i| {
+            let v4 = i.address.map(|(a, _)| std::net::IpAddr::V4(a));
+            v4.into_iter().chain(i.address6.map(|(a, _)| std::net::IpAddr::V6(a)))
+        })
+        .collect();
     let mut model = load_model(cfg, &locals, sched_seed)?;
     let keepalived = cfg.keepalived_conf.as_deref().map(crate::keepalived::load).transpose()?;
     let started = Instant::now();
@@ -597,6 +603,9 @@ fn start_twins(
             .and_then(Port::start)
             .context(|| format!("interface {:?}: kernel twin {}", i.name, t.iface))?;
         configure_twin(&t.iface, port.mac(), i.address, i.mtu_bytes)?;
+        if let Some((a6, len6)) = i.address6 {
+            configure_twin6(&t.iface, (a6, len6), &cfg.forwarding);
+        }
         // The director's routes whose gateway is on this interface's subnet, for the kernel's own
         // traffic.
         if let (Forwarding::Director(d), Some((addr, len))) = (&cfg.forwarding, i.address) {
@@ -662,6 +671,27 @@ fn configure_twin(
         Err(e) => warn!(twin = iface, error = %e, "cannot run ethtool to turn off checksum offload"),
     }
     Ok(())
+}
+
+/// The twin's IPv6 address (without duplicate address detection: rvs answers for it on the wire)
+/// and the IPv6 routes whose gateway is on its subnet. A kernel with IPv6 turned off for new
+/// interfaces refuses them: the twin then serves IPv4 only, which is said once in the log.
+fn configure_twin6(iface: &str, (a6, len6): (std::net::Ipv6Addr, u8), forwarding: &Forwarding) {
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{iface}/accept_ra"), "0");
+    if let Err(e) = twin_ip(iface, &["-6", "addr", "replace", &format!("{a6}/{len6}"), "dev", iface, "nodad"])
+    {
+        warn!(twin = iface, error = %e, "the kernel twin has no IPv6 (is IPv6 disabled for new interfaces?)");
+        return;
+    }
+    let Forwarding::Director(d) = forwarding else { return };
+    for r in d.routes6.iter().filter(|r| rvs_dataplane::net::same_prefix6(&r.gateway, &a6, len6)) {
+        let dst = format!("{}/{}", r.prefix, r.prefix_len);
+        if let Err(e) =
+            twin_ip(iface, &["-6", "route", "replace", &dst, "via", &r.gateway.to_string(), "dev", iface])
+        {
+            warn!(twin = iface, route = %dst, error = %e, "IPv6 route on the kernel twin");
+        }
+    }
 }
 
 /// VIPs with a Local real server (the director itself) must be addresses of the director's kernel
@@ -930,10 +960,12 @@ fn build_network(
                 addr,
                 prefix_len,
                 mtu: i.mtu_bytes.unwrap_or(1500),
+                addr6: i.address6,
             }
         })
         .collect();
     Network::new(interfaces, &spec.routes, spec.classifier.clone())
+        .and_then(|n| n.with_routes6(&spec.routes6))
         .map(Arc::new)
         .map_err(DaemonError::Network)
 }

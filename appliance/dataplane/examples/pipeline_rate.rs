@@ -41,6 +41,7 @@ fn pipeline(fwd: Fwd, flows: usize) -> Pipeline {
         addr: addr.into(),
         prefix_len: 24,
         mtu: 1500,
+        addr6: None,
     };
     let net = Network::new(
         vec![iface(FRONT, [192, 0, 2, 2]), iface([2, 0, 0, 0, 0, 0xb0], [203, 0, 113, 1])],
@@ -57,7 +58,7 @@ fn pipeline(fwd: Fwd, flows: usize) -> Pipeline {
         ops.push(Op::AddDest(key, DestConfig::new(rs.into(), 80, fwd)));
         p.neigh.learn(rs, [2, 0, 0, 0, 1, i], 1, true, 0);
     }
-    p.neigh.learn([192, 0, 2, 1].into(), [2, 0, 0, 0, 0, 1], 0, true, 0);
+    p.neigh.learn(Ipv4Addr::new(192, 0, 2, 1), [2, 0, 0, 0, 0, 1], 0, true, 0);
     assert_eq!(p.apply(&ops), 0);
     p
 }

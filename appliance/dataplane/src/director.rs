@@ -3,7 +3,7 @@
 //! management core between bursts.
 
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -38,8 +38,8 @@ pub enum WorkerMsg {
 pub enum Handoff {
     /// A packet of a flow the receiving worker owns, as received on `port`.
     Packet { port: usize, mbuf: Mbuf },
-    /// A neighbour learned from ARP (its answer may reach any worker's queue).
-    Neighbour { ip: Ipv4Addr, mac: [u8; 6], port: usize },
+    /// A neighbour learned from ARP or ND (its answer may reach any worker's queue).
+    Neighbour { ip: IpAddr, mac: [u8; 6], port: usize },
     /// A new NAT connection whose replies the NIC will bring to the receiving worker (RSS predicted
     /// in software): keep a copy to translate them. One per connection.
     Mirror(ConnInfo),
@@ -159,7 +159,7 @@ pub struct DirectorWorker {
 struct Held {
     /// The interface it leaves by.
     port: usize,
-    next_hop: Ipv4Addr,
+    next_hop: IpAddr,
     mbuf: Mbuf,
 }
 
@@ -207,7 +207,7 @@ impl DirectorWorker {
             actions: [Action::Drop; BURST_SIZE],
             sync_buf: Vec::with_capacity(256),
         };
-        let mut resolved: Vec<(usize, Ipv4Addr)> = Vec::with_capacity(64);
+        let mut resolved: Vec<(usize, IpAddr)> = Vec::with_capacity(64);
         let ticks_per_ms = (self.tsc_hz / 1000).max(1);
         let origin = rdtsc();
         let mut last_ms: Time = 0;
@@ -377,18 +377,20 @@ impl DirectorWorker {
     }
 
     /// ARP requests and announcements the pipeline queued, and held packets whose neighbour answered.
-    fn side_work(&mut self, tx: &mut Tx, resolved: &mut Vec<(usize, Ipv4Addr)>) {
+    fn side_work(&mut self, tx: &mut Tx, resolved: &mut Vec<(usize, IpAddr)>) {
         let mut any = false;
-        while let Some((target, port)) = self.pipeline.arp_requests.pop() {
+        while let Some((target, port)) = self.pipeline.neigh_requests.pop() {
             let pl = &self.pipeline;
-            if let Some(m) = originate(&self.pool, &self.counters, |out| pl.arp_request(target, port, out)) {
+            if let Some(m) =
+                originate(&self.pool, &self.counters, |out| pl.neighbour_request(target, port, out))
+            {
                 tx.stage(&self.counters, port, m);
                 any = true;
             }
         }
         while let Some((vip, port)) = self.pipeline.announce.pop() {
             let pl = &self.pipeline;
-            if let Some(m) = originate(&self.pool, &self.counters, |out| pl.gratuitous_arp(vip, port, out)) {
+            if let Some(m) = originate(&self.pool, &self.counters, |out| pl.announcement(vip, port, out)) {
                 tx.stage(&self.counters, port, m);
                 any = true;
             }

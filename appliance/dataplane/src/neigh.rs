@@ -16,7 +16,7 @@
 //! least recently confirmed entry that is not being resolved. So a flood of ARP requests from many
 //! senders fills at most the passive share and never costs the director its gateway or real servers.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use hashbrown::HashMap;
 use rvs_ipvs::Time;
@@ -50,7 +50,7 @@ pub enum Lookup {
 }
 
 /// (port, address).
-type Key = (usize, Ipv4Addr);
+type Key = (usize, IpAddr);
 
 #[derive(Debug)]
 pub struct Neighbours {
@@ -73,7 +73,8 @@ impl Neighbours {
         }
     }
 
-    pub fn lookup(&mut self, ip: Ipv4Addr, port: usize, now: Time) -> Lookup {
+    pub fn lookup(&mut self, ip: impl Into<IpAddr>, port: usize, now: Time) -> Lookup {
+        let ip = ip.into();
         if let Some(e) = self.map.get_mut(&(port, ip)) {
             e.used = true;
             return match e.mac {
@@ -118,7 +119,15 @@ impl Neighbours {
     /// An ARP packet from `ip` at `mac` arrived on `port` (the caller checked that `ip` is on the
     /// port's subnet). RFC 826: an existing entry is updated; a new one is created only when the
     /// packet was addressed to us (`for_us`) and there is room. Returns whether it was learned.
-    pub fn learn(&mut self, ip: Ipv4Addr, mac: MacAddr, port: usize, for_us: bool, now: Time) -> bool {
+    pub fn learn(
+        &mut self,
+        ip: impl Into<IpAddr>,
+        mac: MacAddr,
+        port: usize,
+        for_us: bool,
+        now: Time,
+    ) -> bool {
+        let ip = ip.into();
         if ip.is_unspecified() || mac == [0; 6] || mac[0] & 1 != 0 {
             return false;
         }
@@ -141,17 +150,18 @@ impl Neighbours {
     }
 
     /// Neighbours resolved since the last call, as (port, address): their held packets can go.
-    pub fn take_resolved(&mut self, out: &mut Vec<(usize, Ipv4Addr)>) {
+    pub fn take_resolved(&mut self, out: &mut Vec<(usize, IpAddr)>) {
         out.append(&mut self.resolved);
     }
 
     /// Whether packets for `ip` on `port` may still wait (it is being asked for).
-    pub fn is_pending(&self, port: usize, ip: Ipv4Addr) -> bool {
+    pub fn is_pending(&self, port: usize, ip: impl Into<IpAddr>) -> bool {
+        let ip = ip.into();
         self.map.get(&(port, ip)).is_some_and(|e| e.mac.is_none())
     }
 
     /// Retries and ageing. `request` is called for every ARP request to send (address, port).
-    pub fn tick(&mut self, now: Time, mut request: impl FnMut(Ipv4Addr, usize)) {
+    pub fn tick(&mut self, now: Time, mut request: impl FnMut(IpAddr, usize)) {
         self.map.retain(|&(port, ip), e| match e.mac {
             None if now.saturating_sub(e.last_request) >= RETRY_MS => {
                 if e.tries >= TRIES {
@@ -175,7 +185,8 @@ impl Neighbours {
         self.map.is_empty()
     }
 
-    pub fn get(&self, port: usize, ip: Ipv4Addr) -> Option<MacAddr> {
+    pub fn get(&self, port: usize, ip: impl Into<IpAddr>) -> Option<MacAddr> {
+        let ip = ip.into();
         self.map.get(&(port, ip)).and_then(|e| e.mac)
     }
 }
@@ -183,6 +194,7 @@ impl Neighbours {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     const IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
     const MAC: MacAddr = [2, 0, 0, 0, 0, 0x11];
@@ -195,7 +207,7 @@ mod tests {
         n.learn(IP, MAC, 1, false, 20);
         let mut r = vec![];
         n.take_resolved(&mut r);
-        assert_eq!(r, vec![(1, IP)]);
+        assert_eq!(r, vec![(1, IP.into())]);
         assert_eq!(n.lookup(IP, 1, 30), Lookup::Known { mac: MAC, refresh: false });
     }
 
@@ -206,7 +218,7 @@ mod tests {
         let mut sent = 0;
         for t in (0..10_000).step_by(100) {
             n.tick(t, |ip, port| {
-                assert_eq!((ip, port), (IP, 1));
+                assert_eq!((ip, port), (IP.into(), 1));
                 sent += 1;
             });
         }

@@ -1,7 +1,7 @@
 //! The director's own network: its address on each port, the routes, and the firewall-mark classifier.
 //! Immutable once built; every worker holds a shared reference.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rvs_wire::ethernet::MacAddr;
 
@@ -14,11 +14,25 @@ pub struct Interface {
     pub prefix_len: u8,
     /// IP MTU in bytes.
     pub mtu: u16,
+    /// Its IPv6 address and prefix length, if it has one.
+    pub addr6: Option<(Ipv6Addr, u8)>,
 }
 
 impl Interface {
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         same_prefix(self.addr, ip, self.prefix_len)
+    }
+
+    pub fn contains6(&self, ip: &Ipv6Addr) -> bool {
+        self.addr6.is_some_and(|(a, len)| same_prefix6(&a, ip, len))
+    }
+
+    /// Whether `ip` is on this interface's subnet of its family.
+    pub fn contains_ip(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => self.contains(a),
+            IpAddr::V6(a) => self.contains6(&a),
+        }
     }
 }
 
@@ -43,10 +57,20 @@ pub struct ClassifierRule {
 }
 
 /// Where a packet leaves: the port and the neighbour to hand it to.
+/// An IPv6 static route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route6 {
+    pub prefix: Ipv6Addr,
+    pub prefix_len: u8,
+    pub gateway: Ipv6Addr,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NextHop {
     pub port: usize,
-    pub addr: Ipv4Addr,
+    /// The neighbour the frame goes to: the destination itself on a connected subnet, else the
+    /// route's gateway (of the destination's family).
+    pub addr: IpAddr,
 }
 
 fn mask(len: u8) -> u32 {
@@ -57,12 +81,19 @@ pub fn same_prefix(a: Ipv4Addr, b: Ipv4Addr, len: u8) -> bool {
     (u32::from(a) ^ u32::from(b)) & mask(len) == 0
 }
 
+pub fn same_prefix6(a: &Ipv6Addr, b: &Ipv6Addr, len: u8) -> bool {
+    let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) };
+    (u128::from(*a) ^ u128::from(*b)) & m == 0
+}
+
 /// Why a network description is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NetError {
     #[error("gateway {gateway} of route {prefix}/{len} is on no port's subnet")]
     GatewayUnreachable { prefix: Ipv4Addr, len: u8, gateway: Ipv4Addr },
-    #[error("prefix length {0} is over 32")]
+    #[error("gateway {gateway} of route {prefix}/{len} is on no port's IPv6 subnet")]
+    GatewayUnreachable6 { prefix: Ipv6Addr, len: u8, gateway: Ipv6Addr },
+    #[error("prefix length {0} is over the address's length")]
     PrefixLen(u8),
 }
 
@@ -73,6 +104,7 @@ pub struct Network {
     pub interfaces: Vec<Interface>,
     /// Most specific first, each with its egress resolved.
     routes: Vec<(Route, NextHop)>,
+    routes6: Vec<(Route6, NextHop)>,
     pub classifier: Vec<ClassifierRule>,
 }
 
@@ -90,10 +122,59 @@ impl Network {
             let port = interfaces.iter().position(|i| i.contains(r.gateway)).ok_or(
                 NetError::GatewayUnreachable { prefix: r.prefix, len: r.prefix_len, gateway: r.gateway },
             )?;
-            resolved.push((*r, NextHop { port, addr: r.gateway }));
+            resolved.push((*r, NextHop { port, addr: r.gateway.into() }));
         }
         resolved.sort_by_key(|r| std::cmp::Reverse(r.0.prefix_len));
-        Ok(Self { interfaces, routes: resolved, classifier })
+        Ok(Self { interfaces, routes: resolved, routes6: Vec::new(), classifier })
+    }
+
+    /// Adds IPv6 static routes; each gateway must be on an interface's IPv6 subnet.
+    pub fn with_routes6(mut self, routes: &[Route6]) -> Result<Self, NetError> {
+        for r in routes {
+            if r.prefix_len > 128 {
+                return Err(NetError::PrefixLen(r.prefix_len));
+            }
+            let port = self.interfaces.iter().position(|i| i.contains6(&r.gateway)).ok_or(
+                NetError::GatewayUnreachable6 { prefix: r.prefix, len: r.prefix_len, gateway: r.gateway },
+            )?;
+            self.routes6.push((*r, NextHop { port, addr: r.gateway.into() }));
+        }
+        self.routes6.sort_by_key(|r| std::cmp::Reverse(r.0.prefix_len));
+        Ok(self)
+    }
+
+    /// The next hop towards `dst`, of its family.
+    pub fn route_ip(&self, dst: IpAddr) -> Option<NextHop> {
+        match dst {
+            IpAddr::V4(a) => self.route(a),
+            IpAddr::V6(a) => self.route6(&a),
+        }
+    }
+
+    /// Connected subnets first (the longest prefix), then the longest static route.
+    pub fn route6(&self, dst: &Ipv6Addr) -> Option<NextHop> {
+        let connected = self
+            .interfaces
+            .iter()
+            .enumerate()
+            .filter_map(|(port, i)| {
+                i.addr6.filter(|(a, len)| same_prefix6(a, dst, *len)).map(|(_, len)| (port, len))
+            })
+            .max_by_key(|&(_, len)| len);
+        let stat = self.routes6.iter().find(|(r, _)| same_prefix6(&r.prefix, dst, r.prefix_len));
+        match (connected, stat) {
+            (Some((port, cl)), Some((r, _))) if cl >= r.prefix_len => {
+                Some(NextHop { port, addr: (*dst).into() })
+            }
+            (_, Some((_, nh))) => Some(*nh),
+            (Some((port, _)), None) => Some(NextHop { port, addr: (*dst).into() }),
+            (None, None) => None,
+        }
+    }
+
+    /// The interface whose IPv6 address `ip` is.
+    pub fn local_port6(&self, ip: &Ipv6Addr) -> Option<usize> {
+        self.interfaces.iter().position(|i| i.addr6.is_some_and(|(a, _)| a == *ip))
     }
 
     /// Longest-prefix match: a connected subnet (the destination itself is the next hop), else the
@@ -105,7 +186,7 @@ impl Network {
             .enumerate()
             .filter(|(_, i)| i.contains(dst))
             .max_by_key(|(_, i)| i.prefix_len)
-            .map(|(port, i)| (i.prefix_len, NextHop { port, addr: dst }));
+            .map(|(port, i)| (i.prefix_len, NextHop { port, addr: dst.into() }));
         let stat = self.routes.iter().find(|(r, _)| same_prefix(r.prefix, dst, r.prefix_len));
         match (connected, stat) {
             (Some((cl, c)), Some((r, _))) if cl >= r.prefix_len => Some(c),
@@ -137,7 +218,14 @@ mod tests {
     use super::*;
 
     fn iface(addr: [u8; 4], len: u8) -> Interface {
-        Interface { name: "p".into(), mac: [2, 0, 0, 0, 0, 1], addr: addr.into(), prefix_len: len, mtu: 1500 }
+        Interface {
+            name: "p".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+            addr: addr.into(),
+            prefix_len: len,
+            mtu: 1500,
+            addr6: None,
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //!       -> IPv4: echo request to us or a VIP -> echo reply
 //!                to a VIP / a NAT reply -> IPVS (lookup or schedule) -> NAT | DR | TUN rewrite
 //!                -> route (connected subnets, static routes) -> neighbour -> transmit or hold
+//!       -> IPv6: neighbour discovery (NS answered for our address and VIPs, NA learned), echo,
+//!                then as IPv4 (the full path: no batched lookups yet)
 //!       -> anything else: dropped, counted under a named reason
 //! ```
 //!
@@ -14,7 +16,7 @@
 //! the neighbour table and the side queues (ARP requests to send, addresses to announce) have fixed
 //! capacities.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
@@ -22,6 +24,7 @@ use rvs_ipvs::{ConnInfo, Fwd, Ipvs, Op, PacketMeta, Time, TunCsum, TunnelType};
 use rvs_wire::arp::{self, ArpPacket};
 use rvs_wire::ethernet::{self, MacAddr, ethertype};
 use rvs_wire::icmpv4::{self, ErrorKind};
+use rvs_wire::icmpv6::{self, Icmpv6Packet};
 use rvs_wire::rewrite::{self, Egress, Encap, NatMapping, Offload, TtlPolicy, TunOuter, Verdict};
 use rvs_wire::tcp::TcpSegment;
 use rvs_wire::udp::UdpDatagram;
@@ -29,7 +32,7 @@ use rvs_wire::{PacketBuffer, PacketError, ip_proto};
 
 use crate::counters::{DropReason, WorkerCounters};
 use crate::neigh::{Lookup, Neighbours};
-use crate::net::{Network, NextHop, same_prefix};
+use crate::net::{Interface, Network, NextHop, same_prefix};
 use crate::ratelimit::TokenBucket;
 use crate::rss::RssPredictor;
 
@@ -50,7 +53,7 @@ pub enum Action {
     Tx(usize),
     /// Rewritten for `port`, but the next hop's MAC is not known yet: hold it until `next_hop`
     /// resolves (the ARP request is queued already).
-    Hold { port: usize, next_hop: Ipv4Addr },
+    Hold { port: usize, next_hop: IpAddr },
     /// Answer with this ICMP error, built by [`Pipeline::icmp_error`] into a new buffer and sent on
     /// the ingress port; the frame itself is dropped (already counted).
     IcmpError { port: usize, kind: ErrorKind },
@@ -84,6 +87,8 @@ pub struct Pipeline {
     pub ttl: TtlPolicy,
     /// VIPs (IPv4) -> the port that answers ARP for them (`None`: every port).
     vips: HashMap<Ipv4Addr, Option<usize>>,
+    /// IPv6 VIPs -> the port that answers neighbour solicitations for them, and their services.
+    vips6: HashMap<Ipv6Addr, (Option<usize>, u32)>,
     /// Services (and FWM classifier hosts) that make each VIP one: it goes with the last.
     vip_refs: HashMap<Ipv4Addr, u32>,
     /// Firewall-mark services configured.
@@ -91,13 +96,13 @@ pub struct Pipeline {
     /// A service changed since the affinity prefixes were computed.
     affinity_dirty: bool,
     tun_ident: u16,
-    /// ARP requests to send: (target, port).
-    pub arp_requests: Vec<(Ipv4Addr, usize)>,
-    /// New VIPs to announce with gratuitous ARP: (VIP, port).
-    pub announce: Vec<(Ipv4Addr, usize)>,
-    /// Neighbours learned from ARP addressed to us, for the other workers (whose own requests' answers
-    /// may arrive here): (address, MAC, port).
-    pub learned: Vec<(Ipv4Addr, MacAddr, usize)>,
+    /// Neighbour requests to send (ARP for IPv4, neighbour solicitations for IPv6): (target, port).
+    pub neigh_requests: Vec<(IpAddr, usize)>,
+    /// New VIPs to announce (gratuitous ARP, unsolicited neighbour advertisement): (VIP, port).
+    pub announce: Vec<(IpAddr, usize)>,
+    /// Neighbours learned from ARP or ND addressed to us, for the other workers (whose own
+    /// requests' answers may arrive here): (address, MAC, port).
+    pub learned: Vec<(IpAddr, MacAddr, usize)>,
     /// New NAT connections to copy to the worker the NIC will bring their replies to: (worker, copy).
     pub mirrors: Vec<(usize, ConnInfo)>,
     /// Answer an unmatched reply with [`Action::Retry`] rather than dropping it (prediction on, and
@@ -141,11 +146,12 @@ impl Pipeline {
             neigh: Neighbours::new(4096),
             ttl: TtlPolicy::Decrement,
             vips: HashMap::new(),
+            vips6: HashMap::new(),
             vip_refs: HashMap::new(),
             fwm_services: 0,
             affinity_dirty: false,
             tun_ident: 0,
-            arp_requests: Vec::with_capacity(SIDE_QUEUE),
+            neigh_requests: Vec::with_capacity(SIDE_QUEUE),
             announce: Vec::with_capacity(SIDE_QUEUE),
             learned: Vec::with_capacity(SIDE_QUEUE),
             mirrors: Vec::with_capacity(SIDE_QUEUE),
@@ -223,6 +229,7 @@ impl Pipeline {
         if services + dests > 64 {
             self.ipvs.reserve(services, dests);
             self.vips.reserve(services);
+            self.vips6.reserve(services);
             self.vip_refs.reserve(services);
         }
     }
@@ -253,6 +260,7 @@ impl Pipeline {
     fn vip_key(&mut self, key: rvs_ipvs::ServiceKey, add: bool) {
         match key {
             rvs_ipvs::ServiceKey::Addr { addr: IpAddr::V4(a), .. } => self.vip_ref(a, add),
+            rvs_ipvs::ServiceKey::Addr { addr: IpAddr::V6(a), .. } => self.vip6_ref(a, add),
             rvs_ipvs::ServiceKey::Fwmark { .. } => {
                 let before = self.fwm_services;
                 self.fwm_services = if add { before + 1 } else { before.saturating_sub(1) };
@@ -271,7 +279,6 @@ impl Pipeline {
                     }
                 }
             }
-            rvs_ipvs::ServiceKey::Addr { .. } => {}
         }
     }
 
@@ -286,6 +293,28 @@ impl Pipeline {
             let port = self.net.interfaces.iter().position(|i| i.contains(vip));
             self.vips.insert(vip, port);
             self.announce_vip(vip, port);
+        }
+    }
+
+    /// As [`Pipeline::vip_ref`] for an IPv6 VIP (always held: VRRP follows IPv4 VIPs only).
+    fn vip6_ref(&mut self, vip: Ipv6Addr, add: bool) {
+        match self.vips6.get_mut(&vip) {
+            Some((_, n)) if add => *n += 1,
+            Some((_, n)) if *n > 1 => *n -= 1,
+            Some(_) => {
+                self.vips6.remove(&vip);
+            }
+            None if add => {
+                let port = self.net.interfaces.iter().position(|i| i.contains6(&vip));
+                self.vips6.insert(vip, (port, 1));
+                let ports = port.map_or(0..self.net.interfaces.len(), |p| p..p + 1);
+                for p in ports.filter(|&p| self.net.interfaces.get(p).is_some_and(|i| i.addr6.is_some())) {
+                    if self.announce.len() < SIDE_QUEUE {
+                        self.announce.push((vip.into(), p));
+                    }
+                }
+            }
+            None => {}
         }
     }
 
@@ -320,7 +349,7 @@ impl Pipeline {
         };
         for p in ports {
             if self.announce.len() < SIDE_QUEUE {
-                self.announce.push((vip, p));
+                self.announce.push((vip.into(), p));
             }
         }
     }
@@ -329,6 +358,7 @@ impl Pipeline {
     /// their own; the classifier's host destinations are their VIPs), at start and after -C.
     pub fn refresh_vips(&mut self) {
         let old = std::mem::take(&mut self.vips);
+        let old6 = std::mem::take(&mut self.vips6);
         self.vip_refs.clear();
         self.fwm_services = 0;
         let mark = self.announce.len();
@@ -339,7 +369,11 @@ impl Pipeline {
         // Only VIPs that are new since before are announced.
         let mut i = mark;
         while i < self.announce.len() {
-            if self.announce.get(i).is_some_and(|(v, _)| old.contains_key(v)) {
+            let known = |v: &IpAddr| match v {
+                IpAddr::V4(a) => old.contains_key(a),
+                IpAddr::V6(a) => old6.contains_key(a),
+            };
+            if self.announce.get(i).is_some_and(|(v, _)| known(v)) {
                 self.announce.remove(i);
             } else {
                 i += 1;
@@ -373,6 +407,10 @@ impl Pipeline {
         self.vips.contains_key(&ip)
     }
 
+    pub fn is_vip6(&self, ip: &Ipv6Addr) -> bool {
+        self.vips6.contains_key(ip)
+    }
+
     /// Which of `workers` owns this frame's flow, when several share the ports and the NIC's hash
     /// cannot be relied on to bring a NAT connection's two directions to one worker (af_packet's
     /// fanout, or any RSS whose key we do not control). The owner is a hash of the client address:
@@ -380,7 +418,13 @@ impl Pipeline {
     /// All of a client's connections meet on one shard, so persistence templates (-p, FWM) hold; `-M`
     /// masks wider than /32 may span workers. `None`: any worker may handle it (ARP, ICMP, non-IPv4).
     pub fn owner(&self, frame: &[u8], workers: usize) -> Option<usize> {
-        if workers <= 1 || frame.get(12..14)? != [0x08, 0x00] {
+        if workers <= 1 {
+            return None;
+        }
+        if frame.get(12..14)? == ethertype::IPV6.to_be_bytes() {
+            return self.owner6(frame, workers);
+        }
+        if frame.get(12..14)? != [0x08, 0x00] {
             return None;
         }
         let ip = frame.get(14..34)?;
@@ -406,6 +450,28 @@ impl Pipeline {
             dst
         };
         Some(owner_of(self.owner_key, client, workers))
+    }
+
+    /// [`Pipeline::owner`] for IPv6 TCP/UDP without extension headers (the rest: any worker). With
+    /// RSS prediction, IPv6 stays where it arrives: prediction covers IPv4 NAT only, and IPv6
+    /// connections are owned by the client's hash as without it.
+    fn owner6(&self, frame: &[u8], workers: usize) -> Option<usize> {
+        let ip = frame.get(14..54)?;
+        let next = *ip.get(6)?;
+        if next != ip_proto::TCP && next != ip_proto::UDP {
+            return None;
+        }
+        let addr = |at: usize| -> Option<Ipv6Addr> {
+            let b: [u8; 16] = ip.get(at..at + 16)?.try_into().ok()?;
+            Some(Ipv6Addr::from(b))
+        };
+        let (src, dst) = (addr(8)?, addr(24)?);
+        let client = if self.vips6.contains_key(&dst) { src } else { dst };
+        let b = u128::from(client);
+        // The four words folded: any bit of the address moves the owner.
+        let folded =
+            u32::try_from((b ^ (b >> 32) ^ (b >> 64) ^ (b >> 96)) & u128::from(u32::MAX)).unwrap_or(0);
+        Some(owner_of(self.owner_key, Ipv4Addr::from(folded), workers))
     }
 
     /// Decides one frame of the full path (everything the fast path of the stages leaves: ARP,
@@ -439,6 +505,9 @@ impl Pipeline {
             ethertype::IPV4 if dst_mac == iface.mac => self.ipv4(port, buf, now),
             // Multicast and broadcast IPv4 (VRRP's 224.0.0.18, routing protocols): the kernel's.
             ethertype::IPV4 => self.up_to_kernel(port, now, DropReason::NotOurMac),
+            // IPv6 to our MAC, or to a multicast group (neighbour solicitations go to the
+            // target's solicited-node group).
+            ethertype::IPV6 => self.ipv6(port, buf, now),
             _ => self.drop(DropReason::Unsupported),
         }
     }
@@ -476,7 +545,7 @@ impl Pipeline {
             self.counters.count_neighbour_refused();
         }
         if ours && learned && self.learned.len() < SIDE_QUEUE {
-            self.learned.push((a.sender_ip(), a.sender_mac(), port));
+            self.learned.push((a.sender_ip().into(), a.sender_mac(), port));
         }
         if a.operation() == arp::OP_REPLY && ours {
             // An answer to the kernel's own request (it speaks through the twin with the port's
@@ -564,6 +633,190 @@ impl Pipeline {
         }
         self.ipvs_stage(port, buf, &mut meta, now);
         self.rewrite_stage(port, buf, &meta, now)
+    }
+
+    /// IPv6 for us, a VIP or a connection: neighbour discovery and echo first, then IPVS for TCP
+    /// and UDP as IPv4's full path does it (connections looked up one at a time).
+    fn ipv6<B: PacketBuffer + ?Sized>(&mut self, port: usize, buf: &mut B, now: Time) -> Action {
+        let info = match rewrite::parse_ip(buf.bytes()) {
+            Ok(i) => i,
+            Err(e) => return self.drop(wire_drop(e)),
+        };
+        let (IpAddr::V6(src), IpAddr::V6(dst)) = (info.src, info.dst) else {
+            return self.drop(DropReason::Malformed);
+        };
+        let local = self.net.local_port6(&dst).is_some();
+        let vip = self.vips6.contains_key(&dst);
+        if info.protocol == ip_proto::ICMPV6 {
+            return self.icmpv6(port, buf, &info, (src, dst), local || vip, now);
+        }
+        if dst.is_multicast() {
+            // MLD, routing protocols: the kernel's, if it has a door here.
+            return self.up_to_kernel(port, now, DropReason::NotOurMac);
+        }
+        if local && !vip {
+            return self.up_to_kernel(port, now, DropReason::ToDirector);
+        }
+        if info.fragment {
+            return self.drop(if vip { DropReason::Fragment } else { DropReason::NoService });
+        }
+        let l4 = buf.bytes().get(info.l4_offset..info.l2_len + info.ip_len).unwrap_or_default();
+        let (sport, dport, tcp_flags) = match info.protocol {
+            ip_proto::TCP => match TcpSegment::new_checked(l4) {
+                Ok(t) => (t.src_port(), t.dst_port(), t.flags()),
+                Err(e) => return self.drop(wire_drop(e)),
+            },
+            ip_proto::UDP => match UdpDatagram::new_checked(l4) {
+                Ok(u) => (u.src_port(), u.dst_port(), 0),
+                Err(e) => return self.drop(wire_drop(e)),
+            },
+            _ => return self.drop(if vip { DropReason::Unsupported } else { DropReason::NoService }),
+        };
+        let meta = PacketMeta {
+            protocol: info.protocol,
+            src: info.src,
+            sport,
+            dst: info.dst,
+            dport,
+            tcp_flags,
+            fwmark: None,
+            len: u32::try_from(info.ip_len).unwrap_or(u32::MAX),
+        };
+        let verdict = if vip { self.ipvs.in_packet(&meta, now) } else { rvs_ipvs::InVerdict::NotOurs };
+        match verdict {
+            rvs_ipvs::InVerdict::Forward { daddr, dport: rport, fwd, .. } => {
+                self.forward(port, buf, fwd, (info.dst, dport), (daddr, rport), Some(&info), now)
+            }
+            rvs_ipvs::InVerdict::Drop(r) => self.drop(DropReason::Ipvs(r)),
+            rvs_ipvs::InVerdict::NotOurs => match self.ipvs.out_packet(&meta, now) {
+                rvs_ipvs::OutVerdict::Reply { vaddr, vport, .. } => {
+                    let Some(nh) = self.net.route6(&dst) else { return self.drop(DropReason::NoRoute) };
+                    let egress = self.egress(nh);
+                    let m = NatMapping { virt: (vaddr, vport), real: (info.src, sport) };
+                    let v = rewrite::nat_out_with(buf, &info, &egress, &m);
+                    self.finish(port, buf, v, nh, now)
+                }
+                rvs_ipvs::OutVerdict::NotOurs if local => {
+                    self.up_to_kernel(port, now, DropReason::ToDirector)
+                }
+                rvs_ipvs::OutVerdict::NotOurs => self.drop(DropReason::NoService),
+            },
+        }
+    }
+
+    /// ICMPv6: neighbour solicitations for the port's address or a VIP answered (RFC 4861 §7.2.4)
+    /// and their senders learned; advertisements learned (and passed to the kernel twin, which may
+    /// have asked); echo requests to us or a VIP answered; the rest to us goes to the kernel.
+    fn icmpv6<B: PacketBuffer + ?Sized>(
+        &mut self,
+        port: usize,
+        buf: &mut B,
+        info: &rewrite::IpInfo,
+        (src, dst): (Ipv6Addr, Ipv6Addr),
+        ours: bool,
+        now: Time,
+    ) -> Action {
+        let Some(iface) = self.net.interfaces.get(port) else { return self.drop(DropReason::Unsupported) };
+        let (mac, addr6) = (iface.mac, iface.addr6);
+        let end = info.l2_len + info.ip_len;
+        let Ok(m) = Icmpv6Packet::new_checked(buf.bytes().get(info.l4_offset..end).unwrap_or_default())
+        else {
+            return self.drop(DropReason::Malformed);
+        };
+        let hop_limit = buf.bytes().get(info.l2_len + 7).copied().unwrap_or(0);
+        let (msg_type, target, lladdr) = (m.msg_type(), m.nd_target(), m.nd_link_layer_addr());
+        if !m.verify_checksum(&src, &dst) {
+            return self.drop(DropReason::Malformed);
+        }
+        match msg_type {
+            icmpv6::kind::NEIGHBOR_SOLICIT | icmpv6::kind::NEIGHBOR_ADVERT if hop_limit != 255 => {
+                // RFC 4861 §7.1: a routed ND message is forged.
+                self.drop(DropReason::Malformed)
+            }
+            icmpv6::kind::NEIGHBOR_SOLICIT => {
+                let for_us = addr6.is_some_and(|(a, _)| a == target)
+                    || self.vips6.get(&target).is_some_and(|(p, _)| p.is_none_or(|p| p == port));
+                // Only hosts of the port's own subnet are neighbours there (as for ARP); a
+                // solicitation from a link-local address is answered without being learned.
+                if let Some(sender_mac) = lladdr.filter(|_| !src.is_unspecified()) {
+                    if self.net.interfaces.get(port).is_some_and(|i| i.contains6(&src)) {
+                        let learned = self.neigh.learn(src, sender_mac, port, for_us, now);
+                        if for_us && learned && self.learned.len() < SIDE_QUEUE {
+                            self.learned.push((src.into(), sender_mac, port));
+                        }
+                    } else if !is_link_local(&src) {
+                        return self.drop(DropReason::ArpRefused);
+                    }
+                }
+                if !for_us {
+                    return self.drop(DropReason::ArpNotOurs);
+                }
+                self.answer_solicitation(port, buf, info, mac)
+            }
+            icmpv6::kind::NEIGHBOR_ADVERT => {
+                let l2_src: Option<MacAddr> = buf.bytes().get(6..12).and_then(|b| b.try_into().ok());
+                // A solicited answer comes to our address; the worker that asked may be another
+                // one (the answer is shared with the others, as ARP replies are).
+                let to_us = self.net.local_port6(&dst).is_some();
+                if let Some(tmac) = lladdr.or(l2_src) {
+                    if self.net.interfaces.get(port).is_some_and(|i| i.contains6(&target))
+                        && self.neigh.learn(target, tmac, port, to_us, now)
+                        && self.learned.len() < SIDE_QUEUE
+                    {
+                        self.learned.push((target.into(), tmac, port));
+                    }
+                }
+                self.up_to_kernel(port, now, DropReason::ArpNotOurs)
+            }
+            icmpv6::kind::ECHO_REQUEST if ours => {
+                if !self.icmp_echo.allow(now) {
+                    return self.drop(DropReason::IcmpRateLimit);
+                }
+                match rewrite::echo_reply_v6(buf) {
+                    Ok(()) => Action::Tx(port),
+                    Err(e) => self.drop(wire_drop(e)),
+                }
+            }
+            _ if self.net.local_port6(&dst).is_some() || dst.is_multicast() => {
+                self.up_to_kernel(port, now, DropReason::Unsupported)
+            }
+            _ => self.drop(DropReason::Unsupported),
+        }
+    }
+
+    /// The neighbour advertisement answering the solicitation in `buf`, written over it.
+    fn answer_solicitation<B: PacketBuffer + ?Sized>(
+        &mut self,
+        port: usize,
+        buf: &mut B,
+        info: &rewrite::IpInfo,
+        mac: MacAddr,
+    ) -> Action {
+        // The solicitation is read from a copy while the answer is written over the frame.
+        let mut ns = [0u8; 256];
+        let Some(ns) = buf.bytes().get(info.l2_len..info.l2_len + info.ip_len).and_then(|b| {
+            let n = ns.get_mut(..b.len())?;
+            n.copy_from_slice(b);
+            Some(&*n)
+        }) else {
+            return self.drop(DropReason::Malformed);
+        };
+        let l2_src: MacAddr = buf.bytes().get(6..12).and_then(|b| b.try_into().ok()).unwrap_or_default();
+        let na_len = ethernet::HEADER_LEN + rvs_wire::ipv6::HEADER_LEN + 32;
+        let len = buf.bytes().len();
+        if len < na_len && buf.append(na_len - len).is_err() {
+            return self.drop(DropReason::RewriteFailed);
+        }
+        match icmpv6::build_neighbor_advert(buf.bytes_mut(), ns, l2_src, mac) {
+            Ok(n) => {
+                let len = buf.bytes().len();
+                if len > n && buf.trim(len - n).is_err() {
+                    return self.drop(DropReason::RewriteFailed);
+                }
+                Action::Tx(port)
+            }
+            Err(e) => self.drop(wire_drop(e)),
+        }
     }
 
     /// A fragment of a TCP or UDP datagram (see [`crate::frag`]): the first is decided with its ports
@@ -654,7 +907,7 @@ impl Pipeline {
                 self.finish(port, buf, v, nh, now)
             }
             crate::frag::FragRoute::In { fwd, virt, real } => {
-                self.forward(port, buf, fwd, virt, real, Some(info), now)
+                self.forward(port, buf, fwd, (virt.0.into(), virt.1), real, Some(info), now)
             }
             crate::frag::FragRoute::Out { virt, rport } => {
                 let IpAddr::V4(client) = info.dst else { return self.drop(DropReason::Unsupported) };
@@ -701,7 +954,7 @@ impl Pipeline {
                     let v = rewrite::icmp_nat_in(buf, &egress, &m);
                     self.finish(port, buf, v, nh, now)
                 }
-                other => self.forward(port, buf, other, src, (raddr, rport), None, now),
+                other => self.forward(port, buf, other, (src.0.into(), src.1), (raddr, rport), None, now),
             });
         }
         let (vaddr, vport) = self.ipvs.icmp_about_client_packet(&quoted)?;
@@ -746,7 +999,7 @@ impl Pipeline {
         port: usize,
         buf: &mut B,
         fwd: Fwd,
-        virt: (Ipv4Addr, u16),
+        virt: (IpAddr, u16),
         real: (IpAddr, u16),
         info: Option<&rewrite::IpInfo>,
         now: Time,
@@ -756,8 +1009,8 @@ impl Pipeline {
             // VIP is one of the twin's addresses while it has Local servers).
             return self.up_to_kernel(port, now, DropReason::ToDirector);
         }
-        let IpAddr::V4(raddr) = real.0 else { return self.drop(DropReason::Unsupported) };
-        let Some(nh) = self.net.route(raddr) else { return self.drop(DropReason::NoRoute) };
+        let raddr = real.0;
+        let Some(nh) = self.net.route_ip(raddr) else { return self.drop(DropReason::NoRoute) };
         let egress = self.egress(nh);
         let parsed;
         let info = match info {
@@ -771,12 +1024,9 @@ impl Pipeline {
             },
         };
         let v = match fwd {
-            Fwd::Masq => rewrite::nat_in_with(
-                buf,
-                info,
-                &egress,
-                &NatMapping { virt: (IpAddr::V4(virt.0), virt.1), real },
-            ),
+            // NAT keeps the family: an IPv4 service's servers are IPv4 (the model refuses others).
+            Fwd::Masq if virt.0.is_ipv4() != raddr.is_ipv4() => return self.drop(DropReason::Unsupported),
+            Fwd::Masq => rewrite::nat_in_with(buf, info, &egress, &NatMapping { virt, real }),
             // DR hands the frame to the real server itself: it must be on a connected subnet.
             Fwd::Route if nh.addr != raddr => return self.drop(DropReason::NoRoute),
             Fwd::Route => rewrite::dr_with(buf, info, &egress),
@@ -806,14 +1056,13 @@ impl Pipeline {
                     }
                 }
                 self.tun_ident = self.tun_ident.wrapping_add(1);
-                let src = self.net.interfaces.get(nh.port).map_or(Ipv4Addr::UNSPECIFIED, |i| i.addr);
-                let outer = TunOuter {
-                    src: src.into(),
-                    dst: raddr.into(),
-                    ttl: TUN_TTL,
-                    ident: self.tun_ident,
-                    encap,
+                // The outer source is the port's address of the server's family (6in4, 4in6 too).
+                let src = match (raddr, self.net.interfaces.get(nh.port)) {
+                    (IpAddr::V4(_), Some(i)) => IpAddr::V4(i.addr),
+                    (IpAddr::V6(_), Some(Interface { addr6: Some((a, _)), .. })) => IpAddr::V6(*a),
+                    _ => return self.drop(DropReason::NoRoute),
                 };
+                let outer = TunOuter { src, dst: raddr, ttl: TUN_TTL, ident: self.tun_ident, encap };
                 rewrite::tun_with(buf, info, &egress, &outer)
             }
             Fwd::Local => return self.up_to_kernel(port, now, DropReason::ToDirector),
@@ -869,15 +1118,15 @@ impl Pipeline {
         }
     }
 
-    fn queue_request(&mut self, target: Ipv4Addr, port: usize) {
-        if self.arp_requests.len() < SIDE_QUEUE {
-            self.arp_requests.push((target, port));
+    fn queue_request(&mut self, target: IpAddr, port: usize) {
+        if self.neigh_requests.len() < SIDE_QUEUE {
+            self.neigh_requests.push((target, port));
         }
     }
 
     /// Periodic work: neighbour retries and ageing.
     pub fn tick(&mut self, now: Time) {
-        let (neigh, reqs) = (&mut self.neigh, &mut self.arp_requests);
+        let (neigh, reqs) = (&mut self.neigh, &mut self.neigh_requests);
         neigh.tick(now, |ip, port| {
             if reqs.len() < SIDE_QUEUE {
                 reqs.push((ip, port));
@@ -886,16 +1135,24 @@ impl Pipeline {
         self.counters.set_neighbours_evicted(self.neigh.evicted);
     }
 
-    /// Builds into `out` an ARP request for `target` from `port`; returns its length.
-    pub fn arp_request(&self, target: Ipv4Addr, port: usize, out: &mut [u8]) -> Option<usize> {
+    /// Builds into `out` a request for `target`'s MAC from `port` (ARP, or a neighbour
+    /// solicitation from the port's IPv6 address); returns its length.
+    pub fn neighbour_request(&self, target: IpAddr, port: usize, out: &mut [u8]) -> Option<usize> {
         let i = self.net.interfaces.get(port)?;
-        arp::build_request(out, i.mac, i.addr, target).ok()
+        match target {
+            IpAddr::V4(t) => arp::build_request(out, i.mac, i.addr, t).ok(),
+            IpAddr::V6(t) => icmpv6::build_neighbor_solicit(out, i.mac, &i.addr6?.0, &t).ok(),
+        }
     }
 
-    /// Builds into `out` a gratuitous ARP for `vip` from `port`; returns its length.
-    pub fn gratuitous_arp(&self, vip: Ipv4Addr, port: usize, out: &mut [u8]) -> Option<usize> {
+    /// Builds into `out` the announcement of `vip` from `port` (gratuitous ARP, or an unsolicited
+    /// neighbour advertisement); returns its length.
+    pub fn announcement(&self, vip: IpAddr, port: usize, out: &mut [u8]) -> Option<usize> {
         let i = self.net.interfaces.get(port)?;
-        arp::build_gratuitous(out, i.mac, vip).ok()
+        match vip {
+            IpAddr::V4(v) => arp::build_gratuitous(out, i.mac, v).ok(),
+            IpAddr::V6(v) => icmpv6::build_unsolicited_advert(out, i.mac, &v).ok(),
+        }
     }
 
     /// Builds into `out` the ICMP error answering `frame` (as received on `port`, unchanged), sent back
@@ -904,8 +1161,22 @@ impl Pipeline {
         let i = self.net.interfaces.get(port)?;
         let l2 = ethernet::parse_l2(frame).ok()?;
         let src_mac: MacAddr = frame.get(6..12)?.try_into().ok()?;
+        if l2.ethertype == ethertype::IPV6 {
+            // The same errors in ICMPv6 (RFC 4443): hop limit exceeded, packet too big.
+            let kind6 = match kind {
+                ErrorKind::TtlExceeded => icmpv6::ErrorKind::HopLimitExceeded,
+                ErrorKind::FragNeeded { mtu } => icmpv6::ErrorKind::PacketTooBig { mtu: u32::from(mtu) },
+                _ => return None,
+            };
+            return icmpv6::build_error(out, src_mac, i.mac, &i.addr6?.0, kind6, frame.get(l2.len..)?).ok();
+        }
         icmpv4::build_error(out, src_mac, i.mac, i.addr, kind, frame.get(l2.len..)?).ok()
     }
+}
+
+/// fe80::/10.
+fn is_link_local(a: &Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
 }
 
 fn wire_drop(e: PacketError) -> DropReason {
@@ -939,13 +1210,14 @@ fn gue_source_port(frame: &[u8], info: &rewrite::IpInfo) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::{ClassifierRule, Interface, Route};
+    use crate::net::{ClassifierRule, Interface, Route, Route6};
     use rvs_ipvs::{DestConfig, SchedulerKind, ServiceConfig, ServiceKey, TunnelType};
     use rvs_wire::VecBuffer;
     use rvs_wire::arp::ArpRepr;
     use rvs_wire::icmpv4;
     use rvs_wire::ipv4::{self, Ipv4Packet};
-    use rvs_wire::repr::{FrameRepr, Ipv4Repr, L4Repr, TcpRepr};
+    use rvs_wire::ipv6::Ipv6Packet;
+    use rvs_wire::repr::{Frame6Repr, FrameRepr, Ipv4Repr, Ipv6Repr, L4Repr, TcpRepr};
 
     const FRONT_MAC: MacAddr = [2, 0, 0, 0, 0, 0xf0];
     const BACK_MAC: MacAddr = [2, 0, 0, 0, 0, 0xb0];
@@ -963,6 +1235,7 @@ mod tests {
             addr: addr.into(),
             prefix_len: 24,
             mtu: 1500,
+            addr6: None,
         };
         let net = Network::new(
             vec![iface("front", FRONT_MAC, [192, 0, 2, 2]), iface("back", BACK_MAC, [203, 0, 113, 1])],
@@ -1151,6 +1424,201 @@ mod tests {
     /// ICMP errors about NAT connections cross the director translated, both ways: a client's
     /// "fragmentation needed" about a reply reaches the real server about the packet it sent, and the
     /// real server's "port unreachable" about a client's packet reaches the client from the VIP.
+    const ROUTER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 1);
+    const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x80);
+    const RS6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11);
+    const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 0x10);
+
+    /// The two-port director with IPv6 addresses too (front 2001:db8:f::2/64, back
+    /// 2001:db8:b::1/64, default route via the router's 2001:db8:f::1), one service per mode on
+    /// VIP6 ports 80 (NAT to RS6:8080), 81 (DR to RS6) and 82 (TUN to RS6: IPv6 in IPv6).
+    fn pipeline6() -> (Pipeline, Arc<WorkerCounters>) {
+        let iface = |name: &str, mac, addr: [u8; 4], addr6: &str| Interface {
+            name: name.into(),
+            mac,
+            addr: addr.into(),
+            prefix_len: 24,
+            mtu: 1500,
+            addr6: Some((addr6.parse().unwrap(), 64)),
+        };
+        let net = Network::new(
+            vec![
+                iface("front", FRONT_MAC, [192, 0, 2, 2], "2001:db8:f::2"),
+                iface("back", BACK_MAC, [203, 0, 113, 1], "2001:db8:b::1"),
+            ],
+            &[Route { prefix: Ipv4Addr::UNSPECIFIED, prefix_len: 0, gateway: ROUTER }],
+            vec![],
+        )
+        .unwrap()
+        .with_routes6(&[Route6 { prefix: Ipv6Addr::UNSPECIFIED, prefix_len: 0, gateway: ROUTER6 }])
+        .unwrap();
+        let counters = Arc::new(WorkerCounters::default());
+        let mut p = Pipeline::new(Arc::new(net), Ipvs::new(1024, 1024, 1), Arc::clone(&counters));
+        p.neigh.learn(ROUTER6, ROUTER_MAC, 0, true, 0);
+        p.neigh.learn(RS6, RS_MAC, 1, true, 0);
+        for (port, real, rport, fwd) in [
+            (80, IpAddr::V6(RS6), 8080, Fwd::Masq),
+            (81, IpAddr::V6(RS6), 81, Fwd::Route),
+            (82, IpAddr::V6(RS6), 82, Fwd::Tunnel(TunnelType::Ipip)),
+        ] {
+            let key = ServiceKey::Addr { protocol: 6, addr: VIP6.into(), port };
+            let ops = [
+                Op::AddService(ServiceConfig::new(key, SchedulerKind::Rr)),
+                Op::AddDest(key, DestConfig::new(real, rport, fwd)),
+            ];
+            assert_eq!(p.apply(&ops), 0);
+        }
+        (p, counters)
+    }
+
+    fn tcp6(
+        mac: (MacAddr, MacAddr),
+        src: (Ipv6Addr, u16),
+        dst: (Ipv6Addr, u16),
+        flags: u8,
+        hops: u8,
+    ) -> Vec<u8> {
+        let ip = Ipv6Repr { hop_limit: hops, ..Ipv6Repr::new(src.0, dst.0) };
+        Frame6Repr::tcp(mac.0, mac.1, ip, TcpRepr::new(src.1, dst.1, flags)).emit()
+    }
+
+    fn ip6(f: &[u8]) -> Ipv6Packet<&[u8]> {
+        Ipv6Packet::new_checked(&f[14..]).unwrap()
+    }
+
+    /// IPv6 services in the three modes: NAT both ways (addresses and port translated, checksums
+    /// right), DR (only the MACs change, the hop limit drops by one), TUN (IPv6 in IPv6, next
+    /// header 41, from the back port's IPv6 address); the hop limit running out answers with
+    /// ICMPv6 time exceeded from the port's IPv6 address.
+    #[test]
+    fn ipv6_services_in_every_mode() {
+        let (mut p, _) = pipeline6();
+        let from_router = (ROUTER_MAC, FRONT_MAC);
+        let mut b = VecBuffer::new(&tcp6(from_router, (CLIENT6, 40000), (VIP6, 80), 0x02, 64));
+        assert_eq!(p.handle(0, &mut b, 1), Action::Tx(1));
+        let f = b.bytes();
+        assert_eq!((&f[..6], &f[6..12]), (&RS_MAC[..], &BACK_MAC[..]));
+        let (pkt, t) = (ip6(f), TcpSegment::new_checked(&f[54..]).unwrap());
+        assert_eq!((pkt.src(), pkt.dst(), pkt.hop_limit(), t.dst_port()), (CLIENT6, RS6, 63, 8080));
+        assert!(t.verify_checksum_v6(&CLIENT6, &RS6));
+        let mut b = VecBuffer::new(&tcp6((RS_MAC, BACK_MAC), (RS6, 8080), (CLIENT6, 40000), 0x12, 64));
+        assert_eq!(p.handle(1, &mut b, 2), Action::Tx(0));
+        let f = b.bytes();
+        let (pkt, t) = (ip6(f), TcpSegment::new_checked(&f[54..]).unwrap());
+        assert_eq!((&f[..6], pkt.src(), pkt.dst(), t.src_port()), (&ROUTER_MAC[..], VIP6, CLIENT6, 80));
+        assert!(t.verify_checksum_v6(&VIP6, &CLIENT6));
+
+        let sent = tcp6(from_router, (CLIENT6, 40001), (VIP6, 81), 0x02, 64);
+        let mut b = VecBuffer::new(&sent);
+        assert_eq!(p.handle(0, &mut b, 3), Action::Tx(1));
+        assert_eq!(
+            (&b.bytes()[..6], ip6(b.bytes()).dst(), ip6(b.bytes()).hop_limit()),
+            (&RS_MAC[..], VIP6, 63)
+        );
+        assert_eq!(&b.bytes()[62..], &sent[62..], "DR leaves the TCP segment alone");
+
+        let mut b = VecBuffer::with_room(&tcp6(from_router, (CLIENT6, 40002), (VIP6, 82), 0x02, 64), 64, 0);
+        assert_eq!(p.handle(0, &mut b, 4), Action::Tx(1));
+        let outer = ip6(b.bytes());
+        assert_eq!(
+            (outer.next_header(), outer.src(), outer.dst()),
+            (ip_proto::IPV6, "2001:db8:b::1".parse().unwrap(), RS6)
+        );
+        assert_eq!(Ipv6Packet::new_checked(outer.payload()).unwrap().dst(), VIP6);
+
+        let expiring = tcp6(from_router, (CLIENT6, 40003), (VIP6, 81), 0x02, 1);
+        let mut b = VecBuffer::new(&expiring);
+        let a = p.handle(0, &mut b, 5);
+        let Action::IcmpError { port: 0, kind } = a else { panic!("{a:?}") };
+        let mut out = [0u8; 1600];
+        let n = p.icmp_error(0, &expiring, kind, &mut out).unwrap();
+        let e = ip6(&out[..n]);
+        let m = Icmpv6Packet::new_checked(e.payload()).unwrap();
+        assert_eq!((e.src(), e.dst(), m.msg_type()), ("2001:db8:f::2".parse().unwrap(), CLIENT6, 3));
+        assert!(m.verify_checksum(&e.src(), &e.dst()));
+    }
+
+    /// Neighbour discovery: solicitations for a VIP or the port's address are answered (on the
+    /// VIP's port only, with hop limit 255 required), their senders learned; a next hop nobody has
+    /// told us about is solicited while its packet waits, and the advertisement resolves it; echo
+    /// to the VIP is answered.
+    #[test]
+    fn neighbour_discovery_answers_resolves_and_echo() {
+        let (mut p, c) = pipeline6();
+        let host = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x77);
+        let host_mac = [2, 0, 0, 0, 0, 0x77];
+        let ns = |target: Ipv6Addr, hops: u8| {
+            let (group, gmac) = icmpv6::solicited_node(&target);
+            let mut body = target.octets().to_vec();
+            body.extend_from_slice(&[1, 1]);
+            body.extend_from_slice(&host_mac);
+            let ip = Ipv6Repr { hop_limit: hops, ..Ipv6Repr::new(host, group) };
+            Frame6Repr::icmp(host_mac, gmac, ip, (135, 0, 0), &body).emit()
+        };
+        for target in [VIP6, "2001:db8:f::2".parse().unwrap()] {
+            let mut b = VecBuffer::new(&ns(target, 255));
+            assert_eq!(p.handle(0, &mut b, 1), Action::Tx(0), "NS for {target}");
+            let e = ip6(b.bytes());
+            let m = Icmpv6Packet::new_checked(e.payload()).unwrap();
+            assert_eq!((m.msg_type(), m.nd_target(), m.nd_link_layer_addr()), (136, target, Some(FRONT_MAC)));
+            assert_eq!((e.dst(), &b.bytes()[..6]), (host, &host_mac[..]));
+            assert!(m.verify_checksum(&e.src(), &e.dst()));
+        }
+        assert_eq!(p.neigh.get(0, host), Some(host_mac), "the solicitor is learned");
+        assert_eq!(p.handle(0, &mut VecBuffer::new(&ns(VIP6, 64)), 1), Action::Drop, "routed ND is forged");
+        assert_eq!(p.handle(1, &mut VecBuffer::new(&ns(VIP6, 255)), 1), Action::Drop, "not on the back port");
+        assert_eq!(c.snapshot().dropped(DropReason::Malformed), 1);
+
+        // A server nobody has advertised: the packet waits, a solicitation goes out.
+        let rs12 = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x12);
+        let key = ServiceKey::Addr { protocol: 6, addr: VIP6.into(), port: 90 };
+        let ops = [
+            Op::AddService(ServiceConfig::new(key, SchedulerKind::Rr)),
+            Op::AddDest(key, DestConfig::new(rs12.into(), 90, Fwd::Route)),
+        ];
+        assert_eq!(p.apply(&ops), 0);
+        let mut b = VecBuffer::new(&tcp6((ROUTER_MAC, FRONT_MAC), (CLIENT6, 40010), (VIP6, 90), 0x02, 64));
+        assert_eq!(p.handle(0, &mut b, 2), Action::Hold { port: 1, next_hop: rs12.into() });
+        assert_eq!(p.neigh_requests.pop(), Some((rs12.into(), 1)));
+        let mut out = [0u8; 128];
+        let n = p.neighbour_request(rs12.into(), 1, &mut out).unwrap();
+        let q = ip6(&out[..n]);
+        let m = Icmpv6Packet::new_checked(q.payload()).unwrap();
+        assert_eq!(
+            (q.src(), q.dst(), m.msg_type(), m.nd_target()),
+            ("2001:db8:b::1".parse().unwrap(), icmpv6::solicited_node(&rs12).0, 135, rs12)
+        );
+        let rs12_mac = [2, 0, 0, 0, 0, 0x12];
+        let mut body = rs12.octets().to_vec();
+        body.extend_from_slice(&[2, 1]);
+        body.extend_from_slice(&rs12_mac);
+        let na = Frame6Repr::icmp(
+            rs12_mac,
+            BACK_MAC,
+            Ipv6Repr { hop_limit: 255, ..Ipv6Repr::new(rs12, "2001:db8:b::1".parse().unwrap()) },
+            (136, 0, 0x6000_0000),
+            &body,
+        )
+        .emit();
+        p.handle(1, &mut VecBuffer::new(&na), 3);
+        assert_eq!(p.neigh.get(1, rs12), Some(rs12_mac));
+
+        let echo = Frame6Repr::icmp(
+            ROUTER_MAC,
+            FRONT_MAC,
+            Ipv6Repr::new(CLIENT6, VIP6),
+            (128, 0, 0x0001_0001),
+            b"ping",
+        );
+        let mut b = VecBuffer::new(&echo.emit());
+        assert_eq!(p.handle(0, &mut b, 4), Action::Tx(0));
+        let e = ip6(b.bytes());
+        assert_eq!(
+            (e.src(), e.dst(), Icmpv6Packet::new_checked(e.payload()).unwrap().msg_type()),
+            (VIP6, CLIENT6, 129)
+        );
+    }
+
     #[test]
     fn icmp_errors_about_nat_connections_are_translated() {
         let (mut p, _) = pipeline();
@@ -1530,7 +1998,7 @@ mod tests {
     fn arp_for_vips_and_our_address_is_answered_on_the_right_port() {
         let (mut p, c) = pipeline();
         service(&mut p, Fwd::Masq, 80);
-        assert!(p.announce.contains(&(VIP, 0)), "a new VIP is announced on its subnet's port");
+        assert!(p.announce.contains(&(VIP.into(), 0)), "a new VIP is announced on its subnet's port");
         let mut req = [0u8; 60];
         arp::build_request(&mut req, ROUTER_MAC, ROUTER, VIP).unwrap();
         let mut b = VecBuffer::new(&req);
@@ -1603,8 +2071,8 @@ mod tests {
             Op::AddDest(key, DestConfig::new(other.into(), 80, Fwd::Masq)),
         ]);
         let mut b = VecBuffer::new(&tcp(ROUTER_MAC, FRONT_MAC, (CLIENT, 40000), (VIP, 80), 0x02));
-        assert_eq!(p.handle(0, &mut b, 1), Action::Hold { port: 1, next_hop: other });
-        assert_eq!(p.arp_requests, vec![(other, 1)]);
+        assert_eq!(p.handle(0, &mut b, 1), Action::Hold { port: 1, next_hop: other.into() });
+        assert_eq!(p.neigh_requests, vec![(other.into(), 1)]);
         let mut rep = [0u8; 42];
         let mut req = [0u8; 42];
         arp::build_request(&mut req, BACK_MAC, [203, 0, 113, 1].into(), other).unwrap();
@@ -1614,7 +2082,7 @@ mod tests {
         p.handle(1, &mut b, 2);
         let mut r = vec![];
         p.neigh.take_resolved(&mut r);
-        assert_eq!(r, vec![(1, other)]);
+        assert_eq!(r, vec![(1, other.into())]);
     }
 
     #[test]

@@ -197,6 +197,83 @@ pub fn build_neighbor_advert(
     Ok(total)
 }
 
+/// The solicited-node multicast address of `target` (RFC 4291 §2.7.1), where its owner listens for
+/// neighbour solicitations, and the Ethernet group it maps to (RFC 2464 §7).
+pub fn solicited_node(target: &Ipv6Addr) -> (Ipv6Addr, MacAddr) {
+    let t = target.octets();
+    let ip =
+        Ipv6Addr::new(0xff02, 0, 0, 0, 0, 1, 0xff00 | u16::from(t[13]), u16::from_be_bytes([t[14], t[15]]));
+    (ip, [0x33, 0x33, 0xff, t[13], t[14], t[15]])
+}
+
+/// Builds a neighbour solicitation for `target` from `our_ip` at `our_mac` (RFC 4861 §7.2.2: to the
+/// target's solicited-node group, with our link-layer address); returns the frame length.
+pub fn build_neighbor_solicit(
+    out: &mut [u8],
+    our_mac: MacAddr,
+    our_ip: &Ipv6Addr,
+    target: &Ipv6Addr,
+) -> Result<usize> {
+    let (dst, l2_dst) = solicited_node(target);
+    build_nd(
+        out,
+        l2_dst,
+        our_mac,
+        our_ip,
+        &dst,
+        (kind::NEIGHBOR_SOLICIT, 0),
+        target,
+        nd_option::SOURCE_LL_ADDR,
+    )
+}
+
+/// Builds an unsolicited neighbour advertisement of `target` at `our_mac` to all nodes (RFC 4861
+/// §7.2.6: Override set, Solicited clear), as a new VIP is announced; returns the frame length.
+pub fn build_unsolicited_advert(out: &mut [u8], our_mac: MacAddr, target: &Ipv6Addr) -> Result<usize> {
+    let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+    let l2_dst = [0x33, 0x33, 0, 0, 0, 1];
+    build_nd(
+        out,
+        l2_dst,
+        our_mac,
+        target,
+        &all_nodes,
+        (kind::NEIGHBOR_ADVERT, 0x2000_0000),
+        target,
+        nd_option::TARGET_LL_ADDR,
+    )
+}
+
+/// A neighbour discovery message with one link-layer address option (`option`: ours).
+#[allow(clippy::too_many_arguments)]
+fn build_nd(
+    out: &mut [u8],
+    l2_dst: MacAddr,
+    our_mac: MacAddr,
+    src: &Ipv6Addr,
+    dst: &Ipv6Addr,
+    (msg_type, flags): (u8, u32),
+    target: &Ipv6Addr,
+    option: u8,
+) -> Result<usize> {
+    let icmp_len = 24 + 8;
+    let total = ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmp_len;
+    let out = out.get_mut(..total).ok_or(PacketError::NoRoom)?;
+    ethernet::write_header(out, l2_dst, our_mac, ethernet::ethertype::IPV6)?;
+    let (_, rest) = out.split_at_mut(ethernet::HEADER_LEN);
+    let (ip6, icmp) = rest.split_at_mut(ipv6::HEADER_LEN);
+    write_ipv6(ip6, src, dst, icmp_len, 255)?;
+    icmp.fill(0);
+    let mut m = Icmpv6Packet::new_unchecked(&mut *icmp);
+    m.set_type_code(msg_type, 0);
+    m.set_rest_of_header(flags);
+    be::set_bytes(icmp, 8, &target.octets());
+    be::set_bytes(icmp, 24, &[option, 1]);
+    be::set_bytes(icmp, 26, &our_mac);
+    Icmpv6Packet::new_unchecked(icmp).fill_checksum(src, dst);
+    Ok(total)
+}
+
 /// An ICMPv6 error the director sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {

@@ -2,12 +2,14 @@
 //! `Repr` types do: what tests, benchmarks and generators build, instead of each writing bytes at
 //! offsets of its own. Building is not on the packet path (it allocates).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::ethernet::{self, MacAddr, ethertype};
 use crate::icmpv4::Icmpv4Packet;
+use crate::icmpv6::Icmpv6Packet;
 use crate::ip_proto;
 use crate::ipv4::{self, Ipv4Packet};
+use crate::ipv6::{self, Ipv6Packet};
 use crate::tcp::TcpSegment;
 use crate::udp::UdpDatagram;
 
@@ -110,12 +112,7 @@ impl FrameRepr {
     /// The frame's bytes: Ethernet, IPv4 (checksummed), the L4 header (its checksum over the
     /// pseudo-header and `payload`), then `payload`.
     pub fn emit(&self) -> Vec<u8> {
-        let l4_header = match &self.l4 {
-            L4Repr::Tcp(t) => 20 + if t.mss.is_some() { 4 } else { 0 },
-            L4Repr::Udp { .. } | L4Repr::Icmp { .. } => 8,
-            L4Repr::Raw { .. } => 0,
-        };
-        let ip_payload = l4_header + self.payload.len();
+        let ip_payload = l4_header_len(&self.l4) + self.payload.len();
         let mut f = vec![0u8; ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + ip_payload];
         let _ = ethernet::write_header(&mut f, self.dst_mac, self.src_mac, ethertype::IPV4);
         let protocol = match &self.l4 {
@@ -147,38 +144,156 @@ impl FrameRepr {
             }
             Ipv4Packet::new_unchecked(h).fill_checksum();
         }
-        if let Some(p) = l4.get_mut(l4_header..) {
-            p.copy_from_slice(&self.payload);
+        write_l4(l4, &self.l4, &self.payload, Pseudo::V4(ip.src, ip.dst));
+        f
+    }
+}
+
+/// An IPv6 header's fields that a frame's builder chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Repr {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub hop_limit: u8,
+    pub traffic_class: u8,
+}
+
+impl Ipv6Repr {
+    /// Hop limit 64, traffic class 0.
+    pub fn new(src: Ipv6Addr, dst: Ipv6Addr) -> Self {
+        Self { src, dst, hop_limit: 64, traffic_class: 0 }
+    }
+}
+
+/// An Ethernet + IPv6 frame (no extension headers); `L4Repr::Icmp` is ICMPv6 here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame6Repr {
+    pub src_mac: MacAddr,
+    pub dst_mac: MacAddr,
+    pub ip: Ipv6Repr,
+    pub l4: L4Repr,
+    pub payload: Vec<u8>,
+}
+
+impl Frame6Repr {
+    pub fn tcp(src_mac: MacAddr, dst_mac: MacAddr, ip: Ipv6Repr, tcp: TcpRepr) -> Self {
+        Self { src_mac, dst_mac, ip, l4: L4Repr::Tcp(tcp), payload: Vec::new() }
+    }
+
+    pub fn udp(src_mac: MacAddr, dst_mac: MacAddr, ip: Ipv6Repr, ports: (u16, u16), payload: &[u8]) -> Self {
+        Self {
+            src_mac,
+            dst_mac,
+            ip,
+            l4: L4Repr::Udp { src_port: ports.0, dst_port: ports.1 },
+            payload: payload.to_vec(),
         }
-        match &self.l4 {
-            L4Repr::Tcp(t) => {
-                put(l4, 0, &t.src_port.to_be_bytes());
-                put(l4, 2, &t.dst_port.to_be_bytes());
-                put(l4, 4, &t.seq.to_be_bytes());
-                put(l4, 8, &t.ack.to_be_bytes());
-                put(l4, 12, &[u8::try_from(l4_header / 4).unwrap_or(5) << 4, t.flags]);
-                put(l4, 14, &t.window.to_be_bytes());
-                if let Some(mss) = t.mss {
-                    put(l4, 20, &[2, 4]);
-                    put(l4, 22, &mss.to_be_bytes());
-                }
-                TcpSegment::new_unchecked(&mut l4[..]).fill_checksum_v4(ip.src, ip.dst);
+    }
+
+    /// An ICMPv6 message: `rest` is the header's last four bytes, `payload` what follows (a
+    /// neighbour solicitation's target and options, an echo's data).
+    pub fn icmp(
+        src_mac: MacAddr,
+        dst_mac: MacAddr,
+        ip: Ipv6Repr,
+        (msg_type, code, rest): (u8, u8, u32),
+        payload: &[u8],
+    ) -> Self {
+        Self { src_mac, dst_mac, ip, l4: L4Repr::Icmp { msg_type, code, rest }, payload: payload.to_vec() }
+    }
+
+    /// The frame's bytes: Ethernet, IPv6, the L4 header (its checksum over the pseudo-header and
+    /// `payload`), then `payload`.
+    pub fn emit(&self) -> Vec<u8> {
+        let ip_payload = l4_header_len(&self.l4) + self.payload.len();
+        let mut f = vec![0u8; ethernet::HEADER_LEN + ipv6::HEADER_LEN + ip_payload];
+        let _ = ethernet::write_header(&mut f, self.dst_mac, self.src_mac, ethertype::IPV6);
+        let next_header = match &self.l4 {
+            L4Repr::Tcp(_) => ip_proto::TCP,
+            L4Repr::Udp { .. } => ip_proto::UDP,
+            L4Repr::Icmp { .. } => ip_proto::ICMPV6,
+            L4Repr::Raw { protocol } => *protocol,
+        };
+        let (l3, l4) = f.split_at_mut(ethernet::HEADER_LEN + ipv6::HEADER_LEN);
+        if let Some(h) = l3.get_mut(ethernet::HEADER_LEN..) {
+            let mut ip = Ipv6Packet::new_unchecked(h);
+            ip.set_version_tc_flow(self.ip.traffic_class, 0);
+            ip.set_payload_len(u16::try_from(ip_payload).unwrap_or(u16::MAX));
+            ip.set_next_header(next_header);
+            ip.set_hop_limit(self.ip.hop_limit);
+            ip.set_src(&self.ip.src);
+            ip.set_dst(&self.ip.dst);
+        }
+        write_l4(l4, &self.l4, &self.payload, Pseudo::V6(self.ip.src, self.ip.dst));
+        f
+    }
+}
+
+/// Whose pseudo-header the L4 checksum covers.
+#[derive(Debug, Clone, Copy)]
+enum Pseudo {
+    V4(Ipv4Addr, Ipv4Addr),
+    V6(Ipv6Addr, Ipv6Addr),
+}
+
+fn l4_header_len(l4: &L4Repr) -> usize {
+    match l4 {
+        L4Repr::Tcp(t) => 20 + if t.mss.is_some() { 4 } else { 0 },
+        L4Repr::Udp { .. } | L4Repr::Icmp { .. } => 8,
+        L4Repr::Raw { .. } => 0,
+    }
+}
+
+/// The L4 header and `payload` into `l4` (sized for both), checksummed.
+fn write_l4(l4: &mut [u8], repr: &L4Repr, payload: &[u8], pseudo: Pseudo) {
+    let header = l4_header_len(repr);
+    let total = header + payload.len();
+    if let Some(p) = l4.get_mut(header..) {
+        p.copy_from_slice(payload);
+    }
+    match repr {
+        L4Repr::Tcp(t) => {
+            put(l4, 0, &t.src_port.to_be_bytes());
+            put(l4, 2, &t.dst_port.to_be_bytes());
+            put(l4, 4, &t.seq.to_be_bytes());
+            put(l4, 8, &t.ack.to_be_bytes());
+            put(l4, 12, &[u8::try_from(header / 4).unwrap_or(5) << 4, t.flags]);
+            put(l4, 14, &t.window.to_be_bytes());
+            if let Some(mss) = t.mss {
+                put(l4, 20, &[2, 4]);
+                put(l4, 22, &mss.to_be_bytes());
             }
-            L4Repr::Udp { src_port, dst_port } => {
-                put(l4, 0, &src_port.to_be_bytes());
-                put(l4, 2, &dst_port.to_be_bytes());
-                put(l4, 4, &u16::try_from(ip_payload).unwrap_or(u16::MAX).to_be_bytes());
-                UdpDatagram::new_unchecked(&mut l4[..]).fill_checksum_v4(ip.src, ip.dst);
+            let mut seg = TcpSegment::new_unchecked(&mut l4[..]);
+            match pseudo {
+                Pseudo::V4(s, d) => seg.fill_checksum_v4(s, d),
+                Pseudo::V6(s, d) => seg.fill_checksum_v6(&s, &d),
             }
-            L4Repr::Icmp { msg_type, code, rest } => {
+        }
+        L4Repr::Udp { src_port, dst_port } => {
+            put(l4, 0, &src_port.to_be_bytes());
+            put(l4, 2, &dst_port.to_be_bytes());
+            put(l4, 4, &u16::try_from(total).unwrap_or(u16::MAX).to_be_bytes());
+            let mut d = UdpDatagram::new_unchecked(&mut l4[..]);
+            match pseudo {
+                Pseudo::V4(s, dst) => d.fill_checksum_v4(s, dst),
+                Pseudo::V6(s, dst) => d.fill_checksum_v6(&s, &dst),
+            }
+        }
+        L4Repr::Icmp { msg_type, code, rest } => match pseudo {
+            Pseudo::V4(..) => {
                 let mut m = Icmpv4Packet::new_unchecked(&mut l4[..]);
                 m.set_type_code(*msg_type, *code);
                 m.set_rest_of_header(*rest);
                 m.fill_checksum();
             }
-            L4Repr::Raw { .. } => {}
-        }
-        f
+            Pseudo::V6(s, d) => {
+                let mut m = Icmpv6Packet::new_unchecked(&mut l4[..]);
+                m.set_type_code(*msg_type, *code);
+                m.set_rest_of_header(*rest);
+                m.fill_checksum(&s, &d);
+            }
+        },
+        L4Repr::Raw { .. } => {}
     }
 }
 

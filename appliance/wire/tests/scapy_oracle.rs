@@ -178,8 +178,16 @@ fn scapy_judges_every_rewrite() {
 #[test]
 fn repr_frames_are_byte_for_byte_scapys() {
     use rvs_wire::arp::ArpRepr;
+    use rvs_wire::icmpv6;
     use rvs_wire::ip_proto;
-    use rvs_wire::repr::{FrameRepr, Ipv4Repr, L4Repr, TcpRepr};
+    use rvs_wire::repr::{Frame6Repr, FrameRepr, Ipv4Repr, Ipv6Repr, L4Repr, TcpRepr};
+    let ip6 = Ipv6Repr::new("2001:db8:c::10".parse().unwrap(), "2001:db8:f::80".parse().unwrap());
+    let nd = |build: &dyn Fn(&mut [u8]) -> rvs_wire::Result<usize>| {
+        let mut f = vec![0; 128];
+        let n = build(&mut f).unwrap();
+        f.truncate(n);
+        f
+    };
     let arp_frame = |r: ArpRepr, dst| {
         let mut f = vec![0; rvs_wire::arp::FRAME_LEN];
         r.emit(&mut f, dst).unwrap();
@@ -270,9 +278,38 @@ fn repr_frames_are_byte_for_byte_scapys() {
                 b,
             ),
         ),
+        (
+            "Ether(src=A, dst=B) / IPv6(src='2001:db8:c::10', dst='2001:db8:f::80', hlim=61, tc=0x20) \
+             / TCP(sport=40000, dport=80, seq=0x01020304, ack=0x0a0b0c0d, flags='SA', window=29200, options=[('MSS', 1460)])",
+            Frame6Repr::tcp(a, b, Ipv6Repr { hop_limit: 61, traffic_class: 0x20, ..ip6 }, tcp).emit(),
+        ),
+        (
+            "Ether(src=A, dst=B) / IPv6(src='2001:db8:c::10', dst='2001:db8:f::80') / UDP(sport=5353, dport=53) / Raw(b'v6 query')",
+            Frame6Repr::udp(a, b, ip6, (5353, 53), b"v6 query").emit(),
+        ),
+        (
+            "Ether(src=A, dst=B) / IPv6(src='2001:db8:c::10', dst='2001:db8:f::80') / ICMPv6EchoRequest(id=0x4242, seq=7, data=b'ping6')",
+            Frame6Repr::icmp(a, b, ip6, (128, 0, 0x4242_0007), b"ping6").emit(),
+        ),
+        (
+            "Ether(src=A, dst='33:33:ff:00:00:11') / IPv6(src='2001:db8:b::1', dst='ff02::1:ff00:11', hlim=255) \
+             / ICMPv6ND_NS(tgt='2001:db8:b::11') / ICMPv6NDOptSrcLLAddr(lladdr=A)",
+            nd(&|out: &mut [u8]| {
+                let (ours, target) = ("2001:db8:b::1".parse().unwrap(), "2001:db8:b::11".parse().unwrap());
+                icmpv6::build_neighbor_solicit(out, a, &ours, &target)
+            }),
+        ),
+        (
+            "Ether(src=A, dst='33:33:00:00:00:01') / IPv6(src='2001:db8:f::80', dst='ff02::1', hlim=255) \
+             / ICMPv6ND_NA(tgt='2001:db8:f::80', R=0, S=0, O=1) / ICMPv6NDOptDstLLAddr(lladdr=A)",
+            nd(&|out: &mut [u8]| {
+                icmpv6::build_unsolicited_advert(out, a, &"2001:db8:f::80".parse().unwrap())
+            }),
+        ),
     ];
     let mut script = String::from(
-        "from scapy.all import Ether, IP, TCP, UDP, ICMP, ARP, Raw, raw\nA, B = '02:00:00:00:00:c1', '02:00:00:00:00:d1'\n",
+        "from scapy.all import Ether, IP, IPv6, TCP, UDP, ICMP, ARP, ICMPv6ND_NS, ICMPv6ND_NA, \
+         ICMPv6NDOptSrcLLAddr, ICMPv6NDOptDstLLAddr, ICMPv6EchoRequest, Raw, raw\nA, B = '02:00:00:00:00:c1', '02:00:00:00:00:d1'\n",
     );
     for (expr, _) in &cases {
         script.push_str(&format!("print(raw({expr}).hex())\n"));

@@ -105,7 +105,7 @@ enum Decision {
     /// Decided whole (the full path, or a drop): nothing left for rewrite.
     Done(Action),
     /// A client's packet to its real server.
-    Forward { fwd: Fwd, virt: (Ipv4Addr, u16), real: (IpAddr, u16) },
+    Forward { fwd: Fwd, virt: (IpAddr, u16), real: (IpAddr, u16) },
     /// A NAT server's reply, back to the client from the virtual endpoint.
     Reply { vaddr: IpAddr, vport: u16 },
 }
@@ -209,7 +209,7 @@ impl Pipeline {
                 if new && matches!(fwd, Fwd::Masq) {
                     self.mirror_if_elsewhere(conn, &p, daddr, rport);
                 }
-                Decision::Forward { fwd, virt: (f.dst, f.dport), real: (daddr, rport) }
+                Decision::Forward { fwd, virt: (f.dst.into(), f.dport), real: (daddr, rport) }
             }
             InVerdict::Drop(r) => Decision::Done(self.drop(DropReason::Ipvs(r))),
             InVerdict::NotOurs => {
