@@ -55,6 +55,17 @@ impl Bed {
     }
 
     fn up_prepared(tag: &str, workers: usize, extra: [&str; 4], prepare: impl FnOnce(&Path)) -> Self {
+        Self::up_general(tag, workers, extra, prepare, |c| c)
+    }
+
+    /// The bed with rvsd's configuration passed through `edit` before rvsd starts.
+    fn up_general(
+        tag: &str,
+        workers: usize,
+        extra: [&str; 4],
+        prepare: impl FnOnce(&Path),
+        edit: impl FnOnce(String) -> String,
+    ) -> Self {
         let lock = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         common::require_root_and_tools(&["ip", "nginx", "curl", "clang", "ethtool", "tshark"]);
         let prefix = format!("{}{}", tag, std::process::id() % 1000);
@@ -66,7 +77,7 @@ impl Bed {
         sh(&[testbed_script().to_str().expect("path"), "up", &bed.prefix, bed.dir.to_str().expect("dir")]);
         prepare(&bed.dir);
         let config = bed.dir.join("rvsd.toml");
-        std::fs::write(&config, bed.config(workers, extra)).expect("config");
+        std::fs::write(&config, edit(bed.config(workers, extra))).expect("config");
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &bed.ns("d"), RVSD, "--config"]).arg(&config);
         let mut d = Daemon::spawn(cmd, &bed.dir.join("rvsd.log"));
@@ -172,7 +183,7 @@ impl Bed {
         let script = format!(
             r#"
 import socket, collections
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in "{dst}" else socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("{src}", 0))
 s.settimeout(1.0)
 got, by = 0, collections.Counter()
@@ -1088,10 +1099,77 @@ fn ipv6_nat_dr_and_tun_carry_whole_downloads() {
         let (got, want) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&want.stdout));
         assert_eq!(got.split_whitespace().next(), want.split_whitespace().next(), "1 MiB through {vip}");
     }
+    // UDP over IPv6 through NAT: one socket is one connection, on the first server.
+    bed.rules(
+        "-A -u [2001:db8:f::80]:5300 -s rr\n-a -u [2001:db8:f::80]:5300 -r [2001:db8:b::11]:5300 -m\n\
+               -a -u [2001:db8:f::80]:5300 -r [2001:db8:b::13]:5300 -m\n",
+    );
+    let (got, by) = bed.udp("2001:db8:c::10", "2001:db8:f::80", 5300, 20, 200);
+    assert_eq!((got, by), (20, BTreeMap::from([("s1".to_owned(), 20)])));
     let ping = bed.in_ns("c", &["ping", "-6", "-c", "2", "-W", "2", "2001:db8:f::80"]);
     assert!(ping.status.success(), "ping -6 a VIP: {}", String::from_utf8_lossy(&ping.stdout));
     let listing = bed.adm("-Ln --stats");
     assert!(listing.contains("[2001:db8:f::81]:80"), "{listing}");
+}
+
+/// UDP datagrams of 3,000 bytes, fragmented by the client's kernel and by the real server's, cross
+/// a NAT service whole both ways: the first fragment is scheduled with its ports, the later ones
+/// follow it (rvs's fragment table), the server reassembles the client's datagram and the client
+/// the server's answer. The director's ports are TAPs bridged to the wires here (`testbed.sh
+/// tapports`): net_af_packet's fanout would reassemble before rvsd saw a fragment.
+#[test]
+fn fragmented_udp_datagrams_cross_a_nat_service_whole() {
+    let bed = Bed::up_general(
+        "fr",
+        1,
+        ["", "", "", ""],
+        |_| {},
+        |c| {
+            let p = c
+                .lines()
+                .find_map(|l| l.strip_prefix("file_prefix = \"rvs-"))
+                .map(|l| l.trim_end_matches("d\"").to_owned());
+            let p = p.expect("prefix");
+            c.replace(
+                &format!("net_af_packet0,iface={p}df,qpairs=1,framecnt=8192"),
+                &format!("net_tap0,iface={p}tf"),
+            )
+            .replace(
+                &format!("net_af_packet1,iface={p}db,qpairs=1,framecnt=8192"),
+                &format!("net_tap1,iface={p}tb"),
+            )
+        },
+    );
+    assert!(std::fs::read_to_string(bed.dir.join("rvsd.toml")).expect("config").contains("net_tap0"));
+    sh(&[testbed_script().to_str().expect("path"), "tapports", &bed.prefix]);
+    bed.rules("-A -u 192.0.2.80:5300 -s rr\n-a -u 192.0.2.80:5300 -r 203.0.113.11:5300 -m\n");
+    let before = bed.dropped("fragment");
+    let cap = bed.dir.join("frag.pcap");
+    let mut tshark = bed.capture_back(&cap, "ip host 198.51.100.10");
+    let (got, by) = bed.udp("198.51.100.10", "192.0.2.80", 5300, 40, 3000);
+    let _ = Command::new("kill").args(["-INT", &tshark.id().to_string()]).status();
+    let _ = tshark.wait();
+    assert_eq!(got, 40, "every 3,000-byte datagram answered: {by:?}\n{}", bed.metrics());
+    assert_eq!(by, BTreeMap::from([("s1".to_owned(), 40)]));
+    assert_eq!(bed.dropped("fragment"), before, "no fragment lost its datagram");
+    // On the server LAN the client's datagrams are fragments, NATed (tshark's decode): 3,008 bytes
+    // of UDP in 1,500-byte frames are a first fragment (with the ports) and two later ones each
+    // (the capture may start a datagram late).
+    let later = tshark_fields(&cap, "ip.dst == 203.0.113.11 && ip.frag_offset > 0", &["ip.id"]);
+    let first = tshark_fields(
+        &cap,
+        "ip.dst == 203.0.113.11 && ip.flags.mf == 1 && ip.frag_offset == 0",
+        &["udp.dstport"],
+    );
+    assert!(
+        first.len() >= 35 && later.len() == 2 * first.len(),
+        "fragments on the server LAN: {} first, {} later",
+        first.len(),
+        later.len()
+    );
+    // Small ones still go the fast way.
+    let (got, _) = bed.udp("198.51.100.11", "192.0.2.80", 5300, 10, 100);
+    assert_eq!(got, 10);
 }
 
 /// VLAN 100 on the director's front wire (`testbed.sh vlan`: a host in namespace `v` behind an

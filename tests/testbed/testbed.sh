@@ -18,6 +18,7 @@
 # usage: testbed.sh up PREFIX WORKDIR [pair]  (PREFIX: at most 6 letters/digits)
 #        testbed.sh vlan PREFIX WORKDIR
 #        testbed.sh ipv6 PREFIX WORKDIR
+#        testbed.sh tapports PREFIX
 #        testbed.sh down PREFIX [WORKDIR]
 # The director's kernel interfaces are ${P}df (front) and ${P}db (back) in namespace ${P}d.
 #
@@ -33,6 +34,11 @@
 # forwarding; real servers 2001:db8:b::11-13/64 with the DR/TUN VIPs 2001:db8:f::81, ::82 on lo,
 # default route via the director's 2001:db8:b::1 (NAT) and replies from 2001:db8:f::/64 via the
 # router; nginx listens on IPv6 too. No duplicate address detection nor router advertisements.
+#
+# "testbed.sh tapports PREFIX" (after rvsd started with net_tap ports named ${P}tf and ${P}tb): the
+# director's namespace bridges each TAP with its port's veth (${P}bfr: ${P}df + ${P}tf, ${P}bbk:
+# ${P}db + ${P}tb). net_af_packet's fanout asks the kernel to reassemble IP fragments before rvsd
+# sees them; through a TAP, fragments reach rvsd as they are on the wire.
 #
 # "pair": two directors, as LVS pairs are deployed: a second director namespace ${P}e (${P}ef,
 # ${P}eb) beside ${P}d, both on a front bridge in the router (192.0.2.1 is the router's on that
@@ -254,10 +260,26 @@ ipv6() {
     done
 }
 
+tapports() {
+    local d="${P}d"
+    for side in f b; do
+        local br="${P}b${side}r"
+        ns "$d" ip link add "$br" type bridge
+        ns "$d" ip link set "${P}d${side}" master "$br"
+        # The TAP's kernel side has the DPDK port's MAC: as a bridge port's own address, frames to
+        # it would stay in the bridge. Another MAC sends them through the TAP to rvsd.
+        ns "$d" ip link set "${P}t${side}" address "02:00:00:00:ee:0${side/f/1}"
+        ns "$d" ip link set "${P}t${side}" master "$br"
+        ns "$d" ip link set "${P}t${side}" up
+        ns "$d" ip link set "$br" up
+    done
+}
+
 case "$cmd" in
     up) up ;;
+    tapports) tapports ;;
     ipv6) ipv6 ;;
     vlan) vlan ;;
     down) down ;;
-    *) echo "usage: testbed.sh up|vlan|ipv6|down PREFIX [WORKDIR]" >&2; exit 2 ;;
+    *) echo "usage: testbed.sh up|vlan|ipv6|tapports|down PREFIX [WORKDIR]" >&2; exit 2 ;;
 esac

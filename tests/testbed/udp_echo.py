@@ -5,8 +5,11 @@ import socket
 import sys
 
 name, port = sys.argv[1].encode(), int(sys.argv[2])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", port))
+# Both families on one socket (IPv4 peers appear as ::ffff:a.b.c.d), even where the namespace has
+# IPv6 turned off.
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind(("::", port))
 count = 0
 
 
@@ -17,6 +20,6 @@ def done(*_):
 
 signal.signal(signal.SIGTERM, done)
 while True:
-    data, peer = s.recvfrom(2048)
+    data, peer = s.recvfrom(65535)
     count += 1
     s.sendto(name + b" " + data, peer)

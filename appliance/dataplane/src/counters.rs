@@ -18,7 +18,8 @@ pub enum DropReason {
     ToDirector,
     /// Not to a VIP, not a reply of a NAT connection: the director does not route other traffic.
     NoService,
-    /// An IP fragment for a VIP (IPVS does not reassemble; neither does rvs).
+    /// A later IP fragment whose first was not seen (or not routable, or the fragment table was
+    /// full); IPv6 fragments.
     Fragment,
     NoRoute,
     /// The next hop did not answer ARP (or the neighbour table is full).
