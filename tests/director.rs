@@ -1047,7 +1047,8 @@ fn the_directors_kernel_speaks_through_its_twin() {
 /// modes, real nginx on IPv6 behind them. NAT balances round robin and maps ports; DR and TUN (IPv6
 /// in IPv6, undone by the servers' XDP program) carry whole 1 MiB downloads; the router resolves
 /// the VIP and the director its neighbours with neighbour discovery; ping -6 to a VIP is answered;
-/// rvsadm lists the services as ipvsadm prints IPv6.
+/// rvsadm lists the services as ipvsadm prints IPv6; UDP crosses NAT, and a server's ICMPv6 port
+/// unreachable reaches the client translated.
 #[test]
 fn ipv6_nat_dr_and_tun_carry_whole_downloads() {
     let extra = [
@@ -1106,6 +1107,28 @@ fn ipv6_nat_dr_and_tun_carry_whole_downloads() {
     );
     let (got, by) = bed.udp("2001:db8:c::10", "2001:db8:f::80", 5300, 20, 200);
     assert_eq!((got, by), (20, BTreeMap::from([("s1".to_owned(), 20)])));
+    // A real server's ICMPv6 port unreachable about a client's NAT datagram reaches the client
+    // translated: its kernel matches the quote to its socket and reports the refusal.
+    bed.rules("-A -u [2001:db8:f::80]:5999 -s rr\n-a -u [2001:db8:f::80]:5999 -r [2001:db8:b::11]:5999 -m\n");
+    let probe = "import socket\n\
+                 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
+                 s.settimeout(2)\n\
+                 s.connect(('2001:db8:f::80', 5999))\n\
+                 for i in range(3):\n\
+                 \x20   s.send(b'hello')\n\
+                 \x20   try:\n\
+                 \x20       s.recv(100)\n\
+                 \x20       print('answered')\n\
+                 \x20   except ConnectionRefusedError:\n\
+                 \x20       print('refused')\n\
+                 \x20       break\n\
+                 \x20   except socket.timeout:\n\
+                 \x20       print('timeout')\n";
+    let out = bed.in_ns("c", &[PY, "-c", probe]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("refused"),
+        "ICMPv6 unreachable not translated: {out:?}"
+    );
     let ping = bed.in_ns("c", &["ping", "-6", "-c", "2", "-W", "2", "2001:db8:f::80"]);
     assert!(ping.status.success(), "ping -6 a VIP: {}", String::from_utf8_lossy(&ping.stdout));
     let listing = bed.adm("-Ln --stats");

@@ -648,6 +648,12 @@ impl Pipeline {
         let local = self.net.local_port6(&dst).is_some();
         let vip = self.vips6.contains_key(&dst);
         if info.protocol == ip_proto::ICMPV6 {
+            if !local {
+                // An ICMPv6 error about a connection's packet, translated as IPv4's are.
+                if let Some(a) = self.translate_icmp6_error(port, buf, vip, now) {
+                    return a;
+                }
+            }
             return self.icmpv6(port, buf, &info, (src, dst), local || vip, now);
         }
         if dst.is_multicast() {
@@ -962,6 +968,48 @@ impl Pipeline {
         let egress = self.egress(nh);
         let m = NatMapping { virt: (vaddr, vport), real: (IpAddr::V4(dst.0), dst.1) };
         let v = rewrite::icmp_nat_out(buf, &egress, &m);
+        Some(self.finish(port, buf, v, nh, now))
+    }
+
+    /// [`Pipeline::translate_icmp_error`] for ICMPv6 (packet too big, unreachable, time exceeded).
+    fn translate_icmp6_error<B: PacketBuffer + ?Sized>(
+        &mut self,
+        port: usize,
+        buf: &mut B,
+        to_vip: bool,
+        now: Time,
+    ) -> Option<Action> {
+        let (protocol, src, dst) = rewrite::icmp6_error_inner(buf.bytes()).ok()?;
+        let quoted = PacketMeta {
+            protocol,
+            src: IpAddr::V6(src.0),
+            sport: src.1,
+            dst: IpAddr::V6(dst.0),
+            dport: dst.1,
+            tcp_flags: 0,
+            fwmark: None,
+            len: 0,
+        };
+        let virt = (IpAddr::V6(src.0), src.1);
+        if to_vip {
+            let (raddr, rport, fwd) = self.ipvs.icmp_about_reply(&quoted)?;
+            return Some(match fwd {
+                Fwd::Masq => {
+                    let Some(nh) = self.net.route_ip(raddr) else {
+                        return Some(self.drop(DropReason::NoRoute));
+                    };
+                    let egress = self.egress(nh);
+                    let v = rewrite::icmp6_nat_in(buf, &egress, &NatMapping { virt, real: (raddr, rport) });
+                    self.finish(port, buf, v, nh, now)
+                }
+                other => self.forward(port, buf, other, virt, (raddr, rport), None, now),
+            });
+        }
+        let (vaddr, vport) = self.ipvs.icmp_about_client_packet(&quoted)?;
+        let Some(nh) = self.net.route6(&src.0) else { return Some(self.drop(DropReason::NoRoute)) };
+        let egress = self.egress(nh);
+        let m = NatMapping { virt: (vaddr, vport), real: (IpAddr::V6(dst.0), dst.1) };
+        let v = rewrite::icmp6_nat_out(buf, &egress, &m);
         Some(self.finish(port, buf, v, nh, now))
     }
 

@@ -112,6 +112,8 @@ fn run_case(name: &str, input: &[u8]) -> Vec<u8> {
         }
         n if n.starts_with("icmp_in_") => rewrite::icmp_nat_in(&mut b, &egress(TtlPolicy::Decrement), &v4),
         n if n.starts_with("icmp_out_") => rewrite::icmp_nat_out(&mut b, &to_client, &v4),
+        n if n.starts_with("icmp6_in_") => rewrite::icmp6_nat_in(&mut b, &egress(TtlPolicy::Decrement), &v6),
+        n if n.starts_with("icmp6_out_") => rewrite::icmp6_nat_out(&mut b, &to_client, &v6),
         "echo_v4" => rewrite::echo_reply_v4(&mut b).map(|()| Verdict::Forward),
         "echo_v6" => rewrite::echo_reply_v6(&mut b).map(|()| Verdict::Forward),
         "arp_who_has" => {

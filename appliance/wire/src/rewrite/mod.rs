@@ -27,8 +27,8 @@ pub mod vlan;
 
 pub use local::{echo_reply_v4, echo_reply_v6};
 pub use nat::{
-    NatMapping, icmp_error_inner, icmp_nat_in, icmp_nat_out, nat_fragment, nat_in, nat_in_with, nat_out,
-    nat_out_with,
+    NatMapping, icmp_error_inner, icmp_nat_in, icmp_nat_out, icmp6_error_inner, icmp6_nat_in, icmp6_nat_out,
+    nat_fragment, nat_in, nat_in_with, nat_out, nat_out_with,
 };
 pub use tun::{Encap, TunOuter, tun, tun_with};
 

@@ -6,13 +6,14 @@
 //! ICMP errors about a NATed flow are translated too, outer and quoted headers alike, so that path MTU
 //! discovery and port-unreachable work through the director (IPVS `ip_vs_nat_icmp`).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Egress, IpInfo, Verdict, apply_ttl, parse_ip, preflight, set_l2};
 use crate::buffer::PacketBuffer;
 use crate::checksum;
 use crate::ethernet::ethertype;
 use crate::icmpv4::{self, Icmpv4Packet};
+use crate::icmpv6::{self, Icmpv6Packet};
 use crate::ip_proto;
 use crate::ipv4::{self, Ipv4Packet};
 use crate::ipv6;
@@ -452,5 +453,157 @@ fn translate_icmp<B: PacketBuffer + ?Sized>(
 
     apply_ttl(buf.bytes_mut(), q.outer.l2_len, false, egress.ttl);
     set_l2(buf, q.outer.l2_len, egress, ethertype::IPV4)?;
+    Ok(Verdict::Forward)
+}
+
+/// An IPv6 address and port.
+pub type Endpoint6 = (Ipv6Addr, u16);
+
+/// An ICMPv6 error's quoted datagram, located: TCP or UDP right after the quoted IPv6 header (a
+/// quote with extension headers is not translated).
+struct Quoted6 {
+    icmp: usize,
+    ip: usize,
+    l4: usize,
+    l4_len: usize,
+    protocol: u8,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    sport: u16,
+    dport: u16,
+    outer: IpInfo,
+}
+
+fn quoted6(frame: &[u8]) -> Result<Quoted6> {
+    let outer = parse_ip(frame)?;
+    if !outer.v6 || outer.protocol != ip_proto::ICMPV6 || outer.fragment {
+        return Err(PacketError::Unsupported("not an unfragmented ICMPv6 message"));
+    }
+    let msg = frame.get(outer.l4_offset..outer.l2_len + outer.ip_len).ok_or(PacketError::Truncated)?;
+    let icmp = Icmpv6Packet::new_checked(msg)?;
+    if !icmp.is_error() {
+        return Err(PacketError::Unsupported("not an ICMPv6 error"));
+    }
+    let data = icmp.data();
+    if data.len() < ipv6::HEADER_LEN + 8 {
+        return Err(PacketError::Truncated);
+    }
+    // The quote is cut short (RFC 4443 §2.4(c)): a header view, not a whole packet.
+    let inner = ipv6::Ipv6Packet::new_unchecked(data);
+    if inner.version() != 6 {
+        return Err(PacketError::Malformed("quoted IPv6 version"));
+    }
+    let protocol = inner.next_header();
+    if protocol != ip_proto::TCP && protocol != ip_proto::UDP {
+        return Err(PacketError::Unsupported("ICMPv6 error about other than TCP/UDP"));
+    }
+    let l4_data = data.get(ipv6::HEADER_LEN..).unwrap_or_default();
+    let ip = outer.l4_offset + icmpv6::HEADER_LEN;
+    Ok(Quoted6 {
+        icmp: outer.l4_offset,
+        ip,
+        l4: ip + ipv6::HEADER_LEN,
+        l4_len: l4_data.len(),
+        protocol,
+        src: inner.src(),
+        dst: inner.dst(),
+        sport: be::u16_at(l4_data, 0),
+        dport: be::u16_at(l4_data, 2),
+        outer,
+    })
+}
+
+/// The flow an ICMPv6 error is about: protocol, source and destination of the quoted datagram.
+pub fn icmp6_error_inner(frame: &[u8]) -> Result<(u8, Endpoint6, Endpoint6)> {
+    let q = quoted6(frame)?;
+    Ok((q.protocol, (q.src, q.sport), (q.dst, q.dport)))
+}
+
+/// [`icmp_nat_in`] for ICMPv6: an error from the client side about a reply (VIP6 -> client) goes
+/// to the real server, about the packet the server sent.
+pub fn icmp6_nat_in<B: PacketBuffer + ?Sized>(
+    buf: &mut B,
+    egress: &Egress,
+    m: &NatMapping,
+) -> Result<Verdict> {
+    translate_icmp6(buf, egress, m, Side::Src)
+}
+
+/// [`icmp_nat_out`] for ICMPv6: an error from the server side about a client's packet goes to the
+/// client from the VIP, about the packet the client sent.
+pub fn icmp6_nat_out<B: PacketBuffer + ?Sized>(
+    buf: &mut B,
+    egress: &Egress,
+    m: &NatMapping,
+) -> Result<Verdict> {
+    translate_icmp6(buf, egress, m, Side::Dst)
+}
+
+fn translate_icmp6<B: PacketBuffer + ?Sized>(
+    buf: &mut B,
+    egress: &Egress,
+    m: &NatMapping,
+    quoted_side: Side,
+) -> Result<Verdict> {
+    let q = quoted6(buf.bytes())?;
+    let (IpAddr::V6(virt), IpAddr::V6(real)) = (m.virt.0, m.real.0) else {
+        return Err(PacketError::Unsupported("ICMPv6 NAT for IPv4 mappings"));
+    };
+    let (q_from, q_to, outer_side, outer_to) = match quoted_side {
+        Side::Src => ((virt, m.virt.1), (real, m.real.1), Side::Dst, real),
+        Side::Dst => ((real, m.real.1), (virt, m.virt.1), Side::Src, virt),
+    };
+    let q_have = match quoted_side {
+        Side::Src => (q.src, q.sport),
+        Side::Dst => (q.dst, q.dport),
+    };
+    if q_have != q_from {
+        return Err(PacketError::Unsupported("ICMPv6 error does not match the NAT mapping"));
+    }
+    if let Some(v) = preflight(&q.outer, egress, 0) {
+        return Ok(v);
+    }
+    let f = buf.bytes_mut();
+    let icmp_csum_at = q.icmp + icmpv6::CHECKSUM_OFFSET;
+    let mut icmp_c = be::u16_at(f, icmp_csum_at);
+    let (q_addr_at, q_port_at) = match quoted_side {
+        Side::Src => (q.ip + ipv6::SRC_OFFSET, q.l4),
+        Side::Dst => (q.ip + ipv6::DST_OFFSET, q.l4 + 2),
+    };
+    let (old_a, new_a) = (q_from.0.octets(), q_to.0.octets());
+    // IPv6 has no header checksum; the address goes in 4 bytes at a time (put's unit).
+    for (i, (o, n)) in old_a.chunks(4).zip(new_a.chunks(4)).enumerate() {
+        if o != n {
+            put(f, q_addr_at + 4 * i, n, &mut icmp_c);
+        }
+    }
+    let (old_p, new_p) = (q_from.1.to_be_bytes(), q_to.1.to_be_bytes());
+    let l4_csum = match q.protocol {
+        ip_proto::UDP => Some(udp::CHECKSUM_OFFSET),
+        _ if q.l4_len >= tcp::CHECKSUM_OFFSET + 2 => Some(tcp::CHECKSUM_OFFSET),
+        _ => None,
+    };
+    if let Some(off) = l4_csum {
+        let at = q.l4 + off;
+        let c = checksum::update(checksum::update(be::u16_at(f, at), &old_a, &new_a), &old_p, &new_p);
+        // A UDP checksum is never 0 over IPv6 (RFC 8200 §8.1).
+        let c = if q.protocol == ip_proto::UDP && c == 0 { 0xffff } else { c };
+        put(f, at, &c.to_be_bytes(), &mut icmp_c);
+    }
+    put(f, q_port_at, &new_p, &mut icmp_c);
+
+    // Outer header: one address, which ICMPv6's pseudo-header covers too.
+    let l3 = q.outer.l2_len;
+    let (outer_at, outer_old) = match outer_side {
+        Side::Src => (l3 + ipv6::SRC_OFFSET, q.outer.src),
+        Side::Dst => (l3 + ipv6::DST_OFFSET, q.outer.dst),
+    };
+    let IpAddr::V6(outer_old) = outer_old else { return Err(PacketError::Unsupported("IPv4")) };
+    icmp_c = checksum::update(icmp_c, &outer_old.octets(), &outer_to.octets());
+    be::set_u16(f, icmp_csum_at, icmp_c);
+    be::set_bytes(f, outer_at, &outer_to.octets());
+
+    apply_ttl(buf.bytes_mut(), q.outer.l2_len, true, egress.ttl);
+    set_l2(buf, q.outer.l2_len, egress, ethertype::IPV6)?;
     Ok(Verdict::Forward)
 }

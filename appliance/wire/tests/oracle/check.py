@@ -8,11 +8,12 @@ mode requires. Prints one line per case and "N passed, M failed"; exits 1 on any
 """
 import sys
 
-from scapy.all import (ARP, GRE, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoReply, ICMPv6ND_NA,
-                       ICMPv6NDOptDstLLAddr, IPerror, IPv6, TCPerror, UDPerror, raw)
+from scapy.all import (ARP, GRE, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6DestUnreach, ICMPv6EchoReply,
+                       ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, ICMPv6PacketTooBig, IPerror, IPerror6, IPv6,
+                       TCPerror, UDPerror, raw)
 
 CLIENT, VIP, RIP, ROUTER, ME_IP = "198.51.100.7", "192.0.2.80", "203.0.113.10", "198.51.100.1", "203.0.113.1"
-CLIENT6, VIP6, RIP6, ME_IP6 = "2001:db8:1::7", "2001:db8::80", "2001:db8:2::10", "2001:db8:2::1"
+CLIENT6, VIP6, RIP6, ME_IP6, ROUTER6 = "2001:db8:1::7", "2001:db8::80", "2001:db8:2::10", "2001:db8:2::1", "2001:db8:1::1"
 ME, PEER, RS_MAC = "02:00:00:00:00:d1", "02:00:00:00:00:c1", "02:00:00:00:00:10"
 
 failures = []
@@ -191,6 +192,23 @@ def check(name, i, o):
         again = q.copy()
         del again[UDP].chksum
         expect(IP(raw(again))[UDP].chksum == q[UDP].chksum, "quoted UDP checksum")
+    elif name.startswith("icmp6_in_"):
+        l2_to_rs(o)
+        checksums_match(o, keep_inner_l4=True)
+        expect(o[IPv6].src == ROUTER6 and o[IPv6].dst == RIP6 and o[IPv6].hlim == i[IPv6].hlim - 1, "outer: router -> real server, hop limit less one")
+        expect(o[IPerror6].src == RIP6 and o[IPerror6].dst == CLIENT6, "quoted: real server -> client")
+        expect(o[TCPerror].sport == 8080 and o[TCPerror].dport == 40000, "quoted ports")
+        expect(o[ICMPv6PacketTooBig].mtu == 1400, "MTU kept")
+    elif name.startswith("icmp6_out_"):
+        expect(o.src == ME and o.dst == PEER, "towards the client")
+        checksums_match(o, keep_inner_l4=True)
+        expect(o[IPv6].src == VIP6 and o[IPv6].dst == CLIENT6, "outer: VIP -> client")
+        expect(o[ICMPv6DestUnreach].code == 4, "port unreachable kept")
+        expect(o[IPerror6].src == CLIENT6 and o[IPerror6].dst == VIP6 and o[UDPerror].dport == 80, "quoted: client -> VIP:80")
+        q = IPv6(raw(o[IPerror6]))
+        again = q.copy()
+        del again[UDP].chksum
+        expect(IPv6(raw(again))[UDP].chksum == q[UDP].chksum, "quoted UDP checksum")
     elif name == "echo_v4":
         checksums_match(o)
         expect(o.dst == PEER and o.src == ME, "MACs swapped")

@@ -4,12 +4,13 @@
 The names tell the Rust side which rewrite to apply (see tests/scapy_oracle.rs); check.py then decodes
 what came out. Addresses are documentation ranges only.
 """
-from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoRequest, ICMPv6ND_NS,
+from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6DestUnreach, ICMPv6EchoRequest,
+                       ICMPv6ND_NS, ICMPv6PacketTooBig, IPerror6,
                        ICMPv6NDOptSrcLLAddr, IPerror, IPOption_RR, IPv6, IPv6ExtHdrDestOpt,
                        IPv6ExtHdrHopByHop, Raw, TCPerror, UDPerror, raw)
 
 CLIENT, VIP, RIP, ROUTER = "198.51.100.7", "192.0.2.80", "203.0.113.10", "198.51.100.1"
-CLIENT6, VIP6, RIP6 = "2001:db8:1::7", "2001:db8::80", "2001:db8:2::10"
+CLIENT6, VIP6, RIP6, ROUTER6 = "2001:db8:1::7", "2001:db8::80", "2001:db8:2::10", "2001:db8:1::1"
 ME, PEER = "02:00:00:00:00:d1", "02:00:00:00:00:c1"
 OPTS = [("MSS", 1460), ("NOP", None), ("WScale", 7), ("SAckOK", b""), ("Timestamp", (1, 2))]
 
@@ -53,6 +54,12 @@ cases = {
     # From the real-server side, about the client's packet client -> RIP:8080:
     "icmp_out_portunreach": Ether(src=PEER, dst=ME) / IP(src=RIP, dst=CLIENT) / ICMP(type=3, code=3)
         / IPerror(src=CLIENT, dst=RIP) / UDPerror(sport=5353, dport=8080) / Raw(b"question"),
+    # ICMPv6 errors about NATed flows: from the client side about the reply VIP6:80 -> client, and
+    # from the real server about the client's packet client -> RIP6:8080.
+    "icmp6_in_toobig": Ether(src=PEER, dst=ME) / IPv6(src=ROUTER6, dst=VIP6) / ICMPv6PacketTooBig(mtu=1400)
+        / IPerror6(src=VIP6, dst=CLIENT6) / TCPerror(sport=80, dport=40000, flags="A", seq=7) / Raw(b"p" * 40),
+    "icmp6_out_portunreach": Ether(src=PEER, dst=ME) / IPv6(src=RIP6, dst=CLIENT6) / ICMPv6DestUnreach(code=4)
+        / IPerror6(src=CLIENT6, dst=RIP6) / UDPerror(sport=5353, dport=8080) / Raw(b"question"),
     "echo_v4": Ether(src=PEER, dst=ME) / IP(src=CLIENT, dst=VIP, ttl=5) / ICMP(type=8, id=77, seq=3) / Raw(b"ping" * 8),
     "echo_v6": Ether(src=PEER, dst=ME) / IPv6(src=CLIENT6, dst=VIP6) / ICMPv6EchoRequest(id=5, seq=9, data=b"ping6"),
     "arp_who_has": Ether(src=PEER, dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, hwsrc=PEER, psrc=CLIENT, pdst=VIP),
