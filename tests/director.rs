@@ -1047,15 +1047,17 @@ fn the_directors_kernel_speaks_through_its_twin() {
 /// modes, real nginx on IPv6 behind them. NAT balances round robin and maps ports; DR and TUN (IPv6
 /// in IPv6, undone by the servers' XDP program) carry whole 1 MiB downloads; the router resolves
 /// the VIP and the director its neighbours with neighbour discovery; ping -6 to a VIP is answered;
-/// rvsadm lists the services as ipvsadm prints IPv6; UDP crosses NAT, and a server's ICMPv6 port
-/// unreachable reaches the client translated.
+/// rvsadm lists the services as ipvsadm prints IPv6; UDP crosses NAT, a server's ICMPv6 port
+/// unreachable reaches the client translated, and a `-6` firewall-mark service takes what the IPv6
+/// classifier marks.
 #[test]
 fn ipv6_nat_dr_and_tun_carry_whole_downloads() {
     let extra = [
         "address6 = \"2001:db8:f::2/64\"",
         "address6 = \"2001:db8:b::1/64\"",
         "",
-        "[[route]]\ndestination = \"::/0\"\ngateway = \"2001:db8:f::1\"",
+        "[[route]]\ndestination = \"::/0\"\ngateway = \"2001:db8:f::1\"\n\n\
+         [[classifier]]\ndestination = \"2001:db8:f::90\"\nprotocol = \"tcp\"\nports = [80]\nmark = 2",
     ];
     let bed = Bed::up_prepared("v6", 2, extra, |dir| {
         let prefix = dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("rvs-director-"));
@@ -1127,8 +1129,17 @@ fn ipv6_nat_dr_and_tun_carry_whole_downloads() {
     let out = bed.in_ns("c", &[PY, "-c", probe]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("refused"),
-        "ICMPv6 unreachable not translated: {out:?}"
+        "ICMPv6 unreachable not translated: {out:?}\n{}",
+        bed.metrics()
+            .lines()
+            .filter(|l| l.starts_with("rvs_worker_dropped") && !l.ends_with(" 0"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
+    // A -6 firewall-mark service (DR) on what the IPv6 classifier marks.
+    bed.rules("-A -f 2 -6 -s rr\n-a -f 2 -6 -r [2001:db8:b::13] -g\n");
+    assert!(bed.adm("-Ln").contains("FWM  2 IPv6 rr"), "{}", bed.adm("-Ln"));
+    assert_eq!(get6("http://[2001:db8:f::90]/", 1), ["s3"], "FWM over IPv6");
     let ping = bed.in_ns("c", &["ping", "-6", "-c", "2", "-W", "2", "2001:db8:f::80"]);
     assert!(ping.status.success(), "ping -6 a VIP: {}", String::from_utf8_lossy(&ping.stdout));
     let listing = bed.adm("-Ln --stats");
@@ -1300,7 +1311,7 @@ fn a_vlan_sub_port_is_balanced_and_has_its_own_twin() {
 /// Before, such errors were dropped and the client waited for its timeout.
 #[test]
 fn icmp_errors_about_nat_flows_reach_the_client() {
-    let bed = Bed::up("ic");
+    let bed = Bed::up_with("ic", 2);
     bed.rules("-A -u 192.0.2.80:5999 -s rr\n-a -u 192.0.2.80:5999 -r 203.0.113.11:5999 -m\n");
     let probe = "import socket\n\
                  s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\

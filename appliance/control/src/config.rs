@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use rvs_dataplane::ForwardMode;
-use rvs_dataplane::net::{ClassifierRule, Route, Route6};
+use rvs_dataplane::net::{ClassifierRule, ClassifierRule6, Route, Route6};
 use rvs_dpdk::{EalConfig, MempoolConfig, PortConfig};
 use serde::Deserialize;
 
@@ -344,7 +344,8 @@ pub struct RawRoute {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawClassifier {
-    /// Destination address or prefix (`192.0.2.90` or `192.0.2.0/24`).
+    /// Destination address or prefix (`192.0.2.90` or `192.0.2.0/24`; IPv6 too: `2001:db8:f::90`
+    /// marks packets for `-6` firewall-mark services).
     pub destination: String,
     /// `tcp` or `udp`.
     pub protocol: String,
@@ -472,6 +473,7 @@ pub struct DirectorSpec {
     pub routes: Vec<Route>,
     pub routes6: Vec<Route6>,
     pub classifier: Vec<ClassifierRule>,
+    pub classifier6: Vec<ClassifierRule6>,
     pub decrement_ttl: bool,
     pub reply_steering: ReplySteering,
     /// (per second, burst) of ICMP errors, and per second of echo replies, per worker.
@@ -1101,11 +1103,9 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, 
         }
         routes.push(Route { prefix, prefix_len, gateway });
     }
-    let mut classifier = Vec::new();
+    let (mut classifier, mut classifier6) = (Vec::new(), Vec::new());
     for (i, c) in raw.classifier.iter().enumerate() {
         let key = |k: &str| format!("classifier[{i}].{k}");
-        let (destination, prefix_len) =
-            parse_prefix(&c.destination, true).map_err(|e| invalid(key("destination"), e))?;
         let protocol = match c.protocol.as_str() {
             "tcp" => 6,
             "udp" => 17,
@@ -1114,6 +1114,25 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, 
         if c.mark == 0 {
             return Err(invalid(key("mark"), "0 means no mark; use 1 or more"));
         }
+        if c.destination.contains(':') {
+            // An IPv6 destination (a host alone is /128), for `-6` firewall-mark services.
+            let d = if c.destination.contains('/') {
+                c.destination.clone()
+            } else {
+                format!("{}/128", c.destination)
+            };
+            let (destination, prefix_len) = parse_prefix6(&d).map_err(|e| invalid(key("destination"), e))?;
+            classifier6.push(ClassifierRule6 {
+                destination,
+                prefix_len,
+                protocol,
+                ports: c.ports.clone(),
+                mark: c.mark,
+            });
+            continue;
+        }
+        let (destination, prefix_len) =
+            parse_prefix(&c.destination, true).map_err(|e| invalid(key("destination"), e))?;
         classifier.push(ClassifierRule {
             destination,
             prefix_len,
@@ -1126,6 +1145,7 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, 
         routes,
         routes6,
         classifier,
+        classifier6,
         decrement_ttl: raw.forwarding.decrement_ttl,
         reply_steering: raw.forwarding.nat_reply_steering,
         icmp_errors: (raw.forwarding.icmp_msgs_per_sec, raw.forwarding.icmp_msgs_burst),

@@ -966,6 +966,7 @@ fn build_network(
         .collect();
     Network::new(interfaces, &spec.routes, spec.classifier.clone())
         .and_then(|n| n.with_routes6(&spec.routes6))
+        .map(|n| n.with_classifier6(spec.classifier6.clone()))
         .map(Arc::new)
         .map_err(DaemonError::Network)
 }

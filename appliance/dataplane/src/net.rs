@@ -56,6 +56,17 @@ pub struct ClassifierRule {
     pub mark: u32,
 }
 
+/// [`ClassifierRule`] for IPv6 destinations (ip6tables' mangle table), for `-6` firewall-mark
+/// services.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassifierRule6 {
+    pub destination: Ipv6Addr,
+    pub prefix_len: u8,
+    pub protocol: u8,
+    pub ports: Vec<u16>,
+    pub mark: u32,
+}
+
 /// Where a packet leaves: the port and the neighbour to hand it to.
 /// An IPv6 static route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +117,7 @@ pub struct Network {
     routes: Vec<(Route, NextHop)>,
     routes6: Vec<(Route6, NextHop)>,
     pub classifier: Vec<ClassifierRule>,
+    pub classifier6: Vec<ClassifierRule6>,
 }
 
 impl Network {
@@ -125,7 +137,25 @@ impl Network {
             resolved.push((*r, NextHop { port, addr: r.gateway.into() }));
         }
         resolved.sort_by_key(|r| std::cmp::Reverse(r.0.prefix_len));
-        Ok(Self { interfaces, routes: resolved, routes6: Vec::new(), classifier })
+        Ok(Self { interfaces, routes: resolved, routes6: Vec::new(), classifier, classifier6: Vec::new() })
+    }
+
+    /// Adds IPv6 classifier rules.
+    pub fn with_classifier6(mut self, rules: Vec<ClassifierRule6>) -> Self {
+        self.classifier6 = rules;
+        self
+    }
+
+    /// The mark of an IPv6 packet to `dst`, as [`Network::classify`].
+    pub fn classify6(&self, dst: &Ipv6Addr, protocol: u8, dport: u16) -> Option<u32> {
+        self.classifier6
+            .iter()
+            .find(|r| {
+                r.protocol == protocol
+                    && same_prefix6(&r.destination, dst, r.prefix_len)
+                    && (r.ports.is_empty() || r.ports.contains(&dport))
+            })
+            .map(|r| r.mark)
     }
 
     /// Adds IPv6 static routes; each gateway must be on an interface's IPv6 subnet.

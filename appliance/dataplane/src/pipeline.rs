@@ -91,8 +91,9 @@ pub struct Pipeline {
     vips6: HashMap<Ipv6Addr, (Option<usize>, u32)>,
     /// Services (and FWM classifier hosts) that make each VIP one: it goes with the last.
     vip_refs: HashMap<Ipv4Addr, u32>,
-    /// Firewall-mark services configured.
+    /// Firewall-mark services configured (IPv4, IPv6).
     fwm_services: u32,
+    fwm_services6: u32,
     /// A service changed since the affinity prefixes were computed.
     affinity_dirty: bool,
     tun_ident: u16,
@@ -149,6 +150,7 @@ impl Pipeline {
             vips6: HashMap::new(),
             vip_refs: HashMap::new(),
             fwm_services: 0,
+            fwm_services6: 0,
             affinity_dirty: false,
             tun_ident: 0,
             neigh_requests: Vec::with_capacity(SIDE_QUEUE),
@@ -261,7 +263,23 @@ impl Pipeline {
         match key {
             rvs_ipvs::ServiceKey::Addr { addr: IpAddr::V4(a), .. } => self.vip_ref(a, add),
             rvs_ipvs::ServiceKey::Addr { addr: IpAddr::V6(a), .. } => self.vip6_ref(a, add),
-            rvs_ipvs::ServiceKey::Fwmark { .. } => {
+            rvs_ipvs::ServiceKey::Fwmark { v6: true, .. } => {
+                let before = self.fwm_services6;
+                self.fwm_services6 = if add { before + 1 } else { before.saturating_sub(1) };
+                if (before == 0) != (self.fwm_services6 == 0) {
+                    let hosts: Vec<Ipv6Addr> = self
+                        .net
+                        .classifier6
+                        .iter()
+                        .filter(|r| r.prefix_len == 128)
+                        .map(|r| r.destination)
+                        .collect();
+                    for h in hosts {
+                        self.vip6_ref(h, add);
+                    }
+                }
+            }
+            rvs_ipvs::ServiceKey::Fwmark { v6: false, .. } => {
                 let before = self.fwm_services;
                 self.fwm_services = if add { before + 1 } else { before.saturating_sub(1) };
                 // FWM services have no address of their own: the classifier's hosts are their VIPs
@@ -361,6 +379,7 @@ impl Pipeline {
         let old6 = std::mem::take(&mut self.vips6);
         self.vip_refs.clear();
         self.fwm_services = 0;
+        self.fwm_services6 = 0;
         let mark = self.announce.len();
         let keys: Vec<rvs_ipvs::ServiceKey> = self.ipvs.services().map(|(_, cfg, _, _)| cfg.key).collect();
         for k in keys {
@@ -429,6 +448,13 @@ impl Pipeline {
         }
         let ip = frame.get(14..34)?;
         let (first, proto) = (*ip.first()?, *ip.get(9)?);
+        if first >> 4 == 4 && proto == ip_proto::ICMP && self.predict.is_none() {
+            // An ICMP error about a connection goes where the connection lives: its client's owner
+            // (the client is the quoted source, unless the quote is a reply from a VIP).
+            let (_, q_src, q_dst) = rewrite::icmp_error_inner(frame).ok()?;
+            let client = if self.vips.contains_key(&q_src.0) { q_dst.0 } else { q_src.0 };
+            return Some(owner_of(self.owner_key, client, workers));
+        }
         if first >> 4 != 4 || (proto != ip_proto::TCP && proto != ip_proto::UDP) {
             return None;
         }
@@ -458,6 +484,12 @@ impl Pipeline {
     fn owner6(&self, frame: &[u8], workers: usize) -> Option<usize> {
         let ip = frame.get(14..54)?;
         let next = *ip.get(6)?;
+        if next == ip_proto::ICMPV6 {
+            // As for IPv4: an ICMPv6 error goes to its connection's owner.
+            let (_, q_src, q_dst) = rewrite::icmp6_error_inner(frame).ok()?;
+            let client = if self.vips6.contains_key(&q_src.0) { q_dst.0 } else { q_src.0 };
+            return Some(owner_of(self.owner_key, fold6(&client), workers));
+        }
         if next != ip_proto::TCP && next != ip_proto::UDP {
             return None;
         }
@@ -467,11 +499,7 @@ impl Pipeline {
         };
         let (src, dst) = (addr(8)?, addr(24)?);
         let client = if self.vips6.contains_key(&dst) { src } else { dst };
-        let b = u128::from(client);
-        // The four words folded: any bit of the address moves the owner.
-        let folded =
-            u32::try_from((b ^ (b >> 32) ^ (b >> 64) ^ (b >> 96)) & u128::from(u32::MAX)).unwrap_or(0);
-        Some(owner_of(self.owner_key, Ipv4Addr::from(folded), workers))
+        Some(owner_of(self.owner_key, fold6(&client), workers))
     }
 
     /// Decides one frame of the full path (everything the fast path of the stages leaves: ARP,
@@ -678,6 +706,7 @@ impl Pipeline {
             },
             _ => return self.drop(if vip { DropReason::Unsupported } else { DropReason::NoService }),
         };
+        let fwmark = self.net.classify6(&dst, info.protocol, dport);
         let meta = PacketMeta {
             protocol: info.protocol,
             src: info.src,
@@ -685,10 +714,14 @@ impl Pipeline {
             dst: info.dst,
             dport,
             tcp_flags,
-            fwmark: None,
+            fwmark,
             len: u32::try_from(info.ip_len).unwrap_or(u32::MAX),
         };
-        let verdict = if vip { self.ipvs.in_packet(&meta, now) } else { rvs_ipvs::InVerdict::NotOurs };
+        let verdict = if vip || fwmark.is_some() {
+            self.ipvs.in_packet(&meta, now)
+        } else {
+            rvs_ipvs::InVerdict::NotOurs
+        };
         match verdict {
             rvs_ipvs::InVerdict::Forward { daddr, dport: rport, fwd, .. } => {
                 self.forward(port, buf, fwd, (info.dst, dport), (daddr, rport), Some(&info), now)
@@ -1222,6 +1255,12 @@ impl Pipeline {
     }
 }
 
+/// An IPv6 address's four words folded into one, for the owner hash: any bit of it moves the owner.
+fn fold6(a: &Ipv6Addr) -> Ipv4Addr {
+    let b = u128::from(*a);
+    Ipv4Addr::from(u32::try_from((b ^ (b >> 32) ^ (b >> 64) ^ (b >> 96)) & u128::from(u32::MAX)).unwrap_or(0))
+}
+
 /// fe80::/10.
 fn is_link_local(a: &Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
@@ -1258,7 +1297,7 @@ fn gue_source_port(frame: &[u8], info: &rewrite::IpInfo) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::{ClassifierRule, Interface, Route, Route6};
+    use crate::net::{ClassifierRule, ClassifierRule6, Interface, Route, Route6};
     use rvs_ipvs::{DestConfig, SchedulerKind, ServiceConfig, ServiceKey, TunnelType};
     use rvs_wire::VecBuffer;
     use rvs_wire::arp::ArpRepr;
@@ -1476,6 +1515,7 @@ mod tests {
     const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x80);
     const RS6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xb, 0, 0, 0, 0, 0x11);
     const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xc, 0, 0, 0, 0, 0x10);
+    const FWM6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xf, 0, 0, 0, 0, 0x90);
 
     /// The two-port director with IPv6 addresses too (front 2001:db8:f::2/64, back
     /// 2001:db8:b::1/64, default route via the router's 2001:db8:f::1), one service per mode on
@@ -1499,7 +1539,14 @@ mod tests {
         )
         .unwrap()
         .with_routes6(&[Route6 { prefix: Ipv6Addr::UNSPECIFIED, prefix_len: 0, gateway: ROUTER6 }])
-        .unwrap();
+        .unwrap()
+        .with_classifier6(vec![ClassifierRule6 {
+            destination: FWM6,
+            prefix_len: 128,
+            protocol: 6,
+            ports: vec![443],
+            mark: 2,
+        }]);
         let counters = Arc::new(WorkerCounters::default());
         let mut p = Pipeline::new(Arc::new(net), Ipvs::new(1024, 1024, 1), Arc::clone(&counters));
         p.neigh.learn(ROUTER6, ROUTER_MAC, 0, true, 0);
@@ -1584,6 +1631,30 @@ mod tests {
         let m = Icmpv6Packet::new_checked(e.payload()).unwrap();
         assert_eq!((e.src(), e.dst(), m.msg_type()), ("2001:db8:f::2".parse().unwrap(), CLIENT6, 3));
         assert!(m.verify_checksum(&e.src(), &e.dst()));
+    }
+
+    /// A `-6` firewall-mark service: the IPv6 classifier marks TCP to [FWM6]:443, which the service
+    /// sends to its server; other ports of that address are nobody's; its host address is answered
+    /// for in neighbour discovery while the service exists.
+    #[test]
+    fn ipv6_firewall_mark_services() {
+        let (mut p, c) = pipeline6();
+        assert!(!p.is_vip6(&FWM6));
+        let key = ServiceKey::Fwmark { mark: 2, v6: true };
+        let ops = [
+            Op::AddService(ServiceConfig::new(key, SchedulerKind::Rr)),
+            Op::AddDest(key, DestConfig::new(RS6.into(), 0, Fwd::Route)),
+        ];
+        assert_eq!(p.apply(&ops), 0);
+        assert!(p.is_vip6(&FWM6) && p.announce.contains(&(FWM6.into(), 0)));
+        let mut b = VecBuffer::new(&tcp6((ROUTER_MAC, FRONT_MAC), (CLIENT6, 40000), (FWM6, 443), 0x02, 64));
+        assert_eq!(p.handle(0, &mut b, 1), Action::Tx(1));
+        assert_eq!((&b.bytes()[..6], ip6(b.bytes()).dst()), (&RS_MAC[..], FWM6));
+        let mut b = VecBuffer::new(&tcp6((ROUTER_MAC, FRONT_MAC), (CLIENT6, 40001), (FWM6, 22), 0x02, 64));
+        assert_eq!(p.handle(0, &mut b, 1), Action::Drop);
+        assert_eq!(c.snapshot().dropped(DropReason::NoService), 1);
+        assert_eq!(p.apply(&[Op::DelService(key)]), 0);
+        assert!(!p.is_vip6(&FWM6), "the host goes with the last -6 FWM service");
     }
 
     /// Neighbour discovery: solicitations for a VIP or the port's address are answered (on the
