@@ -16,7 +16,7 @@
 //! least recently confirmed entry that is not being resolved. So a flood of ARP requests from many
 //! senders fills at most the passive share and never costs the director its gateway or real servers.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hashbrown::HashMap;
 use rvs_ipvs::Time;
@@ -49,32 +49,23 @@ pub enum Lookup {
     Full,
 }
 
-/// (port, address).
-type Key = (usize, IpAddr);
-
+/// One address family's table, keyed by (port, address): IPv4's stays a compact key (the
+/// per-packet lookup of the hot path), IPv6's is its own.
 #[derive(Debug)]
-pub struct Neighbours {
-    map: HashMap<Key, Entry>,
+struct Table<A> {
+    map: HashMap<(usize, A), Entry>,
     capacity: usize,
-    /// Neighbours that became resolved since the last [`Neighbours::take_resolved`].
-    resolved: Vec<Key>,
     /// Entries pushed out to make room for a next hop.
-    pub evicted: u64,
+    evicted: u64,
 }
 
-impl Neighbours {
-    /// A table of at most `capacity` neighbours, allocated now (learning never allocates).
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            map: HashMap::with_capacity(capacity),
-            capacity,
-            resolved: Vec::with_capacity(capacity),
-            evicted: 0,
-        }
+impl<A: Copy + Eq + std::hash::Hash + Into<IpAddr>> Table<A> {
+    fn new(capacity: usize) -> Self {
+        Self { map: HashMap::with_capacity(capacity), capacity, evicted: 0 }
     }
 
-    pub fn lookup(&mut self, ip: impl Into<IpAddr>, port: usize, now: Time) -> Lookup {
-        let ip = ip.into();
+    #[inline]
+    fn lookup(&mut self, ip: A, port: usize, now: Time) -> Lookup {
         if let Some(e) = self.map.get_mut(&(port, ip)) {
             e.used = true;
             return match e.mac {
@@ -116,26 +107,20 @@ impl Neighbours {
         }
     }
 
-    /// An ARP packet from `ip` at `mac` arrived on `port` (the caller checked that `ip` is on the
-    /// port's subnet). RFC 826: an existing entry is updated; a new one is created only when the
-    /// packet was addressed to us (`for_us`) and there is room. Returns whether it was learned.
-    pub fn learn(
+    fn learn(
         &mut self,
-        ip: impl Into<IpAddr>,
+        ip: A,
         mac: MacAddr,
         port: usize,
         for_us: bool,
         now: Time,
+        resolved: &mut Vec<(usize, IpAddr)>,
     ) -> bool {
-        let ip = ip.into();
-        if ip.is_unspecified() || mac == [0; 6] || mac[0] & 1 != 0 {
-            return false;
-        }
         let len = self.map.len();
         match self.map.get_mut(&(port, ip)) {
             Some(e) => {
-                if e.mac.is_none() && self.resolved.len() < self.capacity {
-                    self.resolved.push((port, ip));
+                if e.mac.is_none() && resolved.len() < self.capacity {
+                    resolved.push((port, ip.into()));
                 }
                 *e = Entry { mac: Some(mac), confirmed: now, last_request: now, tries: 0, used: e.used };
                 true
@@ -149,19 +134,7 @@ impl Neighbours {
         }
     }
 
-    /// Neighbours resolved since the last call, as (port, address): their held packets can go.
-    pub fn take_resolved(&mut self, out: &mut Vec<(usize, IpAddr)>) {
-        out.append(&mut self.resolved);
-    }
-
-    /// Whether packets for `ip` on `port` may still wait (it is being asked for).
-    pub fn is_pending(&self, port: usize, ip: impl Into<IpAddr>) -> bool {
-        let ip = ip.into();
-        self.map.get(&(port, ip)).is_some_and(|e| e.mac.is_none())
-    }
-
-    /// Retries and ageing. `request` is called for every ARP request to send (address, port).
-    pub fn tick(&mut self, now: Time, mut request: impl FnMut(IpAddr, usize)) {
+    fn tick(&mut self, now: Time, request: &mut impl FnMut(IpAddr, usize)) {
         self.map.retain(|&(port, ip), e| match e.mac {
             None if now.saturating_sub(e.last_request) >= RETRY_MS => {
                 if e.tries >= TRIES {
@@ -169,32 +142,108 @@ impl Neighbours {
                 }
                 e.tries += 1;
                 e.last_request = now;
-                request(ip, port);
+                request(ip.into(), port);
                 true
             }
             None => true,
             Some(_) => now.saturating_sub(e.confirmed) < STALE_MS,
         });
     }
+}
+
+#[derive(Debug)]
+pub struct Neighbours {
+    v4: Table<Ipv4Addr>,
+    v6: Table<Ipv6Addr>,
+    /// Neighbours that became resolved since the last [`Neighbours::take_resolved`].
+    resolved: Vec<(usize, IpAddr)>,
+    /// Entries pushed out to make room for a next hop.
+    pub evicted: u64,
+}
+
+impl Neighbours {
+    /// A table of at most `capacity` IPv4 neighbours and as many IPv6 ones, allocated now
+    /// (learning never allocates).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            v4: Table::new(capacity),
+            v6: Table::new(capacity),
+            resolved: Vec::with_capacity(capacity),
+            evicted: 0,
+        }
+    }
+
+    #[inline]
+    pub fn lookup(&mut self, ip: impl Into<IpAddr>, port: usize, now: Time) -> Lookup {
+        let l = match ip.into() {
+            IpAddr::V4(a) => self.v4.lookup(a, port, now),
+            IpAddr::V6(a) => self.v6.lookup(a, port, now),
+        };
+        self.evicted = self.v4.evicted + self.v6.evicted;
+        l
+    }
+
+    /// An ARP packet (or a neighbour solicitation or advertisement) from `ip` at `mac` arrived on
+    /// `port` (the caller checked that `ip` is on the port's subnet). RFC 826: an existing entry is
+    /// updated; a new one is created only when the packet was addressed to us (`for_us`) and there
+    /// is room. Returns whether it was learned.
+    pub fn learn(
+        &mut self,
+        ip: impl Into<IpAddr>,
+        mac: MacAddr,
+        port: usize,
+        for_us: bool,
+        now: Time,
+    ) -> bool {
+        let ip = ip.into();
+        if ip.is_unspecified() || mac == [0; 6] || mac[0] & 1 != 0 {
+            return false;
+        }
+        match ip {
+            IpAddr::V4(a) => self.v4.learn(a, mac, port, for_us, now, &mut self.resolved),
+            IpAddr::V6(a) => self.v6.learn(a, mac, port, for_us, now, &mut self.resolved),
+        }
+    }
+
+    /// Neighbours resolved since the last call, as (port, address): their held packets can go.
+    pub fn take_resolved(&mut self, out: &mut Vec<(usize, IpAddr)>) {
+        out.append(&mut self.resolved);
+    }
+
+    /// Whether packets for `ip` on `port` may still wait (it is being asked for).
+    pub fn is_pending(&self, port: usize, ip: impl Into<IpAddr>) -> bool {
+        self.entry(port, ip.into()).is_some_and(|e| e.mac.is_none())
+    }
+
+    /// Retries and ageing. `request` is called for every request to send (address, port).
+    pub fn tick(&mut self, now: Time, mut request: impl FnMut(IpAddr, usize)) {
+        self.v4.tick(now, &mut request);
+        self.v6.tick(now, &mut request);
+    }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.v4.map.len() + self.v6.map.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
     pub fn get(&self, port: usize, ip: impl Into<IpAddr>) -> Option<MacAddr> {
-        let ip = ip.into();
-        self.map.get(&(port, ip)).and_then(|e| e.mac)
+        self.entry(port, ip.into()).and_then(|e| e.mac)
+    }
+
+    fn entry(&self, port: usize, ip: IpAddr) -> Option<&Entry> {
+        match ip {
+            IpAddr::V4(a) => self.v4.map.get(&(port, a)),
+            IpAddr::V6(a) => self.v6.map.get(&(port, a)),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
 
     const IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
     const MAC: MacAddr = [2, 0, 0, 0, 0, 0x11];

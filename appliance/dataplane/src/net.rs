@@ -174,6 +174,7 @@ impl Network {
     }
 
     /// The next hop towards `dst`, of its family.
+    #[inline]
     pub fn route_ip(&self, dst: IpAddr) -> Option<NextHop> {
         match dst {
             IpAddr::V4(a) => self.route(a),
@@ -209,6 +210,7 @@ impl Network {
 
     /// Longest-prefix match: a connected subnet (the destination itself is the next hop), else the
     /// most specific static route. Connected subnets win over routes of the same length, as in Linux.
+    #[inline]
     pub fn route(&self, dst: Ipv4Addr) -> Option<NextHop> {
         let connected = self
             .interfaces
