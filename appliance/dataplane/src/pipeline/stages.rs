@@ -105,7 +105,7 @@ enum Decision {
     /// Decided whole (the full path, or a drop): nothing left for rewrite.
     Done(Action),
     /// A client's packet to its real server.
-    Forward { fwd: Fwd, virt: (IpAddr, u16), real: (IpAddr, u16) },
+    Forward { fwd: Fwd, virt: (Ipv4Addr, u16), real: (IpAddr, u16) },
     /// A NAT server's reply, back to the client from the virtual endpoint.
     Reply { vaddr: IpAddr, vport: u16 },
 }
@@ -209,7 +209,7 @@ impl Pipeline {
                 if new && matches!(fwd, Fwd::Masq) {
                     self.mirror_if_elsewhere(conn, &p, daddr, rport);
                 }
-                Decision::Forward { fwd, virt: (f.dst.into(), f.dport), real: (daddr, rport) }
+                Decision::Forward { fwd, virt: (f.dst, f.dport), real: (daddr, rport) }
             }
             InVerdict::Drop(r) => Decision::Done(self.drop(DropReason::Ipvs(r))),
             InVerdict::NotOurs => {
@@ -237,7 +237,7 @@ impl Pipeline {
         match (meta.decision, meta.fast) {
             (Decision::Done(a), _) => a,
             (Decision::Forward { fwd, virt, real }, Some(f)) => {
-                self.forward(port, buf, fwd, virt, real, Some(&f.info), now)
+                self.forward(port, buf, fwd, (virt.0.into(), virt.1), real, Some(&f.info), now)
             }
             (Decision::Reply { vaddr, vport }, Some(f)) => {
                 let Some(nh) = self.net.route(f.dst) else { return self.drop(DropReason::NoRoute) };
