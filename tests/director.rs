@@ -1048,8 +1048,8 @@ fn the_directors_kernel_speaks_through_its_twin() {
 /// in IPv6, undone by the servers' XDP program) carry whole 1 MiB downloads; the router resolves
 /// the VIP and the director its neighbours with neighbour discovery; ping -6 to a VIP is answered;
 /// rvsadm lists the services as ipvsadm prints IPv6; UDP crosses NAT, a server's ICMPv6 port
-/// unreachable reaches the client translated, and a `-6` firewall-mark service takes what the IPv6
-/// classifier marks.
+/// unreachable reaches the client translated, a `-6` firewall-mark service takes what the IPv6
+/// classifier marks, and TUN crosses families both ways (4in6, 6in4).
 #[test]
 fn ipv6_nat_dr_and_tun_carry_whole_downloads() {
     let extra = [
@@ -1136,6 +1136,17 @@ fn ipv6_nat_dr_and_tun_carry_whole_downloads() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    // Tunnels across families, as the kernel's mixed-family destinations: an IPv4 service whose
+    // server is reached over IPv6 (4in6), and an IPv6 service over IPv4 (6in4).
+    bed.rules(
+        "-A -t 192.0.2.84:80 -s rr\n-a -t 192.0.2.84:80 -r [2001:db8:b::12]:80 -i\n\
+         -A -t [2001:db8:f::84]:80 -s rr\n-a -t [2001:db8:f::84]:80 -r 203.0.113.13:80 -i\n",
+    );
+    assert!(bed.adm("-Ln").contains("TCP  192.0.2.84:80 rr\n  -> [2001:db8:b::12]:80"), "{}", bed.adm("-Ln"));
+    let out =
+        bed.in_ns("c", &["curl", "-sS", "-m", "10", "--interface", "198.51.100.10", "http://192.0.2.84/"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "s2", "4in6: {out:?}");
+    assert_eq!(get6("http://[2001:db8:f::84]/", 1), ["s3"], "6in4");
     // A -6 firewall-mark service (DR) on what the IPv6 classifier marks.
     bed.rules("-A -f 2 -6 -s rr\n-a -f 2 -6 -r [2001:db8:b::13] -g\n");
     assert!(bed.adm("-Ln").contains("FWM  2 IPv6 rr"), "{}", bed.adm("-Ln"));

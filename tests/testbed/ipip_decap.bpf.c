@@ -7,7 +7,9 @@
 //   gre   outer IPv4, protocol 47, a GRE header of 4 bytes (8 with its checksum), EtherType IPv4
 //   gue   outer IPv4, UDP to port 6080 (the test bed's --tun-port), a 4-byte GUE header (variant
 //         0, no extra fields) naming protocol 4
-//   ip6ip6  outer IPv6 (no extension headers), next header 41: an IPv6 service's TUN packets
+//   ip6ip6  outer IPv6 (no extension headers), next header 41 (IPv6 inside) or 4 (IPv4 inside: an
+//           IPv4 service's server reached over IPv6)
+//   sit     outer IPv4, protocol 41: an IPv6 service's server reached over IPv4
 // The outer checksums are not verified here (the director's are checked by scapy and tshark).
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -30,13 +32,18 @@ int ipip_decap(struct xdp_md *ctx)
 	struct ethhdr saved;
 	struct iphdr *outer;
 	__u32 hlen, strip;
+	__u16 inner_proto = bpf_htons(ETH_P_IP);
 
 	if ((void *)(eth + 1) > end)
 		return XDP_PASS;
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *o6 = (void *)(eth + 1);
 
-		if ((void *)(o6 + 1) + sizeof(struct ipv6hdr) > end || o6->nexthdr != IPPROTO_IPV6)
+		if ((void *)(o6 + 1) + sizeof(struct iphdr) > end)
+			return XDP_PASS;
+		if (o6->nexthdr == IPPROTO_IPV6)
+			inner_proto = bpf_htons(ETH_P_IPV6);
+		else if (o6->nexthdr != IPPROTO_IPIP)
 			return XDP_PASS;
 		strip = sizeof(*o6);
 		goto decap;
@@ -54,6 +61,9 @@ int ipip_decap(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (outer->protocol == IPPROTO_IPIP) {
 		strip = hlen;
+	} else if (outer->protocol == IPPROTO_IPV6) {
+		strip = hlen;
+		inner_proto = bpf_htons(ETH_P_IPV6);
 	} else if (outer->protocol == IPPROTO_GRE) {
 		__u8 *gre = (__u8 *)outer + hlen;
 		__u16 flags, proto;
@@ -86,6 +96,7 @@ int ipip_decap(struct xdp_md *ctx)
 		return XDP_PASS;
 decap:
 	__builtin_memcpy(&saved, eth, sizeof(saved));
+	saved.h_proto = inner_proto;
 	if (bpf_xdp_adjust_head(ctx, (int)strip))
 		return XDP_PASS;
 	data = (void *)(long)ctx->data;

@@ -31,7 +31,8 @@
 # "testbed.sh ipv6 PREFIX WORKDIR" (after up, single): IPv6 beside IPv4 everywhere but in the
 # director's namespace (rvsd owns its ports; its kernel keeps out of IPv6 there): the client
 # 2001:db8:c::10/64; the router 2001:db8:c::1, 2001:db8:f::1 (front), 2001:db8:b::fe (server LAN),
-# forwarding; real servers 2001:db8:b::11-13/64 with the DR/TUN VIPs 2001:db8:f::81, ::82, ::90 on lo,
+# forwarding; real servers 2001:db8:b::11-13/64 with the DR/TUN VIPs 2001:db8:f::81, ::82, ::84, ::90
+# and 192.0.2.84 (IPv4 inside IPv6) on lo,
 # default route via the director's 2001:db8:b::1 (NAT) and replies from 2001:db8:f::/64 via the
 # router; nginx listens on IPv6 too. No duplicate address detection nor router advertisements.
 #
@@ -245,7 +246,9 @@ ipv6() {
     for i in $SERVERS; do
         local s="${P}s$i"
         ns "$s" ip -6 addr add "2001:db8:b::1$i/64" dev eth0 nodad
-        for v in 81 82 90; do ns "$s" ip -6 addr add "2001:db8:f::$v/128" dev lo nodad; done
+        for v in 81 82 84 90; do ns "$s" ip -6 addr add "2001:db8:f::$v/128" dev lo nodad; done
+        # The VIP of an IPv4 service whose servers are reached over IPv6 (a 4in6 tunnel).
+        ns "$s" ip addr add 192.0.2.84/32 dev lo
         ns "$s" ip -6 route add default via 2001:db8:b::1
         ns "$s" ip -6 route add default via 2001:db8:b::fe table 100
         ns "$s" ip -6 rule add from 2001:db8:f::/64 lookup 100

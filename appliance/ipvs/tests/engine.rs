@@ -6,7 +6,7 @@ use rvs_ipvs::conn::WarmTuple;
 use rvs_ipvs::state::tcp_flags::{ACK, FIN, RST, SYN};
 use rvs_ipvs::{
     DestConfig, DropReason, Fwd, InVerdict, Ipvs, Mode, OutVerdict, PacketMeta, Persistence, SchedulerKind,
-    ServiceConfig, ServiceError, ServiceKey, TcpState, proto,
+    ServiceConfig, ServiceError, ServiceKey, TcpState, TunnelType, proto,
 };
 
 const SEC: u64 = 1000;
@@ -468,6 +468,44 @@ fn ipv6_services_work_the_same() {
     let r = pkt(proto::TCP, "2001:db8:2::10", 8080, "2001:db8:1::7", 40000, SYN | ACK);
     assert!(matches!(v.out_packet(&r, 1), OutVerdict::Reply { vport: 80, .. }));
     assert_eq!(v.occupancy(), (1, 110));
+}
+
+/// A tunnel may carry one family inside the other (the kernel's mixed-family destinations):
+/// an IPv4 service with an IPv6 TUN server and the reverse schedule, keep and list their
+/// connections with the server's own address; persistence templates bind to it; such connections
+/// are not offered to the sync daemon (its messages give a connection one family). Other methods
+/// still refuse a server of the other family.
+#[test]
+fn tunnels_carry_the_other_family() {
+    let mut v = Ipvs::new(100, 100, 1);
+    v.add_service(ServiceConfig {
+        persistence: Some(Persistence { timeout_seconds: 300, prefix_len: 32 }),
+        ..ServiceConfig::new(tcp_svc(80), SchedulerKind::Rr)
+    })
+    .unwrap();
+    v.add_dest(&tcp_svc(80), DestConfig::new(ip("2001:db8:b::12"), 80, Fwd::Tunnel(TunnelType::Ipip)))
+        .unwrap();
+    assert_eq!(
+        v.add_dest(&tcp_svc(80), DestConfig::new(ip("2001:db8:b::13"), 80, Fwd::Route)),
+        Err(ServiceError::FamilyMismatch)
+    );
+    v.set_sync_master(true);
+    assert_eq!(dest_of(v.in_packet(&syn("198.51.100.7", 40000), 0)), ip("2001:db8:b::12"));
+    assert_eq!(dest_of(v.in_packet(&seg("198.51.100.7", 40000, ACK), 1)), ip("2001:db8:b::12"));
+    assert_eq!(dest_of(v.in_packet(&syn("198.51.100.7", 40001), 2)), ip("2001:db8:b::12"), "by the template");
+    let listed: Vec<IpAddr> = v.connections().map(|c| c.raddr).collect();
+    assert_eq!(listed.len(), 3, "two connections and a template");
+    assert!(listed.iter().all(|a| *a == ip("2001:db8:b::12")), "{listed:?}");
+    let mut out = Vec::new();
+    v.drain_sync(3, &mut out);
+    assert!(out.is_empty(), "{out:?}");
+
+    let k6 = ServiceKey::Addr { protocol: proto::TCP, addr: ip("2001:db8:f::82"), port: 80 };
+    v.add_service(ServiceConfig::new(k6, SchedulerKind::Rr)).unwrap();
+    v.add_dest(&k6, DestConfig::new(ip("203.0.113.12"), 80, Fwd::Tunnel(TunnelType::Ipip))).unwrap();
+    let p = pkt(proto::TCP, "2001:db8:c::10", 40000, "2001:db8:f::82", 80, SYN);
+    assert_eq!(dest_of(v.in_packet(&p, 4)), ip("203.0.113.12"));
+    assert!(v.connections().any(|c| c.caddr == ip("2001:db8:c::10") && c.raddr == ip("203.0.113.12")));
 }
 
 #[test]

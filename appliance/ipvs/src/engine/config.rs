@@ -76,7 +76,9 @@ impl Ipvs {
 
     pub fn add_dest(&mut self, key: &ServiceKey, mut cfg: DestConfig) -> Result<DestId, ServiceError> {
         let id = *self.by_key.get(key).ok_or(ServiceError::NoService)?;
-        if cfg.addr.is_ipv6() != key.is_v6() {
+        // A tunnel may carry one family inside the other (IPv4 services to IPv6 servers and the
+        // reverse, as the kernel allows since 3.18); every other method keeps the service's family.
+        if cfg.addr.is_ipv6() != key.is_v6() && !matches!(cfg.fwd, Fwd::Tunnel(_)) {
             return Err(ServiceError::FamilyMismatch);
         }
         if cfg.weight > 65535 {

@@ -416,10 +416,20 @@ impl Ipvs {
 
     /// The live entry in connection slot `i` (IPv4 slots first, then IPv6).
     pub(crate) fn conn_at(&self, i: usize, v4_slots: usize) -> Option<ConnInfo> {
-        match i.checked_sub(v4_slots) {
+        let c = match i.checked_sub(v4_slots) {
             None => self.v4.get(u32::try_from(i).ok()?),
             Some(j) => self.v6.get(u32::try_from(j).ok()?),
+        };
+        c.map(|c| self.with_server(c))
+    }
+
+    /// A connection's server address from its destination when the entry cannot hold it (a
+    /// tunnel's server of the other family).
+    fn with_server(&self, mut c: ConnInfo) -> ConnInfo {
+        if let Some(d) = self.dest(DestId(c.dest)).filter(|d| d.cfg.addr.is_ipv6() != c.caddr.is_ipv6()) {
+            c.raddr = d.cfg.addr;
         }
+        c
     }
 
     pub fn service_id(&self, key: &ServiceKey) -> Option<ServiceId> {
@@ -428,11 +438,17 @@ impl Ipvs {
 
     /// Live connections and templates (mirrors are listed by the shard that owns the original).
     pub fn connections(&self) -> impl Iterator<Item = ConnInfo> + '_ {
-        self.v4.iter().map(|(_, c)| c).chain(self.v6.iter().map(|(_, c)| c)).filter(|c| !c.is_mirror())
+        self.v4
+            .iter()
+            .map(|(_, c)| c)
+            .chain(self.v6.iter().map(|(_, c)| c))
+            .filter(|c| !c.is_mirror())
+            .map(|c| self.with_server(c))
     }
 
     pub fn connection(&self, id: ConnId) -> Option<ConnInfo> {
-        if id.v6 { self.v6.get(id.slot) } else { self.v4.get(id.slot) }
+        let c = if id.v6 { self.v6.get(id.slot) } else { self.v4.get(id.slot) };
+        c.map(|c| self.with_server(c))
     }
 
     /// (live entries, capacity) of both tables together.

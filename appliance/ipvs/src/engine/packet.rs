@@ -239,7 +239,7 @@ impl Ipvs {
         let i = if v6 { self.lookup_in::<[u8; 16]>(&forward) } else { self.lookup_in::<[u8; 4]>(&forward) }?;
         let c = self.connection(ConnId { v6, slot: i })?;
         let d = self.dest(DestId(c.dest))?;
-        Some((c.raddr, c.rport, d.cfg.fwd))
+        Some((d.cfg.addr, c.rport, d.cfg.fwd))
     }
 
     pub(super) fn lookup_out<A: Addr>(&self, p: &PacketMeta) -> Option<u32>
@@ -634,7 +634,8 @@ pub(super) fn insert_template<A: Addr>(
     };
     t.insert(&NewEntry {
         key,
-        raddr: A::from_ip(raddr)?,
+        // A server of the other family (a tunnel's) is not kept in the entry: its destination says.
+        raddr: A::from_ip(raddr).unwrap_or_default(),
         rport: 0,
         flags: flag::TEMPLATE,
         state: TcpState::None as u8,
@@ -662,7 +663,7 @@ pub(super) fn insert_conn<A: Addr>(
     let key = conn_key::<A>(p)?;
     t.insert(&NewEntry {
         key,
-        raddr: A::from_ip(daddr)?,
+        raddr: A::from_ip(daddr).unwrap_or_default(),
         rport: dport,
         flags,
         state: TcpState::None as u8,
@@ -734,7 +735,10 @@ impl Ipvs {
     pub fn drain_sync(&mut self, now: Time, out: &mut Vec<crate::sync::SyncConn>) {
         let log = std::mem::take(&mut self.sync_log);
         for id in &log {
-            if let Some(c) = self.connection(*id).filter(|c| !c.is_mirror()) {
+            // The sync protocol gives a connection one address family: a tunnelled one of the
+            // other family is not sent (the kernel's sync leaves such connections out too).
+            let same_family = |c: &ConnInfo| c.raddr.is_ipv6() == c.caddr.is_ipv6();
+            if let Some(c) = self.connection(*id).filter(|c| !c.is_mirror() && same_family(c)) {
                 out.push(crate::sync::SyncConn::from_conn(&c, now));
             }
         }
