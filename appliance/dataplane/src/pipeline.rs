@@ -1124,8 +1124,10 @@ impl Pipeline {
                     },
                 };
                 if self.tun_clamp_mss && info.protocol == ip_proto::TCP && !info.v6 {
-                    // IPv4 inside IPv4: the MTU less the outer headers, the inner IPv4 and TCP headers.
-                    let overhead = 60 + u16::try_from(encap.len()).unwrap_or(u16::MAX);
+                    // IPv4 inside: the MTU less the outer headers (IPv4 or, to an IPv6 server,
+                    // IPv6), the inner IPv4 and TCP headers.
+                    let outer_ip = if raddr.is_ipv6() { 40 } else { 20 };
+                    let overhead = outer_ip + 40 + u16::try_from(encap.len()).unwrap_or(u16::MAX);
                     let max = egress.mtu.saturating_sub(overhead);
                     let end = info.l2_len + info.ip_len;
                     if let Some(seg) = buf.bytes_mut().get_mut(info.l4_offset..end) {
