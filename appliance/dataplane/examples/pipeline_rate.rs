@@ -89,8 +89,16 @@ fn main() {
         "TSC {ghz:.2} GHz; 60-byte TCP frames; per packet: copy-in, parse, IPVS, rewrite, route, neighbour"
     );
     println!(
-        "{:<5} {:>9} {:>10} {:>9} {:>12} {:>12} {:>13} {:>14}",
-        "mode", "flows", "Mpps/core", "cyc/pkt", "(1 by 1)", "new conn/s", "cyc/new conn", "cyc/flood SYN"
+        "{:<5} {:>9} {:>10} {:>9} {:>12} {:>12} {:>13} {:>14}   {}",
+        "mode",
+        "flows",
+        "Mpps/core",
+        "cyc/pkt",
+        "(1 by 1)",
+        "new conn/s",
+        "cyc/new conn",
+        "cyc/flood SYN",
+        "copy/parse/lookup/ipvs/rewrite"
     );
     for (name, fwd) in [("nat", Fwd::Masq), ("dr", Fwd::Route), ("tun", Fwd::Tunnel(TunnelType::Ipip))] {
         if !modes.is_empty() && !modes.iter().any(|m| m == name) {
@@ -129,21 +137,34 @@ fn main() {
             let mut burst: Vec<VecBuffer> = (0..32).map(|_| VecBuffer::new(&ack)).collect();
             let mut metas = [Meta::default(); 32];
             let mut forwarded = 0u64;
+            // Cycles in copy-in, parse, lookup, ipvs and rewrite (the clock read between stages
+            // costs a few cycles of its own, counted in the next stage).
+            let mut stage = [0u64; 5];
             let t = Instant::now();
             let c0 = rvs_dpdk::rdtsc();
             for b in 0..n / 32 {
+                let s0 = rvs_dpdk::rdtsc();
                 for (j, buf) in burst.iter_mut().enumerate() {
                     fill(buf, &ack, flow_of(b * 32 + j as u64));
                 }
+                let s1 = rvs_dpdk::rdtsc();
                 let k = p.parse_stage(0, burst.iter().map(|b| b.bytes()), &mut metas);
+                let s2 = rvs_dpdk::rdtsc();
                 p.lookup_stage(&mut metas[..k]);
+                let s3 = rvs_dpdk::rdtsc();
                 for (buf, meta) in burst.iter_mut().zip(metas.iter_mut()) {
                     p.ipvs_stage(0, buf, meta, 2);
                 }
+                let s4 = rvs_dpdk::rdtsc();
                 for (buf, meta) in burst.iter_mut().zip(&metas) {
                     if let Action::Tx(_) = p.rewrite_stage(0, buf, meta, 2) {
                         forwarded += 1;
                     }
+                }
+                let s5 = rvs_dpdk::rdtsc();
+                for (acc, (a, z)) in stage.iter_mut().zip([(s0, s1), (s1, s2), (s2, s3), (s3, s4), (s4, s5)])
+                {
+                    *acc += z - a;
                 }
             }
             let cycles = (rvs_dpdk::rdtsc() - c0) as f64 / (n / 32 * 32) as f64;
@@ -159,14 +180,20 @@ fn main() {
                 assert!(matches!(act, Action::Tx(1)), "flood SYN {k}: {act:?}");
             }
             let flood_cycles = (rvs_dpdk::rdtsc() - c0) as f64 / f64::from(flood);
+            let per = |c: u64| c as f64 / (n / 32 * 32) as f64;
             println!(
-                "{name:<5} {flows:>9} {:>10.2} {:>9.0} {:>12.0} {:>12.0} {:>13.0} {:>14.0}",
+                "{name:<5} {flows:>9} {:>10.2} {:>9.0} {:>12.0} {:>12.0} {:>13.0} {:>14.0}   {:.0}/{:.0}/{:.0}/{:.0}/{:.0}",
                 1e3 / ns,
                 cycles,
                 single,
                 1e9 / new_ns,
                 new_cycles,
-                flood_cycles
+                flood_cycles,
+                per(stage[0]),
+                per(stage[1]),
+                per(stage[2]),
+                per(stage[3]),
+                per(stage[4]),
             );
         }
     }

@@ -446,6 +446,13 @@ impl Ipvs {
             .map(|c| self.with_server(c))
     }
 
+    /// An entry as the table keeps it (the packet path's view: a tunnel's server of the other
+    /// family is its destination's).
+    #[inline]
+    pub(crate) fn entry(&self, id: ConnId) -> Option<ConnInfo> {
+        if id.v6 { self.v6.get(id.slot) } else { self.v4.get(id.slot) }
+    }
+
     pub fn connection(&self, id: ConnId) -> Option<ConnInfo> {
         let c = if id.v6 { self.v6.get(id.slot) } else { self.v4.get(id.slot) };
         c.map(|c| self.with_server(c))

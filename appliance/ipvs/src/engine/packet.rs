@@ -123,7 +123,7 @@ impl Ipvs {
 
     /// A packet of a known connection. `None` when the connection was ended to schedule anew.
     pub(super) fn existing(&mut self, v6: bool, i: u32, p: &PacketMeta, now: Time) -> Option<InVerdict> {
-        let c = self.connection(ConnId { v6, slot: i })?;
+        let c = self.entry(ConnId { v6, slot: i })?;
         let did = DestId(c.dest);
         let dest_removed = self.dest(did).is_none_or(|d| d.removed);
         if dest_removed {
@@ -188,7 +188,7 @@ impl Ipvs {
             None => self.lookup_out::<[u8; 4]>(p),
         };
         let Some(i) = found else { return self.stateless_reply(p) };
-        let Some(c) = self.connection(ConnId { v6, slot: i }) else { return OutVerdict::NotOurs };
+        let Some(c) = self.entry(ConnId { v6, slot: i }) else { return OutVerdict::NotOurs };
         self.transition(v6, i, &c, p, Direction::Output, now);
         if let Some(d) = self.dest_mut(DestId(c.dest)) {
             d.stats.out_pkts += 1;
@@ -227,7 +227,7 @@ impl Ipvs {
         let reply = PacketMeta { src: p.dst, sport: p.dport, dst: p.src, dport: p.sport, ..*p };
         let v6 = p.src.is_ipv6();
         let i = if v6 { self.lookup_out::<[u8; 16]>(&reply) } else { self.lookup_out::<[u8; 4]>(&reply) }?;
-        let c = self.connection(ConnId { v6, slot: i })?;
+        let c = self.entry(ConnId { v6, slot: i })?;
         Some((c.vaddr, c.vport))
     }
 
@@ -237,7 +237,7 @@ impl Ipvs {
         let forward = PacketMeta { src: p.dst, sport: p.dport, dst: p.src, dport: p.sport, ..*p };
         let v6 = p.src.is_ipv6();
         let i = if v6 { self.lookup_in::<[u8; 16]>(&forward) } else { self.lookup_in::<[u8; 4]>(&forward) }?;
-        let c = self.connection(ConnId { v6, slot: i })?;
+        let c = self.entry(ConnId { v6, slot: i })?;
         let d = self.dest(DestId(c.dest))?;
         Some((d.cfg.addr, c.rport, d.cfg.fwd))
     }
@@ -405,7 +405,7 @@ impl Ipvs {
             // TCP connections are noted by their first state change, just below.
             self.note_sync(ConnId { v6, slot: i });
         }
-        if let Some(c) = self.connection(ConnId { v6, slot: i }) {
+        if let Some(c) = self.entry(ConnId { v6, slot: i }) {
             self.transition(v6, i, &c, p, Direction::Input, now);
         }
         if on_ack {
@@ -488,7 +488,7 @@ impl Ipvs {
         };
         let expires = now + u64::from(timeout_s) * 1000;
         if let Some(t) = found {
-            if let Some(c) = self.connection(ConnId { v6, slot: t }) {
+            if let Some(c) = self.entry(ConnId { v6, slot: t }) {
                 let d = DestId(c.dest);
                 let valid = self.dest(d).is_some_and(|x| {
                     !x.removed
@@ -783,7 +783,7 @@ impl Ipvs {
         }
         let existing = if v6 { self.lookup_in::<[u8; 16]>(&p) } else { self.lookup_in::<[u8; 4]>(&p) };
         if let Some(i) = existing {
-            let Some(c) = self.connection(ConnId { v6, slot: i }) else { return Ok(false) };
+            let Some(c) = self.entry(ConnId { v6, slot: i }) else { return Ok(false) };
             let was_active = c.flags & flag::INACTIVE == 0;
             if let Some(d) = self.dest_mut(DestId(c.dest)) {
                 match (was_active, active) {
