@@ -89,16 +89,8 @@ fn main() {
         "TSC {ghz:.2} GHz; 60-byte TCP frames; per packet: copy-in, parse, IPVS, rewrite, route, neighbour"
     );
     println!(
-        "{:<5} {:>9} {:>10} {:>9} {:>12} {:>12} {:>13} {:>14}   {}",
-        "mode",
-        "flows",
-        "Mpps/core",
-        "cyc/pkt",
-        "(1 by 1)",
-        "new conn/s",
-        "cyc/new conn",
-        "cyc/flood SYN",
-        "copy/parse/lookup/ipvs/rewrite"
+        "{:<5} {:>9} {:>10} {:>9} {:>12} {:>12} {:>13} {:>14}   copy/parse/lookup/ipvs/rewrite",
+        "mode", "flows", "Mpps/core", "cyc/pkt", "(1 by 1)", "new conn/s", "cyc/new conn", "cyc/flood SYN"
     );
     for (name, fwd) in [("nat", Fwd::Masq), ("dr", Fwd::Route), ("tun", Fwd::Tunnel(TunnelType::Ipip))] {
         if !modes.is_empty() && !modes.iter().any(|m| m == name) {
