@@ -20,7 +20,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use rvs_ipvs::conn::WarmTuple;
 use rvs_ipvs::{Fwd, InVerdict, OutVerdict, PacketMeta, Time};
-use rvs_wire::ethernet::{self, ethertype};
+use rvs_wire::ethernet::ethertype;
 use rvs_wire::rewrite::{self, IpInfo, NatMapping};
 use rvs_wire::tcp::TcpSegment;
 use rvs_wire::udp::UdpDatagram;
@@ -133,8 +133,8 @@ impl Pipeline {
         if frame.get(..6)? != iface.mac.as_slice() || frame.get(12..14)? != ethertype::IPV4.to_be_bytes() {
             return None;
         }
-        let info = rewrite::parse_ip(frame).ok()?;
-        if info.l2_len != ethernet::HEADER_LEN || info.fragment {
+        let info = rewrite::parse_ipv4_untagged(frame)?;
+        if info.fragment {
             return None;
         }
         let (IpAddr::V4(src), IpAddr::V4(dst)) = (info.src, info.dst) else { return None };

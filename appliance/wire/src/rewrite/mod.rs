@@ -123,6 +123,30 @@ impl IpInfo {
     }
 }
 
+/// [`parse_ip`] for an untagged IPv4 frame only (`None` for anything else, which the caller then
+/// parses whole): the packet path's common case, inlined into it so that the result is built in
+/// place rather than returned through memory.
+#[inline]
+pub fn parse_ipv4_untagged(frame: &[u8]) -> Option<IpInfo> {
+    if frame.get(12..14)? != ethertype::IPV4.to_be_bytes() {
+        return None;
+    }
+    let p = Ipv4Packet::new_checked(frame.get(ethernet::HEADER_LEN..)?).ok()?;
+    Some(IpInfo {
+        l2_len: ethernet::HEADER_LEN,
+        v6: false,
+        l4_offset: ethernet::HEADER_LEN + p.header_len(),
+        protocol: p.protocol(),
+        ip_len: usize::from(p.total_len()),
+        ttl: p.ttl(),
+        fragment: p.is_fragment(),
+        dont_frag: p.dont_frag(),
+        tos: p.tos(),
+        src: p.src().into(),
+        dst: p.dst().into(),
+    })
+}
+
 /// Parses Ethernet (+VLAN) and IPv4 or IPv6 down to the upper-layer header.
 pub fn parse_ip(frame: &[u8]) -> Result<IpInfo> {
     let l2 = ethernet::parse_l2(frame)?;
