@@ -135,6 +135,30 @@ pub(crate) struct Entry<A> {
 
 const _: () = assert!(size_of::<Entry<[u8; 4]>>() == 64, "an IPv4 entry is one cache line");
 
+/// The fields of an entry the packet path decides with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hot {
+    pub proto: u8,
+    pub state: u8,
+    pub flags: u8,
+    pub rport: u16,
+    pub dest: u32,
+    pub control: u32,
+}
+
+impl ConnInfo {
+    pub(crate) fn hot(&self) -> Hot {
+        Hot {
+            proto: self.proto,
+            state: self.state,
+            flags: self.flags,
+            rport: self.rport,
+            dest: self.dest,
+            control: self.control,
+        }
+    }
+}
+
 /// What the table keeps of a connection, as a copy (for listings and for the engine's bookkeeping).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnInfo {
@@ -577,6 +601,21 @@ impl<A: Addr> ConnTable<A> {
     }
 
     /// A copy of entry `i`, if live.
+    /// What the packet path reads of a live entry (no addresses: converting them costs more than
+    /// the rest of a hit).
+    #[inline]
+    pub(crate) fn hot(&self, i: u32) -> Option<Hot> {
+        let e = self.entry(i).filter(|e| e.flags & flag::LIVE != 0)?;
+        Some(Hot {
+            proto: e.proto,
+            state: e.state,
+            flags: e.flags,
+            rport: e.rport,
+            dest: e.dest,
+            control: e.control,
+        })
+    }
+
     pub fn get(&self, i: u32) -> Option<ConnInfo> {
         let e = self.entry(i).filter(|e| e.flags & flag::LIVE != 0)?;
         Some(ConnInfo {

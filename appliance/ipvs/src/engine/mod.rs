@@ -453,6 +453,12 @@ impl Ipvs {
         if id.v6 { self.v6.get(id.slot) } else { self.v4.get(id.slot) }
     }
 
+    /// The decision fields of an entry (see [`crate::conn::ConnTable::hot`]).
+    #[inline]
+    pub(crate) fn entry_hot(&self, id: ConnId) -> Option<crate::conn::Hot> {
+        if id.v6 { self.v6.hot(id.slot) } else { self.v4.hot(id.slot) }
+    }
+
     pub fn connection(&self, id: ConnId) -> Option<ConnInfo> {
         let c = if id.v6 { self.v6.get(id.slot) } else { self.v4.get(id.slot) };
         c.map(|c| self.with_server(c))

@@ -123,7 +123,7 @@ impl Ipvs {
 
     /// A packet of a known connection. `None` when the connection was ended to schedule anew.
     pub(super) fn existing(&mut self, v6: bool, i: u32, p: &PacketMeta, now: Time) -> Option<InVerdict> {
-        let c = self.entry(ConnId { v6, slot: i })?;
+        let c = self.entry_hot(ConnId { v6, slot: i })?;
         let did = DestId(c.dest);
         let dest_removed = self.dest(did).is_none_or(|d| d.removed);
         if dest_removed {
@@ -161,7 +161,7 @@ impl Ipvs {
     }
 
     /// is_new_conn_expected (conn_reuse_mode): a SYN may replace a connection that is closing.
-    pub(super) fn new_conn_expected(&self, c: &ConnInfo) -> bool {
+    pub(super) fn new_conn_expected(&self, c: &crate::conn::Hot) -> bool {
         if c.control != NONE {
             return false;
         }
@@ -189,7 +189,7 @@ impl Ipvs {
         };
         let Some(i) = found else { return self.stateless_reply(p) };
         let Some(c) = self.entry(ConnId { v6, slot: i }) else { return OutVerdict::NotOurs };
-        self.transition(v6, i, &c, p, Direction::Output, now);
+        self.transition(v6, i, &c.hot(), p, Direction::Output, now);
         if let Some(d) = self.dest_mut(DestId(c.dest)) {
             d.stats.out_pkts += 1;
             d.stats.out_bytes += u64::from(p.len);
@@ -254,7 +254,7 @@ impl Ipvs {
         &mut self,
         v6: bool,
         i: u32,
-        c: &ConnInfo,
+        c: &crate::conn::Hot,
         p: &PacketMeta,
         dir: Direction,
         now: Time,
@@ -405,7 +405,7 @@ impl Ipvs {
             // TCP connections are noted by their first state change, just below.
             self.note_sync(ConnId { v6, slot: i });
         }
-        if let Some(c) = self.entry(ConnId { v6, slot: i }) {
+        if let Some(c) = self.entry_hot(ConnId { v6, slot: i }) {
             self.transition(v6, i, &c, p, Direction::Input, now);
         }
         if on_ack {
