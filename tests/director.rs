@@ -1112,21 +1112,7 @@ fn ipv6_nat_dr_and_tun_carry_whole_downloads() {
     // A real server's ICMPv6 port unreachable about a client's NAT datagram reaches the client
     // translated: its kernel matches the quote to its socket and reports the refusal.
     bed.rules("-A -u [2001:db8:f::80]:5999 -s rr\n-a -u [2001:db8:f::80]:5999 -r [2001:db8:b::11]:5999 -m\n");
-    let probe = "import socket\n\
-                 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n\
-                 s.settimeout(2)\n\
-                 s.connect(('2001:db8:f::80', 5999))\n\
-                 for i in range(3):\n\
-                 \x20   s.send(b'hello')\n\
-                 \x20   try:\n\
-                 \x20       s.recv(100)\n\
-                 \x20       print('answered')\n\
-                 \x20   except ConnectionRefusedError:\n\
-                 \x20       print('refused')\n\
-                 \x20       break\n\
-                 \x20   except socket.timeout:\n\
-                 \x20       print('timeout')\n";
-    let out = bed.in_ns("c", &[PY, "-c", probe]);
+    let out = refusal_probe(&bed, "2001:db8:f::80", 5999);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("refused"),
         "ICMPv6 unreachable not translated: {out:?}\n{}",
@@ -1316,6 +1302,29 @@ fn a_vlan_sub_port_is_balanced_and_has_its_own_twin() {
     assert!(tagged.iter().all(|t| t.starts_with("100")), "every answer tagged 100: {tagged:?}");
 }
 
+/// Up to three datagrams from the client to `vip:port` on a connected UDP socket, each waiting 2 s
+/// for an answer; prints "refused" when the client's kernel reports an ICMP port unreachable.
+fn refusal_probe(bed: &Bed, vip: &str, port: u16) -> Output {
+    let family = if vip.contains(':') { "AF_INET6" } else { "AF_INET" };
+    let probe = format!(
+        "import socket\n\
+         s = socket.socket(socket.{family}, socket.SOCK_DGRAM)\n\
+         s.settimeout(2)\n\
+         s.connect(('{vip}', {port}))\n\
+         for i in range(3):\n\
+         \x20   s.send(b'hello')\n\
+         \x20   try:\n\
+         \x20       s.recv(100)\n\
+         \x20       print('answered')\n\
+         \x20   except ConnectionRefusedError:\n\
+         \x20       print('refused')\n\
+         \x20       break\n\
+         \x20   except socket.timeout:\n\
+         \x20       print('timeout')\n"
+    );
+    bed.in_ns("c", &[PY, "-c", &probe])
+}
+
 /// An ICMP error from a NAT real server about a client's packet (here port unreachable: nothing
 /// listens on the server's port) is translated back to the client: its kernel matches the quoted
 /// packet to its socket and reports the refusal (the client's kernel is the independent decoder).
@@ -1324,21 +1333,7 @@ fn a_vlan_sub_port_is_balanced_and_has_its_own_twin() {
 fn icmp_errors_about_nat_flows_reach_the_client() {
     let bed = Bed::up_with("ic", 2);
     bed.rules("-A -u 192.0.2.80:5999 -s rr\n-a -u 192.0.2.80:5999 -r 203.0.113.11:5999 -m\n");
-    let probe = "import socket\n\
-                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-                 s.settimeout(2)\n\
-                 s.connect(('192.0.2.80', 5999))\n\
-                 for i in range(3):\n\
-                 \x20   s.send(b'hello')\n\
-                 \x20   try:\n\
-                 \x20       s.recv(100)\n\
-                 \x20       print('answered')\n\
-                 \x20   except ConnectionRefusedError:\n\
-                 \x20       print('refused')\n\
-                 \x20       break\n\
-                 \x20   except socket.timeout:\n\
-                 \x20       print('timeout')\n";
-    let out = bed.in_ns("c", &["python3", "-c", probe]);
+    let out = refusal_probe(&bed, "192.0.2.80", 5999);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("refused"),

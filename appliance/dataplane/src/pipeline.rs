@@ -707,21 +707,7 @@ impl Pipeline {
             _ => return self.drop(if vip { DropReason::Unsupported } else { DropReason::NoService }),
         };
         let fwmark = self.net.classify6(&dst, info.protocol, dport);
-        let meta = PacketMeta {
-            protocol: info.protocol,
-            src: info.src,
-            sport,
-            dst: info.dst,
-            dport,
-            tcp_flags,
-            fwmark,
-            len: u32::try_from(info.ip_len).unwrap_or(u32::MAX),
-        };
-        let verdict = if vip || fwmark.is_some() {
-            self.ipvs.in_packet(&meta, now)
-        } else {
-            rvs_ipvs::InVerdict::NotOurs
-        };
+        let (meta, verdict) = self.decide_in(&info, (sport, dport, tcp_flags), fwmark, vip, now);
         match verdict {
             rvs_ipvs::InVerdict::Forward { daddr, dport: rport, fwd, .. } => {
                 self.forward(port, buf, fwd, (info.dst, dport), (daddr, rport), Some(&info), now)
@@ -858,6 +844,34 @@ impl Pipeline {
         }
     }
 
+    /// The full path's IPVS decision for a TCP or UDP packet: a VIP's or a marked one is a
+    /// client's (looked up, or scheduled); anything else is not (the caller tries it as a reply).
+    fn decide_in(
+        &mut self,
+        info: &rewrite::IpInfo,
+        (sport, dport, tcp_flags): (u16, u16, u8),
+        fwmark: Option<u32>,
+        vip: bool,
+        now: Time,
+    ) -> (PacketMeta, rvs_ipvs::InVerdict) {
+        let meta = PacketMeta {
+            protocol: info.protocol,
+            src: info.src,
+            sport,
+            dst: info.dst,
+            dport,
+            tcp_flags,
+            fwmark,
+            len: u32::try_from(info.ip_len).unwrap_or(u32::MAX),
+        };
+        let verdict = if vip || fwmark.is_some() {
+            self.ipvs.in_packet(&meta, now)
+        } else {
+            rvs_ipvs::InVerdict::NotOurs
+        };
+        (meta, verdict)
+    }
+
     /// A fragment of a TCP or UDP datagram (see [`crate::frag`]): the first is decided with its ports
     /// as a whole datagram would be, the others follow it.
     fn fragment<B: PacketBuffer + ?Sized>(
@@ -893,21 +907,7 @@ impl Pipeline {
         };
         let tcp_flags = if info.protocol == ip_proto::TCP { l4.get(13).copied().unwrap_or(0) } else { 0 };
         let fwmark = self.net.classify(dst, info.protocol, dport);
-        let meta = PacketMeta {
-            protocol: info.protocol,
-            src: info.src,
-            sport,
-            dst: info.dst,
-            dport,
-            tcp_flags,
-            fwmark,
-            len: u32::try_from(info.ip_len).unwrap_or(u32::MAX),
-        };
-        let verdict = if vip || fwmark.is_some() {
-            self.ipvs.in_packet(&meta, now)
-        } else {
-            rvs_ipvs::InVerdict::NotOurs
-        };
+        let (meta, verdict) = self.decide_in(info, (sport, dport, tcp_flags), fwmark, vip, now);
         let route = match verdict {
             rvs_ipvs::InVerdict::Forward { daddr, dport: rport, fwd, .. } => {
                 crate::frag::FragRoute::In { fwd, virt: (dst, dport), real: (daddr, rport) }
@@ -1032,7 +1032,7 @@ impl Pipeline {
                         return Some(self.drop(DropReason::NoRoute));
                     };
                     let egress = self.egress(nh);
-                    let v = rewrite::icmp6_nat_in(buf, &egress, &NatMapping { virt, real: (raddr, rport) });
+                    let v = rewrite::icmp_nat_in(buf, &egress, &NatMapping { virt, real: (raddr, rport) });
                     self.finish(port, buf, v, nh, now)
                 }
                 other => self.forward(port, buf, other, virt, (raddr, rport), None, now),
@@ -1042,7 +1042,7 @@ impl Pipeline {
         let Some(nh) = self.net.route6(&src.0) else { return Some(self.drop(DropReason::NoRoute)) };
         let egress = self.egress(nh);
         let m = NatMapping { virt: (vaddr, vport), real: (IpAddr::V6(dst.0), dst.1) };
-        let v = rewrite::icmp6_nat_out(buf, &egress, &m);
+        let v = rewrite::icmp_nat_out(buf, &egress, &m);
         Some(self.finish(port, buf, v, nh, now))
     }
 
@@ -1383,7 +1383,7 @@ mod tests {
             ROUTER_MAC,
             FRONT_MAC,
             Ipv4Repr { dont_frag: false, ..Ipv4Repr::new(src, dst) },
-            (kind, 0),
+            (kind, 0, 0),
             &[],
         )
         .emit()
@@ -1766,7 +1766,7 @@ mod tests {
                 TcpRepr::new(q_src.1, q_dst.1, rvs_wire::tcp::flags::ACK),
             )
             .emit();
-            let unreachable = (icmpv4::kind::DEST_UNREACH, icmpv4::code::FRAG_NEEDED);
+            let unreachable = (icmpv4::kind::DEST_UNREACH, icmpv4::code::FRAG_NEEDED, 0);
             let ip = Ipv4Repr { dont_frag: false, ..Ipv4Repr::new(src, dst) };
             FrameRepr::icmp(mac.0, mac.1, ip, unreachable, &quoted[14..14 + 28]).emit()
         };

@@ -73,22 +73,26 @@ pub enum L4Repr {
     },
 }
 
-/// An Ethernet + IPv4 frame.
+/// An Ethernet frame with an IPv4 header (`FrameRepr`, the default) or an IPv6 one
+/// ([`Frame6Repr`]; no extension headers, and `L4Repr::Icmp` is ICMPv6 there).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FrameRepr {
+pub struct FrameRepr<I = Ipv4Repr> {
     pub src_mac: MacAddr,
     pub dst_mac: MacAddr,
-    pub ip: Ipv4Repr,
+    pub ip: I,
     pub l4: L4Repr,
     pub payload: Vec<u8>,
 }
 
-impl FrameRepr {
-    pub fn tcp(src_mac: MacAddr, dst_mac: MacAddr, ip: Ipv4Repr, tcp: TcpRepr) -> Self {
+/// An Ethernet + IPv6 frame.
+pub type Frame6Repr = FrameRepr<Ipv6Repr>;
+
+impl<I> FrameRepr<I> {
+    pub fn tcp(src_mac: MacAddr, dst_mac: MacAddr, ip: I, tcp: TcpRepr) -> Self {
         Self { src_mac, dst_mac, ip, l4: L4Repr::Tcp(tcp), payload: Vec::new() }
     }
 
-    pub fn udp(src_mac: MacAddr, dst_mac: MacAddr, ip: Ipv4Repr, ports: (u16, u16), payload: &[u8]) -> Self {
+    pub fn udp(src_mac: MacAddr, dst_mac: MacAddr, ip: I, ports: (u16, u16), payload: &[u8]) -> Self {
         Self {
             src_mac,
             dst_mac,
@@ -98,17 +102,21 @@ impl FrameRepr {
         }
     }
 
-    /// An ICMP message from `ip.src` to `ip.dst`.
+    /// An ICMP (ICMPv6) message: `rest` is the header's last four bytes (echo identifier and
+    /// sequence, next-hop MTU, ND flags), `payload` what follows (an echo's data, the datagram an
+    /// error quotes, a neighbour solicitation's target and options).
     pub fn icmp(
         src_mac: MacAddr,
         dst_mac: MacAddr,
-        ip: Ipv4Repr,
-        (msg_type, code): (u8, u8),
+        ip: I,
+        (msg_type, code, rest): (u8, u8, u32),
         payload: &[u8],
     ) -> Self {
-        Self { src_mac, dst_mac, ip, l4: L4Repr::Icmp { msg_type, code, rest: 0 }, payload: payload.to_vec() }
+        Self { src_mac, dst_mac, ip, l4: L4Repr::Icmp { msg_type, code, rest }, payload: payload.to_vec() }
     }
+}
 
+impl FrameRepr<Ipv4Repr> {
     /// The frame's bytes: Ethernet, IPv4 (checksummed), the L4 header (its checksum over the
     /// pseudo-header and `payload`), then `payload`.
     pub fn emit(&self) -> Vec<u8> {
@@ -165,43 +173,7 @@ impl Ipv6Repr {
     }
 }
 
-/// An Ethernet + IPv6 frame (no extension headers); `L4Repr::Icmp` is ICMPv6 here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame6Repr {
-    pub src_mac: MacAddr,
-    pub dst_mac: MacAddr,
-    pub ip: Ipv6Repr,
-    pub l4: L4Repr,
-    pub payload: Vec<u8>,
-}
-
-impl Frame6Repr {
-    pub fn tcp(src_mac: MacAddr, dst_mac: MacAddr, ip: Ipv6Repr, tcp: TcpRepr) -> Self {
-        Self { src_mac, dst_mac, ip, l4: L4Repr::Tcp(tcp), payload: Vec::new() }
-    }
-
-    pub fn udp(src_mac: MacAddr, dst_mac: MacAddr, ip: Ipv6Repr, ports: (u16, u16), payload: &[u8]) -> Self {
-        Self {
-            src_mac,
-            dst_mac,
-            ip,
-            l4: L4Repr::Udp { src_port: ports.0, dst_port: ports.1 },
-            payload: payload.to_vec(),
-        }
-    }
-
-    /// An ICMPv6 message: `rest` is the header's last four bytes, `payload` what follows (a
-    /// neighbour solicitation's target and options, an echo's data).
-    pub fn icmp(
-        src_mac: MacAddr,
-        dst_mac: MacAddr,
-        ip: Ipv6Repr,
-        (msg_type, code, rest): (u8, u8, u32),
-        payload: &[u8],
-    ) -> Self {
-        Self { src_mac, dst_mac, ip, l4: L4Repr::Icmp { msg_type, code, rest }, payload: payload.to_vec() }
-    }
-
+impl FrameRepr<Ipv6Repr> {
     /// The frame's bytes: Ethernet, IPv6, the L4 header (its checksum over the pseudo-header and
     /// `payload`), then `payload`.
     pub fn emit(&self) -> Vec<u8> {

@@ -4,8 +4,7 @@ use libfuzzer_sys::fuzz_target;
 use rvs_wire::icmpv4::Icmpv4Packet;
 use rvs_wire::icmpv6::Icmpv6Packet;
 use rvs_wire::rewrite::{
-    NatMapping, Verdict, icmp_error_inner, icmp_nat_in, icmp_nat_out, icmp6_error_inner, icmp6_nat_in,
-    icmp6_nat_out, parse_ip,
+    NatMapping, Verdict, icmp_error_inner, icmp_nat_in, icmp_nat_out, icmp6_error_inner, parse_ip,
 };
 use rvs_wire::{PacketBuffer, VecBuffer};
 
@@ -60,10 +59,10 @@ fn icmp6(sel: u8, frame: &[u8]) {
     let mut b = VecBuffer::new(frame);
     let r = if sel & 4 == 0 {
         let m = NatMapping { virt: (src.0.into(), src.1), real: (other, u16::from(sel) | 1) };
-        icmp6_nat_in(&mut b, &egress(sel), &m)
+        icmp_nat_in(&mut b, &egress(sel), &m)
     } else {
         let m = NatMapping { real: (dst.0.into(), dst.1), virt: (other, u16::from(sel) | 1) };
-        icmp6_nat_out(&mut b, &egress(sel), &m)
+        icmp_nat_out(&mut b, &egress(sel), &m)
     };
     match r {
         Ok(Verdict::Forward) => {

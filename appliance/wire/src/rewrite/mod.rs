@@ -27,8 +27,8 @@ pub mod vlan;
 
 pub use local::{echo_reply_v4, echo_reply_v6};
 pub use nat::{
-    NatMapping, icmp_error_inner, icmp_nat_in, icmp_nat_out, icmp6_error_inner, icmp6_nat_in, icmp6_nat_out,
-    nat_fragment, nat_in, nat_in_with, nat_out, nat_out_with,
+    NatMapping, icmp_error_inner, icmp_nat_in, icmp_nat_out, icmp6_error_inner, nat_fragment, nat_in,
+    nat_in_with, nat_out, nat_out_with,
 };
 pub use tun::{Encap, TunOuter, tun, tun_with};
 
@@ -132,10 +132,16 @@ pub fn parse_ipv4_untagged(frame: &[u8]) -> Option<IpInfo> {
         return None;
     }
     let p = Ipv4Packet::new_checked(frame.get(ethernet::HEADER_LEN..)?).ok()?;
-    Some(IpInfo {
-        l2_len: ethernet::HEADER_LEN,
+    Some(ipv4_info(ethernet::HEADER_LEN, &p))
+}
+
+/// An IPv4 packet's [`IpInfo`], its header `l2_len` bytes into the frame.
+#[inline]
+fn ipv4_info(l2_len: usize, p: &Ipv4Packet<&[u8]>) -> IpInfo {
+    IpInfo {
+        l2_len,
         v6: false,
-        l4_offset: ethernet::HEADER_LEN + p.header_len(),
+        l4_offset: l2_len + p.header_len(),
         protocol: p.protocol(),
         ip_len: usize::from(p.total_len()),
         ttl: p.ttl(),
@@ -144,7 +150,7 @@ pub fn parse_ipv4_untagged(frame: &[u8]) -> Option<IpInfo> {
         tos: p.tos(),
         src: p.src().into(),
         dst: p.dst().into(),
-    })
+    }
 }
 
 /// Parses Ethernet (+VLAN) and IPv4 or IPv6 down to the upper-layer header.
@@ -152,22 +158,7 @@ pub fn parse_ip(frame: &[u8]) -> Result<IpInfo> {
     let l2 = ethernet::parse_l2(frame)?;
     let ip = frame.get(l2.len..).unwrap_or_default();
     match l2.ethertype {
-        ethertype::IPV4 => {
-            let p = Ipv4Packet::new_checked(ip)?;
-            Ok(IpInfo {
-                l2_len: l2.len,
-                v6: false,
-                l4_offset: l2.len + p.header_len(),
-                protocol: p.protocol(),
-                ip_len: usize::from(p.total_len()),
-                ttl: p.ttl(),
-                fragment: p.is_fragment(),
-                dont_frag: p.dont_frag(),
-                tos: p.tos(),
-                src: p.src().into(),
-                dst: p.dst().into(),
-            })
-        }
+        ethertype::IPV4 => Ok(ipv4_info(l2.len, &Ipv4Packet::new_checked(ip)?)),
         ethertype::IPV6 => {
             let p = Ipv6Packet::new_checked(ip)?;
             let ul = p.upper_layer()?;

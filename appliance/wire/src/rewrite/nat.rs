@@ -351,6 +351,74 @@ fn put(f: &mut [u8], at: usize, new: &[u8], icmp_c: &mut u16) {
     be::set_bytes(f, at, new);
 }
 
+/// Which quoted endpoint an ICMP error's translation changes, from what to what, and which outer
+/// address becomes what: (quoted from, quoted to, outer side, outer address). The quote must carry
+/// the mapping's endpoint.
+#[allow(clippy::type_complexity)]
+fn icmp_sides<A: Copy + PartialEq>(
+    (virt, real): ((A, u16), (A, u16)),
+    quoted_side: Side,
+    (q_src, q_dst): ((A, u16), (A, u16)),
+) -> Result<((A, u16), (A, u16), Side, A)> {
+    let (q_from, q_to, outer_side, outer_to, q_have) = match quoted_side {
+        Side::Src => (virt, real, Side::Dst, real.0, q_src),
+        Side::Dst => (real, virt, Side::Src, virt.0, q_dst),
+    };
+    if q_have != q_from {
+        return Err(PacketError::Unsupported("ICMP error does not match the NAT mapping"));
+    }
+    Ok((q_from, q_to, outer_side, outer_to))
+}
+
+/// The transport header an ICMP error quotes: where it is, how much of it, and where the
+/// translated port sits.
+struct QuotedL4 {
+    at: usize,
+    len: usize,
+    protocol: u8,
+    port_at: usize,
+}
+
+impl QuotedL4 {
+    /// The quoted port, and the quoted checksum when the quote carries it (always for UDP, for TCP
+    /// only if more than 8 bytes were quoted), each change folded into the ICMP checksum. IPVS
+    /// leaves these alone; updating them keeps the quote consistent for receivers that check.
+    fn translate(
+        &self,
+        f: &mut [u8],
+        (old_a, new_a): (&[u8], &[u8]),
+        (old_p, new_p): (u16, u16),
+        v6: bool,
+        icmp_c: &mut u16,
+    ) {
+        let (old_p, new_p) = (old_p.to_be_bytes(), new_p.to_be_bytes());
+        let csum = match self.protocol {
+            ip_proto::UDP => Some(udp::CHECKSUM_OFFSET),
+            _ if self.len >= tcp::CHECKSUM_OFFSET + 2 => Some(tcp::CHECKSUM_OFFSET),
+            _ => None,
+        };
+        if let Some(off) = csum {
+            let at = self.at + off;
+            let old_c = be::u16_at(f, at);
+            let c = match (self.protocol == ip_proto::UDP, v6) {
+                // A zero UDP checksum over IPv4 means "none" and stays so.
+                (true, false) => {
+                    checksum::update_udp(checksum::update_udp(old_c, old_a, new_a), &old_p, &new_p)
+                }
+                // Over IPv6 a UDP checksum is never 0 (RFC 8200 §8.1).
+                (true, true) => match checksum::update(checksum::update(old_c, old_a, new_a), &old_p, &new_p)
+                {
+                    0 => 0xffff,
+                    c => c,
+                },
+                _ => checksum::update(checksum::update(old_c, old_a, new_a), &old_p, &new_p),
+            };
+            put(f, at, &c.to_be_bytes(), icmp_c);
+        }
+        put(f, self.port_at, &new_p, icmp_c);
+    }
+}
+
 /// An ICMPv4 error's quoted datagram, located.
 struct Quoted {
     /// Offset of the ICMP header in the frame.
@@ -419,7 +487,11 @@ pub fn icmp_nat_in<B: PacketBuffer + ?Sized>(
     egress: &Egress,
     m: &NatMapping,
 ) -> Result<Verdict> {
-    translate_icmp(buf, egress, m, Side::Src)
+    if m.virt.0.is_ipv6() {
+        translate_icmp6(buf, egress, m, Side::Src)
+    } else {
+        translate_icmp(buf, egress, m, Side::Src)
+    }
 }
 
 /// An ICMP error arriving from the real-server side about a client packet (client -> real): the
@@ -430,7 +502,11 @@ pub fn icmp_nat_out<B: PacketBuffer + ?Sized>(
     egress: &Egress,
     m: &NatMapping,
 ) -> Result<Verdict> {
-    translate_icmp(buf, egress, m, Side::Dst)
+    if m.virt.0.is_ipv6() {
+        translate_icmp6(buf, egress, m, Side::Dst)
+    } else {
+        translate_icmp(buf, egress, m, Side::Dst)
+    }
 }
 
 fn translate_icmp<B: PacketBuffer + ?Sized>(
@@ -443,18 +519,8 @@ fn translate_icmp<B: PacketBuffer + ?Sized>(
     let (IpAddr::V4(virt), IpAddr::V4(real)) = (m.virt.0, m.real.0) else {
         return Err(PacketError::Unsupported("ICMP NAT for IPv6 mappings"));
     };
-    // Which quoted endpoint is translated, from what to what; and which outer address.
-    let (q_from, q_to, outer_side, outer_to) = match quoted_side {
-        Side::Src => ((virt, m.virt.1), (real, m.real.1), Side::Dst, real),
-        Side::Dst => ((real, m.real.1), (virt, m.virt.1), Side::Src, virt),
-    };
-    let q_have = match quoted_side {
-        Side::Src => (q.src, q.sport),
-        Side::Dst => (q.dst, q.dport),
-    };
-    if q_have != q_from {
-        return Err(PacketError::Unsupported("ICMP error does not match the NAT mapping"));
-    }
+    let (q_from, q_to, outer_side, outer_to) =
+        icmp_sides(((virt, m.virt.1), (real, m.real.1)), quoted_side, ((q.src, q.sport), (q.dst, q.dport)))?;
     if let Some(v) = preflight(&q.outer, egress, 0) {
         return Ok(v);
     }
@@ -472,26 +538,8 @@ fn translate_icmp<B: PacketBuffer + ?Sized>(
     put(f, q_addr_at, &new_a, &mut icmp_c);
     put(f, q.ip + ipv4::CHECKSUM_OFFSET, &q_ip_c.to_be_bytes(), &mut icmp_c);
 
-    // Quoted transport header: the port, and its checksum when the quote carries it (always for UDP,
-    // for TCP only if more than 8 bytes were quoted). IPVS leaves these alone; updating them keeps
-    // the quote consistent for receivers that check.
-    let (old_p, new_p) = (q_from.1.to_be_bytes(), q_to.1.to_be_bytes());
-    let l4_csum = match q.protocol {
-        ip_proto::UDP => Some(udp::CHECKSUM_OFFSET),
-        _ if q.l4_len >= tcp::CHECKSUM_OFFSET + 2 => Some(tcp::CHECKSUM_OFFSET),
-        _ => None,
-    };
-    if let Some(off) = l4_csum {
-        let at = q.l4 + off;
-        let old_c = be::u16_at(f, at);
-        let c = if q.protocol == ip_proto::UDP {
-            checksum::update_udp(checksum::update_udp(old_c, &old_a, &new_a), &old_p, &new_p)
-        } else {
-            checksum::update(checksum::update(old_c, &old_a, &new_a), &old_p, &new_p)
-        };
-        put(f, at, &c.to_be_bytes(), &mut icmp_c);
-    }
-    put(f, q_port_at, &new_p, &mut icmp_c);
+    let quoted_l4 = QuotedL4 { at: q.l4, len: q.l4_len, protocol: q.protocol, port_at: q_port_at };
+    quoted_l4.translate(f, (&old_a, &new_a), (q_from.1, q_to.1), false, &mut icmp_c);
     be::set_u16(f, icmp_csum_at, icmp_c);
 
     // Outer header: one address (ICMPv4 has no pseudo-header, so the ICMP checksum is unaffected).
@@ -574,26 +622,6 @@ pub fn icmp6_error_inner(frame: &[u8]) -> Result<(u8, Endpoint6, Endpoint6)> {
     Ok((q.protocol, (q.src, q.sport), (q.dst, q.dport)))
 }
 
-/// [`icmp_nat_in`] for ICMPv6: an error from the client side about a reply (VIP6 -> client) goes
-/// to the real server, about the packet the server sent.
-pub fn icmp6_nat_in<B: PacketBuffer + ?Sized>(
-    buf: &mut B,
-    egress: &Egress,
-    m: &NatMapping,
-) -> Result<Verdict> {
-    translate_icmp6(buf, egress, m, Side::Src)
-}
-
-/// [`icmp_nat_out`] for ICMPv6: an error from the server side about a client's packet goes to the
-/// client from the VIP, about the packet the client sent.
-pub fn icmp6_nat_out<B: PacketBuffer + ?Sized>(
-    buf: &mut B,
-    egress: &Egress,
-    m: &NatMapping,
-) -> Result<Verdict> {
-    translate_icmp6(buf, egress, m, Side::Dst)
-}
-
 fn translate_icmp6<B: PacketBuffer + ?Sized>(
     buf: &mut B,
     egress: &Egress,
@@ -604,17 +632,8 @@ fn translate_icmp6<B: PacketBuffer + ?Sized>(
     let (IpAddr::V6(virt), IpAddr::V6(real)) = (m.virt.0, m.real.0) else {
         return Err(PacketError::Unsupported("ICMPv6 NAT for IPv4 mappings"));
     };
-    let (q_from, q_to, outer_side, outer_to) = match quoted_side {
-        Side::Src => ((virt, m.virt.1), (real, m.real.1), Side::Dst, real),
-        Side::Dst => ((real, m.real.1), (virt, m.virt.1), Side::Src, virt),
-    };
-    let q_have = match quoted_side {
-        Side::Src => (q.src, q.sport),
-        Side::Dst => (q.dst, q.dport),
-    };
-    if q_have != q_from {
-        return Err(PacketError::Unsupported("ICMPv6 error does not match the NAT mapping"));
-    }
+    let (q_from, q_to, outer_side, outer_to) =
+        icmp_sides(((virt, m.virt.1), (real, m.real.1)), quoted_side, ((q.src, q.sport), (q.dst, q.dport)))?;
     if let Some(v) = preflight(&q.outer, egress, 0) {
         return Ok(v);
     }
@@ -632,20 +651,8 @@ fn translate_icmp6<B: PacketBuffer + ?Sized>(
             put(f, q_addr_at + 4 * i, n, &mut icmp_c);
         }
     }
-    let (old_p, new_p) = (q_from.1.to_be_bytes(), q_to.1.to_be_bytes());
-    let l4_csum = match q.protocol {
-        ip_proto::UDP => Some(udp::CHECKSUM_OFFSET),
-        _ if q.l4_len >= tcp::CHECKSUM_OFFSET + 2 => Some(tcp::CHECKSUM_OFFSET),
-        _ => None,
-    };
-    if let Some(off) = l4_csum {
-        let at = q.l4 + off;
-        let c = checksum::update(checksum::update(be::u16_at(f, at), &old_a, &new_a), &old_p, &new_p);
-        // A UDP checksum is never 0 over IPv6 (RFC 8200 §8.1).
-        let c = if q.protocol == ip_proto::UDP && c == 0 { 0xffff } else { c };
-        put(f, at, &c.to_be_bytes(), &mut icmp_c);
-    }
-    put(f, q_port_at, &new_p, &mut icmp_c);
+    let quoted_l4 = QuotedL4 { at: q.l4, len: q.l4_len, protocol: q.protocol, port_at: q_port_at };
+    quoted_l4.translate(f, (&old_a, &new_a), (q_from.1, q_to.1), true, &mut icmp_c);
 
     // Outer header: one address, which ICMPv6's pseudo-header covers too.
     let l3 = q.outer.l2_len;
