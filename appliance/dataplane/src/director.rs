@@ -114,13 +114,6 @@ pub struct IfaceQueues {
     pub twin: Option<TwinQueues>,
 }
 
-impl IfaceQueues {
-    /// A port's untagged side.
-    pub fn untagged(port: usize, twin: Option<TwinQueues>) -> Self {
-        Self { port, vlan: None, twin }
-    }
-}
-
 /// A worker's queue pair on a port's kernel twin (a TAP device), and the burst staged for it.
 #[derive(Debug)]
 pub struct TwinQueues {
