@@ -1074,6 +1074,16 @@ fn validate_director(raw: &RawConfig, ports: &[PortSpec]) -> Result<Forwarding, 
         .iter()
         .flat_map(|p| p.address6.into_iter().chain(p.vlans.iter().filter_map(|v| v.address6)))
         .collect();
+    for (n, (a, l)) in subnets6.iter().enumerate() {
+        if let Some((b, m)) =
+            subnets6.iter().skip(n + 1).find(|(b, m)| rvs_dataplane::net::same_prefix6(a, b, (*l).min(*m)))
+        {
+            return Err(invalid(
+                "port",
+                format!("{a}/{l} and {b}/{m} overlap: each interface needs an IPv6 subnet of its own"),
+            ));
+        }
+    }
     let (mut routes, mut routes6) = (Vec::new(), Vec::new());
     for (i, r) in raw.routes.iter().enumerate() {
         let key = |k: &str| format!("route[{i}].{k}");
@@ -1523,6 +1533,11 @@ connections_per_worker = {too_many}
                 "destination = \"::/0\"",
                 "destination = \"::/129\"",
                 "route[1].destination: \"::/129\": prefix length over 128",
+            ),
+            (
+                "address = \"203.0.113.1/24\"",
+                "address = \"203.0.113.1/24\"\naddress6 = \"2001:db8:f::1:2/112\"",
+                "port: 2001:db8:f::2/64 and 2001:db8:f::1:2/112 overlap",
             ),
         ] {
             let e = err(&v6.replace(from, to));
