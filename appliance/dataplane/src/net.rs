@@ -140,6 +140,16 @@ impl Network {
         Ok(Self { interfaces, routes: resolved, routes6: Vec::new(), classifier, classifier6: Vec::new() })
     }
 
+    /// The classifier's host destinations (/32, or /128 for IPv6): the VIPs of firewall-mark
+    /// services of that family.
+    pub fn classifier_hosts(&self, v6: bool) -> Vec<IpAddr> {
+        if v6 {
+            self.classifier6.iter().filter(|r| r.prefix_len == 128).map(|r| r.destination.into()).collect()
+        } else {
+            self.classifier.iter().filter(|r| r.prefix_len == 32).map(|r| r.destination.into()).collect()
+        }
+    }
+
     /// Adds IPv6 classifier rules.
     pub fn with_classifier6(mut self, rules: Vec<ClassifierRule6>) -> Self {
         self.classifier6 = rules;

@@ -263,37 +263,18 @@ impl Pipeline {
         match key {
             rvs_ipvs::ServiceKey::Addr { addr: IpAddr::V4(a), .. } => self.vip_ref(a, add),
             rvs_ipvs::ServiceKey::Addr { addr: IpAddr::V6(a), .. } => self.vip6_ref(a, add),
-            rvs_ipvs::ServiceKey::Fwmark { v6: true, .. } => {
-                let before = self.fwm_services6;
-                self.fwm_services6 = if add { before + 1 } else { before.saturating_sub(1) };
-                if (before == 0) != (self.fwm_services6 == 0) {
-                    let hosts: Vec<Ipv6Addr> = self
-                        .net
-                        .classifier6
-                        .iter()
-                        .filter(|r| r.prefix_len == 128)
-                        .map(|r| r.destination)
-                        .collect();
-                    for h in hosts {
-                        self.vip6_ref(h, add);
-                    }
-                }
-            }
-            rvs_ipvs::ServiceKey::Fwmark { v6: false, .. } => {
-                let before = self.fwm_services;
-                self.fwm_services = if add { before + 1 } else { before.saturating_sub(1) };
-                // FWM services have no address of their own: the classifier's hosts are their VIPs
-                // while any exists.
-                if (before == 0) != (self.fwm_services == 0) {
-                    let hosts: Vec<Ipv4Addr> = self
-                        .net
-                        .classifier
-                        .iter()
-                        .filter(|r| r.prefix_len == 32)
-                        .map(|r| r.destination)
-                        .collect();
-                    for h in hosts {
-                        self.vip_ref(h, add);
+            rvs_ipvs::ServiceKey::Fwmark { v6, .. } => {
+                let count = if v6 { &mut self.fwm_services6 } else { &mut self.fwm_services };
+                let before = *count;
+                *count = if add { before + 1 } else { before.saturating_sub(1) };
+                // FWM services have no address of their own: the classifier's hosts (of the
+                // service's family) are their VIPs while any exists.
+                if (before == 0) != (*count == 0) {
+                    for h in self.net.classifier_hosts(v6) {
+                        match h {
+                            IpAddr::V4(a) => self.vip_ref(a, add),
+                            IpAddr::V6(a) => self.vip6_ref(a, add),
+                        }
                     }
                 }
             }
