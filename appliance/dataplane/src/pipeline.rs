@@ -659,7 +659,7 @@ impl Pipeline {
         if info.protocol == ip_proto::ICMPV6 {
             if !local {
                 // An ICMPv6 error about a connection's packet, translated as IPv4's are.
-                if let Some(a) = self.translate_icmp6_error(port, buf, vip, now) {
+                if let Some(a) = self.translate_icmp_error(port, buf, vip, now) {
                     return a;
                 }
             }
@@ -944,7 +944,8 @@ impl Pipeline {
     /// the real server (NAT: addresses translated, the quoted source back to the server; DR and TUN:
     /// forwarded as the connection's packets are); from the servers' side about a client's packet
     /// through NAT (to the client), translated to come from the VIP about the packet the client
-    /// sent. `None`: not an ICMP error about a connection of ours (the caller goes on).
+    /// sent. ICMP and ICMPv6 alike. `None`: not an ICMP error about a connection of ours (the
+    /// caller goes on).
     fn translate_icmp_error<B: PacketBuffer + ?Sized>(
         &mut self,
         port: usize,
@@ -952,59 +953,24 @@ impl Pipeline {
         to_vip: bool,
         now: Time,
     ) -> Option<Action> {
-        let (protocol, src, dst) = rewrite::icmp_error_inner(buf.bytes()).ok()?;
+        // The quoted flow, of the error's family (ICMP or ICMPv6).
+        let (protocol, src, dst) = match rewrite::icmp_error_inner(buf.bytes()) {
+            Ok((p, s, d)) => (p, (IpAddr::V4(s.0), s.1), (IpAddr::V4(d.0), d.1)),
+            Err(_) => {
+                let (p, s, d) = rewrite::icmp6_error_inner(buf.bytes()).ok()?;
+                (p, (IpAddr::V6(s.0), s.1), (IpAddr::V6(d.0), d.1))
+            }
+        };
         let quoted = PacketMeta {
             protocol,
-            src: IpAddr::V4(src.0),
+            src: src.0,
             sport: src.1,
-            dst: IpAddr::V4(dst.0),
+            dst: dst.0,
             dport: dst.1,
             tcp_flags: 0,
             fwmark: None,
             len: 0,
         };
-        if to_vip {
-            let (raddr, rport, fwd) = self.ipvs.icmp_about_reply(&quoted)?;
-            let IpAddr::V4(real) = raddr else { return Some(self.drop(DropReason::Unsupported)) };
-            return Some(match fwd {
-                Fwd::Masq => {
-                    let Some(nh) = self.net.route(real) else { return Some(self.drop(DropReason::NoRoute)) };
-                    let egress = self.egress(nh);
-                    let m = NatMapping { virt: (IpAddr::V4(src.0), src.1), real: (raddr, rport) };
-                    let v = rewrite::icmp_nat_in(buf, &egress, &m);
-                    self.finish(port, buf, v, nh, now)
-                }
-                other => self.forward(port, buf, other, (src.0.into(), src.1), (raddr, rport), None, now),
-            });
-        }
-        let (vaddr, vport) = self.ipvs.icmp_about_client_packet(&quoted)?;
-        let Some(nh) = self.net.route(src.0) else { return Some(self.drop(DropReason::NoRoute)) };
-        let egress = self.egress(nh);
-        let m = NatMapping { virt: (vaddr, vport), real: (IpAddr::V4(dst.0), dst.1) };
-        let v = rewrite::icmp_nat_out(buf, &egress, &m);
-        Some(self.finish(port, buf, v, nh, now))
-    }
-
-    /// [`Pipeline::translate_icmp_error`] for ICMPv6 (packet too big, unreachable, time exceeded).
-    fn translate_icmp6_error<B: PacketBuffer + ?Sized>(
-        &mut self,
-        port: usize,
-        buf: &mut B,
-        to_vip: bool,
-        now: Time,
-    ) -> Option<Action> {
-        let (protocol, src, dst) = rewrite::icmp6_error_inner(buf.bytes()).ok()?;
-        let quoted = PacketMeta {
-            protocol,
-            src: IpAddr::V6(src.0),
-            sport: src.1,
-            dst: IpAddr::V6(dst.0),
-            dport: dst.1,
-            tcp_flags: 0,
-            fwmark: None,
-            len: 0,
-        };
-        let virt = (IpAddr::V6(src.0), src.1);
         if to_vip {
             let (raddr, rport, fwd) = self.ipvs.icmp_about_reply(&quoted)?;
             return Some(match fwd {
@@ -1013,17 +979,17 @@ impl Pipeline {
                         return Some(self.drop(DropReason::NoRoute));
                     };
                     let egress = self.egress(nh);
-                    let v = rewrite::icmp_nat_in(buf, &egress, &NatMapping { virt, real: (raddr, rport) });
+                    let v =
+                        rewrite::icmp_nat_in(buf, &egress, &NatMapping { virt: src, real: (raddr, rport) });
                     self.finish(port, buf, v, nh, now)
                 }
-                other => self.forward(port, buf, other, virt, (raddr, rport), None, now),
+                other => self.forward(port, buf, other, src, (raddr, rport), None, now),
             });
         }
         let (vaddr, vport) = self.ipvs.icmp_about_client_packet(&quoted)?;
-        let Some(nh) = self.net.route6(&src.0) else { return Some(self.drop(DropReason::NoRoute)) };
+        let Some(nh) = self.net.route_ip(src.0) else { return Some(self.drop(DropReason::NoRoute)) };
         let egress = self.egress(nh);
-        let m = NatMapping { virt: (vaddr, vport), real: (IpAddr::V6(dst.0), dst.1) };
-        let v = rewrite::icmp_nat_out(buf, &egress, &m);
+        let v = rewrite::icmp_nat_out(buf, &egress, &NatMapping { virt: (vaddr, vport), real: dst });
         Some(self.finish(port, buf, v, nh, now))
     }
 
