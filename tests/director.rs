@@ -872,7 +872,17 @@ fn two_workers_share_the_clients_and_nat_stays_whole() {
     );
     let log = bed.rvsd.as_ref().expect("running").log_text();
     assert!(log.contains("NAT replies are handed to their client's worker instead"), "{log}");
-    eprintln!("two workers: rx {rx1} / {rx2}, handed over {handed}");
+    // Each worker's table (65,536 entries of 64 bytes) is built in huge pages where the kernel
+    // offers transparent ones.
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    let huge_mib = log
+        .split("huge_page_mib=")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u64>().ok());
+    if !thp.contains("[never]") {
+        assert!(huge_mib.is_some_and(|m| m >= 8), "two 4 MiB tables in huge pages ({thp}): {log}");
+    }
+    eprintln!("two workers: rx {rx1} / {rx2}, handed over {handed}, {huge_mib:?} MiB in huge pages");
 }
 
 /// The README's reload, `-Sn; -C; -R`, in the middle of a download: the re-created service finds

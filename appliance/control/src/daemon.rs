@@ -62,6 +62,31 @@ pub enum DaemonError {
     NoNetwork,
     #[error("copying the rules to the worker on lcore {lcore}: {source}")]
     ShardCopy { lcore: u32, source: rvs_ipvs::ServiceError },
+    #[error("the worker on lcore {0} ended while building its connection table")]
+    WorkerGone(u32),
+}
+
+/// What a director worker's IPVS shard is built from, on the worker's lcore.
+struct ShardPlan {
+    capacity: usize,
+    seed: u64,
+    sched_seed: u64,
+    locals: Vec<std::net::IpAddr>,
+    ops: Vec<rvs_ipvs::Op>,
+}
+
+impl ShardPlan {
+    fn build(self) -> Result<Ipvs, rvs_ipvs::ServiceError> {
+        let mut shard = Ipvs::new(self.capacity, (self.capacity / 16).max(1024), self.seed);
+        shard.set_sched_seed(self.sched_seed);
+        shard.set_local_addrs(self.locals);
+        for op in &self.ops {
+            shard.apply(op)?;
+        }
+        // From here on, mh tables come from the management core's copy.
+        shard.defer_sched_tables();
+        Ok(shard)
+    }
 }
 
 trait Context<T> {
@@ -205,6 +230,10 @@ pub fn run(cfg: &Config, build: &BuildInfo, signals: &Signals) -> Result<Summary
             interfaces = %cfg.interfaces().iter().map(|i| format!("{}={}", i.name, i.address.map(|(a, l)| format!("{a}/{l}")).unwrap_or_default())).collect::<Vec<_>>().join(","),
             routes = spec.routes.len(),
             classifier_rules = spec.classifier.len(),
+            connections_per_worker = cfg.connections_per_worker,
+            // Whether the tables got huge pages (rvsd's allocator asks; the kernel decides).
+            huge_page_mib = rvs_dpdk::huge::anon_huge_bytes().unwrap_or(0) >> 20,
+            transparent_hugepage = rvs_dpdk::huge::thp_mode().unwrap_or_default(),
             "forwarding"
         ),
     }
@@ -474,19 +503,17 @@ fn launch_workers(
                     };
                     ifaces.push(IfaceQueues { port: i.port, vlan: i.vlan, twin });
                 }
-                let mut shard = Ipvs::new(
-                    cfg.connections_per_worker,
-                    (cfg.connections_per_worker / 16).max(1024),
-                    random_seed(),
-                );
-                shard.set_sched_seed(sched_seed);
-                shard.set_local_addrs(locals.to_vec());
-                for op in model_ops(model) {
-                    shard.apply(&op).map_err(|source| DaemonError::ShardCopy { lcore: lcore.0, source })?;
-                }
-                // From here on, mh tables come from the management core's copy.
-                shard.defer_sched_tables();
-                let mut pipeline = Pipeline::new(net, shard, Arc::clone(&counters));
+                // The shard (its connection table above all) is built on the worker's own lcore, so
+                // that the pages it writes first are on that lcore's NUMA node; the pipeline gets a
+                // placeholder until then.
+                let shard = ShardPlan {
+                    capacity: cfg.connections_per_worker,
+                    seed: random_seed(),
+                    sched_seed,
+                    locals: locals.to_vec(),
+                    ops: model_ops(model),
+                };
+                let mut pipeline = Pipeline::new(net, Ipvs::new(1, 1, 0), Arc::clone(&counters));
                 pipeline.ttl = if spec.decrement_ttl { TtlPolicy::Decrement } else { TtlPolicy::Preserve };
                 pipeline.owner_key = owner_key;
                 let (per_sec, burst) = spec.icmp_errors;
@@ -523,7 +550,27 @@ fn launch_workers(
                     panic_after_ms: fault_panic_after_ms(),
                     sync: Some(sync_tx.clone()),
                 };
-                eal.launch(lcore, move || worker.run())
+                let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+                let mut worker = worker;
+                let handle = eal
+                    .launch(lcore, move || match shard.build() {
+                        Ok(ipvs) => {
+                            worker.pipeline.ipvs = ipvs;
+                            let _ = ready_tx.send(Ok(()));
+                            worker.run()
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            1
+                        }
+                    })
+                    .context(|| format!("launching worker on lcore {lcore}"))?;
+                // A worker that ended without a word panicked while building: its handle reports it.
+                match ready_rx.recv() {
+                    Ok(Ok(())) => Ok(handle),
+                    Ok(Err(source)) => return Err(DaemonError::ShardCopy { lcore: lcore.0, source }),
+                    Err(_) => return Err(DaemonError::WorkerGone(lcore.0)),
+                }
             }
         }
         .context(|| format!("launching worker on lcore {lcore}"))?;

@@ -228,6 +228,21 @@ pub fn survey(cfg: &Config, root: &Path) -> Vec<Finding> {
             out.push(info(format!("hugepages of {kib} kB: {total} reserved, {free} free")));
         }
     }
+    // The connection tables are ordinary memory that rvsd's allocator asks to back with transparent
+    // huge pages; without them every lookup at a million flows also walks the page tables.
+    if let Some(mode) = read(&root.join("sys/kernel/mm/transparent_hugepage/enabled"))
+        .and_then(|t| rvs_dpdk::huge::parse_thp_mode(&t))
+    {
+        if mode == "never" {
+            out.push(warn(
+                "transparent huge pages are off (never): the connection tables get 4 kB pages, lookups cost more \
+                 (echo madvise > /sys/kernel/mm/transparent_hugepage/enabled)"
+                    .into(),
+            ));
+        } else {
+            out.push(info(format!("transparent huge pages: {mode} (the connection tables use them)")));
+        }
+    }
     if !cfg.eal.no_huge {
         let want = u64::from(cfg.eal.memory_mib.unwrap_or(0));
         if free_mib == 0 {
@@ -295,6 +310,7 @@ mod tests {
         write(&root, "sys/devices/system/cpu/isolated", "2\n");
         write(&root, "sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "512\n");
         write(&root, "sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", "256\n");
+        write(&root, "sys/kernel/mm/transparent_hugepage/enabled", "always madvise [never]\n");
 
         let cfg = config(&["0000:3b:00.0", "0000:3b:00.1", "0000:af:00.0"], "[2, 3]");
         let report = survey(&cfg, &root);
@@ -312,6 +328,7 @@ mod tests {
             "1 RX queues for 2 workers",
             "port p2: no PCI device 0000:af:00.0",
             "512 MiB of free hugepages (256 of 2048 kB), eal.memory_mib asks for 1024",
+            "transparent huge pages are off (never)",
         ];
         for e in expect {
             assert!(warnings.iter().any(|w| w.contains(e)), "no warning {e:?} in {warnings:?}");

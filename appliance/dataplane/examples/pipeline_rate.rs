@@ -16,6 +16,10 @@ use rvs_ipvs::{DestConfig, Fwd, Ipvs, Op, SchedulerKind, ServiceConfig, ServiceK
 use rvs_wire::repr::{FrameRepr, Ipv4Repr, TcpRepr};
 use rvs_wire::{PacketBuffer, VecBuffer};
 
+// As in rvsd: the connection table in huge pages.
+#[global_allocator]
+static ALLOC: rvs_dpdk::HugeAlloc = rvs_dpdk::HugeAlloc;
+
 const FRONT: [u8; 6] = [2, 0, 0, 0, 0, 0xf0];
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 80);
 
@@ -79,11 +83,86 @@ fn fill(buf: &mut VecBuffer, template: &[u8], i: u32) {
     b[34..36].copy_from_slice(&sp.to_be_bytes());
 }
 
+/// `n` packets of established flows in bursts of 32 through the stages, as the worker runs them:
+/// cycles per packet in all, and in copy-in, parse, lookup, ipvs and rewrite (the clock read between
+/// stages costs a few cycles of its own, counted in the next stage).
+fn bursts(p: &mut Pipeline, flows: usize, n: u64) -> (f64, [f64; 5]) {
+    let ack = frame(0x10);
+    // A stride coprime to `flows` visits every flow in a scattered order.
+    let flow_of = |k: u64| ((k * 7_919) % flows as u64) as u32;
+    let mut burst: Vec<VecBuffer> = (0..32).map(|_| VecBuffer::new(&ack)).collect();
+    let mut metas = [Meta::default(); 32];
+    let mut forwarded = 0u64;
+    let mut stage = [0u64; 5];
+    let c0 = rvs_dpdk::rdtsc();
+    for b in 0..n / 32 {
+        let s0 = rvs_dpdk::rdtsc();
+        for (j, buf) in burst.iter_mut().enumerate() {
+            fill(buf, &ack, flow_of(b * 32 + j as u64));
+        }
+        let s1 = rvs_dpdk::rdtsc();
+        let k = p.parse_stage(0, burst.iter().map(|b| b.bytes()), &mut metas);
+        let s2 = rvs_dpdk::rdtsc();
+        p.lookup_stage(&mut metas[..k]);
+        let s3 = rvs_dpdk::rdtsc();
+        for (buf, meta) in burst.iter_mut().zip(metas.iter_mut()) {
+            p.ipvs_stage(0, buf, meta, 2);
+        }
+        let s4 = rvs_dpdk::rdtsc();
+        for (buf, meta) in burst.iter_mut().zip(&metas) {
+            if let Action::Tx(_) = p.rewrite_stage(0, buf, meta, 2) {
+                forwarded += 1;
+            }
+        }
+        let s5 = rvs_dpdk::rdtsc();
+        for (acc, (a, z)) in stage.iter_mut().zip([(s0, s1), (s1, s2), (s2, s3), (s3, s4), (s4, s5)]) {
+            *acc += z - a;
+        }
+    }
+    let packets = (n / 32 * 32) as f64;
+    assert_eq!(forwarded as f64, packets, "every packet of an established flow is forwarded");
+    ((rvs_dpdk::rdtsc() - c0) as f64 / packets, stage.map(|c| c as f64 / packets))
+}
+
+/// The same flows in a table on huge pages and in one on 4 KiB pages, measured in alternation (ten
+/// rounds each) so that the machine's drift hits both alike: the median cycles per packet of each.
+fn compare_pages(fwd: Fwd, name: &str, flows: usize) {
+    let syn = frame(0x02);
+    let mut tables = [true, false].map(|huge| {
+        rvs_dpdk::huge::set_advise(huge);
+        let mut p = pipeline(fwd, flows);
+        let mut buf = VecBuffer::new(&syn);
+        for i in 0..flows as u32 {
+            fill(&mut buf, &syn, i);
+            p.handle(0, &mut buf, 1);
+        }
+        (huge, p, Vec::new())
+    });
+    rvs_dpdk::huge::set_advise(true);
+    let n = 2_000_000u64.max(flows as u64);
+    for _ in 0..10 {
+        for (_, p, runs) in &mut tables {
+            runs.push(bursts(p, flows, n));
+        }
+    }
+    for (huge, _, runs) in &mut tables {
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (c, s) = runs[runs.len() / 2];
+        let pages = if *huge { "2M" } else { "4K" };
+        println!(
+            "{name:<5} {flows:>9} {pages} pages: {c:>5.0} cycles/packet (median of 10)   {:.0}/{:.0}/{:.0}/{:.0}/{:.0}",
+            s[0], s[1], s[2], s[3], s[4]
+        );
+    }
+}
+
 fn main() {
-    // Arguments: flow counts, and optionally the modes to run (nat, dr, tun).
+    // Arguments: flow counts, and optionally the modes to run (nat, dr, tun); `pages` compares the
+    // table on huge pages with one on 4 KiB pages instead.
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let modes: Vec<String> = std::env::args().skip(1).filter(|a| a.parse::<usize>().is_err()).collect();
     let sizes = if args.is_empty() { vec![1_000, 100_000, 1_000_000] } else { args };
+    let pages = modes.iter().any(|m| m == "pages");
     let ghz = tsc_per_ns();
     println!(
         "TSC {ghz:.2} GHz; 60-byte TCP frames; per packet: copy-in, parse, IPVS, rewrite, route, neighbour"
@@ -93,10 +172,14 @@ fn main() {
         "mode", "flows", "Mpps/core", "cyc/pkt", "(1 by 1)", "new conn/s", "cyc/new conn", "cyc/flood SYN"
     );
     for (name, fwd) in [("nat", Fwd::Masq), ("dr", Fwd::Route), ("tun", Fwd::Tunnel(TunnelType::Ipip))] {
-        if !modes.is_empty() && !modes.iter().any(|m| m == name) {
+        if modes.iter().any(|m| m != "pages") && !modes.iter().any(|m| m == name) {
             continue;
         }
         for &flows in &sizes {
+            if pages {
+                compare_pages(fwd, name, flows);
+                continue;
+            }
             let mut p = pipeline(fwd, flows);
             let mut buf = VecBuffer::new(&frame(0x02));
             let syn = frame(0x02);
@@ -126,42 +209,9 @@ fn main() {
             let single = (rvs_dpdk::rdtsc() - c0) as f64 / n as f64;
             assert_eq!(forwarded, n, "every packet of an established flow is forwarded");
             // ...and in bursts of 32 through the stages, as the worker runs them.
-            let mut burst: Vec<VecBuffer> = (0..32).map(|_| VecBuffer::new(&ack)).collect();
-            let mut metas = [Meta::default(); 32];
-            let mut forwarded = 0u64;
-            // Cycles in copy-in, parse, lookup, ipvs and rewrite (the clock read between stages
-            // costs a few cycles of its own, counted in the next stage).
-            let mut stage = [0u64; 5];
             let t = Instant::now();
-            let c0 = rvs_dpdk::rdtsc();
-            for b in 0..n / 32 {
-                let s0 = rvs_dpdk::rdtsc();
-                for (j, buf) in burst.iter_mut().enumerate() {
-                    fill(buf, &ack, flow_of(b * 32 + j as u64));
-                }
-                let s1 = rvs_dpdk::rdtsc();
-                let k = p.parse_stage(0, burst.iter().map(|b| b.bytes()), &mut metas);
-                let s2 = rvs_dpdk::rdtsc();
-                p.lookup_stage(&mut metas[..k]);
-                let s3 = rvs_dpdk::rdtsc();
-                for (buf, meta) in burst.iter_mut().zip(metas.iter_mut()) {
-                    p.ipvs_stage(0, buf, meta, 2);
-                }
-                let s4 = rvs_dpdk::rdtsc();
-                for (buf, meta) in burst.iter_mut().zip(&metas) {
-                    if let Action::Tx(_) = p.rewrite_stage(0, buf, meta, 2) {
-                        forwarded += 1;
-                    }
-                }
-                let s5 = rvs_dpdk::rdtsc();
-                for (acc, (a, z)) in stage.iter_mut().zip([(s0, s1), (s1, s2), (s2, s3), (s3, s4), (s4, s5)])
-                {
-                    *acc += z - a;
-                }
-            }
-            let cycles = (rvs_dpdk::rdtsc() - c0) as f64 / (n / 32 * 32) as f64;
+            let (cycles, stage) = bursts(&mut p, flows, n);
             let ns = t.elapsed().as_nanos() as f64 / (n / 32 * 32) as f64;
-            assert_eq!(forwarded, n / 32 * 32, "every packet of an established flow is forwarded");
             // A SYN flood's packets while stateless_syn acts: random sources, no entry made.
             p.ipvs.sysctl.stateless_syn = rvs_ipvs::Mode::ALWAYS;
             let flood = 1_000_000u32;
@@ -172,7 +222,6 @@ fn main() {
                 assert!(matches!(act, Action::Tx(1)), "flood SYN {k}: {act:?}");
             }
             let flood_cycles = (rvs_dpdk::rdtsc() - c0) as f64 / f64::from(flood);
-            let per = |c: u64| c as f64 / (n / 32 * 32) as f64;
             println!(
                 "{name:<5} {flows:>9} {:>10.2} {:>9.0} {:>12.0} {:>12.0} {:>13.0} {:>14.0}   {:.0}/{:.0}/{:.0}/{:.0}/{:.0}",
                 1e3 / ns,
@@ -181,11 +230,11 @@ fn main() {
                 1e9 / new_ns,
                 new_cycles,
                 flood_cycles,
-                per(stage[0]),
-                per(stage[1]),
-                per(stage[2]),
-                per(stage[3]),
-                per(stage[4]),
+                stage[0],
+                stage[1],
+                stage[2],
+                stage[3],
+                stage[4],
             );
         }
     }

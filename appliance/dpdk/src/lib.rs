@@ -27,12 +27,14 @@
 mod burst;
 mod eal;
 mod error;
+pub mod huge;
 mod mbuf;
 mod port;
 
 pub use burst::{BURST_SIZE, PacketBurst};
 pub use eal::{Eal, EalConfig, LaunchHandle, LcoreId, cpu_pause, rdtsc};
 pub use error::{DpdkError, Result};
+pub use huge::HugeAlloc;
 pub use mbuf::{Mbuf, Mempool, MempoolConfig};
 pub use port::{
     Port, PortConfig, PortId, PortStats, QueueId, RxQueue, Started, Stopped, TxOutcome, TxQueue, rss,
