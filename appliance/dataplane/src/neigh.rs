@@ -183,6 +183,14 @@ impl Neighbours {
         l
     }
 
+    /// [`Neighbours::lookup`] for an IPv4 next hop held as such (the packet path's common case).
+    #[inline]
+    pub fn lookup4(&mut self, ip: Ipv4Addr, port: usize, now: Time) -> Lookup {
+        let l = self.v4.lookup(ip, port, now);
+        self.evicted = self.v4.evicted + self.v6.evicted;
+        l
+    }
+
     /// An ARP packet (or a neighbour solicitation or advertisement) from `ip` at `mac` arrived on
     /// `port` (the caller checked that `ip` is on the port's subnet). RFC 826: an existing entry is
     /// updated; a new one is created only when the packet was addressed to us (`for_us`) and there
@@ -327,5 +335,25 @@ mod tests {
         assert_eq!(n.lookup(other, 1, 4), Lookup::Pending { request: true });
         assert_eq!((n.len(), n.evicted), (8, 1));
         assert_eq!(n.get(1, IP), Some(MAC));
+    }
+}
+
+/// A next hop's address as the packet path holds it: an `Ipv4Addr` on the IPv4 fast path (kept in
+/// registers), an `IpAddr` elsewhere.
+pub trait HopAddr: Copy + Into<IpAddr> {
+    fn lookup_in(self, n: &mut Neighbours, port: usize, now: Time) -> Lookup;
+}
+
+impl HopAddr for Ipv4Addr {
+    #[inline]
+    fn lookup_in(self, n: &mut Neighbours, port: usize, now: Time) -> Lookup {
+        n.lookup4(self, port, now)
+    }
+}
+
+impl HopAddr for IpAddr {
+    #[inline]
+    fn lookup_in(self, n: &mut Neighbours, port: usize, now: Time) -> Lookup {
+        n.lookup(self, port, now)
     }
 }

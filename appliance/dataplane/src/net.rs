@@ -114,7 +114,8 @@ pub struct Network {
     /// Indexed like the ports.
     pub interfaces: Vec<Interface>,
     /// Most specific first, each with its egress resolved.
-    routes: Vec<(Route, NextHop)>,
+    /// With the port their gateway is on.
+    routes: Vec<(Route, usize)>,
     routes6: Vec<(Route6, NextHop)>,
     pub classifier: Vec<ClassifierRule>,
     pub classifier6: Vec<ClassifierRule6>,
@@ -134,7 +135,7 @@ impl Network {
             let port = interfaces.iter().position(|i| i.contains(r.gateway)).ok_or(
                 NetError::GatewayUnreachable { prefix: r.prefix, len: r.prefix_len, gateway: r.gateway },
             )?;
-            resolved.push((*r, NextHop { port, addr: r.gateway.into() }));
+            resolved.push((*r, port));
         }
         resolved.sort_by_key(|r| std::cmp::Reverse(r.0.prefix_len));
         Ok(Self { interfaces, routes: resolved, routes6: Vec::new(), classifier, classifier6: Vec::new() })
@@ -222,18 +223,27 @@ impl Network {
     /// most specific static route. Connected subnets win over routes of the same length, as in Linux.
     #[inline]
     pub fn route(&self, dst: Ipv4Addr) -> Option<NextHop> {
+        self.route4(dst).map(|(port, addr)| NextHop { port, addr: addr.into() })
+    }
+
+    /// [`Network::route`] as (port, IPv4 next hop): plain scalars the packet path keeps in
+    /// registers (a `NextHop`, with its `IpAddr`, went through memory with a store-forwarding
+    /// stall on every packet).
+    #[inline]
+    pub fn route4(&self, dst: Ipv4Addr) -> Option<(usize, Ipv4Addr)> {
         let connected = self
             .interfaces
             .iter()
             .enumerate()
             .filter(|(_, i)| i.contains(dst))
             .max_by_key(|(_, i)| i.prefix_len)
-            .map(|(port, i)| (i.prefix_len, NextHop { port, addr: dst.into() }));
+            .map(|(port, i)| (i.prefix_len, port));
         let stat = self.routes.iter().find(|(r, _)| same_prefix(r.prefix, dst, r.prefix_len));
         match (connected, stat) {
-            (Some((cl, c)), Some((r, _))) if cl >= r.prefix_len => Some(c),
-            (_, Some((_, nh))) => Some(*nh),
-            (c, None) => c.map(|(_, c)| c),
+            (Some((cl, port)), Some((r, _))) if cl >= r.prefix_len => Some((port, dst)),
+            (_, Some((r, port))) => Some((*port, r.gateway)),
+            (Some((_, port)), None) => Some((port, dst)),
+            (None, None) => None,
         }
     }
 

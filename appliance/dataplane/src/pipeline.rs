@@ -31,7 +31,7 @@ use rvs_wire::udp::UdpDatagram;
 use rvs_wire::{PacketBuffer, PacketError, ip_proto};
 
 use crate::counters::{DropReason, WorkerCounters};
-use crate::neigh::{Lookup, Neighbours};
+use crate::neigh::{HopAddr, Lookup, Neighbours};
 use crate::net::{Interface, Network, NextHop, same_prefix};
 use crate::ratelimit::TokenBucket;
 use crate::rss::RssPredictor;
@@ -1015,8 +1015,57 @@ impl Pipeline {
     }
 
     fn egress(&self, nh: NextHop) -> Egress {
-        let (mac, mtu) = self.net.interfaces.get(nh.port).map_or(([0; 6], 0), |i| (i.mac, i.mtu));
+        self.egress_at(nh.port)
+    }
+
+    #[inline]
+    fn egress_at(&self, port: usize) -> Egress {
+        let (mac, mtu) = self.net.interfaces.get(port).map_or(([0; 6], 0), |i| (i.mac, i.mtu));
         Egress { src_mac: mac, dst_mac: [0; 6], mtu, ttl: self.ttl, offload: Offload::NONE }
+    }
+
+    /// [`Pipeline::forward`] for the IPv4 fast path's NAT and DR, with the addresses held as
+    /// `Ipv4Addr` from the decision to the neighbour lookup.
+    #[inline]
+    fn forward4<B: PacketBuffer + ?Sized>(
+        &mut self,
+        port: usize,
+        buf: &mut B,
+        masq: bool,
+        virt: (Ipv4Addr, u16),
+        real: (Ipv4Addr, u16),
+        info: &rewrite::IpInfo,
+        now: Time,
+    ) -> Action {
+        let Some((out, hop)) = self.net.route4(real.0) else { return self.drop(DropReason::NoRoute) };
+        let egress = self.egress_at(out);
+        let v = if masq {
+            rewrite::nat4_in_with(buf, info, &egress, virt, real)
+        } else if hop != real.0 {
+            // DR hands the frame to the real server itself: it must be on a connected subnet.
+            return self.drop(DropReason::NoRoute);
+        } else {
+            rewrite::dr_with(buf, info, &egress)
+        };
+        self.finish_hop(port, buf, v, out, hop, now)
+    }
+
+    /// A real server's IPv4 NAT reply on the fast path, back to its client as the VIP's.
+    #[inline]
+    fn reply4<B: PacketBuffer + ?Sized>(
+        &mut self,
+        port: usize,
+        buf: &mut B,
+        virt: (Ipv4Addr, u16),
+        real: (Ipv4Addr, u16),
+        client: Ipv4Addr,
+        info: &rewrite::IpInfo,
+        now: Time,
+    ) -> Action {
+        let Some((out, hop)) = self.net.route4(client) else { return self.drop(DropReason::NoRoute) };
+        let egress = self.egress_at(out);
+        let v = rewrite::nat4_out_with(buf, info, &egress, real, virt);
+        self.finish_hop(port, buf, v, out, hop, now)
     }
 
     /// A client's packet to its real server. `info`: the frame as the parse stage found it (the
@@ -1109,6 +1158,20 @@ impl Pipeline {
         nh: NextHop,
         now: Time,
     ) -> Action {
+        self.finish_hop(ingress, buf, v, nh.port, nh.addr, now)
+    }
+
+    /// [`Pipeline::finish`] with the next hop as its port and address (of either representation).
+    #[inline]
+    fn finish_hop<B: PacketBuffer + ?Sized, H: HopAddr>(
+        &mut self,
+        ingress: usize,
+        buf: &mut B,
+        v: Result<Verdict, PacketError>,
+        port: usize,
+        hop: H,
+        now: Time,
+    ) -> Action {
         match v {
             Ok(Verdict::Forward) => {}
             Ok(Verdict::TtlExceeded) => {
@@ -1128,21 +1191,21 @@ impl Pipeline {
             Ok(Verdict::TooBig) => return self.drop(DropReason::TooBig),
             Err(e) => return self.drop(wire_drop(e)),
         }
-        match self.neigh.lookup(nh.addr, nh.port, now) {
+        match hop.lookup_in(&mut self.neigh, port, now) {
             Lookup::Known { mac, refresh } => {
                 if refresh {
-                    self.queue_request(nh.addr, nh.port);
+                    self.queue_request(hop.into(), port);
                 }
                 if let Some(d) = buf.bytes_mut().get_mut(..6) {
                     d.copy_from_slice(&mac);
                 }
-                Action::Tx(nh.port)
+                Action::Tx(port)
             }
             Lookup::Pending { request } => {
                 if request {
-                    self.queue_request(nh.addr, nh.port);
+                    self.queue_request(hop.into(), port);
                 }
-                Action::Hold { port: nh.port, next_hop: nh.addr }
+                Action::Hold { port, next_hop: hop.into() }
             }
             Lookup::Full => self.drop(DropReason::NoNeighbour),
         }

@@ -236,6 +236,13 @@ impl Pipeline {
     ) -> Action {
         match (meta.decision, meta.fast) {
             (Decision::Done(a), _) => a,
+            (
+                Decision::Forward { fwd: fwd @ (Fwd::Masq | Fwd::Route), virt, real: (IpAddr::V4(r), rport) },
+                Some(f),
+            ) => self.forward4(port, buf, fwd == Fwd::Masq, virt, (r, rport), &f.info, now),
+            (Decision::Reply { vaddr: IpAddr::V4(v), vport }, Some(f)) => {
+                self.reply4(port, buf, (v, vport), (f.src, f.sport), f.dst, &f.info, now)
+            }
             (Decision::Forward { fwd, virt, real }, Some(f)) => {
                 self.forward(port, buf, fwd, (virt.0.into(), virt.1), real, Some(&f.info), now)
             }

@@ -28,7 +28,7 @@ pub mod vlan;
 pub use local::{echo_reply_v4, echo_reply_v6};
 pub use nat::{
     NatMapping, icmp_error_inner, icmp_nat_in, icmp_nat_out, icmp6_error_inner, nat_fragment, nat_in,
-    nat_in_with, nat_out, nat_out_with,
+    nat_in_with, nat_out, nat_out_with, nat4_in_with, nat4_out_with,
 };
 pub use tun::{Encap, TunOuter, tun, tun_with};
 

@@ -69,6 +69,52 @@ pub fn nat_out_with<B: PacketBuffer + ?Sized>(
     translate(buf, info, egress, Side::Src, m.real, m.virt)
 }
 
+/// [`nat_in_with`] with both sides IPv4, the director's common case: the addresses stay in
+/// registers (an `IpAddr` passed through memory costs a store-forwarding stall per packet).
+#[inline]
+pub fn nat4_in_with<B: PacketBuffer + ?Sized>(
+    buf: &mut B,
+    info: &IpInfo,
+    egress: &Egress,
+    virt: (Ipv4Addr, u16),
+    real: (Ipv4Addr, u16),
+) -> Result<Verdict> {
+    nat4(buf, info, egress, Side::Dst, virt, real)
+}
+
+/// [`nat_out_with`] with both sides IPv4 (see [`nat4_in_with`]).
+#[inline]
+pub fn nat4_out_with<B: PacketBuffer + ?Sized>(
+    buf: &mut B,
+    info: &IpInfo,
+    egress: &Egress,
+    real: (Ipv4Addr, u16),
+    virt: (Ipv4Addr, u16),
+) -> Result<Verdict> {
+    nat4(buf, info, egress, Side::Src, real, virt)
+}
+
+#[inline]
+fn nat4<B: PacketBuffer + ?Sized>(
+    buf: &mut B,
+    info: &IpInfo,
+    egress: &Egress,
+    side: Side,
+    from: (Ipv4Addr, u16),
+    to: (Ipv4Addr, u16),
+) -> Result<Verdict> {
+    if info.v6 {
+        return Err(PacketError::Unsupported("an IPv6 packet for an IPv4 mapping"));
+    }
+    if info.fragment {
+        return Err(PacketError::Unsupported("IP fragment"));
+    }
+    if info.protocol != ip_proto::TCP && info.protocol != ip_proto::UDP {
+        return Err(PacketError::Unsupported("NAT of other than TCP/UDP"));
+    }
+    translate_v4(buf, info, egress, side, from, to)
+}
+
 /// A fragment of a NATed IPv4 datagram, client -> server (`inbound`: destination virt -> real) or
 /// back (source real -> virt). The first fragment (offset 0) carries the TCP/UDP header: its
 /// address, port and checksum change as a whole datagram's would (the checksum covers the whole
