@@ -249,6 +249,26 @@ impl Neighbours {
     }
 }
 
+/// A next hop's address as the packet path holds it: an `Ipv4Addr` on the IPv4 fast path (kept in
+/// registers), an `IpAddr` elsewhere.
+pub trait HopAddr: Copy + Into<IpAddr> {
+    fn lookup_in(self, n: &mut Neighbours, port: usize, now: Time) -> Lookup;
+}
+
+impl HopAddr for Ipv4Addr {
+    #[inline]
+    fn lookup_in(self, n: &mut Neighbours, port: usize, now: Time) -> Lookup {
+        n.lookup4(self, port, now)
+    }
+}
+
+impl HopAddr for IpAddr {
+    #[inline]
+    fn lookup_in(self, n: &mut Neighbours, port: usize, now: Time) -> Lookup {
+        n.lookup(self, port, now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,25 +355,5 @@ mod tests {
         assert_eq!(n.lookup(other, 1, 4), Lookup::Pending { request: true });
         assert_eq!((n.len(), n.evicted), (8, 1));
         assert_eq!(n.get(1, IP), Some(MAC));
-    }
-}
-
-/// A next hop's address as the packet path holds it: an `Ipv4Addr` on the IPv4 fast path (kept in
-/// registers), an `IpAddr` elsewhere.
-pub trait HopAddr: Copy + Into<IpAddr> {
-    fn lookup_in(self, n: &mut Neighbours, port: usize, now: Time) -> Lookup;
-}
-
-impl HopAddr for Ipv4Addr {
-    #[inline]
-    fn lookup_in(self, n: &mut Neighbours, port: usize, now: Time) -> Lookup {
-        n.lookup4(self, port, now)
-    }
-}
-
-impl HopAddr for IpAddr {
-    #[inline]
-    fn lookup_in(self, n: &mut Neighbours, port: usize, now: Time) -> Lookup {
-        n.lookup(self, port, now)
     }
 }

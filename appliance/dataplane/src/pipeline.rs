@@ -1027,6 +1027,7 @@ impl Pipeline {
     /// [`Pipeline::forward`] for the IPv4 fast path's NAT and DR, with the addresses held as
     /// `Ipv4Addr` from the decision to the neighbour lookup.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn forward4<B: PacketBuffer + ?Sized>(
         &mut self,
         port: usize,
@@ -1052,6 +1053,7 @@ impl Pipeline {
 
     /// A real server's IPv4 NAT reply on the fast path, back to its client as the VIP's.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn reply4<B: PacketBuffer + ?Sized>(
         &mut self,
         port: usize,
