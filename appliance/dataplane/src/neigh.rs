@@ -151,10 +151,35 @@ impl<A: Copy + Eq + std::hash::Hash + Into<IpAddr>> Table<A> {
     }
 }
 
+/// Slots of the IPv4 next-hop memo (a power of two).
+const HOT: usize = 64;
+
+/// A resolved IPv4 next hop as [`Neighbours::lookup4`] remembers it.
+#[derive(Debug, Clone, Copy)]
+struct Hot4 {
+    addr: Ipv4Addr,
+    port: usize,
+    mac: MacAddr,
+    /// Good while `now` is before this (0: empty): the entry's confirmation plus REACHABLE_MS,
+    /// after which the table's own lookup decides about a refresh.
+    until: Time,
+}
+
+#[inline]
+fn hot4_slot(ip: Ipv4Addr, port: usize) -> usize {
+    (u32::from(ip) as usize ^ port.rotate_left(5)) & (HOT - 1)
+}
+
+const EMPTY_HOT4: Hot4 = Hot4 { addr: Ipv4Addr::UNSPECIFIED, port: 0, mac: [0; 6], until: 0 };
+
 #[derive(Debug)]
 pub struct Neighbours {
     v4: Table<Ipv4Addr>,
     v6: Table<Ipv6Addr>,
+    /// The IPv4 next hops packets went to lately, direct-mapped by address and port: the packet
+    /// path's lookup without hashing the key (a director sends to a few real servers and gateways).
+    /// Emptied whenever the IPv4 table changes other than by a hit.
+    hot4: Vec<Hot4>,
     /// Neighbours that became resolved since the last [`Neighbours::take_resolved`].
     resolved: Vec<(usize, IpAddr)>,
     /// Entries pushed out to make room for a next hop.
@@ -168,6 +193,7 @@ impl Neighbours {
         Self {
             v4: Table::new(capacity),
             v6: Table::new(capacity),
+            hot4: vec![EMPTY_HOT4; HOT],
             resolved: Vec::with_capacity(capacity),
             evicted: 0,
         }
@@ -175,20 +201,50 @@ impl Neighbours {
 
     #[inline]
     pub fn lookup(&mut self, ip: impl Into<IpAddr>, port: usize, now: Time) -> Lookup {
-        let l = match ip.into() {
-            IpAddr::V4(a) => self.v4.lookup(a, port, now),
-            IpAddr::V6(a) => self.v6.lookup(a, port, now),
-        };
-        self.evicted = self.v4.evicted + self.v6.evicted;
-        l
+        match ip.into() {
+            IpAddr::V4(a) => self.lookup4(a, port, now),
+            IpAddr::V6(a) => {
+                let l = self.v6.lookup(a, port, now);
+                self.evicted = self.v4.evicted + self.v6.evicted;
+                l
+            }
+        }
     }
 
     /// [`Neighbours::lookup`] for an IPv4 next hop held as such (the packet path's common case).
     #[inline]
     pub fn lookup4(&mut self, ip: Ipv4Addr, port: usize, now: Time) -> Lookup {
+        let slot = hot4_slot(ip, port);
+        if let Some(h) = self.hot4.get(slot) {
+            if h.addr == ip && h.port == port && now < h.until {
+                return Lookup::Known { mac: h.mac, refresh: false };
+            }
+        }
+        self.lookup4_table(ip, port, slot, now)
+    }
+
+    /// The IPv4 table's own lookup, remembering a resolved next hop in `slot` of the memo.
+    #[cold]
+    fn lookup4_table(&mut self, ip: Ipv4Addr, port: usize, slot: usize, now: Time) -> Lookup {
         let l = self.v4.lookup(ip, port, now);
+        match l {
+            Lookup::Known { mac, refresh: false } => {
+                let until =
+                    self.v4.map.get(&(port, ip)).map_or(0, |e| e.confirmed.saturating_add(REACHABLE_MS));
+                if let Some(h) = self.hot4.get_mut(slot) {
+                    *h = Hot4 { addr: ip, port, mac, until };
+                }
+            }
+            Lookup::Known { .. } => {}
+            // A new entry, or one evicted to make room for it.
+            Lookup::Pending { .. } | Lookup::Full => self.forget_hot4(),
+        }
         self.evicted = self.v4.evicted + self.v6.evicted;
         l
+    }
+
+    fn forget_hot4(&mut self) {
+        self.hot4.fill(EMPTY_HOT4);
     }
 
     /// An ARP packet (or a neighbour solicitation or advertisement) from `ip` at `mac` arrived on
@@ -208,7 +264,14 @@ impl Neighbours {
             return false;
         }
         match ip {
-            IpAddr::V4(a) => self.v4.learn(a, mac, port, for_us, now, &mut self.resolved),
+            IpAddr::V4(a) => {
+                // The address may have moved to another MAC: its slot (the only one it can be in)
+                // is emptied.
+                if let Some(h) = self.hot4.get_mut(hot4_slot(a, port)) {
+                    *h = EMPTY_HOT4;
+                }
+                self.v4.learn(a, mac, port, for_us, now, &mut self.resolved)
+            }
             IpAddr::V6(a) => self.v6.learn(a, mac, port, for_us, now, &mut self.resolved),
         }
     }
@@ -225,6 +288,7 @@ impl Neighbours {
 
     /// Retries and ageing. `request` is called for every request to send (address, port).
     pub fn tick(&mut self, now: Time, mut request: impl FnMut(IpAddr, usize)) {
+        self.forget_hot4();
         self.v4.tick(now, &mut request);
         self.v6.tick(now, &mut request);
     }
@@ -275,6 +339,33 @@ mod tests {
 
     const IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
     const MAC: MacAddr = [2, 0, 0, 0, 0, 0x11];
+
+    /// The memo of hot IPv4 next hops answers as the table would: a new MAC, the refresh after
+    /// REACHABLE_MS and an eviction are seen at once.
+    #[test]
+    fn the_next_hop_memo_never_outlives_the_table() {
+        let mut n = Neighbours::new(1);
+        n.learn(IP, MAC, 1, true, 0);
+        assert_eq!(n.lookup4(IP, 1, 5), Lookup::Known { mac: MAC, refresh: false });
+        assert_eq!(n.lookup4(IP, 1, 6), Lookup::Known { mac: MAC, refresh: false }, "from the memo");
+        let moved = [2, 0, 0, 0, 0, 0x99];
+        n.learn(IP, moved, 1, false, 10);
+        assert_eq!(n.lookup4(IP, 1, 11), Lookup::Known { mac: moved, refresh: false }, "the new MAC");
+        assert_eq!(n.lookup4(IP, 2, 11), Lookup::Pending { request: true }, "not the same on port 2");
+        let mut n = Neighbours::new(1);
+        n.learn(IP, MAC, 1, true, 0);
+        assert_eq!(n.lookup4(IP, 1, 1), Lookup::Known { mac: MAC, refresh: false });
+        assert_eq!(
+            n.lookup4(IP, 1, REACHABLE_MS + 1),
+            Lookup::Known { mac: MAC, refresh: true },
+            "the refresh comes on time"
+        );
+        // A full table evicts the only entry for another next hop: the memo forgets it too.
+        let other = Ipv4Addr::new(203, 0, 113, 12);
+        assert_eq!(n.lookup4(other, 1, REACHABLE_MS + 2), Lookup::Pending { request: true });
+        assert_eq!(n.get(1, IP), None);
+        assert_ne!(n.lookup4(IP, 1, REACHABLE_MS + 3), Lookup::Known { mac: MAC, refresh: false });
+    }
 
     #[test]
     fn resolve_hold_learn_then_flush() {
