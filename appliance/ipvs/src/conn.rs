@@ -146,6 +146,24 @@ pub(crate) struct Hot {
     pub control: u32,
 }
 
+/// What the TCP state step reads of an entry: eight bytes, so it travels in one register (read
+/// through a reference to a just-written `Hot`, the same fields stalled every packet on store
+/// forwarding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Step {
+    pub dest: u32,
+    pub proto: u8,
+    pub state: u8,
+    pub flags: u8,
+}
+
+impl Hot {
+    #[inline]
+    pub(crate) fn step(&self) -> Step {
+        Step { dest: self.dest, proto: self.proto, state: self.state, flags: self.flags }
+    }
+}
+
 impl ConnInfo {
     pub(crate) fn hot(&self) -> Hot {
         Hot {

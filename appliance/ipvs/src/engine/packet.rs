@@ -141,7 +141,7 @@ impl Ipvs {
             self.end_connection(v6, i);
             return None;
         }
-        self.transition(v6, i, &c, p, Direction::Input, now);
+        self.transition(v6, i, c.step(), p, Direction::Input, now);
         let d = self.dest_mut(did)?;
         d.stats.in_pkts += 1;
         d.stats.in_bytes += u64::from(p.len);
@@ -189,7 +189,7 @@ impl Ipvs {
         };
         let Some(i) = found else { return self.stateless_reply(p) };
         let Some(c) = self.entry(ConnId { v6, slot: i }) else { return OutVerdict::NotOurs };
-        self.transition(v6, i, &c.hot(), p, Direction::Output, now);
+        self.transition(v6, i, c.hot().step(), p, Direction::Output, now);
         if let Some(d) = self.dest_mut(DestId(c.dest)) {
             d.stats.out_pkts += 1;
             d.stats.out_bytes += u64::from(p.len);
@@ -254,7 +254,7 @@ impl Ipvs {
         &mut self,
         v6: bool,
         i: u32,
-        c: &crate::conn::Hot,
+        c: crate::conn::Step,
         p: &PacketMeta,
         dir: Direction,
         now: Time,
@@ -406,7 +406,7 @@ impl Ipvs {
             self.note_sync(ConnId { v6, slot: i });
         }
         if let Some(c) = self.entry_hot(ConnId { v6, slot: i }) {
-            self.transition(v6, i, &c, p, Direction::Input, now);
+            self.transition(v6, i, c.step(), p, Direction::Input, now);
         }
         if on_ack {
             // Made by an ACK nobody vouches for (a spoofed one makes it too): half-open lifetime
