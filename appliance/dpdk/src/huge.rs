@@ -131,6 +131,19 @@ unsafe impl GlobalAlloc for HugeAlloc {
             // SAFETY: both sides belong to the system allocator; forwarded with the caller's guarantees.
             (false, false) => unsafe { System.realloc(p, layout, new_size) },
             (true, true) if mapped_len(layout.size()) == mapped_len(new_size) => p,
+            // A growing or shrinking large block (a listing's text, say) moves by remapping its pages
+            // instead of copying them. The new start is only page-aligned, which is enough when the
+            // layout asks no more; it may then miss some huge pages, never correctness.
+            (true, true) if layout.align() <= 4096 => {
+                let (Some(old_len), Some(new_len)) = (mapped_len(layout.size()), mapped_len(new_size)) else {
+                    return ptr::null_mut();
+                };
+                // SAFETY: [p, p + old_len) is the whole mapping map_huge (or an earlier mremap) made for
+                // this block; MREMAP_MAYMOVE gives back a mapping of new_len bytes holding the old
+                // contents, or MAP_FAILED and leaves the old one in place.
+                let q = unsafe { libc::mremap(p.cast(), old_len, new_len, libc::MREMAP_MAYMOVE) };
+                if q == libc::MAP_FAILED { ptr::null_mut() } else { q.cast() }
+            }
             _ => {
                 // SAFETY: a fresh allocation of `new`, as alloc's contract allows.
                 let q = unsafe { self.alloc(new) };
@@ -224,6 +237,10 @@ mod tests {
             b.bytes().fill(0xa5);
             b.resize(size * 2);
             assert!(b.bytes()[..size].iter().all(|&x| x == 0xa5), "contents kept");
+            b.bytes().fill(0x5a);
+            b.resize(size * 7);
+            assert!(b.bytes()[..size * 2].iter().all(|&x| x == 0x5a), "contents kept by a remap");
+            b.bytes().fill(0xa5);
             b.resize(100);
             assert!(b.bytes().iter().all(|&x| x == 0xa5), "shrunk to a small block");
         }
