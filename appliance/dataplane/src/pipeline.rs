@@ -1089,8 +1089,19 @@ impl Pipeline {
             return self.up_to_kernel(port, now, DropReason::ToDirector);
         }
         let raddr = real.0;
-        let Some(nh) = self.net.route_ip(raddr) else { return self.drop(DropReason::NoRoute) };
-        let egress = self.egress(nh);
+        // The IPv4 route as scalars (see Network::route4): a NextHop returned through memory stalled
+        // every TUN packet on store forwarding.
+        let (out, hop) = match raddr {
+            IpAddr::V4(a) => match self.net.route4(a) {
+                Some((out, hop)) => (out, IpAddr::V4(hop)),
+                None => return self.drop(DropReason::NoRoute),
+            },
+            IpAddr::V6(a) => match self.net.route6(&a) {
+                Some(nh) => (nh.port, nh.addr),
+                None => return self.drop(DropReason::NoRoute),
+            },
+        };
+        let egress = self.egress_at(out);
         let parsed;
         let info = match info {
             Some(i) => i,
@@ -1107,7 +1118,7 @@ impl Pipeline {
             Fwd::Masq if virt.0.is_ipv4() != raddr.is_ipv4() => return self.drop(DropReason::Unsupported),
             Fwd::Masq => rewrite::nat_in_with(buf, info, &egress, &NatMapping { virt, real }),
             // DR hands the frame to the real server itself: it must be on a connected subnet.
-            Fwd::Route if nh.addr != raddr => return self.drop(DropReason::NoRoute),
+            Fwd::Route if hop != raddr => return self.drop(DropReason::NoRoute),
             Fwd::Route => rewrite::dr_with(buf, info, &egress),
             Fwd::Tunnel(t) => {
                 let encap = match t {
@@ -1138,7 +1149,7 @@ impl Pipeline {
                 }
                 self.tun_ident = self.tun_ident.wrapping_add(1);
                 // The outer source is the port's address of the server's family (6in4, 4in6 too).
-                let src = match (raddr, self.net.interfaces.get(nh.port)) {
+                let src = match (raddr, self.net.interfaces.get(out)) {
                     (IpAddr::V4(_), Some(i)) => IpAddr::V4(i.addr),
                     (IpAddr::V6(_), Some(Interface { addr6: Some((a, _)), .. })) => IpAddr::V6(*a),
                     _ => return self.drop(DropReason::NoRoute),
@@ -1148,7 +1159,10 @@ impl Pipeline {
             }
             Fwd::Local => return self.up_to_kernel(port, now, DropReason::ToDirector),
         };
-        self.finish(port, buf, v, nh, now)
+        match hop {
+            IpAddr::V4(h) => self.finish_hop(port, buf, v, out, h, now),
+            IpAddr::V6(_) => self.finish_hop(port, buf, v, out, hop, now),
+        }
     }
 
     /// After a rewrite: hand to the neighbour, or turn the verdict into an ICMP error or a drop.
