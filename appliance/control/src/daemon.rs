@@ -533,7 +533,7 @@ fn launch_workers(
                 }
                 let (tx, rx) = crossbeam_channel::unbounded();
                 channels.push(tx);
-                let worker = DirectorWorker {
+                let mut worker = DirectorWorker {
                     ports: queues,
                     ifaces,
                     pipeline,
@@ -551,7 +551,6 @@ fn launch_workers(
                     sync: Some(sync_tx.clone()),
                 };
                 let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
-                let mut worker = worker;
                 let handle = eal
                     .launch(lcore, move || match shard.build() {
                         Ok(ipvs) => {

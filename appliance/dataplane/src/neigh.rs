@@ -153,6 +153,7 @@ impl<A: Copy + Eq + std::hash::Hash + Into<IpAddr>> Table<A> {
 
 /// Slots of the IPv4 next-hop memo (a power of two).
 const HOT: usize = 64;
+const _: () = assert!(REACHABLE_MS < STALE_MS, "a memo entry expires before ageing can remove its entry");
 
 /// A resolved IPv4 next hop as [`Neighbours::lookup4`] remembers it.
 #[derive(Debug, Clone, Copy)]
@@ -178,7 +179,8 @@ pub struct Neighbours {
     v6: Table<Ipv6Addr>,
     /// The IPv4 next hops packets went to lately, direct-mapped by address and port: the packet
     /// path's lookup without hashing the key (a director sends to a few real servers and gateways).
-    /// Emptied whenever the IPv4 table changes other than by a hit.
+    /// A slot is emptied when its address is learned anew; all are when the table makes or evicts
+    /// an entry.
     hot4: Vec<Hot4>,
     /// Neighbours that became resolved since the last [`Neighbours::take_resolved`].
     resolved: Vec<(usize, IpAddr)>,
@@ -288,7 +290,8 @@ impl Neighbours {
 
     /// Retries and ageing. `request` is called for every request to send (address, port).
     pub fn tick(&mut self, now: Time, mut request: impl FnMut(IpAddr, usize)) {
-        self.forget_hot4();
+        // The memo needs nothing here: ageing removes only unresolved entries (never in the memo)
+        // and resolved ones past STALE_MS, which the memo gave up at REACHABLE_MS.
         self.v4.tick(now, &mut request);
         self.v6.tick(now, &mut request);
     }
@@ -365,6 +368,13 @@ mod tests {
         assert_eq!(n.lookup4(other, 1, REACHABLE_MS + 2), Lookup::Pending { request: true });
         assert_eq!(n.get(1, IP), None);
         assert_ne!(n.lookup4(IP, 1, REACHABLE_MS + 3), Lookup::Known { mac: MAC, refresh: false });
+        // Ageing removes the entry long after the memo let go of it.
+        let mut n = Neighbours::new(4);
+        n.learn(IP, MAC, 1, true, 0);
+        assert_eq!(n.lookup4(IP, 1, 1), Lookup::Known { mac: MAC, refresh: false });
+        n.tick(STALE_MS, |_, _| {});
+        assert!(n.is_empty());
+        assert_eq!(n.lookup4(IP, 1, STALE_MS + 1), Lookup::Pending { request: true });
     }
 
     #[test]

@@ -113,8 +113,7 @@ pub enum NetError {
 pub struct Network {
     /// Indexed like the ports.
     pub interfaces: Vec<Interface>,
-    /// Most specific first, each with its egress resolved.
-    /// With the port their gateway is on.
+    /// Most specific first, each with the port its gateway is on.
     routes: Vec<(Route, usize)>,
     routes6: Vec<(Route6, NextHop)>,
     pub classifier: Vec<ClassifierRule>,
