@@ -461,8 +461,7 @@ impl Harness {
         self.counters.rx.load(Ordering::Relaxed)
     }
 
-    /// Sends `count` SYNs from `first` on and waits until they came out; (seconds, all came out).
-    /// Sends `count` SYNs and waits for them to come out: the rate at which they did, and whether all
+    /// Sends `count` SYNs from `first` on and waits for them to come out: the rate at which they did, and whether all
     /// did. When some never come out, the rate is over the time until the last one that did (not
     /// the 2 s of silence that ends the wait, which once made 64 lost SYNs of a million read as a
     /// third of the rate).

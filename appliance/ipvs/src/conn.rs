@@ -165,15 +165,9 @@ impl Hot {
 }
 
 impl ConnInfo {
-    pub(crate) fn hot(&self) -> Hot {
-        Hot {
-            proto: self.proto,
-            state: self.state,
-            flags: self.flags,
-            rport: self.rport,
-            dest: self.dest,
-            control: self.control,
-        }
+    #[inline]
+    pub(crate) fn step(&self) -> Step {
+        Step { dest: self.dest, proto: self.proto, state: self.state, flags: self.flags }
     }
 }
 
@@ -618,7 +612,6 @@ impl<A: Addr> ConnTable<A> {
         Ok(i)
     }
 
-    /// A copy of entry `i`, if live.
     /// What the packet path reads of a live entry (no addresses: converting them costs more than
     /// the rest of a hit).
     #[inline]
@@ -634,6 +627,7 @@ impl<A: Addr> ConnTable<A> {
         })
     }
 
+    /// A copy of entry `i`, if live.
     pub fn get(&self, i: u32) -> Option<ConnInfo> {
         let e = self.entry(i).filter(|e| e.flags & flag::LIVE != 0)?;
         Some(ConnInfo {

@@ -189,7 +189,7 @@ impl Ipvs {
         };
         let Some(i) = found else { return self.stateless_reply(p) };
         let Some(c) = self.entry(ConnId { v6, slot: i }) else { return OutVerdict::NotOurs };
-        self.transition(v6, i, c.hot().step(), p, Direction::Output, now);
+        self.transition(v6, i, c.step(), p, Direction::Output, now);
         if let Some(d) = self.dest_mut(DestId(c.dest)) {
             d.stats.out_pkts += 1;
             d.stats.out_bytes += u64::from(p.len);

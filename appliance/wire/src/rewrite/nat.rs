@@ -106,13 +106,20 @@ fn nat4<B: PacketBuffer + ?Sized>(
     if info.v6 {
         return Err(PacketError::Unsupported("an IPv6 packet for an IPv4 mapping"));
     }
+    natable(info)?;
+    translate_v4(buf, info, egress, side, from, to)
+}
+
+/// Whether NAT can rewrite the packet at all: a whole TCP or UDP datagram.
+#[inline]
+fn natable(info: &IpInfo) -> Result<()> {
     if info.fragment {
         return Err(PacketError::Unsupported("IP fragment"));
     }
     if info.protocol != ip_proto::TCP && info.protocol != ip_proto::UDP {
         return Err(PacketError::Unsupported("NAT of other than TCP/UDP"));
     }
-    translate_v4(buf, info, egress, side, from, to)
+    Ok(())
 }
 
 /// A fragment of a NATed IPv4 datagram, client -> server (`inbound`: destination virt -> real) or
@@ -187,12 +194,7 @@ fn translate<B: PacketBuffer + ?Sized>(
     to: (IpAddr, u16),
 ) -> Result<Verdict> {
     let info = *info;
-    if info.fragment {
-        return Err(PacketError::Unsupported("IP fragment"));
-    }
-    if info.protocol != ip_proto::TCP && info.protocol != ip_proto::UDP {
-        return Err(PacketError::Unsupported("NAT of other than TCP/UDP"));
-    }
+    natable(&info)?;
     if let (false, IpAddr::V4(f), IpAddr::V4(t)) = (info.v6, from.0, to.0) {
         return translate_v4(buf, &info, egress, side, (f, from.1), (t, to.1));
     }
