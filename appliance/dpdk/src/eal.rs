@@ -269,6 +269,21 @@ pub fn rdtsc() -> u64 {
     unsafe { dpdk_sys::rvs_rdtsc() }
 }
 
+/// Asks the CPU to bring the cache line `r` begins in into all cache levels, and returns at once
+/// (DPDK's `rte_prefetch0`). Lines the packet path will read a little later are fetched together
+/// this way instead of one miss after another.
+#[inline]
+pub fn prefetch<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it reads nothing the program sees, never faults (even on an
+    // unmapped address), and `r` is a live reference anyway.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(std::ptr::from_ref(r).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
+}
+
 /// A spin-wait hint for polling loops with nothing to do.
 #[inline]
 pub fn cpu_pause() {

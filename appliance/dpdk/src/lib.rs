@@ -32,7 +32,7 @@ mod mbuf;
 mod port;
 
 pub use burst::{BURST_SIZE, PacketBurst};
-pub use eal::{Eal, EalConfig, LaunchHandle, LcoreId, cpu_pause, rdtsc};
+pub use eal::{Eal, EalConfig, LaunchHandle, LcoreId, cpu_pause, prefetch, rdtsc};
 pub use error::{DpdkError, Result};
 pub use huge::HugeAlloc;
 pub use mbuf::{Mbuf, Mempool, MempoolConfig};

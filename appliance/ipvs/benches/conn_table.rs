@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use rvs_ipvs::conn::{BATCH, ConnKey, ConnTable, NewEntry, WarmTuple};
+use rvs_ipvs::conn::{BATCH, ConnKey, ConnTable, NewEntry, NoPrefetch, WarmTuple};
 use rvs_ipvs::state::tcp_flags::SYN;
 use rvs_ipvs::{
     DestConfig, Fwd, InVerdict, Ipvs, PacketMeta, SchedulerKind, ServiceConfig, ServiceKey, proto,
@@ -87,7 +87,7 @@ fn lookups(c: &mut Criterion) {
                 let mut i = 0usize;
                 b.iter(|| {
                     i = (i + BATCH) & (tuples.len() - 1);
-                    t.lookup_burst(&tuples[i..i + BATCH], &mut out);
+                    t.lookup_burst(&tuples[i..i + BATCH], &mut out, &NoPrefetch);
                     black_box(&out);
                 })
             });

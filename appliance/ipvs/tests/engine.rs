@@ -546,7 +546,7 @@ fn a_burst_decides_exactly_as_packet_by_packet() {
             .collect();
         let just: Vec<WarmTuple<[u8; 4]>> = tuples.iter().map(|(_, t)| *t).collect();
         let mut found = vec![None; just.len()];
-        a.lookup_burst_v4(&just, &mut found);
+        a.lookup_burst_v4(&just, &mut found, &rvs_ipvs::conn::NoPrefetch);
         let mut hints = vec![None; chunk.len()];
         for ((i, _), f) in tuples.iter().zip(found) {
             hints[*i] = f;

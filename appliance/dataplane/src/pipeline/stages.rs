@@ -32,6 +32,16 @@ use crate::counters::DropReason;
 /// The stages, in order, as the worker's counters name them.
 pub const STAGES: [&str; 5] = ["parse", "lookup", "ipvs", "rewrite", "tx"];
 
+/// The lookup stage's prefetch: the CPU's instruction, from `rvs_dpdk`.
+struct CpuPrefetch;
+
+impl rvs_ipvs::conn::Prefetch for CpuPrefetch {
+    #[inline]
+    fn line<T>(&self, r: &T) {
+        rvs_dpdk::prefetch(r);
+    }
+}
+
 /// What the stages know about one frame.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Meta {
@@ -179,7 +189,7 @@ impl Pipeline {
                 }
             }
             let mut found = [None; B];
-            self.ipvs.lookup_burst_v4(tuples.get(..n).unwrap_or_default(), &mut found);
+            self.ipvs.lookup_burst_v4(tuples.get(..n).unwrap_or_default(), &mut found, &CpuPrefetch);
             for (&i, &c) in at.iter().zip(&found).take(n) {
                 if let Some(m) = chunk.get_mut(i) {
                     m.conn = c;

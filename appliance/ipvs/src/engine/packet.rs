@@ -101,8 +101,13 @@ impl Ipvs {
 
     /// The connections of a burst of IPv4 packets, looked up together ([`ConnTable::lookup_burst`]);
     /// hand each result to [`Ipvs::in_packet_hinted`] / [`Ipvs::out_packet_hinted`].
-    pub fn lookup_burst_v4(&self, burst: &[crate::conn::WarmTuple<[u8; 4]>], out: &mut [Option<u32>]) {
-        self.v4.lookup_burst(burst, out);
+    pub fn lookup_burst_v4(
+        &self,
+        burst: &[crate::conn::WarmTuple<[u8; 4]>],
+        out: &mut [Option<u32>],
+        pf: &impl crate::conn::Prefetch,
+    ) {
+        self.v4.lookup_burst(burst, out, pf);
     }
 
     /// Whether an IPv4 client packet with these TCP flags would skip its connection lookup now
