@@ -83,14 +83,18 @@ fn fill(buf: &mut VecBuffer, template: &[u8], i: u32) {
     b[34..36].copy_from_slice(&sp.to_be_bytes());
 }
 
-/// `n` packets of established flows in bursts of 32 through the stages, as the worker runs them:
-/// cycles per packet in all, and in copy-in, parse, lookup, ipvs and rewrite (the clock read between
-/// stages costs a few cycles of its own, counted in the next stage).
-fn bursts(p: &mut Pipeline, flows: usize, n: u64) -> (f64, [f64; 5]) {
-    let ack = frame(0x10);
-    // A stride coprime to `flows` visits every flow in a scattered order.
-    let flow_of = |k: u64| ((k * 7_919) % flows as u64) as u32;
-    let mut burst: Vec<VecBuffer> = (0..32).map(|_| VecBuffer::new(&ack)).collect();
+/// `n` packets made from `template` (flow `flow_of(k)`'s for the k-th) in bursts of 32 through the
+/// stages, as the worker runs them: cycles per packet in all, and in copy-in, parse, lookup, ipvs
+/// and rewrite (the clock read between stages costs a few cycles of its own, counted in the next
+/// stage). Every packet must be forwarded.
+fn bursts(
+    p: &mut Pipeline,
+    template: &[u8],
+    n: u64,
+    now: u64,
+    flow_of: impl Fn(u64) -> u32,
+) -> (f64, [f64; 5]) {
+    let mut burst: Vec<VecBuffer> = (0..32).map(|_| VecBuffer::new(template)).collect();
     let mut metas = [Meta::default(); 32];
     let mut forwarded = 0u64;
     let mut stage = [0u64; 5];
@@ -98,7 +102,7 @@ fn bursts(p: &mut Pipeline, flows: usize, n: u64) -> (f64, [f64; 5]) {
     for b in 0..n / 32 {
         let s0 = rvs_dpdk::rdtsc();
         for (j, buf) in burst.iter_mut().enumerate() {
-            fill(buf, &ack, flow_of(b * 32 + j as u64));
+            fill(buf, template, flow_of(b * 32 + j as u64));
         }
         let s1 = rvs_dpdk::rdtsc();
         let k = p.parse_stage(0, burst.iter().map(|b| b.bytes()), &mut metas);
@@ -106,11 +110,11 @@ fn bursts(p: &mut Pipeline, flows: usize, n: u64) -> (f64, [f64; 5]) {
         p.lookup_stage(&mut metas[..k]);
         let s3 = rvs_dpdk::rdtsc();
         for (buf, meta) in burst.iter_mut().zip(metas.iter_mut()) {
-            p.ipvs_stage(0, buf, meta, 2);
+            p.ipvs_stage(0, buf, meta, now);
         }
         let s4 = rvs_dpdk::rdtsc();
         for (buf, meta) in burst.iter_mut().zip(&metas) {
-            if let Action::Tx(_) = p.rewrite_stage(0, buf, meta, 2) {
+            if let Action::Tx(_) = p.rewrite_stage(0, buf, meta, now) {
                 forwarded += 1;
             }
         }
@@ -120,7 +124,7 @@ fn bursts(p: &mut Pipeline, flows: usize, n: u64) -> (f64, [f64; 5]) {
         }
     }
     let packets = (n / 32 * 32) as f64;
-    assert_eq!(forwarded as f64, packets, "every packet of an established flow is forwarded");
+    assert_eq!(forwarded as f64, packets, "every packet is forwarded");
     ((rvs_dpdk::rdtsc() - c0) as f64 / packets, stage.map(|c| c as f64 / packets))
 }
 
@@ -140,9 +144,12 @@ fn compare_pages(fwd: Fwd, name: &str, flows: usize) {
     });
     rvs_dpdk::huge::set_advise(true);
     let n = 2_000_000u64.max(flows as u64);
+    let ack = frame(0x10);
+    // A stride coprime to `flows` visits every flow in a scattered order.
+    let flow_of = |k: u64| ((k * 7_919) % flows as u64) as u32;
     for _ in 0..10 {
         for (_, p, runs) in &mut tables {
-            runs.push(bursts(p, flows, n));
+            runs.push(bursts(p, &ack, n, 2, flow_of));
         }
     }
     for (huge, _, runs) in &mut tables {
@@ -168,7 +175,7 @@ fn main() {
         "TSC {ghz:.2} GHz; 60-byte TCP frames; per packet: copy-in, parse, IPVS, rewrite, route, neighbour"
     );
     println!(
-        "{:<5} {:>9} {:>10} {:>9} {:>12} {:>12} {:>13} {:>14}   copy/parse/lookup/ipvs/rewrite",
+        "{:<5} {:>9} {:>10} {:>9} {:>12} {:>12} {:>13} {:>14}   copy/parse/lookup/ipvs/rewrite (established, new)",
         "mode", "flows", "Mpps/core", "cyc/pkt", "(1 by 1)", "new conn/s", "cyc/new conn", "cyc/flood SYN"
     );
     for (name, fwd) in [("nat", Fwd::Masq), ("dr", Fwd::Route), ("tun", Fwd::Tunnel(TunnelType::Ipip))] {
@@ -181,17 +188,19 @@ fn main() {
                 continue;
             }
             let mut p = pipeline(fwd, flows);
-            let mut buf = VecBuffer::new(&frame(0x02));
             let syn = frame(0x02);
+            let mut buf = VecBuffer::new(&syn);
+            // New connections: every flow's SYN, in bursts through the stages (the few left over
+            // from the last whole burst one by one, untimed).
+            let in_bursts = flows as u64 / 32 * 32;
             let t = Instant::now();
-            let c0 = rvs_dpdk::rdtsc();
-            for i in 0..flows as u32 {
+            let (new_cycles, new_stage) = bursts(&mut p, &syn, in_bursts, 1, |k| k as u32);
+            let new_ns = t.elapsed().as_nanos() as f64 / in_bursts as f64;
+            for i in in_bursts as u32..flows as u32 {
                 fill(&mut buf, &syn, i);
                 let act = p.handle(0, &mut buf, 1);
                 assert!(matches!(act, Action::Tx(1)), "SYN {i}: {act:?}");
             }
-            let new_cycles = (rvs_dpdk::rdtsc() - c0) as f64 / flows as f64;
-            let new_ns = t.elapsed().as_nanos() as f64 / flows as f64;
             let ack = frame(0x10);
             let n = 4_000_000u64.max(flows as u64 * 2);
             // A stride coprime to `flows` visits every flow in a scattered order.
@@ -210,20 +219,16 @@ fn main() {
             assert_eq!(forwarded, n, "every packet of an established flow is forwarded");
             // ...and in bursts of 32 through the stages, as the worker runs them.
             let t = Instant::now();
-            let (cycles, stage) = bursts(&mut p, flows, n);
+            let (cycles, stage) = bursts(&mut p, &ack, n, 2, flow_of);
             let ns = t.elapsed().as_nanos() as f64 / (n / 32 * 32) as f64;
             // A SYN flood's packets while stateless_syn acts: random sources, no entry made.
             p.ipvs.sysctl.stateless_syn = rvs_ipvs::Mode::ALWAYS;
-            let flood = 1_000_000u32;
-            let c0 = rvs_dpdk::rdtsc();
-            for k in 0..flood {
-                fill(&mut buf, &syn, 0x4000_0000 + k.wrapping_mul(2_654_435_761) % 0x3fff_ffff);
-                let act = p.handle(0, &mut buf, 3);
-                assert!(matches!(act, Action::Tx(1)), "flood SYN {k}: {act:?}");
-            }
-            let flood_cycles = (rvs_dpdk::rdtsc() - c0) as f64 / f64::from(flood);
+            let flood = 1_000_000u64;
+            let (flood_cycles, _) = bursts(&mut p, &syn, flood, 3, |k| {
+                0x4000_0000 + (k as u32).wrapping_mul(2_654_435_761) % 0x3fff_ffff
+            });
             println!(
-                "{name:<5} {flows:>9} {:>10.2} {:>9.0} {:>12.0} {:>12.0} {:>13.0} {:>14.0}   {:.0}/{:.0}/{:.0}/{:.0}/{:.0}",
+                "{name:<5} {flows:>9} {:>10.2} {:>9.0} {:>12.0} {:>12.0} {:>13.0} {:>14.0}   {:.0}/{:.0}/{:.0}/{:.0}/{:.0}   {:.0}/{:.0}/{:.0}/{:.0}/{:.0}",
                 1e3 / ns,
                 cycles,
                 single,
@@ -235,6 +240,11 @@ fn main() {
                 stage[2],
                 stage[3],
                 stage[4],
+                new_stage[0],
+                new_stage[1],
+                new_stage[2],
+                new_stage[3],
+                new_stage[4],
             );
         }
     }
