@@ -115,7 +115,6 @@ fn bursts(
         for (buf, meta) in burst.iter_mut().zip(metas.iter_mut()) {
             p.ipvs_stage(0, buf, meta, now);
         }
-        p.ipvs.end_burst();
         let s4 = rvs_dpdk::rdtsc();
         for (buf, meta) in burst.iter_mut().zip(&metas) {
             if let Action::Tx(_) = p.rewrite_stage(0, buf, meta, now) {

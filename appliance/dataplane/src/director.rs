@@ -350,7 +350,6 @@ impl DirectorWorker {
         for (m, meta) in rx.iter_mut().zip(metas.iter_mut()) {
             self.pipeline.ipvs_stage(iface, &mut MbufPacket(m), meta, now);
         }
-        self.pipeline.ipvs.end_burst();
         clock.lap(2);
         for ((m, meta), a) in rx.iter_mut().zip(metas.iter()).zip(actions.iter_mut()) {
             *a = self.pipeline.rewrite_stage(iface, &mut MbufPacket(m), meta, now);

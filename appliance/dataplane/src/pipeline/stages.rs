@@ -75,8 +75,8 @@ struct Fast {
 }
 
 impl Fast {
-    /// A client's packet to a service (looked up forward), else possibly a reply (looked up in the
-    /// reply index): only a VIP's or a marked packet can be a client's.
+    /// A client's packet to a service (looked up by its source), else possibly a reply (looked up
+    /// by its destination): only a VIP's or a marked packet can be a client's.
     fn client(&self) -> bool {
         self.vip || self.fwmark.is_some()
     }

@@ -110,14 +110,6 @@ impl Ipvs {
         self.v4.lookup_burst(burst, out, pf);
     }
 
-    /// The end of a burst's IPVS decisions: writes the reply-index slots of the burst's new NAT
-    /// connections together ([`ConnTable::flush`]). Lookups find those connections either way;
-    /// this only bounds how long they wait.
-    pub fn end_burst(&mut self) {
-        self.v4.flush();
-        self.v6.flush();
-    }
-
     /// Whether an IPv4 client packet with these TCP flags would skip its connection lookup now
     /// (stateless_syn acting on a SYN): the burst lookup then leaves it out too.
     pub fn skips_lookup_v4(&self, protocol: u8, flags: u8) -> bool {
