@@ -339,9 +339,13 @@ fn one_run(me: &Path, args: &BenchArgs, dut: Dut, flows: u32) -> Result<Row> {
     }
     let mut child = Running::spawn(cmd)?;
     // 10 M flows take a while to set up; a stuck run still ends.
-    let line = child
-        .wait_for(ROW_TAG, Duration::from_secs(300))
+    let (line, before) = child
+        .wait_for_after(ROW_TAG, Duration::from_secs(300))
         .with_context(|| format!("{dut:?} with {flows} flows"))?;
+    // The run's own notes (where lost SYNs went) reach the user; the rest is its generator's chatter.
+    for note in before.iter().filter(|l| l.contains("SYNs lost")) {
+        eprintln!("{note}");
+    }
     let row = Row::from_line(&line).with_context(|| format!("unreadable result line {line:?}"))?;
     let _ = child.finish(Duration::from_secs(20));
     Ok(row)
@@ -555,12 +559,17 @@ impl Harness {
         row.syn_complete = complete;
         if !complete {
             // Say where the lost SYNs went (the device's drop counters).
-            if let Ok(body) = scrape_text(&format!("127.0.0.1:{METRICS_PORT}")) {
-                let drops: Vec<&str> = body
-                    .lines()
-                    .filter(|l| l.contains("dropped_packets_total{") && !l.ends_with(" 0"))
-                    .collect();
-                eprintln!("{mode:?} {flows} flows: SYNs lost; the device's drops: {}", drops.join("; "));
+            match scrape_text(&format!("127.0.0.1:{METRICS_PORT}")) {
+                Ok(body) => {
+                    let drops: Vec<&str> = body
+                        .lines()
+                        .filter(|l| l.contains("dropped_packets_total{") && !l.ends_with(" 0"))
+                        .collect();
+                    eprintln!("{mode:?} {flows} flows: SYNs lost; the device's drops: {}", drops.join("; "));
+                }
+                Err(e) => {
+                    eprintln!("{mode:?} {flows} flows: SYNs lost; no drop counters to say where: {e:#}")
+                }
             }
             // Some SYNs were lost (a device drop, or the generator descheduled while the device's TX
             // ring to it was full): a second SYN for a live connection is just forwarded, a lost one

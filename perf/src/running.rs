@@ -61,11 +61,16 @@ impl Running {
     /// Waits for a line containing `needle`; fails with what was printed if the process exits or the
     /// time runs out.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<String> {
+        self.wait_for_after(needle, timeout).map(|(l, _)| l)
+    }
+
+    /// [`Running::wait_for`], also returning the lines printed before the one found.
+    pub fn wait_for_after(&mut self, needle: &str, timeout: Duration) -> Result<(String, Vec<String>)> {
         let deadline = Instant::now() + timeout;
         let mut seen = Vec::new();
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left.min(Duration::from_millis(100))) {
-                Ok(l) if l.contains(needle) => return Ok(l),
+                Ok(l) if l.contains(needle) => return Ok((l, seen)),
                 Ok(l) => seen.push(l),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Some(st) = self.child.try_wait()? {
