@@ -1,9 +1,11 @@
 //! The director pipeline's per-packet cost on one core, without I/O: frames of established flows
 //! (`flows` of them, visited in a scattered order so the connection table is not cache-resident)
-//! through `Pipeline::handle` — parse, IPVS lookup, NAT / DR / TUN rewrite, route, neighbour — and the
-//! new-connection rate (SYN -> schedule, insert, rewrite), and the cost of a SYN-flood packet while
-//! stateless_syn acts (random source, no entry). Each packet is first copied into its buffer
-//! (a 60-byte memcpy, as a NIC would have written it), which is included in the figures.
+//! through the stages in bursts of 32, as the worker runs them — parse, the burst's lookups, IPVS,
+//! NAT / DR / TUN rewrite with route and neighbour — and one by one through `Pipeline::handle`; the
+//! new-connection rate (each flow's SYN through the stages: schedule, insert, rewrite); and the cost
+//! of a SYN-flood packet while stateless_syn acts (random source, no entry). Each packet is first
+//! copied into its buffer (a 60-byte memcpy, as a NIC would have written it), which is included in
+//! the figures.
 //!
 //! `cargo run --release -p rvs-dataplane --example pipeline_rate -- [flows...]`
 use std::net::Ipv4Addr;
