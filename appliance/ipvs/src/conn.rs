@@ -562,17 +562,8 @@ impl<A: Addr> ConnTable<A> {
 
     /// The NAT connection a reply (real server -> client) belongs to.
     pub fn lookup_reply(&self, proto: u8, raddr: &A, rport: u16, caddr: &A, cport: u16) -> Option<u32> {
-        let h = self.hash(proto, caddr, cport);
-        self.index.find(h, |i| {
-            self.entry(i).is_some_and(|e| {
-                e.rport == rport
-                    && e.cport == cport
-                    && e.raddr == *raddr
-                    && e.caddr == *caddr
-                    && e.proto == proto
-                    && e.flags & flag::REPLY_HASHED != 0
-            })
-        })
+        let t = WarmTuple { proto, src: *raddr, sport: rport, dst: *caddr, dport: cport, reply: true };
+        self.index.find(self.tuple_hash(&t), |i| self.is_tuple(i, &t))
     }
 
     /// Adds an entry; [`Full`] when no slot is free.
