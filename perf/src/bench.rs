@@ -465,10 +465,10 @@ impl Harness {
         self.counters.rx.load(Ordering::Relaxed)
     }
 
-    /// Sends `count` SYNs from `first` on and waits for them to come out: the rate at which they did, and whether all
-    /// did. When some never come out, the rate is over the time until the last one that did (not
-    /// the 2 s of silence that ends the wait, which once made 64 lost SYNs of a million read as a
-    /// third of the rate).
+    /// Sends `count` SYNs from `first` on and waits for them to come out: the rate at which they
+    /// did, and whether all did. When some never come out, the rate is over the time until the last
+    /// one that did (not the 2 s of silence that ends the wait, which once made 64 lost SYNs of a
+    /// million read as a third of the rate).
     fn syn(&self, first: u32, count: u32) -> Result<(f64, bool)> {
         let before = self.rx();
         let start = Instant::now();
